@@ -1,0 +1,128 @@
+"""Encodings load from the shipped files with every network path of tiktoken closed."""
+
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import tiktoken.load
+import tiktoken.registry
+
+from paymaster.adapters import tokenizer
+from paymaster.names import ENV_TIKTOKEN_DIR
+
+KNOWN_TOKENS = {
+    "cl100k_base": {
+        "hello world": [15339, 1917],
+        "tiktoken is great!": [83, 1609, 5963, 374, 2294, 0],
+        "": [],
+    },
+    "o200k_base": {
+        "hello world": [24912, 2375],
+        "tiktoken is great!": [83, 8251, 2488, 382, 2212, 0],
+        "": [],
+    },
+}
+
+
+class NetworkUsedError(AssertionError):
+    pass
+
+
+def refuse(*args: object, **kwargs: object) -> None:
+    raise NetworkUsedError(f"network access attempted: {args!r}")
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """No sockets, no tiktoken downloads, no encoding cached by an earlier test, no layer dir."""
+    monkeypatch.setattr(socket, "socket", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(tiktoken.load, "read_file", refuse)
+    monkeypatch.setattr(tiktoken.registry, "ENCODINGS", {})
+    monkeypatch.setattr(tokenizer, "LAYER_TIKTOKEN_DIR", tmp_path / "no-layer")
+    monkeypatch.delenv(ENV_TIKTOKEN_DIR, raising=False)
+    # setenv first so that teardown also removes the value the adapter sets.
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", "")
+    monkeypatch.delenv("TIKTOKEN_CACHE_DIR")
+    tokenizer.encoding.cache_clear()
+    yield
+    tokenizer.encoding.cache_clear()
+
+
+@pytest.mark.parametrize("encoding_name", sorted(KNOWN_TOKENS))
+def test_shipped_files_encode_known_tokens_without_network(encoding_name: str) -> None:
+    for text, token_ids in KNOWN_TOKENS[encoding_name].items():
+        assert tokenizer.encoding(encoding_name).encode(text) == token_ids
+        assert tokenizer.count_tokens(text, encoding_name) == len(token_ids)
+
+
+def test_encoding_points_tiktoken_at_repo_files_and_loads_once() -> None:
+    first = tokenizer.encoding("cl100k_base")
+
+    assert tokenizer.encoding("cl100k_base") is first
+    assert Path(os.environ["TIKTOKEN_CACHE_DIR"]) == tokenizer.REPO_TIKTOKEN_DIR
+
+
+def test_special_token_text_is_counted_as_ordinary_text() -> None:
+    assert tokenizer.count_tokens("<|endoftext|>", "cl100k_base") == 7
+
+
+def test_env_var_names_the_directory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv(ENV_TIKTOKEN_DIR, str(tmp_path))
+
+    assert tokenizer.tiktoken_dir() == tmp_path
+
+
+def test_layer_dir_wins_over_repo_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(tokenizer, "LAYER_TIKTOKEN_DIR", tmp_path)
+
+    assert tokenizer.tiktoken_dir() == tmp_path
+
+
+def test_missing_file_raises_instead_of_downloading(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv(ENV_TIKTOKEN_DIR, str(tmp_path))
+
+    with pytest.raises(tokenizer.TokenizerFileMissingError):
+        tokenizer.encoding("o200k_base")
+
+
+def test_cache_dir_set_by_caller_is_kept(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))
+
+    with pytest.raises(tokenizer.TokenizerFileMissingError):
+        tokenizer.encoding("cl100k_base")
+    assert os.environ["TIKTOKEN_CACHE_DIR"] == str(tmp_path)
+
+
+def test_unknown_encoding_is_refused() -> None:
+    with pytest.raises(ValueError, match="r50k_base"):
+        tokenizer.encoding("r50k_base")
+
+
+@pytest.mark.parametrize(
+    ("model", "encoding_name"),
+    [
+        ("gpt-4o", "o200k_base"),
+        ("gpt-4o-mini", "o200k_base"),
+        ("chatgpt-4o-latest", "o200k_base"),
+        ("gpt-4.1-nano", "o200k_base"),
+        ("o1", "o200k_base"),
+        ("o3-mini", "o200k_base"),
+        ("o4-mini", "o200k_base"),
+        ("gpt-5", "o200k_base"),
+        ("gpt-5.1-codex", "o200k_base"),
+        ("openai/gpt-5-mini", "o200k_base"),
+        ("ft:gpt-4.1-mini:acme::x1", "o200k_base"),
+        ("openai.gpt-oss-120b-1:0", "o200k_base"),
+        ("gpt-4", "cl100k_base"),
+        ("gpt-4-turbo", "cl100k_base"),
+        ("gpt-3.5-turbo", "cl100k_base"),
+        ("anthropic.claude-sonnet-4-20250514-v1:0", "cl100k_base"),
+        ("mistral-large-latest", "cl100k_base"),
+        ("o10-fake", "cl100k_base"),
+    ],
+)
+def test_encoding_for_model(model: str, encoding_name: str) -> None:
+    assert tokenizer.encoding_for_model(model) == encoding_name
