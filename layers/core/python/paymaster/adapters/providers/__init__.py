@@ -1,0 +1,1 @@
+"""One module per provider kind: pure `to_wire` / `from_wire` functions and a thin transport."""

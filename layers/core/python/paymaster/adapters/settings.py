@@ -1,0 +1,42 @@
+"""Settings, read from the environment once at cold start and validated there."""
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from paymaster import names
+
+DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    policy_file: Path
+    identity: Literal["request-context", "sigv4"] = "request-context"
+    local_principals: Path | None = None
+    region: str = names.LOCAL_REGION
+    max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, gt=0)
+    # Local stack only: send a provider's traffic to a fake instead of its real endpoint.
+    provider_endpoints: dict[str, str] = {}
+
+    @model_validator(mode="after")
+    def _local_identity_has_credentials(self) -> Self:
+        if self.identity == "sigv4" and self.local_principals is None:
+            raise ValueError(f"{names.ENV_IDENTITY}=sigv4 needs {names.ENV_LOCAL_PRINCIPALS}")
+        return self
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> Self:
+        raw: dict[str, object] = {
+            "policy_file": environ.get(names.ENV_POLICY_FILE),
+            "identity": environ.get(names.ENV_IDENTITY),
+            "local_principals": environ.get(names.ENV_LOCAL_PRINCIPALS),
+            "region": environ.get(names.ENV_REGION),
+            "max_body_bytes": environ.get(names.ENV_MAX_BODY_BYTES),
+            "provider_endpoints": json.loads(environ.get(names.ENV_PROVIDER_ENDPOINTS) or "null"),
+        }
+        return cls.model_validate({key: value for key, value in raw.items() if value is not None})

@@ -1,0 +1,198 @@
+"""The gateway's routes. Each parses the request, calls one use case and maps the result.
+
+    POST /v1/chat/completions   OpenAI body; `stream: true` answers with SSE
+    GET  /v1/models             the virtual models the caller's team may use
+    GET  /healthz               readiness for Lambda Web Adapter (unauthenticated, no data)
+"""
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+from itertools import chain
+
+import anyio
+from aws_lambda_powertools import Logger
+from pydantic import ValidationError
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from paymaster import names
+from paymaster.adapters.request_context import request_id as gateway_request_id
+from paymaster.api import openai_wire
+from paymaster.api.errors import error_body, error_response, status_and_type
+from paymaster.domain.chat import ChatRequest, StreamEvent
+from paymaster.domain.errors import InvalidRequestError, PayloadTooLargeError, PaymasterError
+from paymaster.domain.identity import Caller
+from paymaster.ports import HttpRequest
+from paymaster.services.chat import ChatService
+from paymaster.services.identify import IdentifyService
+
+logger = Logger(service="paymaster")
+
+Handler = Callable[[Request, str], Awaitable[Response]]
+
+
+def create_app(
+    *,
+    identify: IdentifyService,
+    chat: ChatService,
+    max_body_bytes: int,
+) -> Starlette:
+    async def read_body(request: Request) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > max_body_bytes:
+            raise PayloadTooLargeError(f"The request body is over the gateway's limit of {max_body_bytes} bytes.")
+        body = bytearray()
+        async for part in request.stream():
+            body += part
+            if len(body) > max_body_bytes:
+                raise PayloadTooLargeError(f"The request body is over the gateway's limit of {max_body_bytes} bytes.")
+        return bytes(body)
+
+    async def caller_of(request: Request, body: bytes) -> Caller:
+        return identify.identify(
+            HttpRequest(
+                method=request.method,
+                url=_url_as_sent(request),
+                headers={name.lower(): value for name, value in request.headers.items()},
+                body=body,
+            )
+        )
+
+    def handled(route: Handler) -> Callable[[Request], Awaitable[Response]]:
+        """Turns PaymasterError into its answer; anything else is a logged 500, never a pass."""
+
+        async def endpoint(request: Request) -> Response:
+            rid = gateway_request_id(dict(request.headers)) or uuid.uuid4().hex
+            headers = {names.HEADER_REQUEST_ID: rid}
+            try:
+                response = await route(request, rid)
+            except PaymasterError as error:
+                status, _ = status_and_type(error)
+                logger.info("refused", extra={"request_id": rid, "status": status, "code": error.code})
+                return error_response(error, headers)
+            except Exception:
+                logger.exception("unexpected error", extra={"request_id": rid})
+                body = error_body(f"The gateway failed unexpectedly (request {rid}).", "server_error", "internal_error")
+                return JSONResponse(body, status_code=500, headers=headers)
+            response.headers.update(headers)
+            return response
+
+        return endpoint
+
+    async def chat_completions(request: Request, rid: str) -> Response:
+        body = await read_body(request)
+        caller = await caller_of(request, body)
+        chat_request = _parse_chat(body)
+        plan = chat.plan(caller, chat_request)
+        envelope = openai_wire.Envelope(id=f"chatcmpl-{rid}", model=chat_request.model, created=int(time.time()))
+        served_by = {names.HEADER_DEPLOYMENT: f"{plan.provider}/{plan.deployment.model}"}
+        if not chat_request.stream:
+            completion = await run_in_threadpool(chat.complete, plan)
+            return JSONResponse(openai_wire.completion_body(envelope, completion), headers=served_by)
+        events = chat.stream(plan)
+        # Pull the first event before answering, so a provider that fails at once gets a status code.
+        first = await run_in_threadpool(next, events, None)
+        lines = _sse_lines(envelope, first, events, include_usage=chat_request.include_usage, rid=rid)
+        return StreamingResponse(
+            _in_threadpool(lines),
+            media_type="text/event-stream",
+            headers={**served_by, "cache-control": "no-cache", "x-accel-buffering": "no"},
+        )
+
+    async def models(request: Request, rid: str) -> Response:
+        caller = await caller_of(request, await read_body(request))
+        created = int(time.time())
+        data = [
+            {"id": name, "object": "model", "created": created, "owned_by": "paymaster"}
+            for name in chat.models(caller)
+        ]
+        return JSONResponse({"object": "list", "data": data})
+
+    async def healthz(_: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def http_error(_: Request, error: Exception) -> Response:
+        assert isinstance(error, HTTPException)
+        code = "not_found" if error.status_code == 404 else "method_not_allowed" if error.status_code == 405 else None
+        return JSONResponse(
+            error_body(str(error.detail), "invalid_request_error", code),
+            status_code=error.status_code,
+            headers=error.headers,
+        )
+
+    return Starlette(
+        routes=[
+            Route("/v1/chat/completions", handled(chat_completions), methods=["POST"]),
+            Route("/v1/models", handled(models), methods=["GET"]),
+            Route("/healthz", healthz, methods=["GET"]),
+        ],
+        exception_handlers={HTTPException: http_error},
+    )
+
+
+def _url_as_sent(request: Request) -> str:
+    """scheme://host/path?query with the path's percent-encoding exactly as the client sent it."""
+    raw_path = request.scope.get("raw_path") or request.url.path.encode()
+    query = request.scope.get("query_string", b"")
+    host = request.headers.get("host", "")
+    url = f"{request.url.scheme}://{host}{raw_path.decode('latin-1')}"
+    return f"{url}?{query.decode('latin-1')}" if query else url
+
+
+def _parse_chat(body: bytes) -> ChatRequest:
+    try:
+        raw = json.loads(body)
+    except ValueError as error:
+        raise InvalidRequestError(f"The body is not valid JSON: {error}.") from None
+    if not isinstance(raw, dict):
+        raise InvalidRequestError("The body must be a JSON object.")
+    try:
+        return ChatRequest.model_validate(raw)
+    except ValidationError as error:
+        first = error.errors()[0]
+        param = ".".join(str(part) for part in first["loc"]) or None
+        raise InvalidRequestError(f"Invalid `{param}`: {first['msg']}.", param=param) from None
+
+
+def _sse_lines(
+    envelope: openai_wire.Envelope,
+    first: StreamEvent | None,
+    events: Generator[StreamEvent, None, None],
+    *,
+    include_usage: bool,
+    rid: str,
+) -> Generator[bytes, None, None]:
+    """The SSE answer; closing it closes the provider stream.
+
+    Once the status line is sent, a failure can only be told in the stream: as OpenAI does, one
+    `data: {"error": ...}` event, which the openai SDK raises as an APIError.
+    """
+    try:
+        primed = chain(() if first is None else (first,), events)
+        yield from openai_wire.chunks(envelope, primed, include_usage=include_usage)
+    except PaymasterError as error:
+        _, kind = status_and_type(error)
+        logger.info("stream failed", extra={"request_id": rid, "code": error.code})
+        yield openai_wire.sse(error_body(error.message, kind, error.code))
+    finally:
+        events.close()
+
+
+async def _in_threadpool(lines: Generator[bytes, None, None]) -> AsyncIterator[bytes]:
+    """Runs the blocking provider stream in worker threads, closing it however the response ends.
+
+    A client that disconnects cancels this generator; closing the sync iterator then runs its
+    `finally` blocks (closing the provider connection), shielded so the cancellation cannot skip it.
+    """
+    try:
+        while (line := await run_in_threadpool(next, lines, None)) is not None:
+            yield line
+    finally:
+        with anyio.CancelScope(shield=True):
+            await run_in_threadpool(lines.close)

@@ -1,0 +1,80 @@
+"""The one place that builds adapters and wires them to the use cases, once per container.
+
+`gateway_app` is the ASGI factory both uvicorn (locally) and Lambda Web Adapter (`functions/
+gateway/run.sh`) start: `uvicorn --factory paymaster.composition:gateway_app`.
+"""
+
+import os
+from collections.abc import Mapping
+from functools import cache
+
+import boto3
+import httpx
+from botocore.config import Config
+from starlette.applications import Starlette
+
+from paymaster.adapters.policy_file import load_policy
+from paymaster.adapters.providers.bedrock import BedrockProvider
+from paymaster.adapters.providers.openai_compatible import OpenAICompatibleProvider
+from paymaster.adapters.request_context import RequestContextAuthenticator
+from paymaster.adapters.secrets import SecretCache
+from paymaster.adapters.settings import Settings
+from paymaster.adapters.sigv4 import SigV4Authenticator, load_local_credentials
+from paymaster.api.app import create_app
+from paymaster.domain.policy import Policy, Provider
+from paymaster.ports import Authenticator, ChatProvider
+from paymaster.services.chat import ChatService
+from paymaster.services.identify import IdentifyService
+
+
+def gateway_app() -> Starlette:
+    return build_gateway(Settings.from_environ(os.environ))
+
+
+def build_gateway(settings: Settings) -> Starlette:
+    policy = load_policy(settings.policy_file)
+    return create_app(
+        identify=IdentifyService(build_authenticator(settings), policy),
+        chat=ChatService(policy, build_providers(policy, settings)),
+        max_body_bytes=settings.max_body_bytes,
+    )
+
+
+def build_authenticator(settings: Settings) -> Authenticator:
+    if settings.identity == "sigv4":
+        assert settings.local_principals is not None  # the settings validator guarantees it
+        return SigV4Authenticator(load_local_credentials(settings.local_principals), region=settings.region)
+    return RequestContextAuthenticator()
+
+
+def build_providers(policy: Policy, settings: Settings) -> Mapping[str, ChatProvider]:
+    http = httpx.Client(limits=httpx.Limits(max_connections=100, max_keepalive_connections=20))
+
+    @cache
+    def secrets() -> SecretCache:
+        return SecretCache(boto3.client("secretsmanager", region_name=settings.region))
+
+    def provider(name: str, config: Provider) -> ChatProvider:
+        endpoint = settings.provider_endpoints.get(name)
+        if config.kind == "bedrock":
+            client = boto3.client(
+                "bedrock-runtime",
+                region_name=config.region,
+                endpoint_url=endpoint,
+                config=Config(
+                    connect_timeout=config.timeouts.connect_s,
+                    read_timeout=config.timeouts.first_byte_s,
+                    # The gateway decides about retries and fallbacks; botocore must not hide them.
+                    retries={"mode": "standard", "max_attempts": 1},
+                ),
+            )
+            return BedrockProvider(client)
+        secret = config.api_key_secret
+        return OpenAICompatibleProvider(
+            http,
+            base_url=endpoint or str(config.base_url),
+            api_key=(lambda: secrets().get(secret)) if secret else (lambda: None),
+            timeouts=config.timeouts,
+        )
+
+    return {name: provider(name, config) for name, config in policy.providers.items()}

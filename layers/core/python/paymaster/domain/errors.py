@@ -1,0 +1,69 @@
+"""Errors the use cases raise. Each carries what the caller needs to act on it.
+
+The HTTP layer maps each class to one status and OpenAI error type (`paymaster.api.errors`);
+nothing here knows about HTTP.
+"""
+
+
+class PaymasterError(Exception):
+    """Base of every error paymaster answers deliberately (never a 500)."""
+
+    code: str = "paymaster_error"
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
+class AuthenticationError(PaymasterError):
+    """The request is not signed, or its signature does not verify."""
+
+    code = "invalid_signature"
+
+
+class UnknownPrincipalError(PaymasterError):
+    """The signature is valid but no team in the policy claims the caller's IAM principal."""
+
+    code = "unknown_principal"
+
+
+class InvalidRequestError(PaymasterError):
+    """The body is not a request paymaster can serve (bad JSON, missing field, wrong type)."""
+
+    code = "invalid_request"
+
+
+class PayloadTooLargeError(PaymasterError):
+    """The body is over the gateway's documented size limit."""
+
+    code = "payload_too_large"
+
+
+class ModelNotFoundError(PaymasterError):
+    """The model is not in the policy, or the caller's team may not use it."""
+
+    code = "model_not_found"
+
+
+class ProviderError(PaymasterError):
+    """The provider answered with an error the gateway cannot hide from the caller."""
+
+    code = "provider_error"
+
+    def __init__(self, message: str, *, status: int | None = None, provider_request_id: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.provider_request_id = provider_request_id
+
+
+class ProviderTimeoutError(ProviderError):
+    """The provider did not answer within the deployment's timeout."""
+
+    code = "provider_timeout"
+
+
+class ProviderRejectedError(ProviderError):
+    """The provider refused the request as invalid (its 400/404/413/422): the caller's to fix."""
+
+    code = "provider_rejected_request"

@@ -1,0 +1,1 @@
+"""Use cases: what the gateway does for one request, written against the ports."""
