@@ -1,0 +1,71 @@
+"""Everything the gateway needs in AWS, created in the local moto server at start.
+
+The key schema comes from `paymaster.names`, as in the CDK app, so local and deployed tables
+agree. Returns the environment the gateway reads them from.
+"""
+
+import json
+from typing import Any
+
+import boto3
+
+from paymaster import names
+from paymaster.domain.policy import Policy
+
+COUNTERS_TABLE = "paymaster-counters"
+LEDGER_TABLE = "paymaster-ledger"
+EVENT_BUS = "paymaster-events"
+COST_EVENTS_QUEUE = "paymaster-cost-events"
+ALARMS_TOPIC = "paymaster-budget-alarms"
+FAKE_API_KEY = "sk-local-fake-provider-key"
+
+
+def create_resources(endpoint_url: str, policy: Policy) -> dict[str, str]:
+    session = boto3.Session(aws_access_key_id="local", aws_secret_access_key="local", region_name=names.LOCAL_REGION)
+
+    def client(service: str) -> Any:
+        return session.client(service, endpoint_url=endpoint_url)  # type: ignore[call-overload]
+
+    dynamodb = client("dynamodb")
+    for table in (COUNTERS_TABLE, LEDGER_TABLE):
+        dynamodb.create_table(
+            TableName=table,
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[
+                {"AttributeName": names.PARTITION_KEY, "AttributeType": "S"},
+                {"AttributeName": names.SORT_KEY, "AttributeType": "S"},
+            ],
+            KeySchema=[
+                {"AttributeName": names.PARTITION_KEY, "KeyType": "HASH"},
+                {"AttributeName": names.SORT_KEY, "KeyType": "RANGE"},
+            ],
+        )
+    dynamodb.update_time_to_live(
+        TableName=COUNTERS_TABLE,
+        TimeToLiveSpecification={"Enabled": True, "AttributeName": names.TTL_ATTRIBUTE},
+    )
+
+    events, sqs, sns = client("events"), client("sqs"), client("sns")
+    events.create_event_bus(Name=EVENT_BUS)
+    queue_url = sqs.create_queue(QueueName=COST_EVENTS_QUEUE)["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(
+        Name="paymaster-all-events",
+        EventBusName=EVENT_BUS,
+        EventPattern=json.dumps({"source": [names.EVENT_SOURCE]}),
+    )
+    events.put_targets(
+        Rule="paymaster-all-events", EventBusName=EVENT_BUS, Targets=[{"Id": "queue", "Arn": queue_arn}]
+    )
+    sns.create_topic(Name=ALARMS_TOPIC)
+
+    secrets = client("secretsmanager")
+    for provider in policy.providers.values():
+        if provider.api_key_secret:
+            secrets.create_secret(Name=provider.api_key_secret, SecretString=FAKE_API_KEY)
+
+    return {
+        names.ENV_COUNTERS_TABLE: COUNTERS_TABLE,
+        names.ENV_LEDGER_TABLE: LEDGER_TABLE,
+        names.ENV_EVENT_BUS: EVENT_BUS,
+    }

@@ -1,0 +1,160 @@
+"""Starts the whole local stack and stops every process it started.
+
+    moto (AWS stand-in, DynamoDB serialised)   127.0.0.1:<free port>
+    fake providers (OpenAI + Bedrock runtime)  127.0.0.1:<free port>
+    gateway (uvicorn, SigV4-verified)          127.0.0.1:<port>, default 8787
+
+Each is a child process that dies with its parent (Linux parent-death signal), so an
+interrupted test run or a Ctrl-C leaves nothing behind.
+"""
+
+import ctypes
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+from paymaster import names
+from paymaster.adapters.policy_file import load_policy
+from paymaster_local.credentials import LocalCredentialFiles, write_local_credentials
+from paymaster_local.resources import create_resources
+
+DEFAULT_PORT = 8787
+STARTUP_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class LocalStack:
+    url: str  # the gateway, e.g. http://127.0.0.1:8787
+    aws_url: str  # moto
+    providers_url: str  # the fake providers
+    credentials: LocalCredentialFiles
+    policy_file: Path
+    state_dir: Path
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    if sys.platform == "linux":
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+@contextmanager
+def _process(args: list[str], env: dict[str, str], log: IO[bytes] | None) -> Iterator[subprocess.Popen[bytes]]:
+    process = subprocess.Popen(
+        [sys.executable, *args],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT if log else None,
+        preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl, safe before exec
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _wait_until_up(name: str, url: str, process: subprocess.Popen[bytes], log_path: Path | None) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = log_path.read_text()[-2000:] if log_path and log_path.exists() else "(see the output above)"
+            raise RuntimeError(f"{name} exited with {process.returncode} while starting:\n{tail}")
+        try:
+            httpx.get(url, timeout=1.0)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{name} did not answer at {url} within {STARTUP_TIMEOUT_S:.0f} s")
+
+
+@contextmanager
+def local_stack(
+    policy_file: Path,
+    *,
+    port: int = DEFAULT_PORT,
+    state_dir: Path = Path(".paymaster/local"),
+    gateway_output: IO[bytes] | None = None,
+) -> Iterator[LocalStack]:
+    """Starts moto, the fake providers and the gateway; yields when all three answer."""
+    policy = load_policy(policy_file)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    logs = state_dir / "logs"
+    logs.mkdir(exist_ok=True)
+    aws_port, providers_port = free_port(), free_port()
+    aws_url, providers_url = f"http://127.0.0.1:{aws_port}", f"http://127.0.0.1:{providers_port}"
+    url = f"http://127.0.0.1:{port}"
+    base_env = {
+        key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "PAYMASTER_"))
+    } | {"PYTHONUNBUFFERED": "1"}
+
+    with ExitStack() as stack:
+        aws_log = stack.enter_context((logs / "aws.log").open("wb"))
+        aws = stack.enter_context(
+            _process(["-m", "paymaster_local.aws", "--port", str(aws_port)], base_env, aws_log)
+        )
+        providers_log = stack.enter_context((logs / "providers.log").open("wb"))
+        providers = stack.enter_context(
+            _process(
+                ["-m", "paymaster_local.fakes", "--port", str(providers_port)],
+                base_env,
+                providers_log,
+            )
+        )
+        _wait_until_up("moto", aws_url + "/moto-api/", aws, logs / "aws.log")
+        tables = create_resources(aws_url, policy)
+        credentials = write_local_credentials(policy, state_dir)
+        _wait_until_up("fake providers", providers_url + "/healthz", providers, logs / "providers.log")
+
+        endpoints = {
+            name: providers_url + ("/v1" if provider.kind == "openai" else "")
+            for name, provider in policy.providers.items()
+        }
+        gateway_env = base_env | tables | {
+            "AWS_ENDPOINT_URL": aws_url,
+            "AWS_ACCESS_KEY_ID": "local",
+            "AWS_SECRET_ACCESS_KEY": "local",
+            "AWS_REGION": names.LOCAL_REGION,
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "POWERTOOLS_SERVICE_NAME": "paymaster",
+            names.ENV_POLICY_FILE: str(policy_file.resolve()),
+            names.ENV_IDENTITY: "sigv4",
+            names.ENV_LOCAL_PRINCIPALS: str(credentials.principals.resolve()),
+            names.ENV_PROVIDER_ENDPOINTS: json.dumps(endpoints),
+        }
+        gateway_args = [
+            "-m", "uvicorn", "--factory", "paymaster.composition:gateway_app",
+            "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
+        ]  # fmt: skip
+        gateway = stack.enter_context(_process(gateway_args, gateway_env, gateway_output))
+        _wait_until_up("gateway", url + "/healthz", gateway, None)
+        yield LocalStack(
+            url=url,
+            aws_url=aws_url,
+            providers_url=providers_url,
+            credentials=credentials,
+            policy_file=policy_file,
+            state_dir=state_dir,
+        )
