@@ -1,0 +1,25 @@
+"""``python -m paymaster_local.fakes --port 8081 [--host 127.0.0.1] [--chunk-delay-s 0.02]``."""
+
+import argparse
+from collections.abc import Sequence
+
+import uvicorn
+
+from paymaster_local.fakes import create_fake_providers_app
+from paymaster_local.fakes.script import DEFAULT_CHUNK_DELAY_S
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Serve the fake OpenAI and Bedrock providers until interrupted."""
+    parser = argparse.ArgumentParser(
+        prog="python -m paymaster_local.fakes", description="Fake OpenAI and Bedrock providers."
+    )
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--chunk-delay-s", type=float, default=DEFAULT_CHUNK_DELAY_S)
+    args = parser.parse_args(argv)
+    uvicorn.run(create_fake_providers_app(args.chunk_delay_s), host=args.host, port=args.port)
+
+
+if __name__ == "__main__":
+    main()
