@@ -41,17 +41,20 @@ def caller_arn(arn: str) -> str:
     return arn
 
 
-def write_local_credentials(policy: Policy, directory: Path) -> LocalCredentialFiles:
+def write_local_credentials(
+    policy: Policy, directory: Path, unclaimed: dict[str, str] | None = None
+) -> LocalCredentialFiles:
     directory.mkdir(parents=True, exist_ok=True)
     credentials, config = configparser.ConfigParser(), configparser.ConfigParser()
     principals: dict[str, dict[str, str]] = {}
     access_keys: dict[str, tuple[str, str]] = {}
-    for principal in policy.principals():
+    profiles = {principal.name: principal.arn for principal in policy.principals()} | (unclaimed or {})
+    for profile, arn in profiles.items():
         key_id, secret = _access_key_id(), secrets.token_urlsafe(30)
-        credentials[principal.name] = {"aws_access_key_id": key_id, "aws_secret_access_key": secret}
-        config[f"profile {principal.name}"] = {"region": names.LOCAL_REGION}
-        principals[key_id] = {"secret": secret, "arn": caller_arn(principal.arn)}
-        access_keys[principal.name] = (key_id, secret)
+        credentials[profile] = {"aws_access_key_id": key_id, "aws_secret_access_key": secret}
+        config[f"profile {profile}"] = {"region": names.LOCAL_REGION}
+        principals[key_id] = {"secret": secret, "arn": caller_arn(arn)}
+        access_keys[profile] = (key_id, secret)
 
     files = LocalCredentialFiles(
         credentials=directory / "credentials",

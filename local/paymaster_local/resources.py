@@ -21,10 +21,15 @@ FAKE_API_KEY = "sk-local-fake-provider-key"
 
 
 def create_resources(endpoint_url: str, policy: Policy) -> dict[str, str]:
-    session = boto3.Session(aws_access_key_id="local", aws_secret_access_key="local", region_name=names.LOCAL_REGION)
+    # moto accepts any credentials; these are not secrets.
+    session = boto3.Session(
+        aws_access_key_id="local",
+        aws_secret_access_key="local",  # noqa: S106
+        region_name=names.LOCAL_REGION,
+    )
 
     def client(service: str) -> Any:
-        return session.client(service, endpoint_url=endpoint_url)  # type: ignore[call-overload]
+        return session.client(service, endpoint_url=endpoint_url)
 
     dynamodb = client("dynamodb")
     for table in (COUNTERS_TABLE, LEDGER_TABLE):
@@ -54,9 +59,7 @@ def create_resources(endpoint_url: str, policy: Policy) -> dict[str, str]:
         EventBusName=EVENT_BUS,
         EventPattern=json.dumps({"source": [names.EVENT_SOURCE]}),
     )
-    events.put_targets(
-        Rule="paymaster-all-events", EventBusName=EVENT_BUS, Targets=[{"Id": "queue", "Arn": queue_arn}]
-    )
+    events.put_targets(Rule="paymaster-all-events", EventBusName=EVENT_BUS, Targets=[{"Id": "queue", "Arn": queue_arn}])
     sns.create_topic(Name=ALARMS_TOPIC)
 
     secrets = client("secretsmanager")

@@ -97,8 +97,13 @@ def local_stack(
     port: int = DEFAULT_PORT,
     state_dir: Path = Path(".paymaster/local"),
     gateway_output: IO[bytes] | None = None,
+    unclaimed_principals: dict[str, str] | None = None,
 ) -> Iterator[LocalStack]:
-    """Starts moto, the fake providers and the gateway; yields when all three answer."""
+    """Starts moto, the fake providers and the gateway; yields when all three answer.
+
+    `unclaimed_principals` (profile name → IAM ARN) get credentials too although no team claims
+    them, to show what the gateway answers a valid signature from a stranger.
+    """
     policy = load_policy(policy_file)
     state_dir.mkdir(parents=True, exist_ok=True)
     logs = state_dir / "logs"
@@ -106,15 +111,13 @@ def local_stack(
     aws_port, providers_port = free_port(), free_port()
     aws_url, providers_url = f"http://127.0.0.1:{aws_port}", f"http://127.0.0.1:{providers_port}"
     url = f"http://127.0.0.1:{port}"
-    base_env = {
-        key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "PAYMASTER_"))
-    } | {"PYTHONUNBUFFERED": "1"}
+    base_env = {key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "PAYMASTER_"))} | {
+        "PYTHONUNBUFFERED": "1"
+    }
 
     with ExitStack() as stack:
         aws_log = stack.enter_context((logs / "aws.log").open("wb"))
-        aws = stack.enter_context(
-            _process(["-m", "paymaster_local.aws", "--port", str(aws_port)], base_env, aws_log)
-        )
+        aws = stack.enter_context(_process(["-m", "paymaster_local.aws", "--port", str(aws_port)], base_env, aws_log))
         providers_log = stack.enter_context((logs / "providers.log").open("wb"))
         providers = stack.enter_context(
             _process(
@@ -125,25 +128,29 @@ def local_stack(
         )
         _wait_until_up("moto", aws_url + "/moto-api/", aws, logs / "aws.log")
         tables = create_resources(aws_url, policy)
-        credentials = write_local_credentials(policy, state_dir)
+        credentials = write_local_credentials(policy, state_dir, unclaimed_principals or {})
         _wait_until_up("fake providers", providers_url + "/healthz", providers, logs / "providers.log")
 
         endpoints = {
             name: providers_url + ("/v1" if provider.kind == "openai" else "")
             for name, provider in policy.providers.items()
         }
-        gateway_env = base_env | tables | {
-            "AWS_ENDPOINT_URL": aws_url,
-            "AWS_ACCESS_KEY_ID": "local",
-            "AWS_SECRET_ACCESS_KEY": "local",
-            "AWS_REGION": names.LOCAL_REGION,
-            "AWS_EC2_METADATA_DISABLED": "true",
-            "POWERTOOLS_SERVICE_NAME": "paymaster",
-            names.ENV_POLICY_FILE: str(policy_file.resolve()),
-            names.ENV_IDENTITY: "sigv4",
-            names.ENV_LOCAL_PRINCIPALS: str(credentials.principals.resolve()),
-            names.ENV_PROVIDER_ENDPOINTS: json.dumps(endpoints),
-        }
+        gateway_env = (
+            base_env
+            | tables
+            | {
+                "AWS_ENDPOINT_URL": aws_url,
+                "AWS_ACCESS_KEY_ID": "local",
+                "AWS_SECRET_ACCESS_KEY": "local",
+                "AWS_REGION": names.LOCAL_REGION,
+                "AWS_EC2_METADATA_DISABLED": "true",
+                "POWERTOOLS_SERVICE_NAME": "paymaster",
+                names.ENV_POLICY_FILE: str(policy_file.resolve()),
+                names.ENV_IDENTITY: "sigv4",
+                names.ENV_LOCAL_PRINCIPALS: str(credentials.principals.resolve()),
+                names.ENV_PROVIDER_ENDPOINTS: json.dumps(endpoints),
+            }
+        )
         gateway_args = [
             "-m", "uvicorn", "--factory", "paymaster.composition:gateway_app",
             "--host", "127.0.0.1", "--port", str(port), "--no-access-log",

@@ -1,12 +1,14 @@
 """The `paymaster` command.
 
-    paymaster local [--policy FILE] [--port N]   run the local stack (needs the dev install)
-    paymaster policy validate FILE              check a policy file; every error with its place
+paymaster local [--policy FILE] [--port N]   run the local stack (needs the dev install)
+paymaster policy validate FILE              check a policy file; every error with its place
 """
 
 import argparse
+import importlib
 import sys
 from pathlib import Path
+from types import ModuleType
 
 from paymaster.adapters.policy_file import PolicyFileError, load_policy
 
@@ -16,11 +18,8 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
 
     local = commands.add_parser("local", help="run the local stack in the foreground")
-    try:
-        from paymaster_local import cli as local_cli  # noqa: PLC0415 - dev-only package
-    except ImportError:
-        local_cli = None
-    else:
+    local_cli = _local_cli()
+    if local_cli is not None:
         local_cli.add_arguments(local)
 
     policy = commands.add_parser("policy", help="policy file tools")
@@ -32,8 +31,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "local":
         if local_cli is None:
             parser.error("the local stack needs the development install: `make run` or `uv sync --extra dev`")
-        return local_cli.run(args)
+        return int(local_cli.run(args))
     return _validate(args.file)
+
+
+def _local_cli() -> ModuleType | None:
+    """The local stack's CLI, present in the development install only."""
+    try:
+        return importlib.import_module("paymaster_local.cli")
+    except ImportError:
+        return None
 
 
 def _validate(path: Path) -> int:

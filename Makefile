@@ -1,0 +1,77 @@
+# paymaster — every target works on a fresh clone; the first one that needs it creates .venv.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+POLICY ?= policy/demo.yaml
+PORT ?= 8787
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+
+# uv when it is there or can be installed with pip; plain pip from the exported lock otherwise.
+UV := $(shell command -v uv 2>/dev/null || (python3 -m uv --version >/dev/null 2>&1 && echo "python3 -m uv"))
+
+.PHONY: help
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml uv.lock requirements-dev.lock
+	@uv_cmd="$(UV)"; \
+	if [ -z "$$uv_cmd" ] && python3 -m pip install --quiet uv >/dev/null 2>&1; then uv_cmd="python3 -m uv"; fi; \
+	if [ -n "$$uv_cmd" ]; then \
+		echo "installing with uv"; $$uv_cmd sync --frozen --extra dev --python python3; \
+	else \
+		echo "uv unavailable: installing with pip"; \
+		python3 -m venv $(VENV) && $(PY) -m pip install --quiet --require-hashes -r requirements-dev.lock \
+			&& $(PY) -m pip install --quiet --no-deps -e .; \
+	fi
+	@touch $@
+
+.PHONY: venv
+venv: $(STAMP) ## create or update the environment
+
+.PHONY: run
+run: $(STAMP) ## start the local stack in the foreground (POLICY=file PORT=n)
+	$(VENV)/bin/paymaster local --policy $(POLICY) --port $(PORT)
+
+.PHONY: test
+test: $(STAMP) lint ## lint, type-check, import contracts, then every test
+	$(PY) -m pytest
+
+.PHONY: lint
+lint: $(STAMP) ## ruff, mypy strict on the core package, import-linter contracts
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+.PHONY: fmt
+fmt: $(STAMP) ## format and fix what ruff can
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+.PHONY: validate
+validate: $(STAMP) ## validate the policy file (POLICY=file)
+	$(VENV)/bin/paymaster policy validate $(POLICY)
+
+.PHONY: layers
+layers: $(STAMP) ## build the Lambda dependencies layer (arm64, Python 3.13) into build/
+	$(PY) infra/build_layers.py
+
+.PHONY: synth
+synth: $(STAMP) ## synthesise the CDK app into cdk.out (no AWS credentials needed)
+	cd infra && ../$(PY) app.py
+
+.PHONY: deploy
+deploy: layers ## cdk deploy into the current AWS account (needs credentials and npx)
+	cd infra && npx --yes aws-cdk@2 deploy --all --app "../$(PY) app.py"
+
+.PHONY: lock
+lock: ## re-resolve the dependencies after editing pyproject.toml
+	$(UV) lock
+	$(UV) export --frozen --extra dev --no-emit-project --format requirements-txt -o requirements-dev.lock >/dev/null
+
+.PHONY: clean
+clean: ## remove the environment and build output
+	rm -rf $(VENV) build cdk.out infra/cdk.out .paymaster .pytest_cache .mypy_cache .ruff_cache

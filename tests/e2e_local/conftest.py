@@ -1,0 +1,76 @@
+"""The whole local stack, started once per test session and driven by real clients."""
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import boto3
+import httpx
+import pytest
+from openai import AsyncOpenAI, OpenAI
+
+from paymaster.client import SigV4Auth
+from paymaster_local.stack import LocalStack, free_port, local_stack
+
+REPO = Path(__file__).resolve().parents[2]
+DEMO_POLICY = REPO / "policy" / "demo.yaml"
+OUTSIDER = "outsider"
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    state = tmp_path_factory.mktemp("local-stack")
+    with (
+        (state / "gateway.log").open("wb") as log,
+        local_stack(
+            DEMO_POLICY,
+            port=free_port(),
+            state_dir=state,
+            gateway_output=log,
+            unclaimed_principals={OUTSIDER: "arn:aws:iam::999999999999:role/outsider"},
+        ) as running,
+    ):
+        yield running
+
+
+@pytest.fixture(scope="session")
+def profile_session(stack: LocalStack) -> Iterator[Callable[[str], boto3.Session]]:
+    """A boto3 session for a profile of the generated shared-credentials file, as an app has."""
+
+    def session(profile: str) -> boto3.Session:
+        return boto3.Session(profile_name=profile, region_name="us-east-1")
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("AWS_SHARED_CREDENTIALS_FILE", str(stack.credentials.credentials))
+    mp.setenv("AWS_CONFIG_FILE", str(stack.credentials.config))
+    yield session
+    mp.undo()
+
+
+@pytest.fixture
+def signed_http(stack: LocalStack, profile_session: Callable[[str], boto3.Session]) -> Callable[[str], httpx.Client]:
+    def client(profile: str) -> httpx.Client:
+        return httpx.Client(base_url=stack.url, auth=SigV4Auth(session=profile_session(profile)), timeout=30)
+
+    return client
+
+
+@pytest.fixture
+def openai_for(stack: LocalStack, profile_session: Callable[[str], boto3.Session]) -> Callable[[str], OpenAI]:
+    def client(profile: str) -> OpenAI:
+        auth = SigV4Auth(session=profile_session(profile))
+        return OpenAI(base_url=stack.url + "/v1", api_key="unused", http_client=httpx.Client(auth=auth), max_retries=0)
+
+    return client
+
+
+@pytest.fixture
+def async_openai_for(
+    stack: LocalStack, profile_session: Callable[[str], boto3.Session]
+) -> Callable[[str], AsyncOpenAI]:
+    def client(profile: str) -> AsyncOpenAI:
+        auth = SigV4Auth(session=profile_session(profile))
+        return AsyncOpenAI(
+            base_url=stack.url + "/v1", api_key="unused", http_client=httpx.AsyncClient(auth=auth), max_retries=0
+        )
+
+    return client

@@ -1,0 +1,152 @@
+"""The gateway as Lambda runs it: a REST API event, turned into HTTP by Lambda Web Adapter.
+
+Lambda Web Adapter forwards the event's method, path, headers and body, and puts the whole
+`requestContext` in the `x-amzn-request-context` header; `as_lwa_request` does the same here.
+"""
+
+import base64
+import json
+import os
+import stat
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from paymaster import names
+from paymaster.adapters.policy_file import load_policy
+from paymaster.adapters.request_context import RequestContextAuthenticator
+from paymaster.api.app import create_app
+from paymaster.composition import gateway_app
+from paymaster.domain.chat import Completion, Finished, StreamEvent, TextDelta, Usage, UsageReported
+from paymaster.ports import ProviderCall
+from paymaster.services.chat import ChatService
+from paymaster.services.identify import IdentifyService
+
+REPO = Path(__file__).resolve().parents[2]
+EVENT = REPO / "events" / "apigateway" / "rest-chat-assumed-role.json"
+POLICY = REPO / "policy" / "demo.yaml"
+
+
+def as_lwa_request(event: dict[str, Any]) -> dict[str, Any]:
+    body = event["body"] or ""
+    content = base64.b64decode(body) if event["isBase64Encoded"] else body.encode()
+    headers = {name: values[-1] for name, values in (event["multiValueHeaders"] or {}).items()}
+    headers[names.HEADER_REQUEST_CONTEXT] = json.dumps(event["requestContext"])
+    return {
+        "method": event["httpMethod"],
+        "url": event["path"],
+        "params": event["multiValueQueryStringParameters"] or {},
+        "headers": headers,
+        "content": content,
+    }
+
+
+class RecordingProvider:
+    """Answers like a provider and remembers what it was asked."""
+
+    def __init__(self) -> None:
+        self.calls: list[ProviderCall] = []
+
+    def complete(self, call: ProviderCall) -> Completion:
+        self.calls.append(call)
+        return Completion(text="1. paymaster", finish_reason="stop", usage=Usage(21, 4))
+
+    def stream(self, call: ProviderCall) -> Generator[StreamEvent, None, None]:
+        self.calls.append(call)
+        yield TextDelta("1. paymaster")
+        yield Finished("stop")
+        yield UsageReported(Usage(21, 4))
+
+
+@pytest.fixture
+def event() -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(EVENT.read_text())
+    return loaded
+
+
+@pytest.fixture
+def provider() -> RecordingProvider:
+    return RecordingProvider()
+
+
+@pytest.fixture
+def client(provider: RecordingProvider) -> TestClient:
+    policy = load_policy(POLICY)
+    app = create_app(
+        identify=IdentifyService(RequestContextAuthenticator(), policy),
+        chat=ChatService(policy, {"openai": provider, "bedrock-us-east-1": provider}),
+        max_body_bytes=4 * 1024 * 1024,
+    )
+    return TestClient(app)
+
+
+def test_rest_api_event_is_answered_for_the_assumed_role_s_team(
+    client: TestClient, provider: RecordingProvider, event: dict[str, Any]
+) -> None:
+    response = client.request(**as_lwa_request(event))
+
+    assert response.status_code == 200
+    assert response.json()["choices"][0]["message"]["content"] == "1. paymaster"
+    assert response.headers[names.HEADER_REQUEST_ID] == event["requestContext"]["requestId"]
+    assert response.json()["id"] == f"chatcmpl-{event['requestContext']['requestId']}"
+    (call,) = provider.calls
+    assert call.deployment.model == "gpt-4o-mini"
+    assert call.max_output_tokens == 64
+
+
+def test_streamed_event_answers_with_server_sent_events(client: TestClient, event: dict[str, Any]) -> None:
+    body = json.loads(event["body"]) | {"stream": True}
+    event["body"] = json.dumps(body)
+
+    response = client.request(**as_lwa_request(event))
+
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    lines = [line for line in response.text.split("\n\n") if line]
+    assert lines[-1] == "data: [DONE]"
+    assert json.loads(lines[1].removeprefix("data: "))["choices"][0]["delta"] == {"content": "1. paymaster"}
+
+
+def test_event_from_a_role_no_team_claims_is_refused(client: TestClient, event: dict[str, Any]) -> None:
+    event["requestContext"]["identity"]["userArn"] = "arn:aws:sts::111111111111:assumed-role/intruder/s"
+
+    response = client.request(**as_lwa_request(event))
+
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "unknown_principal"
+
+
+def test_request_that_did_not_come_through_api_gateway_is_refused(client: TestClient, event: dict[str, Any]) -> None:
+    request = as_lwa_request(event)
+    del request["headers"][names.HEADER_REQUEST_CONTEXT]
+    request["headers"]["authorization"] = "AWS4-HMAC-SHA256 Credential=whatever"
+
+    response = client.request(**request)
+
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "invalid_signature"
+
+
+def test_composition_builds_the_lambda_app_from_its_environment(
+    monkeypatch: pytest.MonkeyPatch, event: dict[str, Any]
+) -> None:
+    monkeypatch.setenv(names.ENV_POLICY_FILE, str(POLICY))
+    monkeypatch.setenv(names.ENV_IDENTITY, "request-context")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    event["httpMethod"], event["path"], event["body"] = "GET", "/v1/models", None
+
+    response = TestClient(gateway_app()).request(**as_lwa_request(event))
+
+    assert response.status_code == 200
+    assert [model["id"] for model in response.json()["data"]] == ["gpt-4o-mini", "nova-lite"]
+
+
+def test_lambda_handler_script_starts_the_composition_factory() -> None:
+    run_sh = REPO / "functions" / "gateway" / "run.sh"
+
+    assert run_sh.stat().st_mode & stat.S_IXUSR
+    assert "--factory paymaster.composition:gateway_app" in run_sh.read_text()
+    assert os.access(run_sh, os.X_OK)

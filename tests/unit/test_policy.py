@@ -1,0 +1,102 @@
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from paymaster.domain.errors import ModelNotFoundError, UnknownPrincipalError
+from paymaster.domain.policy import Policy
+
+DEMO = Path(__file__).resolve().parents[2] / "policy" / "demo.yaml"
+
+
+def demo() -> dict[str, Any]:
+    raw: dict[str, Any] = yaml.safe_load(DEMO.read_text())
+    return raw
+
+
+def test_demo_policy_is_valid() -> None:
+    policy = Policy.model_validate(demo())
+
+    assert set(policy.teams) == {"search", "support"}
+
+
+def test_assumed_role_session_maps_to_its_team_and_app() -> None:
+    policy = Policy.model_validate(demo())
+
+    caller = policy.caller("arn:aws:sts::111111111111:assumed-role/search-ranker/i-0abc")
+
+    assert (caller.team, caller.app, caller.env, caller.principal) == ("search", "ranker", "prod", "search-ranker")
+
+
+def test_same_role_name_in_another_account_is_a_stranger() -> None:
+    policy = Policy.model_validate(demo())
+
+    with pytest.raises(UnknownPrincipalError):
+        policy.caller("arn:aws:sts::999999999999:assumed-role/search-ranker/i-0abc")
+
+
+def test_model_without_a_price_is_rejected() -> None:
+    raw = demo()
+    del raw["models"]["nova-lite"]["price"]
+
+    with pytest.raises(ValidationError, match=r"models\.nova-lite\.price"):
+        Policy.model_validate(raw)
+
+
+def test_price_must_say_where_it_came_from() -> None:
+    raw = demo()
+    del raw["models"]["nova-lite"]["price"]["source"]
+
+    with pytest.raises(ValidationError, match="source"):
+        Policy.model_validate(raw)
+
+
+def test_unknown_key_is_an_error_not_ignored() -> None:
+    raw = demo()
+    raw["teams"]["search"]["montly_cap"] = 2000
+
+    with pytest.raises(ValidationError, match="montly_cap"):
+        Policy.model_validate(raw)
+
+
+def test_deployment_must_name_a_known_provider() -> None:
+    raw = demo()
+    raw["models"]["nova-lite"]["deployments"][0]["provider"] = "bedrock-mars-1"
+
+    with pytest.raises(ValidationError, match="unknown provider 'bedrock-mars-1'"):
+        Policy.model_validate(raw)
+
+
+def test_one_iam_principal_cannot_belong_to_two_apps() -> None:
+    raw = demo()
+    raw["teams"]["support"]["apps"]["assistant"]["principals"].append(
+        {"name": "sneaky", "arn": "arn:aws:iam::111111111111:role/other/path/search-ranker"}
+    )
+
+    with pytest.raises(ValidationError, match="claimed by search/ranker and support/assistant"):
+        Policy.model_validate(raw)
+
+
+def test_principal_names_are_unique_because_they_are_profile_names() -> None:
+    raw = demo()
+    raw["teams"]["support"]["apps"]["assistant"]["principals"][0]["name"] = "search-ranker"
+
+    with pytest.raises(ValidationError, match="principal name 'search-ranker'"):
+        Policy.model_validate(raw)
+
+
+def test_team_sees_only_its_allowed_models() -> None:
+    policy = Policy.model_validate(demo())
+
+    assert policy.models_for("search") == ["gpt-4o-mini", "nova-lite"]
+    with pytest.raises(ModelNotFoundError):
+        policy.model_for("search", "claude-haiku")
+
+
+def test_team_without_an_allow_list_may_use_every_model() -> None:
+    raw = demo()
+    del raw["teams"]["search"]["models"]
+
+    assert Policy.model_validate(raw).models_for("search") == ["gpt-4o-mini", "claude-haiku", "nova-lite"]
