@@ -105,9 +105,7 @@ class SigV4Authenticator:
         string_to_sign = signer.string_to_sign(aws_request, signer.canonical_request(aws_request))
         expected = signer.signature(string_to_sign, aws_request)
         if not hmac.compare_digest(expected, match["signature"]):
-            raise AuthenticationError(
-                "The request signature we calculated does not match the signature you provided."
-            )
+            raise AuthenticationError("The request signature we calculated does not match the signature you provided.")
         return credential.principal_arn
 
     def _timestamp(self, request: HttpRequest, scope_date: str) -> str:

@@ -1,8 +1,8 @@
 """The gateway's routes. Each parses the request, calls one use case and maps the result.
 
-    POST /v1/chat/completions   OpenAI body; `stream: true` answers with SSE
-    GET  /v1/models             the virtual models the caller's team may use
-    GET  /healthz               readiness for Lambda Web Adapter (unauthenticated, no data)
+POST /v1/chat/completions   OpenAI body; `stream: true` answers with SSE
+GET  /v1/models             the virtual models the caller's team may use
+GET  /healthz               readiness for Lambda Web Adapter (unauthenticated, no data)
 """
 
 import json
@@ -109,8 +109,7 @@ def create_app(
         caller = await caller_of(request, await read_body(request))
         created = int(time.time())
         data = [
-            {"id": name, "object": "model", "created": created, "owned_by": "paymaster"}
-            for name in chat.models(caller)
+            {"id": name, "object": "model", "created": created, "owned_by": "paymaster"} for name in chat.models(caller)
         ]
         return JSONResponse({"object": "list", "data": data})
 

@@ -84,9 +84,7 @@ class OpenAICompatibleProvider:
         self._client = client
         self._url = base_url.rstrip("/") + "/chat/completions"
         self._api_key = api_key
-        self._timeout = httpx.Timeout(
-            timeouts.first_byte_s, connect=timeouts.connect_s, read=timeouts.first_byte_s
-        )
+        self._timeout = httpx.Timeout(timeouts.first_byte_s, connect=timeouts.connect_s, read=timeouts.first_byte_s)
 
     def _headers(self) -> dict[str, str]:
         key = self._api_key()
