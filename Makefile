@@ -60,7 +60,7 @@ layers: $(STAMP) ## build the Lambda dependencies layer (arm64, Python 3.13) int
 	$(PY) infra/build_layers.py
 
 .PHONY: synth
-synth: $(STAMP) ## synthesise the CDK app into cdk.out (no AWS credentials needed)
+synth: layers ## synthesise the CDK app into infra/cdk.out (no AWS credentials needed)
 	cd infra && ../$(PY) app.py
 
 .PHONY: deploy

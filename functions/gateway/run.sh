@@ -1,0 +1,6 @@
+#!/bin/bash
+# Lambda Web Adapter (AWS_LAMBDA_EXEC_WRAPPER=/opt/bootstrap) runs this script as the handler.
+# The managed runtime adds the layers' /opt/python to sys.path only for its own bootstrap, so a
+# separately started interpreter needs it on PYTHONPATH to import paymaster and its dependencies.
+export PYTHONPATH="/opt/python${PYTHONPATH:+:$PYTHONPATH}"
+exec python -m uvicorn --factory paymaster.composition:gateway_app --host 127.0.0.1 --port "${PORT:-8080}" --no-access-log

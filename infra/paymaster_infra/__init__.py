@@ -1,0 +1,1 @@
+"""The paymaster CDK app: one construct per concern, stateful resources in their own stack."""

@@ -1,0 +1,75 @@
+"""Where the app finds what it deploys: layer contents, function code and the policy file.
+
+Every path can be overridden with a context value (`cdk synth -c depsDir=...`, or
+`python infra/app.py -c depsDir=...`); relative paths are taken from the repository root, so the
+app behaves the same when run from `infra/` (the CDK CLI) or from the root.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from constructs import Node
+
+from paymaster.adapters.policy_file import PolicyFileError, load_policy
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+CONTEXT_DEPS_DIR = "depsDir"
+CONTEXT_POLICY_FILE = "policyFile"
+CONTEXT_TOKENIZERS_DIR = "tokenizersDir"
+CONTEXT_STAGING_DIR = "stagingDir"
+
+DEFAULT_DEPS_DIR = "build/layers/deps"
+DEFAULT_POLICY_FILE = "policy/demo.yaml"
+DEFAULT_TOKENIZERS_DIR = "layers/tokenizers"
+DEFAULT_STAGING_DIR = "build/staging"
+
+
+class ConfigError(Exception):
+    """An input of the app is missing or invalid; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """Inputs of the app. Layer directories hold the layer's top-level folder (`python/`, …)."""
+
+    deps_dir: Path
+    """Third-party dependencies (`python/`), built by `infra/build_layers.py`."""
+    policy_file: Path
+    """The policy YAML deployed with the gateway."""
+    tokenizers_dir: Path
+    """tiktoken BPE files (`tiktoken/`)."""
+    staging_dir: Path
+    """Scratch space where synth lays out assets that need a different folder shape."""
+    core_dir: Path = REPO_ROOT / "layers" / "core"
+    gateway_code_dir: Path = REPO_ROOT / "functions" / "gateway"
+
+    @classmethod
+    def from_context(cls, node: Node) -> "AppConfig":
+        def path(key: str, default: str) -> Path:
+            return REPO_ROOT / (node.try_get_context(key) or default)
+
+        return cls(
+            deps_dir=path(CONTEXT_DEPS_DIR, DEFAULT_DEPS_DIR),
+            policy_file=path(CONTEXT_POLICY_FILE, DEFAULT_POLICY_FILE),
+            tokenizers_dir=path(CONTEXT_TOKENIZERS_DIR, DEFAULT_TOKENIZERS_DIR),
+            staging_dir=path(CONTEXT_STAGING_DIR, DEFAULT_STAGING_DIR),
+        )
+
+    def check(self) -> None:
+        """Fail before synth with the fix, rather than with an asset error or at cold start."""
+        expected = {
+            self.deps_dir / "python": "run `python infra/build_layers.py` (or `make deploy`)",
+            self.policy_file: f"pass another one with `-c {CONTEXT_POLICY_FILE}=PATH`",
+            self.tokenizers_dir / "tiktoken": "the tiktoken BPE files ship in the repository",
+            self.core_dir / "python" / "paymaster": "the core package ships in the repository",
+            self.gateway_code_dir / "run.sh": "the gateway entry point ships in the repository",
+        }
+        missing = [f"{path}: {fix}" for path, fix in expected.items() if not path.exists()]
+        if missing:
+            raise ConfigError("missing inputs:\n  " + "\n  ".join(missing))
+        # The gateway loads the same file at cold start: refuse to deploy one it would reject.
+        try:
+            load_policy(self.policy_file)
+        except PolicyFileError as error:
+            raise ConfigError(f"invalid policy file: {error}") from None

@@ -1,0 +1,41 @@
+"""Put paymaster into an app: the stacks, their wiring and the cdk-nag checks."""
+
+from dataclasses import dataclass
+
+from aws_cdk import App, Environment, Tags
+
+from paymaster_infra.config import AppConfig
+from paymaster_infra.nag import add_checks
+from paymaster_infra.stacks import GatewayStack, StatefulStack
+
+STATEFUL_STACK_NAME = "PaymasterState"
+GATEWAY_STACK_NAME = "PaymasterGateway"
+
+
+@dataclass(frozen=True)
+class Paymaster:
+    state: StatefulStack
+    gateway: GatewayStack
+
+
+def add_paymaster(app: App, config: AppConfig, *, env: Environment | None = None) -> Paymaster:
+    config.check()
+    state = StatefulStack(
+        app,
+        STATEFUL_STACK_NAME,
+        env=env,
+        description="paymaster state: counters and ledger tables, event bus and archive",
+    )
+    gateway = GatewayStack(
+        app,
+        GATEWAY_STACK_NAME,
+        env=env,
+        description="paymaster gateway: REST API (AWS_IAM, streaming) and gateway Lambda",
+        config=config,
+        counters=state.tables.counters,
+        ledger=state.tables.ledger,
+        bus=state.events.bus,
+    )
+    Tags.of(app).add("project", "paymaster")
+    add_checks(app)
+    return Paymaster(state=state, gateway=gateway)

@@ -1,0 +1,29 @@
+"""The EventBridge bus paymaster publishes its events to, with an archive for replay."""
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_events as events
+from constructs import Construct
+
+from paymaster import names
+
+ARCHIVE_RETENTION = Duration.days(365)
+
+
+class CostEventBus(Construct):
+    """A custom bus for `CostRecorded`, `BudgetThresholdCrossed` and `RequestDenied`.
+
+    The archive keeps a year of paymaster's events, so a new consumer (a dashboard, a chargeback
+    report) can be back-filled by replaying them. Bus and archive are retained with the tables.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str) -> None:
+        super().__init__(scope, construct_id)
+        self.bus = events.EventBus(self, "Bus")
+        self.bus.apply_removal_policy(RemovalPolicy.RETAIN)
+        self.archive = self.bus.archive(
+            "Archive",
+            description="Every paymaster event, for replay into new consumers.",
+            event_pattern=events.EventPattern(source=[names.EVENT_SOURCE]),
+            retention=ARCHIVE_RETENTION,
+        )
+        self.archive.apply_removal_policy(RemovalPolicy.RETAIN)

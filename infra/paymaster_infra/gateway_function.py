@@ -1,0 +1,52 @@
+"""The gateway Lambda: the ASGI app behind Lambda Web Adapter, streaming."""
+
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
+from aws_cdk import aws_lambda as lambda_
+from constructs import Construct
+
+from paymaster import names
+from paymaster_infra.config import AppConfig
+from paymaster_infra.lambda_defaults import ASSET_EXCLUDES, default_function
+from paymaster_infra.layers import POLICY_FILE, TIKTOKEN_DIR, GatewayLayers
+from paymaster_infra.web_adapter import HANDLER, web_adapter_environment
+
+# In AWS the caller is the IAM principal API Gateway verified, read from the request context.
+IDENTITY_FROM_REQUEST_CONTEXT = "request-context"
+
+
+class GatewayFunction(Construct):
+    """One function serves every `/v1/*` route; it may use the counters, ledger and bus only."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: AppConfig,
+        layers: GatewayLayers,
+        counters: dynamodb.ITable,
+        ledger: dynamodb.ITable,
+        bus: events.IEventBus,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.function = default_function(
+            self,
+            "Function",
+            description="paymaster gateway: identify, admit, route, call, settle, publish",
+            code=lambda_.Code.from_asset(str(config.gateway_code_dir), exclude=ASSET_EXCLUDES),
+            handler=HANDLER,
+            layers=layers.all,
+            environment={
+                **web_adapter_environment(),
+                names.ENV_COUNTERS_TABLE: counters.table_name,
+                names.ENV_LEDGER_TABLE: ledger.table_name,
+                names.ENV_EVENT_BUS: bus.event_bus_name,
+                names.ENV_POLICY_FILE: POLICY_FILE,
+                names.ENV_TIKTOKEN_DIR: TIKTOKEN_DIR,
+                names.ENV_IDENTITY: IDENTITY_FROM_REQUEST_CONTEXT,
+            },
+        )
+        counters.grant_read_write_data(self.function)
+        ledger.grant_read_write_data(self.function)
+        bus.grant_put_events_to(self.function)

@@ -1,0 +1,83 @@
+"""Lambda defaults, in one place: every paymaster function and layer is made here."""
+
+from collections.abc import Mapping, Sequence
+
+from aws_cdk import Duration
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from paymaster_infra.nag import acknowledge
+
+# Must match paymaster_infra.target, which the dependencies layer is built for.
+RUNTIME = lambda_.Runtime.PYTHON_3_13
+ARCHITECTURE = lambda_.Architecture.ARM_64
+
+MEMORY_MB = 1024
+# Streamed completions run for minutes; API Gateway's streaming integration allows up to 15.
+TIMEOUT = Duration.minutes(5)
+LOG_RETENTION = logs.RetentionDays.THREE_MONTHS
+
+ASSET_EXCLUDES = ["**/__pycache__", "**/*.pyc"]
+
+_BASIC_EXECUTION_POLICY = "arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
+
+
+def default_function(
+    scope: Construct,
+    construct_id: str,
+    *,
+    description: str,
+    code: lambda_.Code,
+    handler: str,
+    layers: Sequence[lambda_.ILayerVersion],
+    environment: Mapping[str, str],
+) -> lambda_.Function:
+    """A function with the house defaults: arm64, JSON logs into its own log group, X-Ray on."""
+    log_group = logs.LogGroup(scope, f"{construct_id}Logs", retention=LOG_RETENTION)
+    function = lambda_.Function(
+        scope,
+        construct_id,
+        description=description,
+        runtime=RUNTIME,
+        architecture=ARCHITECTURE,
+        memory_size=MEMORY_MB,
+        timeout=TIMEOUT,
+        tracing=lambda_.Tracing.ACTIVE,
+        logging_format=lambda_.LoggingFormat.JSON,
+        log_group=log_group,
+        code=code,
+        handler=handler,
+        layers=list(layers),
+        environment=dict(environment),
+    )
+    acknowledge(
+        function,
+        {
+            "AwsSolutions-L1": (
+                f"Pinned to {RUNTIME.name}: the dependencies layer holds wheels built for it "
+                "(paymaster_infra.target); runtime and layer move together."
+            ),
+            f"AwsSolutions-IAM4[Policy::{_BASIC_EXECUTION_POLICY}]": (
+                "AWSLambdaBasicExecutionRole grants only CreateLogGroup, CreateLogStream and "
+                "PutLogEvents, which every function needs for its logs."
+            ),
+            "AwsSolutions-IAM5[Resource::*]": (
+                "Active tracing: xray:PutTraceSegments and xray:PutTelemetryRecords support no "
+                "resource-level permissions."
+            ),
+        },
+    )
+    return function
+
+
+def default_layer(scope: Construct, construct_id: str, *, description: str, asset_dir: str) -> lambda_.LayerVersion:
+    """A layer from a folder whose top level is what Lambda mounts under /opt."""
+    return lambda_.LayerVersion(
+        scope,
+        construct_id,
+        description=description,
+        code=lambda_.Code.from_asset(asset_dir, exclude=ASSET_EXCLUDES),
+        compatible_runtimes=[RUNTIME],
+        compatible_architectures=[ARCHITECTURE],
+    )

@@ -1,0 +1,65 @@
+"""The two stacks: state that must outlive deployments, and the gateway that can be replaced."""
+
+from typing import Any
+
+from aws_cdk import CfnOutput, Stack
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
+from constructs import Construct
+
+from paymaster_infra.config import AppConfig
+from paymaster_infra.event_bus import CostEventBus
+from paymaster_infra.gateway_api import GatewayApi
+from paymaster_infra.gateway_function import GatewayFunction
+from paymaster_infra.layers import GatewayLayers
+from paymaster_infra.tables import CounterTables
+
+
+class StatefulStack(Stack):
+    """Tables, bus and archive. Everything here is retained when the stack is deleted."""
+
+    def __init__(self, scope: Construct, construct_id: str, **kwargs: Any) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.tables = CounterTables(self, "Tables")
+        self.events = CostEventBus(self, "Events")
+
+
+class GatewayStack(Stack):
+    """Layers, gateway function and API; holds no data, so it can be destroyed and redeployed."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: AppConfig,
+        counters: dynamodb.ITable,
+        ledger: dynamodb.ITable,
+        bus: events.IEventBus,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.layers = GatewayLayers(self, "Layers", config=config)
+        self.gateway = GatewayFunction(
+            self,
+            "Gateway",
+            config=config,
+            layers=self.layers,
+            counters=counters,
+            ledger=ledger,
+            bus=bus,
+        )
+        self.api = GatewayApi(self, "Api", handler=self.gateway.function)
+
+        CfnOutput(
+            self,
+            "ApiUrl",
+            value=self.api.url,
+            description="OpenAI base_url for apps (SigV4-sign requests for service execute-api)",
+        )
+        CfnOutput(
+            self,
+            "InvokeArn",
+            value=self.api.invoke_arn,
+            description="An app's role needs execute-api:Invoke on this ARN to call the gateway",
+        )

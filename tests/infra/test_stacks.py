@@ -1,0 +1,352 @@
+"""Template assertions on the synthesised paymaster stacks (one synth per session, in conftest)."""
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from aws_cdk import CfnElement, Stack
+from aws_cdk.assertions import Match, Template
+
+import build_layers
+from paymaster import names
+from paymaster_infra import lambda_defaults, target, web_adapter
+from paymaster_infra.config import REPO_ROOT, AppConfig
+from paymaster_infra.deployment import Paymaster
+from paymaster_infra.gateway_api import API_PREFIX, STAGE_NAME
+from paymaster_infra.layers import POLICY_FILE, TIKTOKEN_DIR
+
+RETAINED = {"DeletionPolicy": "Retain", "UpdateReplacePolicy": "Retain"}
+
+
+def logical_id(construct: Any) -> str:
+    element = construct if isinstance(construct, CfnElement) else construct.node.default_child
+    return str(Stack.of(element).resolve(element.logical_id))
+
+
+def import_of(state_template: Template, resource_id: str, attribute: str | None) -> dict[str, str]:
+    """How the gateway stack refers to a state resource: Fn::ImportValue of its export."""
+    value = {"Fn::GetAtt": [resource_id, attribute]} if attribute else {"Ref": resource_id}
+    outputs = state_template.find_outputs("*", {"Value": value})
+    assert len(outputs) == 1, f"no export of {value}"
+    (output,) = outputs.values()
+    return {"Fn::ImportValue": output["Export"]["Name"]}
+
+
+def gateway_function(gateway_template: Template) -> dict[str, Any]:
+    functions = gateway_template.find_resources("AWS::Lambda::Function")
+    assert len(functions) == 1
+    (function,) = functions.values()
+    return function["Properties"]
+
+
+def policy_statements(gateway_template: Template) -> list[dict[str, Any]]:
+    return [
+        statement
+        for policy in gateway_template.find_resources("AWS::IAM::Policy").values()
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+# --- API --------------------------------------------------------------------------------------
+
+
+def test_every_api_method_requires_an_iam_signature(gateway_template: Template) -> None:
+    methods = gateway_template.find_resources("AWS::ApiGateway::Method")
+    assert methods
+    assert {m["Properties"]["AuthorizationType"] for m in methods.values()} == {"AWS_IAM"}
+
+
+def test_v1_proxy_streams_responses_from_the_gateway_function(gateway_template: Template, paymaster: Paymaster) -> None:
+    proxy = paymaster.gateway.api.api.root.get_resource(API_PREFIX).get_resource("{proxy+}")
+    function_id = logical_id(paymaster.gateway.gateway.function)
+    gateway_template.has_resource_properties(
+        "AWS::ApiGateway::Method",
+        {
+            "HttpMethod": "ANY",
+            "ResourceId": {"Ref": logical_id(proxy)},
+            "Integration": {
+                "Type": "AWS_PROXY",
+                "ResponseTransferMode": "STREAM",
+                "TimeoutInMillis": int(lambda_defaults.TIMEOUT.to_milliseconds()),
+                "Uri": {
+                    "Fn::Join": [
+                        "",
+                        Match.array_with(
+                            [
+                                {"Fn::GetAtt": [function_id, "Arn"]},
+                                "/response-streaming-invocations",
+                            ]
+                        ),
+                    ]
+                },
+            },
+        },
+    )
+
+
+def test_stage_traces_logs_access_and_throttles(gateway_template: Template) -> None:
+    gateway_template.has_resource_properties(
+        "AWS::ApiGateway::Stage",
+        {
+            "StageName": STAGE_NAME,
+            "TracingEnabled": True,
+            "AccessLogSetting": {
+                "DestinationArn": Match.any_value(),
+                "Format": Match.string_like_regexp(r"\$context\.identity\.userArn"),
+            },
+            "MethodSettings": [
+                Match.object_like(
+                    {
+                        "HttpMethod": "*",
+                        "ResourcePath": "/*",
+                        "LoggingLevel": "ERROR",
+                        "DataTraceEnabled": False,
+                        "ThrottlingRateLimit": Match.any_value(),
+                        "ThrottlingBurstLimit": Match.any_value(),
+                    }
+                )
+            ],
+        },
+    )
+
+
+def test_api_refusals_use_openai_error_shape(gateway_template: Template) -> None:
+    responses = gateway_template.find_resources("AWS::ApiGateway::GatewayResponse")
+    assert {r["Properties"]["ResponseType"] for r in responses.values()} == {
+        "DEFAULT_4XX",
+        "DEFAULT_5XX",
+    }
+    for response in responses.values():
+        assert '{"error": {"message":' in response["Properties"]["ResponseTemplates"]["application/json"]
+
+
+def test_outputs_tell_apps_the_url_and_the_arn_to_invoke(gateway_template: Template) -> None:
+    gateway_template.has_output(
+        "ApiUrl",
+        {"Value": {"Fn::Join": ["", Match.array_with([f"/{API_PREFIX}"])]}},
+    )
+    gateway_template.has_output(
+        "InvokeArn",
+        {
+            "Value": {
+                "Fn::Join": [
+                    "",
+                    Match.array_with([":execute-api:", f"/{STAGE_NAME}/*/{API_PREFIX}/*"]),
+                ]
+            }
+        },
+    )
+
+
+# --- gateway function -------------------------------------------------------------------------
+
+
+def test_gateway_runs_behind_lambda_web_adapter_in_streaming_mode(
+    gateway_template: Template,
+) -> None:
+    function = gateway_function(gateway_template)
+    assert function["Handler"] == "run.sh"
+    expected = {
+        "AWS_LAMBDA_EXEC_WRAPPER": "/opt/bootstrap",
+        "AWS_LWA_INVOKE_MODE": "response_stream",
+        "PORT": "8080",
+        "AWS_LWA_READINESS_CHECK_PATH": "/healthz",
+    }
+    variables = function["Environment"]["Variables"]
+    assert {name: variables.get(name) for name in expected} == expected
+    adapter_layer = {
+        "Fn::Join": [
+            "",
+            [
+                "arn:",
+                {"Ref": "AWS::Partition"},
+                ":lambda:",
+                {"Ref": "AWS::Region"},
+                f":753240598075:layer:LambdaAdapterLayerArm64:{web_adapter.LAYER_VERSION}",
+            ],
+        ]
+    }
+    assert adapter_layer in function["Layers"]
+
+
+def test_gateway_mounts_core_deps_tokenizer_and_policy_layers(gateway_template: Template, paymaster: Paymaster) -> None:
+    layers = paymaster.gateway.layers
+    own = [layers.core, layers.deps, layers.tokenizers, layers.policy]
+    function = gateway_function(gateway_template)
+    assert [{"Ref": logical_id(layer)} for layer in own] == function["Layers"][1:]
+    for layer in gateway_template.find_resources("AWS::Lambda::LayerVersion").values():
+        assert layer["Properties"]["CompatibleRuntimes"] == ["python3.13"]
+        assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
+
+
+def test_gateway_environment_names_its_resources(
+    gateway_template: Template, state_template: Template, paymaster: Paymaster
+) -> None:
+    tables = paymaster.state.tables
+    variables = gateway_function(gateway_template)["Environment"]["Variables"]
+    assert variables[names.ENV_COUNTERS_TABLE] == import_of(state_template, logical_id(tables.counters), None)
+    assert variables[names.ENV_LEDGER_TABLE] == import_of(state_template, logical_id(tables.ledger), None)
+    assert variables[names.ENV_EVENT_BUS] == import_of(state_template, logical_id(paymaster.state.events.bus), None)
+    assert variables[names.ENV_POLICY_FILE] == POLICY_FILE
+    assert variables[names.ENV_TIKTOKEN_DIR] == TIKTOKEN_DIR == "/opt/tiktoken"
+    assert variables[names.ENV_IDENTITY] == "request-context"
+
+
+def test_policy_file_is_staged_where_the_function_reads_it(config: AppConfig) -> None:
+    staged = config.staging_dir / "policy-layer" / Path(POLICY_FILE).relative_to("/opt")
+    assert staged.read_bytes() == config.policy_file.read_bytes()
+
+
+def test_gateway_function_uses_the_lambda_defaults(gateway_template: Template) -> None:
+    function = gateway_function(gateway_template)
+    assert function["Runtime"] == "python3.13"
+    assert function["Architectures"] == ["arm64"]
+    assert function["MemorySize"] == 1024
+    assert function["Timeout"] == 300
+    assert function["TracingConfig"] == {"Mode": "Active"}
+    assert function["LoggingConfig"]["LogFormat"] == "JSON"
+    log_group_id = function["LoggingConfig"]["LogGroup"]["Ref"]
+    log_group = gateway_template.to_json()["Resources"][log_group_id]
+    assert log_group["Properties"]["RetentionInDays"] == 90
+
+
+def test_lambda_defaults_match_the_platform_the_layers_are_built_for() -> None:
+    assert lambda_defaults.RUNTIME.name == f"python{target.PYTHON_VERSION}"
+    assert lambda_defaults.ARCHITECTURE.name == "arm64"
+    assert all(platform.endswith("_aarch64") for platform in target.PIP_PLATFORMS)
+    assert target.UV_PLATFORM.startswith("aarch64-")
+
+
+def test_gateway_role_can_update_counters_and_put_events(
+    gateway_template: Template, state_template: Template, paymaster: Paymaster
+) -> None:
+    state = paymaster.state
+    counters_arn = import_of(state_template, logical_id(state.tables.counters), "Arn")
+    bus_arn = import_of(state_template, logical_id(state.events.bus), "Arn")
+    statements = policy_statements(gateway_template)
+
+    def allowed(action: str, resource: dict[str, str]) -> bool:
+        return any(
+            s["Effect"] == "Allow" and action in as_list(s["Action"]) and resource in as_list(s["Resource"])
+            for s in statements
+        )
+
+    assert allowed("dynamodb:UpdateItem", counters_arn)
+    assert allowed("dynamodb:ConditionCheckItem", counters_arn)
+    assert allowed("events:PutEvents", bus_arn)
+    assert not any(
+        "*" in as_list(s["Resource"]) and any(a.startswith("dynamodb:") for a in as_list(s["Action"]))
+        for s in statements
+    )
+
+
+# --- state ------------------------------------------------------------------------------------
+
+
+def test_state_lives_apart_from_the_gateway(state_template: Template, gateway_template: Template) -> None:
+    state_types = {r["Type"] for r in state_template.to_json()["Resources"].values()}
+    gateway_types = {r["Type"] for r in gateway_template.to_json()["Resources"].values()}
+    assert state_types == {
+        "AWS::DynamoDB::Table",
+        "AWS::Events::EventBus",
+        "AWS::Events::Archive",
+    }
+    assert not gateway_types & state_types
+
+
+def test_tables_are_on_demand_recoverable_and_retained(state_template: Template) -> None:
+    tables = state_template.find_resources("AWS::DynamoDB::Table")
+    assert len(tables) == 2
+    for table in tables.values():
+        assert table | RETAINED == table
+        properties = table["Properties"]
+        assert properties["KeySchema"] == [
+            {"AttributeName": names.PARTITION_KEY, "KeyType": "HASH"},
+            {"AttributeName": names.SORT_KEY, "KeyType": "RANGE"},
+        ]
+        assert {a["AttributeType"] for a in properties["AttributeDefinitions"]} == {"S"}
+        assert properties["BillingMode"] == "PAY_PER_REQUEST"
+        assert properties["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+        assert properties["DeletionProtectionEnabled"] is True
+
+
+def test_counters_expire_by_ttl_and_stream_old_and_new_images(state_template: Template, paymaster: Paymaster) -> None:
+    tables = state_template.to_json()["Resources"]
+    counters = tables[logical_id(paymaster.state.tables.counters)]["Properties"]
+    ledger = tables[logical_id(paymaster.state.tables.ledger)]["Properties"]
+    assert counters["TimeToLiveSpecification"] == {
+        "AttributeName": names.TTL_ATTRIBUTE,
+        "Enabled": True,
+    }
+    assert counters["StreamSpecification"] == {"StreamViewType": "NEW_AND_OLD_IMAGES"}
+    assert "TimeToLiveSpecification" not in ledger
+
+
+def test_event_bus_and_its_archive_are_retained(state_template: Template, paymaster: Paymaster) -> None:
+    state_template.has_resource("AWS::Events::EventBus", RETAINED)
+    state_template.has_resource(
+        "AWS::Events::Archive",
+        {
+            **RETAINED,
+            "Properties": Match.object_like(
+                {
+                    "SourceArn": {"Fn::GetAtt": [logical_id(paymaster.state.events.bus), "Arn"]},
+                    "EventPattern": {"source": [names.EVENT_SOURCE]},
+                    "RetentionDays": 365,
+                }
+            ),
+        },
+    )
+
+
+# --- cdk-nag ----------------------------------------------------------------------------------
+
+
+def test_synth_passes_aws_solutions_checks_with_reasoned_acknowledgements(
+    validation_report: dict[str, Any],
+) -> None:
+    (report,) = validation_report["pluginReports"]
+    assert report["pluginName"] == "AwsSolutions"
+    assert report["conclusion"] == "success"
+    assert report["violations"] == []
+    acknowledged = {v["ruleName"]: v["reason"] for v in report["suppressedViolations"]}
+    assert set(acknowledged) == {
+        "AwsSolutions-APIG2",
+        "AwsSolutions-APIG3",
+        "AwsSolutions-COG4",
+        "AwsSolutions-L1",
+        "AwsSolutions-IAM5[Resource::*]",
+        "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
+        "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+        "AmazonAPIGatewayPushToCloudWatchLogs]",
+    }
+    assert all(len(reason) > 40 for reason in acknowledged.values())
+
+
+# --- deps layer build -------------------------------------------------------------------------
+
+
+def test_deps_layer_installs_the_project_runtime_dependencies_for_lambda(tmp_path: Path) -> None:
+    with (REPO_ROOT / "pyproject.toml").open("rb") as f:
+        declared = tomllib.load(f)["project"]["dependencies"]
+    requirements = build_layers.runtime_dependencies()
+    assert requirements
+    assert requirements == declared
+
+    pip = build_layers.pip_command(tmp_path, requirements)
+    assert pip[-len(requirements) :] == requirements
+    for flag, value in [("--target", str(tmp_path)), ("--implementation", "cp"), ("--python-version", "3.13")]:
+        assert pip[pip.index(flag) + 1] == value
+    platforms = [pip[i + 1] for i, arg in enumerate(pip) if arg == "--platform"]
+    assert "manylinux2014_aarch64" in platforms
+    assert "manylinux_2_28_aarch64" in platforms  # tiktoken's only arm64 wheels
+    assert "--only-binary=:all:" in pip
+
+    uv = build_layers.uv_command("uv", tmp_path, requirements)
+    assert uv[uv.index("--python-platform") + 1] == "aarch64-manylinux_2_34"
+    assert uv[uv.index("--python-version") + 1] == "3.13"
+    assert uv[uv.index("--only-binary") + 1] == ":all:"
