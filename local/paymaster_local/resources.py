@@ -20,7 +20,8 @@ ALARMS_TOPIC = "paymaster-budget-alarms"
 FAKE_API_KEY = "sk-local-fake-provider-key"
 
 
-def create_resources(endpoint_url: str, policy: Policy) -> dict[str, str]:
+def create_resources(endpoint_url: str | None, policy: Policy) -> dict[str, str]:
+    """`endpoint_url` None: the default AWS endpoints, as moto's in-process mock intercepts them."""
     # moto accepts any credentials; these are not secrets.
     session = boto3.Session(
         aws_access_key_id="local",
@@ -32,19 +33,40 @@ def create_resources(endpoint_url: str, policy: Policy) -> dict[str, str]:
         return session.client(service, endpoint_url=endpoint_url)
 
     dynamodb = client("dynamodb")
-    for table in (COUNTERS_TABLE, LEDGER_TABLE):
-        dynamodb.create_table(
-            TableName=table,
-            BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[
-                {"AttributeName": names.PARTITION_KEY, "AttributeType": "S"},
-                {"AttributeName": names.SORT_KEY, "AttributeType": "S"},
-            ],
-            KeySchema=[
-                {"AttributeName": names.PARTITION_KEY, "KeyType": "HASH"},
-                {"AttributeName": names.SORT_KEY, "KeyType": "RANGE"},
-            ],
-        )
+    keys = [
+        {"AttributeName": names.PARTITION_KEY, "KeyType": "HASH"},
+        {"AttributeName": names.SORT_KEY, "KeyType": "RANGE"},
+    ]
+    dynamodb.create_table(
+        TableName=COUNTERS_TABLE,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": names.PARTITION_KEY, "AttributeType": "S"},
+            {"AttributeName": names.SORT_KEY, "AttributeType": "S"},
+            {"AttributeName": names.HELD_SHARD, "AttributeType": "S"},
+            {"AttributeName": names.HELD_UNTIL, "AttributeType": "N"},
+        ],
+        KeySchema=keys,
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": names.HELD_INDEX,
+                "KeySchema": [
+                    {"AttributeName": names.HELD_SHARD, "KeyType": "HASH"},
+                    {"AttributeName": names.HELD_UNTIL, "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+    )
+    dynamodb.create_table(
+        TableName=LEDGER_TABLE,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": names.PARTITION_KEY, "AttributeType": "S"},
+            {"AttributeName": names.SORT_KEY, "AttributeType": "S"},
+        ],
+        KeySchema=keys,
+    )
     dynamodb.update_time_to_live(
         TableName=COUNTERS_TABLE,
         TimeToLiveSpecification={"Enabled": True, "AttributeName": names.TTL_ATTRIBUTE},

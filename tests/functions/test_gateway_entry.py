@@ -8,22 +8,29 @@ import base64
 import json
 import os
 import stat
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
+from moto import mock_aws
 from starlette.testclient import TestClient
 
 from paymaster import names
+from paymaster.adapters.dynamodb_counters import DynamoDBCounterStore
 from paymaster.adapters.policy_file import load_policy
 from paymaster.adapters.request_context import RequestContextAuthenticator
+from paymaster.adapters.tokenizer import count_tokens
 from paymaster.api.app import create_app
 from paymaster.composition import gateway_app
 from paymaster.domain.chat import Completion, Finished, StreamEvent, TextDelta, Usage, UsageReported
 from paymaster.ports import ProviderCall
+from paymaster.services.admission import AdmissionService
 from paymaster.services.chat import ChatService
 from paymaster.services.identify import IdentifyService
+from paymaster_local.resources import create_resources
 
 REPO = Path(__file__).resolve().parents[2]
 EVENT = REPO / "events" / "apigateway" / "rest-chat-assumed-role.json"
@@ -73,11 +80,26 @@ def provider() -> RecordingProvider:
 
 
 @pytest.fixture
-def client(provider: RecordingProvider) -> TestClient:
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """DynamoDB and friends from moto's in-process mock, with the tables the gateway needs."""
+    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with mock_aws():
+        yield create_resources(None, load_policy(POLICY))
+
+
+@pytest.fixture
+def client(provider: RecordingProvider, aws: dict[str, str]) -> TestClient:
     policy = load_policy(POLICY)
+    store = DynamoDBCounterStore(boto3.client("dynamodb"), aws[names.ENV_COUNTERS_TABLE])
+    admission = AdmissionService(policy, store, count_tokens, lambda: datetime.now(UTC))
     app = create_app(
         identify=IdentifyService(RequestContextAuthenticator(), policy),
-        chat=ChatService(policy, {"openai": provider, "bedrock-us-east-1": provider}),
+        chat=ChatService(policy, {"openai": provider, "bedrock-us-east-1": provider}, admission),
+        admission=admission,
         max_body_bytes=4 * 1024 * 1024,
     )
     return TestClient(app)
@@ -131,8 +153,10 @@ def test_request_that_did_not_come_through_api_gateway_is_refused(client: TestCl
 
 
 def test_composition_builds_the_lambda_app_from_its_environment(
-    monkeypatch: pytest.MonkeyPatch, event: dict[str, Any]
+    monkeypatch: pytest.MonkeyPatch, event: dict[str, Any], aws: dict[str, str]
 ) -> None:
+    for name, value in aws.items():
+        monkeypatch.setenv(name, value)
     monkeypatch.setenv(names.ENV_POLICY_FILE, str(POLICY))
     monkeypatch.setenv(names.ENV_IDENTITY, "request-context")
     monkeypatch.setenv("AWS_REGION", "us-east-1")

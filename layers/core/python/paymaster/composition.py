@@ -6,6 +6,7 @@ gateway/run.sh`) start: `uvicorn --factory paymaster.composition:gateway_app`.
 
 import os
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from functools import cache
 
 import boto3
@@ -13,6 +14,7 @@ import httpx
 from botocore.config import Config
 from starlette.applications import Starlette
 
+from paymaster.adapters.dynamodb_counters import DynamoDBCounterStore
 from paymaster.adapters.policy_file import load_policy
 from paymaster.adapters.providers.bedrock import BedrockProvider
 from paymaster.adapters.providers.openai_compatible import OpenAICompatibleProvider
@@ -20,9 +22,11 @@ from paymaster.adapters.request_context import RequestContextAuthenticator
 from paymaster.adapters.secrets import SecretCache
 from paymaster.adapters.settings import Settings
 from paymaster.adapters.sigv4 import SigV4Authenticator, load_local_credentials
+from paymaster.adapters.tokenizer import count_tokens
 from paymaster.api.app import create_app
 from paymaster.domain.policy import Policy, Provider
 from paymaster.ports import Authenticator, ChatProvider
+from paymaster.services.admission import AdmissionService
 from paymaster.services.chat import ChatService
 from paymaster.services.identify import IdentifyService
 
@@ -33,10 +37,27 @@ def gateway_app() -> Starlette:
 
 def build_gateway(settings: Settings) -> Starlette:
     policy = load_policy(settings.policy_file)
+    admission = build_admission(policy, settings)
     return create_app(
         identify=IdentifyService(build_authenticator(settings), policy),
-        chat=ChatService(policy, build_providers(policy, settings)),
+        chat=ChatService(policy, build_providers(policy, settings), admission),
+        admission=admission,
         max_body_bytes=settings.max_body_bytes,
+    )
+
+
+def build_admission(policy: Policy, settings: Settings) -> AdmissionService:
+    dynamodb = boto3.client(
+        "dynamodb",
+        region_name=settings.region,
+        # Fail fast: a rule's on_store_error decides what a slow store means, not a long wait.
+        config=Config(connect_timeout=1, read_timeout=2, retries={"mode": "standard", "max_attempts": 3}),
+    )
+    return AdmissionService(
+        policy,
+        DynamoDBCounterStore(dynamodb, settings.counters_table),
+        count_tokens,
+        lambda: datetime.now(UTC),
     )
 
 

@@ -35,8 +35,30 @@ ENV_MAX_BODY_BYTES: Final = "PAYMASTER_MAX_BODY_BYTES"
 HEADER_REQUEST_CONTEXT: Final = "x-amzn-request-context"  # set by Lambda Web Adapter
 HEADER_REQUEST_ID: Final = "x-request-id"
 HEADER_DEPLOYMENT: Final = "x-paymaster-deployment"
+HEADER_DOWNGRADED_FROM: Final = "x-paymaster-downgraded-from"
 
 # SigV4 scope the gateway accepts.
 SIGV4_SERVICE: Final = "execute-api"
 LOCAL_REGION: Final = "us-east-1"
 ENV_PROVIDER_ENDPOINTS: Final = "PAYMASTER_PROVIDER_ENDPOINTS"  # local only: {"provider": "url"}
+
+# Counter and reservation items (one table). A counter is keyed by its window: a new window is a
+# new item, so nothing ever resets a live counter.
+COMMITTED: Final = "committed"  # reserved + settled, in the rule's unit; what admission checks
+SPENT: Final = "spent"  # settled only
+RESERVATION_SORT_KEY: Final = "RESERVATION"
+HELD_INDEX: Final = "held-by-expiry"  # sparse GSI: reservations still held, by expiry
+HELD_SHARD: Final = "held_shard"  # GSI partition key, removed when a reservation is settled
+HELD_UNTIL: Final = "held_until"  # GSI sort key, epoch seconds
+HELD_SHARDS: Final = 16  # spreads held reservations over GSI partitions
+
+HEADER_METADATA_PREFIX: Final = "x-paymaster-meta-"
+
+
+def counter_pk(rule: str, bucket: str) -> str:
+    """`RULE#search-monthly#team=search`: one partition per rule and bucket."""
+    return f"RULE#{rule}#{bucket}"
+
+
+def reservation_pk(request_id: str) -> str:
+    return f"RES#{request_id}"

@@ -1,11 +1,13 @@
 """The interfaces the use cases need. Adapters implement them; only the composition root
 (`paymaster.composition`) chooses which."""
 
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from datetime import datetime
+from typing import Literal, Protocol
 
-from paymaster.domain.chat import ChatRequest, Completion, StreamEvent
+from paymaster.domain.chat import ChatRequest, Completion, StreamEvent, Usage
+from paymaster.domain.limits import Hold, Refusal
 from paymaster.domain.policy import Deployment
 
 
@@ -45,3 +47,79 @@ class Authenticator(Protocol):
     """Finds the IAM principal behind a request; raises AuthenticationError if it cannot."""
 
     def principal_arn(self, request: HttpRequest) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """What admission holds for one request until it is settled or expires."""
+
+    request_id: str
+    holds: tuple[Hold, ...]
+    held_until: datetime
+    team: str
+    app: str
+    model: str
+
+
+@dataclass(frozen=True, slots=True)
+class CounterChange:
+    """Settling one counter: `committed` moves by `delta` (actual − reserved); `spent` by `spent`."""
+
+    pk: str
+    sk: str
+    delta: int
+    spent: int
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    request_id: str
+    changes: tuple[CounterChange, ...]
+    outcome: Literal["settled", "released", "charged_reservation", "expired"]
+    cost: int  # micro-USD, for the ledger
+    usage: Usage | None
+    flags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class HeldReservation:
+    """A reservation as the store keeps it: enough to release it without the gateway's memory."""
+
+    request_id: str
+    changes: tuple[CounterChange, ...]  # the release: −amount on each counter
+
+
+@dataclass(frozen=True, slots=True)
+class CounterState:
+    committed: int
+    spent: int
+
+
+class CounterStore(Protocol):
+    """Counters and reservations. Each call is one request to the store, all or nothing.
+
+    Raises StoreUnavailableError when the store cannot answer.
+    """
+
+    def reserve(self, reservation: Reservation) -> list[Refusal]:
+        """Holds every amount, or nothing: the refusals (with each counter's value) if any cap
+        would be passed; an empty list when admitted."""
+        ...
+
+    def settle(self, settlement: Settlement) -> bool:
+        """Applies the changes once per request id; False if it was already settled."""
+        ...
+
+    def counters(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], CounterState]: ...
+
+    def expired(self, now: datetime, limit: int) -> list[HeldReservation]:
+        """Reservations still held whose expiry is before `now`, oldest first."""
+        ...
+
+
+class TokenCounter(Protocol):
+    def __call__(self, text: str, encoding: str, /) -> int: ...
+
+
+class Clock(Protocol):
+    def __call__(self) -> datetime: ...

@@ -16,6 +16,7 @@ class Settings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     policy_file: Path
+    counters_table: str = Field(min_length=1)
     identity: Literal["request-context", "sigv4"] = "request-context"
     local_principals: Path | None = None
     region: str = names.LOCAL_REGION
@@ -33,6 +34,7 @@ class Settings(BaseModel):
     def from_environ(cls, environ: Mapping[str, str]) -> Self:
         raw: dict[str, object] = {
             "policy_file": environ.get(names.ENV_POLICY_FILE),
+            "counters_table": environ.get(names.ENV_COUNTERS_TABLE),
             "identity": environ.get(names.ENV_IDENTITY),
             "local_principals": environ.get(names.ENV_LOCAL_PRINCIPALS),
             "region": environ.get(names.ENV_REGION),

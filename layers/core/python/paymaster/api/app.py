@@ -8,8 +8,11 @@ GET  /healthz               readiness for Lambda Web Adapter (unauthenticated, n
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping, Sequence
+from dataclasses import asdict
+from functools import partial
 from itertools import chain
+from typing import Any, TypeVar
 
 import anyio
 from aws_lambda_powertools import Logger
@@ -28,19 +31,24 @@ from paymaster.api.errors import error_body, error_response, status_and_type
 from paymaster.domain.chat import ChatRequest, StreamEvent
 from paymaster.domain.errors import InvalidRequestError, PayloadTooLargeError, PaymasterError
 from paymaster.domain.identity import Caller
-from paymaster.ports import HttpRequest
+from paymaster.domain.limits import Hold, amount_text
+from paymaster.ports import CounterState, HttpRequest
+from paymaster.services.admission import AdmissionService
 from paymaster.services.chat import ChatService
 from paymaster.services.identify import IdentifyService
 
 logger = Logger(service="paymaster")
 
 Handler = Callable[[Request, str], Awaitable[Response]]
+A = TypeVar("A")
+B = TypeVar("B")
 
 
 def create_app(
     *,
     identify: IdentifyService,
     chat: ChatService,
+    admission: AdmissionService,
     max_body_bytes: int,
 ) -> Starlette:
     async def read_body(request: Request) -> bytes:
@@ -89,20 +97,37 @@ def create_app(
         body = await read_body(request)
         caller = await caller_of(request, body)
         chat_request = _parse_chat(body)
-        plan = chat.plan(caller, chat_request)
-        envelope = openai_wire.Envelope(id=f"chatcmpl-{rid}", model=chat_request.model, created=int(time.time()))
-        served_by = {names.HEADER_DEPLOYMENT: f"{plan.provider}/{plan.deployment.model}"}
+        plan = await run_in_threadpool(chat.plan, caller, chat_request, rid, _metadata(request))
+        envelope = openai_wire.Envelope(id=f"chatcmpl-{rid}", model=plan.admission.model_name, created=int(time.time()))
+        headers = {names.HEADER_DEPLOYMENT: f"{plan.provider}/{plan.deployment.model}"}
+        if plan.admission.downgraded_from:
+            headers[names.HEADER_DOWNGRADED_FROM] = plan.admission.downgraded_from
         if not chat_request.stream:
-            completion = await run_in_threadpool(chat.complete, plan)
-            return JSONResponse(openai_wire.completion_body(envelope, completion), headers=served_by)
+            completion, counters = await _together(partial(chat.complete, plan), partial(chat.counters, plan))
+            headers |= budget_headers(plan.admission.holds, counters)
+            return JSONResponse(openai_wire.completion_body(envelope, completion), headers=headers)
         events = chat.stream(plan)
         # Pull the first event before answering, so a provider that fails at once gets a status code.
-        first = await run_in_threadpool(next, events, None)
+        first, counters = await _together(partial(next, events, None), partial(chat.counters, plan))
+        headers |= budget_headers(plan.admission.holds, counters)
         lines = _sse_lines(envelope, first, events, include_usage=chat_request.include_usage, rid=rid)
         return StreamingResponse(
             _in_threadpool(lines),
             media_type="text/event-stream",
-            headers={**served_by, "cache-control": "no-cache", "x-accel-buffering": "no"},
+            headers={**headers, "cache-control": "no-cache", "x-accel-buffering": "no"},
+        )
+
+    async def usage(request: Request, rid: str) -> Response:
+        caller = await caller_of(request, await read_body(request))
+        rules = await run_in_threadpool(admission.usage, caller, request.query_params.get("user"))
+        return JSONResponse(
+            {
+                "object": "usage",
+                "team": caller.team,
+                "app": caller.app,
+                "env": caller.env,
+                "rules": [asdict(rule) for rule in rules],
+            }
         )
 
     async def models(request: Request, rid: str) -> Response:
@@ -113,26 +138,69 @@ def create_app(
         ]
         return JSONResponse({"object": "list", "data": data})
 
-    async def healthz(_: Request) -> Response:
-        return JSONResponse({"status": "ok"})
-
-    async def http_error(_: Request, error: Exception) -> Response:
-        assert isinstance(error, HTTPException)
-        code = "not_found" if error.status_code == 404 else "method_not_allowed" if error.status_code == 405 else None
-        return JSONResponse(
-            error_body(str(error.detail), "invalid_request_error", code),
-            status_code=error.status_code,
-            headers=error.headers,
-        )
-
     return Starlette(
         routes=[
             Route("/v1/chat/completions", handled(chat_completions), methods=["POST"]),
             Route("/v1/models", handled(models), methods=["GET"]),
+            Route("/v1/usage", handled(usage), methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
         ],
         exception_handlers={HTTPException: http_error},
     )
+
+
+async def healthz(_: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def http_error(_: Request, error: Exception) -> Response:
+    """Starlette's own 404 / 405, in OpenAI's error shape like every other answer."""
+    assert isinstance(error, HTTPException)
+    code = "not_found" if error.status_code == 404 else "method_not_allowed" if error.status_code == 405 else None
+    return JSONResponse(
+        error_body(str(error.detail), "invalid_request_error", code),
+        status_code=error.status_code,
+        headers=error.headers,
+    )
+
+
+async def _together(first: Callable[[], A], second: Callable[[], B]) -> tuple[A, B]:
+    """Runs two blocking calls in worker threads at once (the provider call and a counter read)."""
+    results: dict[int, Any] = {}
+
+    async def run(index: int, call: Callable[[], Any]) -> None:
+        results[index] = await run_in_threadpool(call)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(run, 0, first)
+        group.start_soon(run, 1, second)
+    return results[0], results[1]
+
+
+def _metadata(request: Request) -> dict[str, str]:
+    """`x-paymaster-meta-<key>: value` headers: the caller's own labels for rules to match on."""
+    prefix = names.HEADER_METADATA_PREFIX
+    return {name[len(prefix) :]: value for name, value in request.headers.items() if name.startswith(prefix)}
+
+
+def budget_headers(holds: Sequence[Hold], counters: Mapping[tuple[str, str], CounterState]) -> dict[str, str]:
+    """The tightest budget this request counted against: least remaining share of its limit."""
+    budgets = [hold for hold in holds if hold.rule.is_budget]
+    if not budgets:
+        return {}
+
+    def remaining(hold: Hold) -> int:
+        return max(0, hold.rule.cap - counters.get((hold.pk, hold.sk), CounterState(0, 0)).committed)
+
+    hold = min(budgets, key=lambda hold: remaining(hold) / hold.rule.cap)
+    return {
+        "x-paymaster-budget-rule": hold.rule.name,
+        "x-paymaster-budget-scope": hold.bucket,
+        "x-paymaster-budget-limit": amount_text(hold.rule, hold.rule.cap),
+        "x-paymaster-budget-remaining": amount_text(hold.rule, remaining(hold)),
+        "x-paymaster-budget-unit": hold.rule.unit,
+        "x-paymaster-budget-reset": hold.window.end.isoformat(),
+    }
 
 
 def _url_as_sent(request: Request) -> str:

@@ -1,10 +1,12 @@
 """One table from each domain error to its HTTP status and OpenAI error type."""
 
+import math
 from typing import Any
 
 from starlette.responses import JSONResponse
 
 from paymaster.domain import errors
+from paymaster.domain.limits import amount_text
 
 _RESPONSES: dict[type[errors.PaymasterError], tuple[int, str]] = {
     errors.AuthenticationError: (403, "authentication_error"),
@@ -13,6 +15,9 @@ _RESPONSES: dict[type[errors.PaymasterError], tuple[int, str]] = {
     errors.PayloadTooLargeError: (413, "invalid_request_error"),
     errors.ModelNotFoundError: (404, "invalid_request_error"),
     errors.ProviderRejectedError: (400, "invalid_request_error"),
+    errors.RateLimitedError: (429, "rate_limit_error"),
+    errors.BudgetExhaustedError: (429, "insufficient_quota"),
+    errors.StoreUnavailableError: (503, "server_error"),
     errors.ProviderTimeoutError: (504, "server_error"),
     errors.ProviderError: (502, "server_error"),
 }
@@ -32,4 +37,45 @@ def status_and_type(error: errors.PaymasterError) -> tuple[int, str]:
 
 def error_response(error: errors.PaymasterError, headers: dict[str, str] | None = None) -> JSONResponse:
     status, kind = status_and_type(error)
-    return JSONResponse(error_body(error.message, kind, error.code, error.param), status_code=status, headers=headers)
+    body = error_body(error.message, kind, error.code, error.param)
+    headers = dict(headers or {})
+    if isinstance(error, errors.LimitRefusedError):
+        body["error"]["paymaster"] = refusal_details(error)
+        headers |= refusal_headers(error)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def refusal_details(error: errors.LimitRefusedError) -> dict[str, Any]:
+    """What the rule, its scope and its window looked like when it refused."""
+    refusal = error.refusal
+    rule = refusal.rule
+    return {
+        "rule": rule.name,
+        "scope": refusal.hold.bucket,
+        "unit": rule.unit,
+        "limit": amount_text(rule, rule.cap),
+        "used": amount_text(rule, refusal.used),
+        "remaining": amount_text(rule, refusal.remaining),
+        "requested": amount_text(rule, refusal.hold.amount),
+        "window": refusal.hold.window.id,
+        "resets_at": refusal.hold.window.end.isoformat(),
+    }
+
+
+def refusal_headers(error: errors.LimitRefusedError) -> dict[str, str]:
+    """Headers the openai SDK acts on: a rate limit says when to retry; a spent budget says don't.
+
+    `x-ratelimit-*` follow OpenAI's names (`-requests` or `-tokens` by the rule's measure).
+    """
+    refusal = error.refusal
+    wait = math.ceil(refusal.hold.window.seconds_left(error.now))
+    if isinstance(error, errors.BudgetExhaustedError):
+        return {"x-should-retry": "false"}
+    measure = "requests" if refusal.rule.measure == "requests" else "tokens"
+    return {
+        "retry-after": str(max(1, wait)),
+        "x-should-retry": "true",
+        f"x-ratelimit-limit-{measure}": str(refusal.rule.cap),
+        f"x-ratelimit-remaining-{measure}": str(refusal.remaining),
+        f"x-ratelimit-reset-{measure}": f"{max(1, wait)}s",
+    }

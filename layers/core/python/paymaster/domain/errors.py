@@ -4,6 +4,12 @@ The HTTP layer maps each class to one status and OpenAI error type (`paymaster.a
 nothing here knows about HTTP.
 """
 
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from paymaster.domain.limits import Refusal
+
 
 class PaymasterError(Exception):
     """Base of every error paymaster answers deliberately (never a 500)."""
@@ -67,3 +73,30 @@ class ProviderRejectedError(ProviderError):
     """The provider refused the request as invalid (its 400/404/413/422): the caller's to fix."""
 
     code = "provider_rejected_request"
+
+
+class LimitRefusedError(PaymasterError):
+    """A rule refused the request before the provider was called. `refusal` says which and why."""
+
+    def __init__(self, message: str, refusal: "Refusal", now: datetime) -> None:
+        super().__init__(message)
+        self.refusal = refusal
+        self.now = now
+
+
+class RateLimitedError(LimitRefusedError):
+    """A rate limit is full for this window; retrying after the window resets will work."""
+
+    code = "rate_limit_exceeded"
+
+
+class BudgetExhaustedError(LimitRefusedError):
+    """A budget cannot afford the request; retrying before it resets will not help."""
+
+    code = "insufficient_quota"
+
+
+class StoreUnavailableError(PaymasterError):
+    """The counter store could not be reached, and a rule says to fail closed."""
+
+    code = "counter_store_unavailable"

@@ -6,13 +6,17 @@ never silently disables it.
 """
 
 from datetime import date
+from decimal import Decimal
 from functools import cached_property
 from typing import Annotated, Literal, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from paymaster.domain.errors import ModelNotFoundError, UnknownPrincipalError
 from paymaster.domain.identity import Caller, PrincipalKey, principal_key
+from paymaster.domain.money import usd
+from paymaster.domain.windows import Period
 
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")]
 MicroUsdPerMillionTokens = Annotated[int, Field(ge=0)]
@@ -71,6 +75,9 @@ class Model(_Strict):
     max_output_tokens: int = Field(gt=0)
     context_window: int = Field(gt=0)
     tokenizer: Literal["cl100k_base", "o200k_base"] = "cl100k_base"
+    # tiktoken's count × this factor must be an upper bound of what the provider will count.
+    # 1 for OpenAI models (same tokenizer); above 1 for others, whose tokenizers differ.
+    input_token_factor: Decimal = Field(default=Decimal(1), ge=1, le=4)
 
 
 class Principal(_Strict):
@@ -97,11 +104,141 @@ class Team(_Strict):
     models: list[Name] | None = None  # the virtual models this team may use; None = all
 
 
+def _as_list(value: object) -> object:
+    return [value] if isinstance(value, str) else value
+
+
+Values = Annotated[list[str], BeforeValidator(_as_list), Field(min_length=1)]
+
+Unit = Literal[
+    "requests_per_minute",
+    "requests_per_hour",
+    "requests_per_day",
+    "tokens_per_minute",
+    "tokens_per_hour",
+    "tokens_per_day",
+    "tokens_per_month",
+    "cost_per_day",
+    "cost_per_week",
+    "cost_per_month",
+]
+Measure = Literal["requests", "tokens", "cost"]
+Dimension = Literal["team", "app", "user", "model", "env"]
+BUDGET_UNITS = frozenset({"tokens_per_month", "cost_per_day", "cost_per_week", "cost_per_month"})
+
+
+class When(_Strict):
+    """Which requests a rule counts. Every key given must match (a list matches any of its values);
+    an empty `when` matches every request. `metadata` keys come from `x-paymaster-meta-<key>`."""
+
+    team: Values | None = None
+    app: Values | None = None
+    user: Values | None = None
+    model: Values | None = None
+    env: Values | None = None
+    metadata: dict[str, Values] = {}
+
+
+class Action(_Strict):
+    """One step of a budget's ladder, at a percentage of the limit."""
+
+    at: int = Field(ge=1, le=100)
+    alert: bool = False
+    downgrade_to: Name | None = None
+    block: bool = False
+
+    @model_validator(mode="after")
+    def _one_thing(self) -> Self:
+        if sum((self.alert, self.downgrade_to is not None, self.block)) != 1:
+            raise ValueError("an action does exactly one of: alert: true, downgrade_to: <model>, block: true")
+        return self
+
+
+class Rule(_Strict):
+    """A limit on what the matching requests may use in each window.
+
+    `limit` is USD for `cost_*` units (exact to the micro-dollar), a count otherwise. `per` splits
+    the limit into one bucket per value of those dimensions (`per: [team, user]`: every user of
+    every team gets the whole limit); without `per`, all matching requests share one bucket.
+    A budget (`tokens_per_month`, `cost_*`) blocks at 100 % unless a `block` action says earlier.
+    """
+
+    name: Name
+    when: When = When()
+    limit: Decimal = Field(gt=0)
+    unit: Unit
+    per: list[Dimension] = []
+    time_zone: str = "UTC"
+    mode: Literal["enforce", "shadow"] = "enforce"
+    on_store_error: Literal["closed", "open"] | None = None
+    actions: list[Action] = []
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name like Europe/Berlin)") from None
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.measure != "cost" and self.limit != self.limit.to_integral_value():
+            raise ValueError(f"a {self.unit} limit is a whole number")
+        if self.measure == "cost":
+            usd(self.limit)
+        if self.actions and not self.is_budget:
+            raise ValueError("actions (alerts, downgrades) apply to budgets: tokens_per_month and cost_* units")
+        if len({action.at for action in self.actions if action.block}) > 1:
+            raise ValueError("at most one block action")
+        return self
+
+    @property
+    def measure(self) -> Measure:
+        measure = self.unit.split("_", 1)[0]
+        assert measure in ("requests", "tokens", "cost")
+        return measure  # type: ignore[return-value]
+
+    @property
+    def period(self) -> Period:
+        period = self.unit.rsplit("_", 1)[1]
+        assert period in ("minute", "hour", "day", "week", "month")
+        return period  # type: ignore[return-value]
+
+    @property
+    def is_budget(self) -> bool:
+        return self.unit in BUDGET_UNITS
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.time_zone)
+
+    @property
+    def limit_units(self) -> int:
+        """The limit in counter units: micro-USD for cost, tokens or requests otherwise."""
+        return int(usd(self.limit)) if self.measure == "cost" else int(self.limit)
+
+    @property
+    def cap(self) -> int:
+        """Where admission stops: the limit, or the earlier `block` action's share of it."""
+        block_at = min((action.at for action in self.actions if action.block), default=100)
+        return self.limit_units * block_at // 100
+
+    @property
+    def fails_closed(self) -> bool:
+        """Without the counter store: budgets refuse (503) unless told `open`; rate limits admit."""
+        if self.on_store_error is not None:
+            return self.on_store_error == "closed"
+        return self.is_budget
+
+
 class Policy(_Strict):
     version: Literal[1]
     providers: dict[Name, Provider] = Field(min_length=1)
     models: dict[Name, Model] = Field(min_length=1)
     teams: dict[Name, Team] = Field(min_length=1)
+    rules: list[Rule] = []
 
     @model_validator(mode="after")
     def _references_resolve(self) -> Self:
@@ -122,6 +259,18 @@ class Policy(_Strict):
             if principal.key in keys:
                 raise ValueError(f"IAM principal {principal.key} is claimed by {keys[principal.key]} and {where}")
             names[principal.name] = keys[principal.key] = where
+        return self
+
+    @model_validator(mode="after")
+    def _rules_resolve(self) -> Self:
+        rule_names: set[str] = set()
+        for rule in self.rules:
+            if rule.name in rule_names:
+                raise ValueError(f"two rules are named {rule.name!r}")
+            rule_names.add(rule.name)
+            for action in rule.actions:
+                if action.downgrade_to is not None and action.downgrade_to not in self.models:
+                    raise ValueError(f"rule {rule.name!r} downgrades to unknown model {action.downgrade_to!r}")
         return self
 
     def _principals(self) -> list[tuple[str, str, Principal]]:

@@ -1,24 +1,28 @@
-"""Chat completions: identify the model, plan the call, call the provider.
+"""Chat completions: admit, call the provider, settle — on every exit path.
 
 Two steps so that every refusal happens before an HTTP response starts: `plan` raises for
-anything the caller must be told with a status code (unknown model, and — from the enforcement
-work on — limits and budgets); `complete` / `stream` then call the provider.
+anything the caller must be told with a status code (unknown model, a rule that refuses, the
+counter store down for a closed rule); `complete` / `stream` then call the provider and settle
+whatever happens: success (actual usage), provider error before any output (released), output
+without usage — a cut stream, a client gone — (charged the whole reservation, flagged).
 """
 
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass
 
-from paymaster.domain.chat import ChatRequest, Completion, StreamEvent
+from paymaster.domain.chat import ChatRequest, Completion, StreamEvent, TextDelta, Usage, UsageReported
+from paymaster.domain.errors import ProviderError
 from paymaster.domain.identity import Caller
-from paymaster.domain.policy import Deployment, Model, Policy
-from paymaster.ports import ChatProvider, ProviderCall
+from paymaster.domain.policy import Deployment, Policy
+from paymaster.ports import ChatProvider, CounterState, ProviderCall
+from paymaster.services.admission import Admission, AdmissionService
 
 
 @dataclass(frozen=True, slots=True)
 class Plan:
     caller: Caller
     request: ChatRequest
-    model: Model
+    admission: Admission
     provider: str  # the policy's name for the provider serving `deployment`
     call: ProviderCall
 
@@ -28,27 +32,52 @@ class Plan:
 
 
 class ChatService:
-    def __init__(self, policy: Policy, providers: Mapping[str, ChatProvider]) -> None:
+    def __init__(self, policy: Policy, providers: Mapping[str, ChatProvider], admission: AdmissionService) -> None:
         self._policy = policy
         self._providers = providers
+        self._admission = admission
 
-    def plan(self, caller: Caller, request: ChatRequest) -> Plan:
-        model = self._policy.model_for(caller.team, request.model)
-        deployment = model.deployments[0]
-        limit = min(request.output_limit or model.max_output_tokens, model.max_output_tokens)
+    def plan(
+        self, caller: Caller, request: ChatRequest, request_id: str, metadata: Mapping[str, str] | None = None
+    ) -> Plan:
+        admission = self._admission.admit(caller, request, request_id, metadata)
+        deployment = admission.model.deployments[0]
         return Plan(
             caller=caller,
             request=request,
-            model=model,
+            admission=admission,
             provider=deployment.provider,
-            call=ProviderCall(request=request, deployment=deployment, max_output_tokens=limit),
+            call=ProviderCall(request=request, deployment=deployment, max_output_tokens=admission.max_output_tokens),
         )
 
     def complete(self, plan: Plan) -> Completion:
-        return self._providers[plan.provider].complete(plan.call)
+        try:
+            completion = self._providers[plan.provider].complete(plan.call)
+        except ProviderError:
+            self._admission.settle(plan.admission, None, output_delivered=False)
+            raise
+        except BaseException:
+            # Unknown whether the provider billed: keep the whole hold, flagged.
+            self._admission.settle(plan.admission, None, output_delivered=True)
+            raise
+        self._admission.settle(plan.admission, completion.usage, output_delivered=True)
+        return completion
 
     def stream(self, plan: Plan) -> Generator[StreamEvent, None, None]:
-        return self._providers[plan.provider].stream(plan.call)
+        usage: Usage | None = None
+        delivered = False
+        try:
+            for event in self._providers[plan.provider].stream(plan.call):
+                if isinstance(event, TextDelta):
+                    delivered = True
+                elif isinstance(event, UsageReported):
+                    usage = event.usage
+                yield event
+        finally:
+            self._admission.settle(plan.admission, usage, output_delivered=delivered)
+
+    def counters(self, plan: Plan) -> dict[tuple[str, str], CounterState]:
+        return self._admission.counters(plan.admission)
 
     def models(self, caller: Caller) -> list[str]:
         return self._policy.models_for(caller.team)

@@ -1,0 +1,306 @@
+"""Counters and reservations in DynamoDB: one TransactWriteItems to reserve, one to settle.
+
+Items (one table, `pk`/`sk`):
+
+    RULE#<rule>#<bucket> / <window id>   a counter: committed (reserved + settled), spent (settled)
+    RES#<request id>     / RESERVATION   a reservation: what it holds, its state, its expiry
+
+Admission puts the reservation (`attribute_not_exists`) and adds each amount to its counter
+under `committed <= cap - amount` (conditions have no arithmetic, so `cap - amount` is computed
+here), all or nothing. Settlement flips the reservation from `held` to its outcome under
+`state = held` and moves each counter by (actual − reserved) in the same transaction: a retried
+settlement fails its condition and counts nothing twice.
+
+Why transactions, and their price (DESIGN §3 a–c): counters stay separate small items (< 1 KB,
+so 2 write units each inside a transaction) instead of one item per team that would grow with
+every in-flight reservation and cost more per write as it grew. The cost is that concurrent
+transactions on one hot counter can cancel each other (`TransactionConflict`); those are retried
+here with jittered backoff. docs/DESIGN-COUNTERS.md has the numbers and the sharding plan.
+"""
+
+import random
+import time
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from paymaster import names
+from paymaster.domain.errors import StoreUnavailableError
+from paymaster.domain.limits import Hold, Refusal
+from paymaster.ports import CounterChange, CounterState, HeldReservation, Reservation, Settlement
+
+HELD = "held"
+# Keep a window's counter this long after it ends: /v1/usage history, audits. TTL deletes it later.
+COUNTER_RETENTION = timedelta(days=400)
+RESERVATION_RETENTION = timedelta(days=30)
+CONFLICT_RETRIES = 4
+_RETRYABLE_REASONS = {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"}
+_UNAVAILABLE_CODES = {
+    "ProvisionedThroughputExceededException",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "InternalServerError",
+    "ServiceUnavailable",
+    "ResourceNotFoundException",
+    "AccessDeniedException",
+    "UnrecognizedClientException",
+}
+
+_FITS_UNDER_CAP = "#committed <= :cap_minus_amount"
+_FIRST_USE_OF_WINDOW = "attribute_not_exists(#committed)"
+
+
+def _n(value: int) -> dict[str, str]:
+    return {"N": str(value)}
+
+
+def _s(value: str) -> dict[str, str]:
+    return {"S": value}
+
+
+def _epoch(moment: datetime) -> int:
+    return int(moment.timestamp())
+
+
+class DynamoDBCounterStore:
+    """`client` is a boto3 DynamoDB client; `table` the counters table's name."""
+
+    def __init__(
+        self,
+        client: Any,
+        table: str,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self._client = client
+        self._table = table
+        self._sleep = sleep
+        self._jitter = jitter
+
+    def reserve(self, reservation: Reservation) -> list[Refusal]:
+        items = [self._put_reservation(reservation)] + [self._hold(hold) for hold in reservation.holds]
+        reasons = self._transact(items)
+        if reasons is None:
+            return []
+        if reasons[0].get("Code") == "ConditionalCheckFailed":
+            raise StoreUnavailableError(f"request id {reservation.request_id} was already reserved")
+        return [
+            Refusal(hold=hold, used=_committed(reason))
+            for hold, reason in zip(reservation.holds, reasons[1:], strict=True)
+            if reason.get("Code") == "ConditionalCheckFailed"
+        ]
+
+    def settle(self, settlement: Settlement) -> bool:
+        items = [self._close_reservation(settlement)] + [self._move(change) for change in settlement.changes]
+        reasons = self._transact(items)
+        if reasons is None:
+            return True
+        if reasons[0].get("Code") == "ConditionalCheckFailed":
+            return False  # settled, released or swept before: nothing to do
+        raise StoreUnavailableError(f"settlement of {settlement.request_id} was cancelled: {reasons}")
+
+    def counters(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], CounterState]:
+        unique = list(dict.fromkeys(keys))
+        if not unique:
+            return {}
+        request = {
+            self._table: {
+                "Keys": [{names.PARTITION_KEY: _s(pk), names.SORT_KEY: _s(sk)} for pk, sk in unique],
+                "ConsistentRead": True,
+                "ProjectionExpression": "#pk, #sk, #committed, #spent",
+                "ExpressionAttributeNames": {
+                    "#pk": names.PARTITION_KEY,
+                    "#sk": names.SORT_KEY,
+                    "#committed": names.COMMITTED,
+                    "#spent": names.SPENT,
+                },
+            }
+        }
+        found = {key: CounterState(0, 0) for key in unique}
+        while request:
+            with _store_errors():
+                answer = self._client.batch_get_item(RequestItems=request)
+            for item in answer["Responses"].get(self._table, []):
+                key = (item[names.PARTITION_KEY]["S"], item[names.SORT_KEY]["S"])
+                found[key] = CounterState(
+                    committed=int(item.get(names.COMMITTED, {"N": "0"})["N"]),
+                    spent=int(item.get(names.SPENT, {"N": "0"})["N"]),
+                )
+            request = answer.get("UnprocessedKeys") or {}
+        return found
+
+    def expired(self, now: datetime, limit: int) -> list[HeldReservation]:
+        found: list[tuple[int, HeldReservation]] = []
+        for shard in range(names.HELD_SHARDS):
+            with _store_errors():
+                answer = self._client.query(
+                    TableName=self._table,
+                    IndexName=names.HELD_INDEX,
+                    KeyConditionExpression="#shard = :shard AND #until < :now",
+                    ExpressionAttributeNames={"#shard": names.HELD_SHARD, "#until": names.HELD_UNTIL},
+                    ExpressionAttributeValues={":shard": _s(f"HELD#{shard}"), ":now": _n(_epoch(now))},
+                    Limit=limit,
+                )
+            for item in answer.get("Items", []):
+                changes = tuple(
+                    CounterChange(pk=hold["pk"]["S"], sk=hold["sk"]["S"], delta=-int(hold["amount"]["N"]), spent=0)
+                    for hold in (entry["M"] for entry in item["holds"]["L"])
+                )
+                request_id = item[names.PARTITION_KEY]["S"].removeprefix("RES#")
+                found.append((int(item[names.HELD_UNTIL]["N"]), HeldReservation(request_id, changes)))
+        return [reservation for _, reservation in sorted(found, key=lambda pair: pair[0])][:limit]
+
+    def _transact(self, items: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+        """None when the transaction committed; the per-item reasons when a condition failed.
+
+        Conflicts and throttling are retried with jittered exponential backoff, then reported as
+        StoreUnavailableError so the rule's `on_store_error` decides.
+        """
+        for attempt in range(CONFLICT_RETRIES + 1):
+            try:
+                with _store_errors():
+                    self._client.transact_write_items(TransactItems=items)
+                return None
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                    raise
+                reasons: list[dict[str, Any]] = error.response.get("CancellationReasons", [])
+                codes = {reason.get("Code") for reason in reasons}
+                if "ConditionalCheckFailed" in codes:
+                    return reasons
+                if not codes & _RETRYABLE_REASONS or attempt == CONFLICT_RETRIES:
+                    raise StoreUnavailableError(f"the counter store cancelled the transaction: {codes}") from None
+                self._sleep(0.005 * (2**attempt) * (0.5 + self._jitter()))
+        raise AssertionError("unreachable")
+
+    def _put_reservation(self, reservation: Reservation) -> dict[str, Any]:
+        shard = zlib.crc32(reservation.request_id.encode()) % names.HELD_SHARDS
+        holds = [
+            {"M": {"pk": _s(hold.pk), "sk": _s(hold.sk), "amount": _n(hold.amount), "rule": _s(hold.rule.name)}}
+            for hold in reservation.holds
+        ]
+        return {
+            "Put": {
+                "TableName": self._table,
+                "Item": {
+                    names.PARTITION_KEY: _s(names.reservation_pk(reservation.request_id)),
+                    names.SORT_KEY: _s(names.RESERVATION_SORT_KEY),
+                    "state": _s(HELD),
+                    "holds": {"L": holds},
+                    "team": _s(reservation.team),
+                    "app": _s(reservation.app),
+                    "model": _s(reservation.model),
+                    names.HELD_SHARD: _s(f"HELD#{shard}"),
+                    names.HELD_UNTIL: _n(_epoch(reservation.held_until)),
+                    names.TTL_ATTRIBUTE: _n(_epoch(reservation.held_until + RESERVATION_RETENTION)),
+                },
+                "ConditionExpression": "attribute_not_exists(#pk)",
+                "ExpressionAttributeNames": {"#pk": names.PARTITION_KEY},
+            }
+        }
+
+    def _hold(self, hold: Hold) -> dict[str, Any]:
+        update: dict[str, Any] = {
+            "TableName": self._table,
+            "Key": {names.PARTITION_KEY: _s(hold.pk), names.SORT_KEY: _s(hold.sk)},
+            "UpdateExpression": "ADD #committed :amount SET #rule = :rule, #window_end = :window_end, "
+            "#expires = if_not_exists(#expires, :expires)",
+            "ExpressionAttributeNames": {
+                "#committed": names.COMMITTED,
+                "#rule": "rule",
+                "#window_end": "window_end",
+                "#expires": names.TTL_ATTRIBUTE,
+            },
+            "ExpressionAttributeValues": {
+                ":amount": _n(hold.amount),
+                ":rule": _s(hold.rule.name),
+                ":window_end": _s(hold.window.end.isoformat()),
+                ":expires": _n(_epoch(hold.window.end + COUNTER_RETENTION)),
+            },
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+        if hold.cap is not None:
+            room = hold.cap - hold.amount
+            # A first use of the window fits if the amount alone fits; a negative room never fits.
+            update["ConditionExpression"] = (
+                f"{_FIRST_USE_OF_WINDOW} OR {_FITS_UNDER_CAP}" if room >= 0 else _FITS_UNDER_CAP
+            )
+            update["ExpressionAttributeValues"][":cap_minus_amount"] = _n(room)
+        return {"Update": update}
+
+    def _close_reservation(self, settlement: Settlement) -> dict[str, Any]:
+        values: dict[str, Any] = {
+            ":held": _s(HELD),
+            ":outcome": _s(settlement.outcome),
+            ":cost": _n(settlement.cost),
+            ":flags": {"L": [_s(flag) for flag in settlement.flags]},
+        }
+        assignments = "#state = :outcome, #cost = :cost, #flags = :flags"
+        if settlement.usage is not None:
+            values[":usage"] = {
+                "M": {
+                    "input_tokens": _n(settlement.usage.input_tokens),
+                    "output_tokens": _n(settlement.usage.output_tokens),
+                    "cache_read_tokens": _n(settlement.usage.cache_read_tokens),
+                    "cache_write_tokens": _n(settlement.usage.cache_write_tokens),
+                }
+            }
+            assignments += ", #usage = :usage"
+        return {
+            "Update": {
+                "TableName": self._table,
+                "Key": {
+                    names.PARTITION_KEY: _s(names.reservation_pk(settlement.request_id)),
+                    names.SORT_KEY: _s(names.RESERVATION_SORT_KEY),
+                },
+                "UpdateExpression": f"SET {assignments} REMOVE #shard",
+                "ConditionExpression": "#state = :held",
+                "ExpressionAttributeNames": {
+                    "#state": "state",
+                    "#cost": "cost",
+                    "#flags": "flags",
+                    "#shard": names.HELD_SHARD,
+                    **({"#usage": "usage"} if settlement.usage is not None else {}),
+                },
+                "ExpressionAttributeValues": values,
+            }
+        }
+
+    def _move(self, change: CounterChange) -> dict[str, Any]:
+        return {
+            "Update": {
+                "TableName": self._table,
+                "Key": {names.PARTITION_KEY: _s(change.pk), names.SORT_KEY: _s(change.sk)},
+                "UpdateExpression": "ADD #committed :delta, #spent :spent",
+                "ExpressionAttributeNames": {"#committed": names.COMMITTED, "#spent": names.SPENT},
+                "ExpressionAttributeValues": {":delta": _n(change.delta), ":spent": _n(change.spent)},
+            }
+        }
+
+
+def _committed(reason: dict[str, Any]) -> int:
+    item = reason.get("Item") or {}
+    return int(item.get(names.COMMITTED, {"N": "0"})["N"])
+
+
+@contextmanager
+def _store_errors() -> Iterator[None]:
+    """DynamoDB failing to answer (throttling, 5xx, network, credentials) → StoreUnavailableError.
+
+    A cancelled transaction passes through: its reasons say whether a condition refused it.
+    """
+    try:
+        yield
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "")
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        if code != "TransactionCanceledException" and (code in _UNAVAILABLE_CODES or status >= 500):
+            raise StoreUnavailableError(f"the counter store failed: {code}") from None
+        raise
+    except BotoCoreError as error:
+        raise StoreUnavailableError(f"the counter store is unreachable: {type(error).__name__}") from None

@@ -1,0 +1,286 @@
+"""Admission and settlement: hold the most a request can use, before the provider is called;
+replace the hold by the actual use afterwards, on every exit path.
+
+Admission is one store request in the common case. It takes another only when the first was
+refused in a way the gateway can answer better than with a refusal:
+
+    a budget past its downgrade threshold   → plan the cheaper model and hold again
+    a shadow rule that would refuse         → log it, count it unchecked and hold again
+    a budget that cannot afford max_tokens  → shrink max_tokens to what it affords (down to
+                                              MIN_USEFUL_OUTPUT_TOKENS) and hold again
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Literal
+
+from aws_lambda_powertools import Logger
+
+from paymaster.domain.chat import ChatRequest, Usage
+from paymaster.domain.errors import BudgetExhaustedError, RateLimitedError, StoreUnavailableError
+from paymaster.domain.estimate import input_tokens
+from paymaster.domain.identity import Caller
+from paymaster.domain.limits import (
+    MIN_USEFUL_OUTPUT_TOKENS,
+    Hold,
+    Refusal,
+    RequestFacts,
+    actual_amount,
+    actual_cost,
+    affordable_output_tokens,
+    amount_text,
+    downgrade_threshold,
+    matches,
+    max_cost,
+    plan_holds,
+    tightest,
+)
+from paymaster.domain.policy import Model, Policy, Rule
+from paymaster.ports import Clock, CounterChange, CounterState, CounterStore, Reservation, Settlement, TokenCounter
+
+logger = Logger(service="paymaster")
+
+# Longer than any request can live (Lambda's 15-minute maximum), so the sweeper never returns a
+# hold that a running request will still settle.
+RESERVATION_LIFETIME = timedelta(minutes=20)
+MAX_ATTEMPTS = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """A request the rules admitted: what to call, with which output limit, and what is held."""
+
+    request_id: str
+    model_name: str
+    model: Model
+    input_tokens: int
+    max_output_tokens: int
+    holds: tuple[Hold, ...]
+    now: datetime
+    held: bool = True  # False when admitted without the store (on_store_error: open)
+    downgraded_from: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RuleUsage:
+    """One rule as `GET /v1/usage` reports it, in the rule's unit (USD strings for cost)."""
+
+    rule: str
+    unit: str
+    scope: str
+    window: str
+    limit: str
+    used: str
+    reserved: str
+    remaining: str
+    resets_at: str
+
+
+class AdmissionService:
+    def __init__(self, policy: Policy, store: CounterStore, count: TokenCounter, clock: Clock) -> None:
+        self._policy = policy
+        self._store = store
+        self._count = count
+        self._clock = clock
+
+    def admit(
+        self,
+        caller: Caller,
+        request: ChatRequest,
+        request_id: str,
+        metadata: Mapping[str, str] | None = None,
+    ) -> Admission:
+        """Holds the request's maximum use on every matching counter, or raises the tightest refusal."""
+        now = self._clock()
+        model_name = request.model
+        model = self._policy.model_for(caller.team, model_name)
+        asked = request.output_limit
+        facts = RequestFacts(caller.team, caller.app, caller.env, model_name, request.user, metadata or {})
+        prompt = self._input_tokens(request, model)
+        output = min(asked or model.max_output_tokens, model.max_output_tokens)
+        downgraded_from: str | None = None
+        unchecked: frozenset[str] = frozenset()
+        refusals: list[Refusal] = []
+
+        for _ in range(MAX_ATTEMPTS):
+            holds = plan_holds(
+                self._policy.rules,
+                facts,
+                model,
+                input_tokens=prompt,
+                output_tokens=output,
+                now=now,
+                check_downgrades=downgraded_from is None,
+                unchecked=unchecked,
+            )
+            admission = Admission(
+                request_id, model_name, model, prompt, output, tuple(holds), now, downgraded_from=downgraded_from
+            )
+            if not holds:
+                return admission
+            reservation = Reservation(
+                request_id, tuple(holds), now + RESERVATION_LIFETIME, caller.team, caller.app, model_name
+            )
+            try:
+                refusals = self._store.reserve(reservation)
+            except StoreUnavailableError:
+                return self._without_store(admission, holds)
+            if not refusals:
+                return admission
+
+            shadow = [refusal for refusal in refusals if refusal.rule.mode == "shadow"]
+            enforced = [refusal for refusal in refusals if refusal.rule.mode == "enforce"]
+            for refusal in shadow:
+                logger.warning("shadow rule would refuse", extra=_refusal_log(refusal, request_id))
+            unchecked |= {refusal.rule.name for refusal in shadow}
+            if not enforced:
+                continue
+
+            cheaper = _downgrade(enforced)
+            if cheaper is not None and downgraded_from is None:
+                logger.info("downgrading", extra={"request_id": request_id, "from": model_name, "to": cheaper})
+                downgraded_from, model_name = model_name, cheaper
+                model = self._policy.models[cheaper]
+                facts = replace(facts, model=model_name)
+                prompt = self._input_tokens(request, model)
+                output = min(asked or model.max_output_tokens, model.max_output_tokens)
+                continue
+
+            affordable = affordable_output_tokens(enforced, model, prompt)
+            if min(asked or MIN_USEFUL_OUTPUT_TOKENS, MIN_USEFUL_OUTPUT_TOKENS) <= affordable < output:
+                output = affordable
+                continue
+            raise _refusal_error(tightest(enforced), now)
+        raise _refusal_error(tightest(refusals), now)
+
+    def settle(self, admission: Admission, usage: Usage | None, *, output_delivered: bool) -> None:
+        """Replaces the hold by the actual use. Without usage: released if nothing was produced,
+        else charged the full reservation and flagged (never $0 by accident)."""
+        if not admission.held or not admission.holds:
+            return
+        flags: list[str] = []
+        outcome: Literal["settled", "released", "charged_reservation"]
+        if usage is not None:
+            amounts = [actual_amount(hold.rule, admission.model, usage) for hold in admission.holds]
+            if any(amount > hold.amount for amount, hold in zip(amounts, admission.holds, strict=True)):
+                flags.append("estimate_exceeded")
+                logger.warning("actual use exceeded the reservation", extra={"request_id": admission.request_id})
+            outcome = "settled"
+            cost = int(actual_cost(admission.model, usage))
+        elif output_delivered:
+            amounts = [hold.amount for hold in admission.holds]
+            flags.append("usage_unknown")
+            outcome = "charged_reservation"
+            cost = int(max_cost(admission.model, admission.input_tokens, admission.max_output_tokens))
+        else:
+            amounts = [0 for _ in admission.holds]
+            outcome = "released"
+            cost = 0
+        changes = tuple(
+            CounterChange(hold.pk, hold.sk, delta=amount - hold.amount, spent=amount)
+            for hold, amount in zip(admission.holds, amounts, strict=True)
+        )
+        settlement = Settlement(admission.request_id, changes, outcome, cost, usage, tuple(flags))
+        try:
+            if not self._store.settle(settlement):
+                logger.info("already settled", extra={"request_id": admission.request_id})
+        except StoreUnavailableError:
+            # The hold stays until it expires; the sweeper then returns it. Logged for the ledger.
+            logger.error(
+                "settlement failed", extra={"request_id": admission.request_id, "cost": cost, "outcome": outcome}
+            )
+
+    def sweep(self, limit: int = 100) -> int:
+        """Returns holds that outlived RESERVATION_LIFETIME (a crashed request). Idempotent."""
+        swept = 0
+        for held in self._store.expired(self._clock(), limit):
+            settlement = Settlement(held.request_id, held.changes, "expired", 0, None, ("expired",))
+            if self._store.settle(settlement):
+                swept += 1
+                logger.warning("expired reservation returned", extra={"request_id": held.request_id})
+        return swept
+
+    def usage(self, caller: Caller, user: str | None = None) -> list[RuleUsage]:
+        """Every rule that can apply to the caller's team/app/env, with its current window."""
+        now = self._clock()
+        entries: list[tuple[Rule, RequestFacts, Hold]] = []
+        for rule in self._policy.rules:
+            models = rule.when.model or self._policy.models_for(caller.team)
+            for model in models if "model" in rule.per else models[:1]:
+                facts = RequestFacts(caller.team, caller.app, caller.env, model, user)
+                if not matches(rule.when.model_copy(update={"model": None, "user": None, "metadata": {}}), facts):
+                    continue
+                (hold,) = plan_holds(
+                    [rule], facts, self._policy.models[model], input_tokens=0, output_tokens=0, now=now,
+                    check_downgrades=False,
+                )  # fmt: skip
+                entries.append((rule, facts, hold))
+        states = self._store.counters([(hold.pk, hold.sk) for _, _, hold in entries])
+        return [_rule_usage(rule, hold, states[(hold.pk, hold.sk)]) for rule, _, hold in entries]
+
+    def counters(self, admission: Admission) -> dict[tuple[str, str], CounterState]:
+        return self._store.counters([(hold.pk, hold.sk) for hold in admission.holds])
+
+    def _input_tokens(self, request: ChatRequest, model: Model) -> int:
+        return input_tokens(request, lambda text: self._count(text, model.tokenizer), model.input_token_factor)
+
+    def _without_store(self, admission: Admission, holds: list[Hold]) -> Admission:
+        closed = [hold.rule.name for hold in holds if hold.rule.mode == "enforce" and hold.rule.fails_closed]
+        if closed:
+            logger.error(
+                "counter store unavailable: refusing", extra={"request_id": admission.request_id, "rules": closed}
+            )
+            raise StoreUnavailableError(
+                f"The counter store is unavailable and rule(s) {', '.join(closed)} refuse without it; "
+                "try again shortly."
+            )
+        logger.error(
+            "counter store unavailable: admitting without holds (on_store_error: open)",
+            extra={"request_id": admission.request_id, "rules": [hold.rule.name for hold in holds]},
+        )
+        return replace(admission, held=False)
+
+
+def _downgrade(refusals: list[Refusal]) -> str | None:
+    """The cheaper model to use if every refusal is a downgrade threshold, not a hard cap."""
+    targets = [downgrade_threshold(refusal.rule) if refusal.below_hard_cap else None for refusal in refusals]
+    if not targets or any(target is None for target in targets):
+        return None
+    first = targets[0]
+    assert first is not None
+    return first[1]
+
+
+def _refusal_error(refusal: Refusal, now: datetime) -> RateLimitedError | BudgetExhaustedError:
+    rule = refusal.rule
+    limit, used = amount_text(rule, rule.cap), amount_text(rule, refusal.used)
+    remaining = amount_text(rule, refusal.remaining)
+    unit = rule.unit.replace("_", " ").replace("cost per", "USD per")
+    detail = (
+        f"rule `{rule.name}` ({refusal.hold.bucket}): limit {limit} {unit}, used {used}, remaining {remaining}, "
+        f"this request needs up to {amount_text(rule, refusal.hold.amount)}; "
+        f"resets at {refusal.hold.window.end.isoformat()}."
+    )
+    if refusal.kind == "budget":
+        return BudgetExhaustedError(f"Budget exhausted: {detail}", refusal, now)
+    return RateLimitedError(f"Rate limit reached: {detail}", refusal, now)
+
+
+def _refusal_log(refusal: Refusal, request_id: str) -> dict[str, object]:
+    return {"request_id": request_id, "rule": refusal.rule.name, "bucket": refusal.hold.bucket, "used": refusal.used}
+
+
+def _rule_usage(rule: Rule, hold: Hold, state: CounterState) -> RuleUsage:
+    reserved = state.committed - state.spent
+    return RuleUsage(
+        rule=rule.name,
+        unit=rule.unit,
+        scope=hold.bucket,
+        window=hold.window.id,
+        limit=amount_text(rule, rule.cap),
+        used=amount_text(rule, state.spent),
+        reserved=amount_text(rule, reserved),
+        remaining=amount_text(rule, max(0, rule.cap - state.committed)),
+        resets_at=hold.window.end.isoformat(),
+    )
