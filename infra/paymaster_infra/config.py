@@ -11,6 +11,7 @@ from pathlib import Path
 from constructs import Node
 
 from paymaster.adapters.policy_file import PolicyFileError, load_policy
+from paymaster.domain.policy import Policy
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,8 +57,11 @@ class AppConfig:
             staging_dir=path(CONTEXT_STAGING_DIR, DEFAULT_STAGING_DIR),
         )
 
-    def check(self) -> None:
-        """Fail before synth with the fix, rather than with an asset error or at cold start."""
+    def check(self) -> Policy:
+        """Fail before synth with the fix, rather than with an asset error or at cold start.
+
+        Returns the loaded policy: the stacks derive the gateway's provider permissions from it.
+        """
         expected = {
             self.deps_dir / "python": "run `python infra/build_layers.py` (or `make deploy`)",
             self.policy_file: f"pass another one with `-c {CONTEXT_POLICY_FILE}=PATH`",
@@ -70,6 +74,6 @@ class AppConfig:
             raise ConfigError("missing inputs:\n  " + "\n  ".join(missing))
         # The gateway loads the same file at cold start: refuse to deploy one it would reject.
         try:
-            load_policy(self.policy_file)
+            return load_policy(self.policy_file)
         except PolicyFileError as error:
             raise ConfigError(f"invalid policy file: {error}") from None

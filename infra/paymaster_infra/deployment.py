@@ -19,7 +19,7 @@ class Paymaster:
 
 
 def add_paymaster(app: App, config: AppConfig, *, env: Environment | None = None) -> Paymaster:
-    config.check()
+    policy = config.check()
     state = StatefulStack(
         app,
         STATEFUL_STACK_NAME,
@@ -32,6 +32,7 @@ def add_paymaster(app: App, config: AppConfig, *, env: Environment | None = None
         env=env,
         description="paymaster gateway: REST API (AWS_IAM, streaming) and gateway Lambda",
         config=config,
+        policy=policy,
         counters=state.tables.counters,
         ledger=state.tables.ledger,
         bus=state.events.bus,

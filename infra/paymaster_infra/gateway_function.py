@@ -2,13 +2,16 @@
 
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from paymaster import names
+from paymaster.domain.policy import Policy
 from paymaster_infra.config import AppConfig
 from paymaster_infra.lambda_defaults import ASSET_EXCLUDES, default_function
 from paymaster_infra.layers import POLICY_FILE, TIKTOKEN_DIR, GatewayLayers
+from paymaster_infra.provider_access import ProviderAccess
 from paymaster_infra.web_adapter import HANDLER, web_adapter_environment
 
 # In AWS the caller is the IAM principal API Gateway verified, read from the request context.
@@ -16,7 +19,11 @@ IDENTITY_FROM_REQUEST_CONTEXT = "request-context"
 
 
 class GatewayFunction(Construct):
-    """One function serves every `/v1/*` route; it may use the counters, ledger and bus only."""
+    """One function serves every `/v1/*` route.
+
+    It may use the counters, ledger and bus, and the providers of the policy it is deployed with:
+    that policy's Bedrock models and provider API key secrets (`ProviderAccess`).
+    """
 
     def __init__(
         self,
@@ -24,6 +31,7 @@ class GatewayFunction(Construct):
         construct_id: str,
         *,
         config: AppConfig,
+        policy: Policy,
         layers: GatewayLayers,
         counters: dynamodb.ITable,
         ledger: dynamodb.ITable,
@@ -47,6 +55,26 @@ class GatewayFunction(Construct):
                 names.ENV_IDENTITY: IDENTITY_FROM_REQUEST_CONTEXT,
             },
         )
-        counters.grant_read_write_data(self.function)
+        # Exactly what the counter store does, on the table and the one index it reads: the grant_*
+        # helpers would add `index/*`, a wildcard for an index we can name.
+        self.function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=[
+                    "dynamodb:UpdateItem",
+                    "dynamodb:PutItem",
+                    "dynamodb:BatchGetItem",
+                    "dynamodb:GetItem",
+                    "dynamodb:Query",
+                ],
+                resources=[counters.table_arn],
+            )
+        )
+        self.function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["dynamodb:Query"],
+                resources=[f"{counters.table_arn}/index/{names.HELD_INDEX}"],
+            )
+        )
         ledger.grant_read_write_data(self.function)
         bus.grant_put_events_to(self.function)
+        self.provider_access = ProviderAccess(self, "ProviderAccess", policy=policy, function=self.function)

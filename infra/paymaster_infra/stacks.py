@@ -7,6 +7,7 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from constructs import Construct
 
+from paymaster.domain.policy import Policy
 from paymaster_infra.config import AppConfig
 from paymaster_infra.event_bus import CostEventBus
 from paymaster_infra.gateway_api import GatewayApi
@@ -33,6 +34,7 @@ class GatewayStack(Stack):
         construct_id: str,
         *,
         config: AppConfig,
+        policy: Policy,
         counters: dynamodb.ITable,
         ledger: dynamodb.ITable,
         bus: events.IEventBus,
@@ -44,6 +46,7 @@ class GatewayStack(Stack):
             self,
             "Gateway",
             config=config,
+            policy=policy,
             layers=self.layers,
             counters=counters,
             ledger=ledger,

@@ -23,6 +23,13 @@ class CounterTables(Construct):
             time_to_live_attribute=names.TTL_ATTRIBUTE,
             stream=dynamodb.StreamViewType.NEW_AND_OLD_IMAGES,
         )
+        # Sparse: only reservations still held carry the key, so the sweeper reads just those.
+        self.counters.add_global_secondary_index(
+            index_name=names.HELD_INDEX,
+            partition_key=dynamodb.Attribute(name=names.HELD_SHARD, type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name=names.HELD_UNTIL, type=dynamodb.AttributeType.NUMBER),
+            projection_type=dynamodb.ProjectionType.ALL,
+        )
         self.ledger = _table(self, names.LEDGER_TABLE_ID)
 
 

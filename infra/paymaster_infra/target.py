@@ -11,8 +11,5 @@ manylinux_2_28, so manylinux2014 alone is not enough.
 from typing import Final
 
 PYTHON_VERSION: Final = "3.13"
-PIP_IMPLEMENTATION: Final = "cp"
-# pip takes exact platform tags (it widens only manylinux2014/2010 to older ones): list them all.
-PIP_PLATFORMS: Final = ("manylinux2014_aarch64", "manylinux_2_28_aarch64", "manylinux_2_34_aarch64")
 # uv takes the newest glibc and accepts every older manylinux tag.
 UV_PLATFORM: Final = "aarch64-manylinux_2_34"
