@@ -1,5 +1,6 @@
 """A real (moto) DynamoDB behind HTTP, serialised like the local stack's, shared by the session."""
 
+import logging
 from collections.abc import Iterator
 from threading import Thread
 from typing import Any
@@ -17,6 +18,7 @@ from tests.policies import policy_with
 
 @pytest.fixture(scope="session")
 def aws_url() -> Iterator[str]:
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     port = free_port()
     server = make_moto_server("127.0.0.1", port)
     thread = Thread(target=server.serve_forever, daemon=True)

@@ -1,0 +1,287 @@
+"""Admission and settlement with the real counter store and a controlled clock (no sleeping)."""
+
+from collections.abc import Generator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from paymaster.adapters.dynamodb_counters import DynamoDBCounterStore
+from paymaster.adapters.tokenizer import count_tokens
+from paymaster.domain.chat import ChatRequest, Completion, Finished, StreamEvent, TextDelta, Usage, UsageReported
+from paymaster.domain.errors import (
+    BudgetExhaustedError,
+    ProviderError,
+    ProviderTimeoutError,
+    RateLimitedError,
+    StoreUnavailableError,
+)
+from paymaster.domain.identity import Caller
+from paymaster.domain.limits import MIN_USEFUL_OUTPUT_TOKENS
+from paymaster.domain.policy import Policy
+from paymaster.ports import ProviderCall
+from paymaster.services.admission import RESERVATION_LIFETIME, AdmissionService
+from paymaster.services.chat import ChatService
+from tests.policies import policy_with
+
+SEARCH = Caller(team="search", app="ranker", env="prod", principal="search-ranker", arn="arn")
+LONG_PROMPT = " ".join(["budget"] * 50)
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def request(model: str = "fixed-cost", max_tokens: int | None = 10, **extra: Any) -> ChatRequest:
+    body: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": LONG_PROMPT}], **extra}
+    if max_tokens is not None:
+        body["max_tokens"] = max_tokens
+    return ChatRequest.model_validate(body)
+
+
+def service(policy: Policy, store: DynamoDBCounterStore, clock: Clock) -> AdmissionService:
+    return AdmissionService(policy, store, count_tokens, clock)
+
+
+def committed_and_spent(admission_service: AdmissionService, caller: Caller = SEARCH) -> dict[str, tuple[str, str]]:
+    return {rule.rule: (rule.used, rule.reserved) for rule in admission_service.usage(caller)}
+
+
+def test_burst_gets_the_limit_then_the_next_window_refills(store: DynamoDBCounterStore) -> None:
+    """Fixed windows: 60/min admits 60 of a burst of 200, and 60 more once the minute turns."""
+    clock = Clock(datetime(2026, 11, 29, 18, 25, 30, tzinfo=UTC))
+    admission = service(policy_with([{"name": "rpm", "limit": 60, "unit": "requests_per_minute"}]), store, clock)
+
+    def burst(prefix: str) -> int:
+        admitted = 0
+        for i in range(200):
+            try:
+                admission.admit(SEARCH, request(), f"{prefix}{i}")
+                admitted += 1
+            except RateLimitedError as refusal:
+                minute_end = clock.now.replace(second=0) + timedelta(minutes=1)
+                assert refusal.refusal.hold.window.end == minute_end
+        return admitted
+
+    assert burst("a") == 60
+    clock.now += timedelta(seconds=29)
+    assert burst("b") == 0
+    clock.now += timedelta(seconds=1)
+    assert burst("c") == 60
+
+
+def test_missing_max_tokens_shrinks_to_what_the_budget_affords(store: DynamoDBCounterStore) -> None:
+    clock = Clock(datetime(2026, 11, 29, 18, 0, tzinfo=UTC))
+    policy = policy_with([{"name": "budget", "limit": "0.001300", "unit": "cost_per_month"}])  # 1300 µUSD
+    admission = service(policy, store, clock)
+    spender = admission.admit(SEARCH, request(max_tokens=1000), "spender")  # holds 1000 µUSD
+    admission.settle(spender, Usage(input_tokens=60, output_tokens=1000), output_delivered=True)
+
+    nearly_spent = admission.admit(SEARCH, request(max_tokens=None), "r1")
+
+    assert nearly_spent.max_output_tokens == 300  # 1300 − 1000 µUSD at 1 µUSD per output token
+    assert policy.models["fixed-cost"].max_output_tokens == 1000
+
+
+def test_refused_when_the_budget_cannot_afford_a_useful_answer(store: DynamoDBCounterStore) -> None:
+    clock = Clock(datetime(2026, 11, 29, 18, 0, tzinfo=UTC))
+    admission = service(policy_with([{"name": "budget", "limit": "0.001200", "unit": "cost_per_month"}]), store, clock)
+    spender = admission.admit(SEARCH, request(max_tokens=1000), "spender")
+    admission.settle(spender, Usage(input_tokens=60, output_tokens=1000), output_delivered=True)
+
+    with pytest.raises(BudgetExhaustedError) as refused:
+        admission.admit(SEARCH, request(max_tokens=None), "r1")  # 200 affordable < 256 useful
+    small = admission.admit(SEARCH, request(max_tokens=150), "r2")  # asked for less: gets it
+
+    assert MIN_USEFUL_OUTPUT_TOKENS == 256
+    assert refused.value.refusal.remaining == 200
+    assert small.max_output_tokens == 150
+
+
+def test_month_boundary_follows_the_rule_s_time_zone(store: DynamoDBCounterStore) -> None:
+    """America/Los_Angeles' December starts at 08:00 UTC on the 1st: not a moment earlier."""
+    clock = Clock(datetime(2026, 12, 1, 7, 59, 59, tzinfo=UTC))
+    policy = policy_with(
+        [{"name": "budget", "limit": "0.000010", "unit": "cost_per_month", "time_zone": "America/Los_Angeles"}]
+    )
+    admission = service(policy, store, clock)
+    november = admission.admit(SEARCH, request(max_tokens=10), "nov")
+
+    with pytest.raises(BudgetExhaustedError) as still_november:
+        admission.admit(SEARCH, request(max_tokens=10), "late")
+    clock.now = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
+    december = admission.admit(SEARCH, request(max_tokens=10), "dec")
+
+    assert november.holds[0].window.id == "2026-11"
+    assert still_november.value.refusal.hold.window.end == datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
+    assert december.holds[0].window.id == "2026-12"
+    assert december.holds[0].pk == november.holds[0].pk  # same counter family, a new window item
+
+
+def test_downgrade_past_the_threshold_reserves_at_the_cheaper_price(store: DynamoDBCounterStore) -> None:
+    clock = Clock(datetime(2026, 11, 29, 18, 0, tzinfo=UTC))
+    cheap = {
+        "deployments": [{"provider": "openai", "model": "cheap"}],
+        "max_output_tokens": 1000,
+        "context_window": 8000,
+        "price": {"input": 0, "output": 100_000, "source": "test", "as_of": "2026-11-29"},
+    }
+    rule = {
+        "name": "budget",
+        "limit": "0.001000",
+        "unit": "cost_per_month",
+        "actions": [{"at": 80, "downgrade_to": "cheap"}, {"at": 50, "alert": True}],
+    }
+    admission = service(policy_with([rule], models={"cheap": cheap}), store, clock)
+    first = admission.admit(SEARCH, request(max_tokens=700), "r1")  # 700 of 1000 µUSD: below 80 %
+    admission.settle(first, Usage(0, 700), output_delivered=True)
+
+    second = admission.admit(SEARCH, request(max_tokens=200), "r2")  # 700 + 200 > 800: downgrade
+
+    assert (first.model_name, first.downgraded_from) == ("fixed-cost", None)
+    assert (second.model_name, second.downgraded_from) == ("cheap", "fixed-cost")
+    assert second.holds[0].amount == 20  # 200 tokens at $0.10/M
+
+
+def test_shadow_rule_counts_and_admits_what_it_would_refuse(store: DynamoDBCounterStore) -> None:
+    clock = Clock(datetime(2026, 11, 29, 18, 0, tzinfo=UTC))
+    shadow = {"name": "trial-cap", "limit": 2, "unit": "requests_per_day", "mode": "shadow"}
+    admission = service(policy_with([shadow]), store, clock)
+
+    admitted = [admission.admit(SEARCH, request(), f"r{i}") for i in range(5)]
+
+    assert len(admitted) == 5
+    (usage,) = admission.usage(SEARCH)
+    assert usage.reserved == "5"  # all five counted, though only two fit
+
+
+def test_store_unreachable_refuses_for_closed_rules_and_admits_for_open_ones(dynamodb: Any) -> None:
+    clock = Clock(datetime(2026, 11, 29, 18, 0, tzinfo=UTC))
+    broken = DynamoDBCounterStore(dynamodb, "no-such-table")
+    budget = {"name": "budget", "limit": 100, "unit": "cost_per_month"}  # closed by default
+    rpm = {"name": "rpm", "limit": 100, "unit": "requests_per_minute"}  # open by default
+    open_budget = budget | {"on_store_error": "open"}
+
+    with pytest.raises(StoreUnavailableError, match="budget"):
+        service(policy_with([budget, rpm]), broken, clock).admit(SEARCH, request(), "r1")
+    admitted = service(policy_with([open_budget, rpm]), broken, clock).admit(SEARCH, request(), "r2")
+
+    assert admitted.held is False
+
+
+class ScriptedProvider:
+    """A provider that does what the test says: answer, fail, time out, or stop mid-stream."""
+
+    def __init__(self, *, fail: ProviderError | None = None, cut_after: int | None = None) -> None:
+        self.fail = fail
+        self.cut_after = cut_after
+
+    def complete(self, call: ProviderCall) -> Completion:
+        if self.fail:
+            raise self.fail
+        return Completion("ok", "stop", Usage(0, 4))
+
+    def stream(self, call: ProviderCall) -> Generator[StreamEvent, None, None]:
+        if self.fail and self.cut_after is None:
+            raise self.fail
+        for i in range(6):
+            if self.cut_after is not None and i == self.cut_after:
+                raise ProviderError("the provider's stream broke")
+            yield TextDelta(f"w{i} ")
+        yield Finished("stop")
+        yield UsageReported(Usage(0, 6))
+
+
+BUDGET = {"name": "budget", "limit": "0.001000", "unit": "cost_per_month"}
+
+
+def chat(store: DynamoDBCounterStore, provider: ScriptedProvider) -> tuple[ChatService, AdmissionService]:
+    policy = policy_with([BUDGET])
+    admission = service(policy, store, Clock(datetime(2026, 11, 29, 18, 0, tzinfo=UTC)))
+    return ChatService(policy, {"openai": provider, "bedrock-us-east-1": provider}, admission), admission
+
+
+def test_success_is_settled_at_the_actual_cost(store: DynamoDBCounterStore) -> None:
+    service_, admission = chat(store, ScriptedProvider())
+
+    service_.complete(service_.plan(SEARCH, request(max_tokens=50), "r1"))
+
+    assert committed_and_spent(admission) == {"budget": ("0.000004", "0")}
+
+
+@pytest.mark.parametrize("failure", [ProviderError("boom", status=500), ProviderTimeoutError("slow")])
+def test_provider_error_or_timeout_releases_the_whole_hold(store: DynamoDBCounterStore, failure: ProviderError) -> None:
+    service_, admission = chat(store, ScriptedProvider(fail=failure))
+    plan = service_.plan(SEARCH, request(max_tokens=50), "r1")
+
+    with pytest.raises(type(failure)):
+        service_.complete(plan)
+
+    assert committed_and_spent(admission) == {"budget": ("0", "0")}
+
+
+def test_stream_failing_before_any_output_releases_the_hold(store: DynamoDBCounterStore) -> None:
+    service_, admission = chat(store, ScriptedProvider(fail=ProviderTimeoutError("no first byte")))
+
+    with pytest.raises(ProviderTimeoutError):
+        list(service_.stream(service_.plan(SEARCH, request(max_tokens=50), "r1")))
+
+    assert committed_and_spent(admission) == {"budget": ("0", "0")}
+
+
+def test_stream_cut_after_output_is_charged_its_reservation_never_zero(store: DynamoDBCounterStore) -> None:
+    service_, admission = chat(store, ScriptedProvider(cut_after=3))
+
+    with pytest.raises(ProviderError):
+        list(service_.stream(service_.plan(SEARCH, request(max_tokens=50), "r1")))
+
+    assert committed_and_spent(admission) == {"budget": ("0.00005", "0")}
+
+
+def test_client_disconnect_mid_stream_settles_when_the_stream_is_closed(store: DynamoDBCounterStore) -> None:
+    service_, admission = chat(store, ScriptedProvider())
+    events = service_.stream(service_.plan(SEARCH, request(max_tokens=50), "r1"))
+    next(events), next(events)
+
+    events.close()  # what the HTTP layer does when the client goes away
+
+    assert committed_and_spent(admission) == {"budget": ("0.00005", "0")}
+
+
+def test_stream_to_the_end_is_settled_from_the_provider_s_usage(store: DynamoDBCounterStore) -> None:
+    service_, admission = chat(store, ScriptedProvider())
+
+    list(service_.stream(service_.plan(SEARCH, request(max_tokens=50), "r1")))
+
+    assert committed_and_spent(admission) == {"budget": ("0.000006", "0")}
+
+
+def test_crashed_request_s_hold_is_returned_by_the_sweeper_after_expiry(store: DynamoDBCounterStore) -> None:
+    clock = Clock(datetime(2026, 11, 29, 18, 0, tzinfo=UTC))
+    admission = service(policy_with([BUDGET]), store, clock)
+    admission.admit(SEARCH, request(max_tokens=50), "crashed")  # and never settled
+
+    assert admission.sweep() == 0
+    clock.now += RESERVATION_LIFETIME - timedelta(seconds=1)
+    assert admission.sweep() == 0
+    assert committed_and_spent(admission) == {"budget": ("0", "0.00005")}
+    clock.now += timedelta(seconds=2)
+    assert admission.sweep() == 1
+    assert admission.sweep() == 0
+
+    assert committed_and_spent(admission) == {"budget": ("0", "0")}
+
+
+def test_settling_an_admission_twice_counts_once(store: DynamoDBCounterStore) -> None:
+    clock = Clock(datetime(2026, 11, 29, 18, 0, tzinfo=UTC))
+    admission = service(policy_with([BUDGET]), store, clock)
+    admitted = admission.admit(SEARCH, request(max_tokens=50), "r1")
+
+    admission.settle(admitted, Usage(0, 7), output_delivered=True)
+    admission.settle(admitted, Usage(0, 7), output_delivered=True)
+
+    assert committed_and_spent(admission) == {"budget": ("0.000007", "0")}
