@@ -57,14 +57,14 @@ def test_burst_gets_the_limit_then_the_next_window_refills(store: DynamoDBCounte
     admission = service(policy_with([{"name": "rpm", "limit": 60, "unit": "requests_per_minute"}]), store, clock)
 
     def burst(prefix: str) -> int:
-        admitted = 0
+        admitted, resets = 0, set()
         for i in range(200):
             try:
                 admission.admit(SEARCH, request(), f"{prefix}{i}")
                 admitted += 1
-            except RateLimitedError as refusal:
-                minute_end = clock.now.replace(second=0) + timedelta(minutes=1)
-                assert refusal.refusal.hold.window.end == minute_end
+            except RateLimitedError as refused:
+                resets.add(refused.refusal.hold.window.end)
+        assert resets <= {clock.now.replace(second=0) + timedelta(minutes=1)}
         return admitted
 
     assert burst("a") == 60

@@ -122,7 +122,8 @@ def test_spent_budget_answers_insufficient_quota_and_the_sdk_does_not_retry(
         "window": error["paymaster"]["window"],
         "resets_at": "-",
     }
-    assert "exact-37" in error["message"] and "remaining 0.000009" in error["message"]
+    assert "exact-37" in error["message"]
+    assert "remaining 0.000009" in error["message"]
 
 
 def test_rate_limit_answers_with_retry_after_and_openai_headers(client_for: Callable[..., OpenAI]) -> None:
@@ -159,7 +160,8 @@ def test_success_carries_the_tightest_budget_and_usage_reports_it(client_for: Ca
     assert float(raw.headers["x-paymaster-budget-remaining"]) < 50
     assert raw.headers["x-paymaster-budget-reset"] == usage["resets_at"]
     assert usage["resets_at"].endswith(("-08:00", "-07:00"))  # Los Angeles midnight
-    assert float(usage["used"]) > 0 and usage["reserved"] == "0"
+    assert float(usage["used"]) > 0
+    assert usage["reserved"] == "0"
 
 
 def test_budget_past_its_downgrade_threshold_is_served_by_the_cheaper_model(
