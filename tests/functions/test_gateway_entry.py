@@ -15,6 +15,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.config import Config
 from moto import mock_aws
 from starlette.testclient import TestClient
 
@@ -26,11 +27,13 @@ from paymaster.adapters.tokenizer import count_tokens
 from paymaster.api.app import create_app
 from paymaster.composition import gateway_app
 from paymaster.domain.chat import Completion, Finished, StreamEvent, TextDelta, Usage, UsageReported
+from paymaster.domain.errors import ProviderError, ProviderRejectedError, ProviderTimeoutError
 from paymaster.ports import ProviderCall
 from paymaster.services.admission import AdmissionService
 from paymaster.services.chat import ChatService
 from paymaster.services.identify import IdentifyService
 from paymaster_local.resources import create_resources
+from tests.policies import policy_with
 
 REPO = Path(__file__).resolve().parents[2]
 EVENT = REPO / "events" / "apigateway" / "rest-chat-assumed-role.json"
@@ -52,17 +55,22 @@ def as_lwa_request(event: dict[str, Any]) -> dict[str, Any]:
 
 
 class RecordingProvider:
-    """Answers like a provider and remembers what it was asked."""
+    """Answers like a provider and remembers what it was asked; `failure` makes it fail instead."""
 
     def __init__(self) -> None:
         self.calls: list[ProviderCall] = []
+        self.failure: ProviderError | None = None
 
     def complete(self, call: ProviderCall) -> Completion:
         self.calls.append(call)
+        if self.failure:
+            raise self.failure
         return Completion(text="1. paymaster", finish_reason="stop", usage=Usage(21, 4))
 
     def stream(self, call: ProviderCall) -> Generator[StreamEvent, None, None]:
         self.calls.append(call)
+        if self.failure:
+            raise self.failure
         yield TextDelta("1. paymaster")
         yield Finished("stop")
         yield UsageReported(Usage(21, 4))
@@ -132,6 +140,33 @@ def test_streamed_event_answers_with_server_sent_events(client: TestClient, even
     assert json.loads(lines[1].removeprefix("data: "))["choices"][0]["delta"] == {"content": "1. paymaster"}
 
 
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize(
+    ("failure", "status", "code"),
+    [
+        (ProviderError("the provider answered 500", status=500), 502, "provider_error"),
+        (ProviderTimeoutError("the provider did not answer in time"), 504, "provider_timeout"),
+        (ProviderRejectedError("the provider answered 400: bad", status=400), 400, "provider_rejected_request"),
+    ],
+)
+def test_provider_failure_is_an_openai_error_not_a_500(
+    client: TestClient,
+    provider: RecordingProvider,
+    event: dict[str, Any],
+    failure: ProviderError,
+    status: int,
+    code: str,
+    stream: bool,
+) -> None:
+    provider.failure = failure
+    event["body"] = json.dumps(json.loads(event["body"]) | {"stream": stream})
+
+    response = client.request(**as_lwa_request(event))
+
+    assert response.status_code == status
+    assert response.json()["error"]["code"] == code
+
+
 def test_event_from_a_role_no_team_claims_is_refused(client: TestClient, event: dict[str, Any]) -> None:
     event["requestContext"]["identity"]["userArn"] = "arn:aws:sts::111111111111:assumed-role/intruder/s"
 
@@ -174,3 +209,40 @@ def test_lambda_handler_script_starts_the_composition_factory() -> None:
     assert run_sh.stat().st_mode & stat.S_IXUSR
     assert "--factory paymaster.composition:gateway_app" in run_sh.read_text()
     assert os.access(run_sh, os.X_OK)
+
+
+@pytest.mark.parametrize(("on_store_error", "status"), [("closed", 503), ("open", 200)])
+def test_unreachable_counter_store_follows_the_rule_s_on_store_error(
+    provider: RecordingProvider, event: dict[str, Any], on_store_error: str, status: int
+) -> None:
+    policy = policy_with(
+        [{"name": "budget", "when": {"team": "search"}, "limit": 100, "unit": "cost_per_month",
+          "on_store_error": on_store_error}]
+    )  # fmt: skip
+    unreachable = boto3.client(
+        "dynamodb",
+        endpoint_url="http://127.0.0.1:9",
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="y",
+        config=Config(connect_timeout=0.2, read_timeout=0.2, retries={"max_attempts": 1}),
+    )
+    admission = AdmissionService(
+        policy, DynamoDBCounterStore(unreachable, "counters"), count_tokens, lambda: datetime.now(UTC)
+    )
+    app = create_app(
+        identify=IdentifyService(RequestContextAuthenticator(), policy),
+        chat=ChatService(policy, {"openai": provider, "bedrock-us-east-1": provider}, admission),
+        admission=admission,
+        max_body_bytes=4 * 1024 * 1024,
+    )
+
+    response = TestClient(app).request(**as_lwa_request(event))
+
+    assert response.status_code == status
+    if status == 503:
+        assert response.json()["error"]["code"] == "counter_store_unavailable"
+        assert "budget" in response.json()["error"]["message"]
+        assert provider.calls == []
+    else:
+        assert len(provider.calls) == 1

@@ -5,6 +5,7 @@ GET  /v1/models             the virtual models the caller's team may use
 GET  /healthz               readiness for Lambda Web Adapter (unauthenticated, no data)
 """
 
+import asyncio
 import json
 import time
 import uuid
@@ -12,7 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mappi
 from dataclasses import asdict
 from functools import partial
 from itertools import chain
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import anyio
 from aws_lambda_powertools import Logger
@@ -103,12 +104,12 @@ def create_app(
         if plan.admission.downgraded_from:
             headers[names.HEADER_DOWNGRADED_FROM] = plan.admission.downgraded_from
         if not chat_request.stream:
-            completion, counters = await _together(partial(chat.complete, plan), partial(chat.counters, plan))
+            completion, counters = await _alongside(partial(chat.complete, plan), partial(chat.counters, plan))
             headers |= budget_headers(plan.admission.holds, counters)
             return JSONResponse(openai_wire.completion_body(envelope, completion), headers=headers)
         events = chat.stream(plan)
         # Pull the first event before answering, so a provider that fails at once gets a status code.
-        first, counters = await _together(partial(next, events, None), partial(chat.counters, plan))
+        first, counters = await _alongside(partial(next, events, None), partial(chat.counters, plan))
         headers |= budget_headers(plan.admission.holds, counters)
         lines = _sse_lines(envelope, first, events, include_usage=chat_request.include_usage, rid=rid)
         return StreamingResponse(
@@ -164,17 +165,14 @@ async def http_error(_: Request, error: Exception) -> Response:
     )
 
 
-async def _together(first: Callable[[], A], second: Callable[[], B]) -> tuple[A, B]:
-    """Runs two blocking calls in worker threads at once (the provider call and a counter read)."""
-    results: dict[int, Any] = {}
+async def _alongside(main: Callable[[], A], side: Callable[[], B]) -> tuple[A, B]:
+    """Runs `main` and `side` in worker threads at once; `main`'s exception propagates as it is.
 
-    async def run(index: int, call: Callable[[], Any]) -> None:
-        results[index] = await run_in_threadpool(call)
-
-    async with anyio.create_task_group() as group:
-        group.start_soon(run, 0, first)
-        group.start_soon(run, 1, second)
-    return results[0], results[1]
+    `side` must not raise (it is the best-effort counter read for the budget headers).
+    """
+    side_result = asyncio.get_running_loop().run_in_executor(None, side)
+    main_result = await run_in_threadpool(main)
+    return main_result, await side_result
 
 
 def _metadata(request: Request) -> dict[str, str]:
@@ -185,12 +183,12 @@ def _metadata(request: Request) -> dict[str, str]:
 
 def budget_headers(holds: Sequence[Hold], counters: Mapping[tuple[str, str], CounterState]) -> dict[str, str]:
     """The tightest budget this request counted against: least remaining share of its limit."""
-    budgets = [hold for hold in holds if hold.rule.is_budget]
+    budgets = [hold for hold in holds if hold.rule.is_budget and (hold.pk, hold.sk) in counters]
     if not budgets:
         return {}
 
     def remaining(hold: Hold) -> int:
-        return max(0, hold.rule.cap - counters.get((hold.pk, hold.sk), CounterState(0, 0)).committed)
+        return max(0, hold.rule.cap - counters[(hold.pk, hold.sk)].committed)
 
     hold = min(budgets, key=lambda hold: remaining(hold) / hold.rule.cap)
     return {

@@ -11,7 +11,7 @@ from collections.abc import Generator, Mapping
 from dataclasses import dataclass
 
 from paymaster.domain.chat import ChatRequest, Completion, StreamEvent, TextDelta, Usage, UsageReported
-from paymaster.domain.errors import ProviderError
+from paymaster.domain.errors import ProviderError, StoreUnavailableError
 from paymaster.domain.identity import Caller
 from paymaster.domain.policy import Deployment, Policy
 from paymaster.ports import ChatProvider, CounterState, ProviderCall
@@ -77,7 +77,14 @@ class ChatService:
             self._admission.settle(plan.admission, usage, output_delivered=delivered)
 
     def counters(self, plan: Plan) -> dict[tuple[str, str], CounterState]:
-        return self._admission.counters(plan.admission)
+        """The held counters' values, for the remaining-budget headers: informational, so a store
+        that cannot answer now means no headers, not a failed request."""
+        if not plan.admission.held:
+            return {}
+        try:
+            return self._admission.counters(plan.admission)
+        except StoreUnavailableError:
+            return {}
 
     def models(self, caller: Caller) -> list[str]:
         return self._policy.models_for(caller.team)
