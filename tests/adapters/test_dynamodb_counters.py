@@ -1,14 +1,14 @@
 """The counter store against DynamoDB (moto, serialised as DynamoDB applies writes per item)."""
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 
 from paymaster.adapters.dynamodb_counters import DynamoDBCounterStore
+from paymaster.adapters.dynamodb_wire import DynamoDBWire
 from paymaster.domain.errors import StoreUnavailableError
 from paymaster.domain.limits import Hold, RequestFacts, plan_holds
 from paymaster.ports import CounterChange, Reservation, Settlement
@@ -118,14 +118,8 @@ def test_exactly_as_many_holds_as_fit_succeed_under_32_threads(store: DynamoDBCo
     assert state.committed == 370
 
 
-def test_unreachable_store_is_reported_as_unavailable() -> None:
-    client = boto3.client(
-        "dynamodb",
-        endpoint_url="http://127.0.0.1:9",
-        region_name="us-east-1",
-        aws_access_key_id="x",
-        aws_secret_access_key="y",
-        config=Config(connect_timeout=0.2, read_timeout=0.2, retries={"max_attempts": 1}),
-    )
+def test_unreachable_store_is_reported_as_unavailable(wire_to: Callable[[str], DynamoDBWire]) -> None:
+    store = DynamoDBCounterStore(wire_to("http://127.0.0.1:9"), "counters")
+
     with pytest.raises(StoreUnavailableError, match="unreachable"):
-        DynamoDBCounterStore(client, "t").reserve(reservation("r1", holds(BUDGET)))
+        store.reserve(reservation("r1", holds(BUDGET)))

@@ -8,19 +8,18 @@ import base64
 import json
 import os
 import stat
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import boto3
+import httpx
 import pytest
-from botocore.config import Config
-from moto import mock_aws
 from starlette.testclient import TestClient
 
 from paymaster import names
 from paymaster.adapters.dynamodb_counters import DynamoDBCounterStore
+from paymaster.adapters.dynamodb_wire import DynamoDBWire
 from paymaster.adapters.policy_file import load_policy
 from paymaster.adapters.request_context import RequestContextAuthenticator
 from paymaster.adapters.tokenizer import count_tokens
@@ -88,21 +87,23 @@ def provider() -> RecordingProvider:
 
 
 @pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    """DynamoDB and friends from moto's in-process mock, with the tables the gateway needs."""
-    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
+def aws(aws_url: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Fresh tables in the session's moto server; boto3 and the gateway pointed at it."""
+    httpx.post(f"{aws_url}/moto-api/reset").raise_for_status()
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", aws_url)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    with mock_aws():
-        yield create_resources(None, load_policy(POLICY))
+    return create_resources(aws_url, load_policy(POLICY))
 
 
 @pytest.fixture
-def client(provider: RecordingProvider, aws: dict[str, str]) -> TestClient:
+def client(
+    provider: RecordingProvider, aws: dict[str, str], aws_url: str, wire_to: Callable[[str], DynamoDBWire]
+) -> TestClient:
     policy = load_policy(POLICY)
-    store = DynamoDBCounterStore(boto3.client("dynamodb"), aws[names.ENV_COUNTERS_TABLE])
+    store = DynamoDBCounterStore(wire_to(aws_url), aws[names.ENV_COUNTERS_TABLE])
     admission = AdmissionService(policy, store, count_tokens, lambda: datetime.now(UTC))
     app = create_app(
         identify=IdentifyService(RequestContextAuthenticator(), policy),
@@ -213,23 +214,18 @@ def test_lambda_handler_script_starts_the_composition_factory() -> None:
 
 @pytest.mark.parametrize(("on_store_error", "status"), [("closed", 503), ("open", 200)])
 def test_unreachable_counter_store_follows_the_rule_s_on_store_error(
-    provider: RecordingProvider, event: dict[str, Any], on_store_error: str, status: int
+    provider: RecordingProvider,
+    event: dict[str, Any],
+    on_store_error: str,
+    status: int,
+    wire_to: Callable[[str], DynamoDBWire],
 ) -> None:
     policy = policy_with(
         [{"name": "budget", "when": {"team": "search"}, "limit": 100, "unit": "cost_per_month",
           "on_store_error": on_store_error}]
     )  # fmt: skip
-    unreachable = boto3.client(
-        "dynamodb",
-        endpoint_url="http://127.0.0.1:9",
-        region_name="us-east-1",
-        aws_access_key_id="x",
-        aws_secret_access_key="y",
-        config=Config(connect_timeout=0.2, read_timeout=0.2, retries={"max_attempts": 1}),
-    )
-    admission = AdmissionService(
-        policy, DynamoDBCounterStore(unreachable, "counters"), count_tokens, lambda: datetime.now(UTC)
-    )
+    unreachable = DynamoDBCounterStore(wire_to("http://127.0.0.1:9"), "counters")
+    admission = AdmissionService(policy, unreachable, count_tokens, lambda: datetime.now(UTC))
     app = create_app(
         identify=IdentifyService(RequestContextAuthenticator(), policy),
         chat=ChatService(policy, {"openai": provider, "bedrock-us-east-1": provider}, admission),

@@ -15,6 +15,7 @@ from botocore.config import Config
 from starlette.applications import Starlette
 
 from paymaster.adapters.dynamodb_counters import DynamoDBCounterStore
+from paymaster.adapters.dynamodb_wire import DynamoDBWire
 from paymaster.adapters.policy_file import load_policy
 from paymaster.adapters.providers.bedrock import BedrockProvider
 from paymaster.adapters.providers.openai_compatible import OpenAICompatibleProvider
@@ -47,12 +48,15 @@ def build_gateway(settings: Settings) -> Starlette:
 
 
 def build_admission(policy: Policy, settings: Settings) -> AdmissionService:
-    dynamodb = boto3.client(
-        "dynamodb",
-        region_name=settings.region,
-        # Fail fast: a rule's on_store_error decides what a slow store means, not a long wait.
-        config=Config(connect_timeout=1, read_timeout=2, retries={"mode": "standard", "max_attempts": 3}),
-    )
+    session = boto3.Session(region_name=settings.region)
+    credentials = session.get_credentials()
+    if credentials is None:
+        raise RuntimeError("no AWS credentials for DynamoDB (the Lambda role provides them in AWS)")
+    # boto3 resolves the endpoint once (partition, FIPS, AWS_ENDPOINT_URL); requests go out thin.
+    endpoint = session.client("dynamodb").meta.endpoint_url
+    # Fail fast: a rule's on_store_error decides what a slow store means, not a long wait.
+    http = httpx.Client(timeout=httpx.Timeout(2.0, connect=1.0), limits=httpx.Limits(max_keepalive_connections=20))
+    dynamodb = DynamoDBWire(http, endpoint_url=endpoint, region=settings.region, credentials=credentials)
     return AdmissionService(
         policy,
         DynamoDBCounterStore(dynamodb, settings.counters_table),
