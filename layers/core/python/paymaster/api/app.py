@@ -5,13 +5,11 @@ GET  /v1/models             the virtual models the caller's team may use
 GET  /healthz               readiness for Lambda Web Adapter (unauthenticated, no data)
 """
 
-import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
 from dataclasses import asdict
-from functools import partial
 from itertools import chain
 from typing import TypeVar
 
@@ -33,9 +31,9 @@ from paymaster.domain.chat import ChatRequest, StreamEvent
 from paymaster.domain.errors import InvalidRequestError, PayloadTooLargeError, PaymasterError
 from paymaster.domain.identity import Caller
 from paymaster.domain.limits import Hold, amount_text
-from paymaster.ports import CounterState, HttpRequest
+from paymaster.ports import HttpRequest
 from paymaster.services.admission import AdmissionService
-from paymaster.services.chat import ChatService
+from paymaster.services.chat import BudgetView, ChatService, Plan
 from paymaster.services.identify import IdentifyService
 
 logger = Logger(service="paymaster")
@@ -98,19 +96,16 @@ def create_app(
         body = await read_body(request)
         caller = await caller_of(request, body)
         chat_request = _parse_chat(body)
-        plan = await run_in_threadpool(chat.plan, caller, chat_request, rid, _metadata(request))
-        envelope = openai_wire.Envelope(id=f"chatcmpl-{rid}", model=plan.admission.model_name, created=int(time.time()))
-        headers = {names.HEADER_DEPLOYMENT: f"{plan.provider}/{plan.deployment.model}"}
-        if plan.admission.downgraded_from:
-            headers[names.HEADER_DOWNGRADED_FROM] = plan.admission.downgraded_from
+        metadata = _metadata(request)
+        created = int(time.time())
         if not chat_request.stream:
-            completion, counters = await _alongside(partial(chat.complete, plan), partial(chat.counters, plan))
-            headers |= budget_headers(plan.admission.holds, counters)
-            return JSONResponse(openai_wire.completion_body(envelope, completion), headers=headers)
-        events = chat.stream(plan)
-        # Pull the first event before answering, so a provider that fails at once gets a status code.
-        first, counters = await _alongside(partial(next, events, None), partial(chat.counters, plan))
-        headers |= budget_headers(plan.admission.holds, counters)
+            # One worker-thread hop for the whole blocking part: admit, call, settle.
+            plan, completion, budgets = await run_in_threadpool(chat.answer, caller, chat_request, rid, metadata)
+            envelope = openai_wire.Envelope(f"chatcmpl-{rid}", plan.admission.model_name, created)
+            return JSONResponse(openai_wire.completion_body(envelope, completion), headers=_plan_headers(plan, budgets))
+        plan, first, events, budgets = await run_in_threadpool(chat.open_stream, caller, chat_request, rid, metadata)
+        envelope = openai_wire.Envelope(f"chatcmpl-{rid}", plan.admission.model_name, created)
+        headers = _plan_headers(plan, budgets)
         lines = _sse_lines(envelope, first, events, include_usage=chat_request.include_usage, rid=rid)
         return StreamingResponse(
             _in_threadpool(lines),
@@ -165,14 +160,11 @@ async def http_error(_: Request, error: Exception) -> Response:
     )
 
 
-async def _alongside(main: Callable[[], A], side: Callable[[], B]) -> tuple[A, B]:
-    """Runs `main` and `side` in worker threads at once; `main`'s exception propagates as it is.
-
-    `side` must not raise (it is the best-effort counter read for the budget headers).
-    """
-    side_result = asyncio.get_running_loop().run_in_executor(None, side)
-    main_result = await run_in_threadpool(main)
-    return main_result, await side_result
+def _plan_headers(plan: Plan, budgets: BudgetView) -> dict[str, str]:
+    headers = {names.HEADER_DEPLOYMENT: f"{plan.provider}/{plan.deployment.model}"}
+    if plan.admission.downgraded_from:
+        headers[names.HEADER_DOWNGRADED_FROM] = plan.admission.downgraded_from
+    return headers | budget_headers(plan.admission.holds, budgets)
 
 
 def _metadata(request: Request) -> dict[str, str]:
@@ -181,8 +173,10 @@ def _metadata(request: Request) -> dict[str, str]:
     return {name[len(prefix) :]: value for name, value in request.headers.items() if name.startswith(prefix)}
 
 
-def budget_headers(holds: Sequence[Hold], counters: Mapping[tuple[str, str], CounterState]) -> dict[str, str]:
-    """The tightest budget this request counted against: least remaining share of its limit."""
+def budget_headers(holds: Sequence[Hold], view: BudgetView) -> dict[str, str]:
+    """The tightest budget this request counted against: least remaining share of its limit,
+    as the container last read it (`x-paymaster-budget-as-of`, at most a second old)."""
+    counters = view.counters
     budgets = [hold for hold in holds if hold.rule.is_budget and (hold.pk, hold.sk) in counters]
     if not budgets:
         return {}
@@ -198,6 +192,7 @@ def budget_headers(holds: Sequence[Hold], counters: Mapping[tuple[str, str], Cou
         "x-paymaster-budget-remaining": amount_text(hold.rule, remaining(hold)),
         "x-paymaster-budget-unit": hold.rule.unit,
         "x-paymaster-budget-reset": hold.window.end.isoformat(),
+        "x-paymaster-budget-as-of": view.as_of.isoformat(),
     }
 
 

@@ -10,6 +10,7 @@ refused in a way the gateway can answer better than with a refusal:
                                               MIN_USEFUL_OUTPUT_TOKENS) and hold again
 """
 
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -44,6 +45,7 @@ logger = Logger(service="paymaster")
 # Longer than any request can live (Lambda's 15-minute maximum), so the sweeper never returns a
 # hold that a running request will still settle.
 RESERVATION_LIFETIME = timedelta(minutes=20)
+BUDGET_VIEW_MAX_AGE = timedelta(seconds=1)
 MAX_ATTEMPTS = 4
 
 
@@ -83,6 +85,8 @@ class AdmissionService:
         self._store = store
         self._count = count
         self._clock = clock
+        self._budget_view: dict[tuple[str, str], tuple[datetime, CounterState]] = {}
+        self._budget_view_lock = threading.Lock()
 
     def admit(
         self,
@@ -219,8 +223,29 @@ class AdmissionService:
         states = self._store.counters([(hold.pk, hold.sk) for _, _, hold in entries])
         return [_rule_usage(rule, hold, states[(hold.pk, hold.sk)]) for rule, _, hold in entries]
 
-    def counters(self, admission: Admission) -> dict[tuple[str, str], CounterState]:
-        return self._store.counters([(hold.pk, hold.sk) for hold in admission.holds])
+    def budget_counters(self, admission: Admission) -> tuple[datetime, dict[tuple[str, str], CounterState]]:
+        """The budgets this admission holds, for the remaining-budget headers, and as of when.
+
+        Informational, so read at most once per BUDGET_VIEW_MAX_AGE per budget and container: a
+        busy container answers from its last read instead of adding a store request to every
+        response. Enforcement never uses this view; admission's conditions are exact.
+        """
+        now = self._clock()
+        keys = [(hold.pk, hold.sk) for hold in admission.holds if hold.rule.is_budget]
+        with self._budget_view_lock:
+            stale = [
+                key
+                for key in keys
+                if key not in self._budget_view or now - self._budget_view[key][0] > BUDGET_VIEW_MAX_AGE
+            ]
+        if stale:
+            fresh = self._store.counters(stale)
+            with self._budget_view_lock:
+                self._budget_view.update({key: (now, state) for key, state in fresh.items()})
+        with self._budget_view_lock:
+            views = {key: self._budget_view[key] for key in keys if key in self._budget_view}
+        as_of = min((seen for seen, _ in views.values()), default=now)
+        return as_of, {key: state for key, (_, state) in views.items()}
 
     def _input_tokens(self, request: ChatRequest, model: Model) -> int:
         return input_tokens(request, lambda text: self._count(text, model.tokenizer), model.input_token_factor)

@@ -9,6 +9,7 @@ without usage — a cut stream, a client gone — (charged the whole reservation
 
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 from paymaster.domain.chat import ChatRequest, Completion, StreamEvent, TextDelta, Usage, UsageReported
 from paymaster.domain.errors import ProviderError, StoreUnavailableError
@@ -16,6 +17,12 @@ from paymaster.domain.identity import Caller
 from paymaster.domain.policy import Deployment, Policy
 from paymaster.ports import ChatProvider, CounterState, ProviderCall
 from paymaster.services.admission import Admission, AdmissionService
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetView:
+    as_of: datetime
+    counters: dict[tuple[str, str], CounterState]
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,15 +83,32 @@ class ChatService:
         finally:
             self._admission.settle(plan.admission, usage, output_delivered=delivered)
 
-    def counters(self, plan: Plan) -> dict[tuple[str, str], CounterState]:
-        """The held counters' values, for the remaining-budget headers: informational, so a store
-        that cannot answer now means no headers, not a failed request."""
+    def answer(
+        self, caller: Caller, request: ChatRequest, request_id: str, metadata: Mapping[str, str] | None = None
+    ) -> tuple[Plan, Completion, BudgetView]:
+        """A non-streamed request start to end: admit, call, settle, and the budgets' view."""
+        plan = self.plan(caller, request, request_id, metadata)
+        completion = self.complete(plan)
+        return plan, completion, self.budgets(plan)
+
+    def open_stream(
+        self, caller: Caller, request: ChatRequest, request_id: str, metadata: Mapping[str, str] | None = None
+    ) -> tuple[Plan, StreamEvent | None, Generator[StreamEvent, None, None], BudgetView]:
+        """Admits and pulls the first event, so a provider that fails at once is a status code."""
+        plan = self.plan(caller, request, request_id, metadata)
+        events = self.stream(plan)
+        first = next(events, None)
+        return plan, first, events, self.budgets(plan)
+
+    def budgets(self, plan: Plan) -> BudgetView:
+        """The held budgets' values for the headers: informational, so a store that cannot answer
+        now means no headers, not a failed request."""
         if not plan.admission.held:
-            return {}
+            return BudgetView(plan.admission.now, {})
         try:
-            return self._admission.counters(plan.admission)
+            return BudgetView(*self._admission.budget_counters(plan.admission))
         except StoreUnavailableError:
-            return {}
+            return BudgetView(plan.admission.now, {})
 
     def models(self, caller: Caller) -> list[str]:
         return self._policy.models_for(caller.team)
