@@ -48,6 +48,8 @@ class ChatRequest(BaseModel):
     top_p: Annotated[float, Field(ge=0, le=1)] | None = None
     stop: str | list[str] | None = None
     user: str | None = None
+    # One choice only: n > 1 multiplies the output a request can produce beyond its reservation.
+    n: Annotated[int, Field(ge=1, le=1)] | None = None
 
     @property
     def output_limit(self) -> int | None:

@@ -210,7 +210,10 @@ def affordable_output_tokens(refusals: Sequence[Refusal], model: Model, input_to
         price = model.price
         input_part = input_tokens * max(price.input, price.cache_write or 0)
         budget = room * 1_000_000 - input_part
-        affordable = min(affordable, budget // price.output if price.output else model.max_output_tokens)
+        if budget < 0:
+            return 0
+        if price.output:
+            affordable = min(affordable, budget // price.output)
     return max(0, affordable)
 
 

@@ -190,7 +190,7 @@ class Rule(_Strict):
             usd(self.limit)
         if self.actions and not self.is_budget:
             raise ValueError("actions (alerts, downgrades) apply to budgets: tokens_per_month and cost_* units")
-        if len({action.at for action in self.actions if action.block}) > 1:
+        if sum(action.block for action in self.actions) > 1:
             raise ValueError("at most one block action")
         return self
 

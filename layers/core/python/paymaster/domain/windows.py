@@ -26,7 +26,8 @@ class Window:
     end: datetime  # exclusive: the reset time
 
     def seconds_left(self, now: datetime) -> float:
-        return max(0.0, (self.end - now).total_seconds())
+        """Real seconds (not wall-clock): the end of a 23-hour DST day is 22 h after 01:00."""
+        return max(0.0, self.end.timestamp() - now.timestamp())
 
 
 def window(period: Period, zone: ZoneInfo, now: datetime) -> Window:
