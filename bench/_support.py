@@ -1,0 +1,58 @@
+"""Shared by the bench scripts: a serialised moto DynamoDB in a thread, and a policy with N rules."""
+
+import logging
+import platform
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from threading import Thread
+from typing import Any
+
+import boto3
+import httpx
+
+from paymaster.domain.policy import Policy
+from paymaster_local.aws import make_moto_server
+from paymaster_local.resources import create_resources
+from paymaster_local.stack import free_port
+from tests.policies import policy_with
+
+RULE_SHAPES: list[dict[str, Any]] = [
+    {"unit": "cost_per_month", "limit": 2000, "per": ["team"]},
+    {"unit": "requests_per_minute", "limit": 100_000, "per": ["team"]},
+    {"unit": "tokens_per_minute", "limit": 100_000_000, "per": ["team"]},
+    {"unit": "tokens_per_day", "limit": 100_000_000, "per": ["team", "user"]},
+    {"unit": "cost_per_day", "limit": 500, "per": ["team", "app"]},
+    {"unit": "requests_per_day", "limit": 10_000_000, "per": ["team", "model"]},
+]
+
+
+def policy_with_rules(count: int) -> Policy:
+    return policy_with([{"name": f"rule-{i}", **shape} for i, shape in enumerate(RULE_SHAPES[:count])])
+
+
+def dynamodb_client(url: str) -> Any:
+    return boto3.client(
+        "dynamodb", endpoint_url=url, region_name="us-east-1", aws_access_key_id="local", aws_secret_access_key="local"
+    )
+
+
+@contextmanager
+def moto_dynamodb() -> Iterator[str]:
+    """The URL of a fresh serialised moto server with the local stack's tables."""
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    port = free_port()
+    server = make_moto_server("127.0.0.1", port)
+    Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{port}"
+    httpx.post(f"{url}/moto-api/reset").raise_for_status()  # moto's state is per process
+    create_resources(url, policy_with([]))
+    try:
+        yield url
+    finally:
+        server.shutdown()
+
+
+def machine() -> str:
+    cpu = subprocess.run(["nproc"], capture_output=True, text=True, check=False).stdout.strip()
+    return f"{platform.machine()}, {cpu} cores, Python {platform.python_version()}"
