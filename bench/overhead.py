@@ -65,7 +65,7 @@ def instant_dynamodb() -> DynamoDBWire:
     )
 
 
-def build_app(rules: int) -> Any:
+def build_app(rules: int, *, one_request_at_a_time: bool = False) -> Any:
     policy = policy_with_rules(rules)
     store = DynamoDBCounterStore(instant_dynamodb(), "counters")
     admission = AdmissionService(policy, store, count_tokens, lambda: datetime.now(UTC))
@@ -80,6 +80,7 @@ def build_app(rules: int) -> Any:
         chat=ChatService(policy, {"openai": provider, "bedrock-us-east-1": provider}, admission),
         admission=admission,
         max_body_bytes=4 * 1024 * 1024,
+        one_request_at_a_time=one_request_at_a_time,
     )
 
 
@@ -134,11 +135,12 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=3000)
     args = parser.parse_args()
     print(f"machine: {machine()}; {args.requests} requests per row, 4 KB prompt, non-streamed")
-    print(f"{'rules':>5}  {'p50 ms':>7}  {'p90 ms':>7}  {'p99 ms':>7}  {'CPU ms/request':>14}")
-    for rules in (1, 3, 6):
-        wall, cpu = asyncio.run(measure(build_app(rules), args.requests))
-        cuts = statistics.quantiles(wall, n=100)
-        print(f"{rules:>5}  {cuts[49]:>7.2f}  {cuts[89]:>7.2f}  {cuts[98]:>7.2f}  {cpu:>14.2f}")
+    print(f"{'mode':<24}  {'rules':>5}  {'p50 ms':>7}  {'p90 ms':>7}  {'p99 ms':>7}  {'CPU ms/request':>14}")
+    for mode, inline in (("Lambda (on the loop)", True), ("local (worker threads)", False)):
+        for rules in (1, 3, 6):
+            wall, cpu = asyncio.run(measure(build_app(rules, one_request_at_a_time=inline), args.requests))
+            cuts = statistics.quantiles(wall, n=100)
+            print(f"{mode:<24}  {rules:>5}  {cuts[49]:>7.2f}  {cuts[89]:>7.2f}  {cuts[98]:>7.2f}  {cpu:>14.2f}")
 
 
 if __name__ == "__main__":

@@ -53,6 +53,8 @@ class GatewayFunction(Construct):
                 names.ENV_POLICY_FILE: POLICY_FILE,
                 names.ENV_TIKTOKEN_DIR: TIKTOKEN_DIR,
                 names.ENV_IDENTITY: IDENTITY_FROM_REQUEST_CONTEXT,
+                # A Lambda execution environment serves one request at a time.
+                names.ENV_ONE_REQUEST_AT_A_TIME: "true",
             },
         )
         # Exactly what the counter store does, on the table and the one index it reads: the grant_*

@@ -98,9 +98,13 @@ def aws(aws_url: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     return create_resources(aws_url, load_policy(POLICY))
 
 
-@pytest.fixture
+@pytest.fixture(params=[True, False], ids=["lambda-one-request-at-a-time", "worker-threads"])
 def client(
-    provider: RecordingProvider, aws: dict[str, str], aws_url: str, wire_to: Callable[[str], DynamoDBWire]
+    request: pytest.FixtureRequest,
+    provider: RecordingProvider,
+    aws: dict[str, str],
+    aws_url: str,
+    wire_to: Callable[[str], DynamoDBWire],
 ) -> TestClient:
     policy = load_policy(POLICY)
     store = DynamoDBCounterStore(wire_to(aws_url), aws[names.ENV_COUNTERS_TABLE])
@@ -110,6 +114,7 @@ def client(
         chat=ChatService(policy, {"openai": provider, "bedrock-us-east-1": provider}, admission),
         admission=admission,
         max_body_bytes=4 * 1024 * 1024,
+        one_request_at_a_time=request.param,
     )
     return TestClient(app)
 

@@ -44,6 +44,7 @@ def build_gateway(settings: Settings) -> Starlette:
         chat=ChatService(policy, build_providers(policy, settings), admission),
         admission=admission,
         max_body_bytes=settings.max_body_bytes,
+        one_request_at_a_time=settings.one_request_at_a_time,
     )
 
 

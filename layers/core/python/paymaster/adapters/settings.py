@@ -21,6 +21,8 @@ class Settings(BaseModel):
     local_principals: Path | None = None
     region: str = names.LOCAL_REGION
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, gt=0)
+    # In Lambda an execution environment serves one request at a time (set by the CDK app).
+    one_request_at_a_time: bool = False
     # Local stack only: send a provider's traffic to a fake instead of its real endpoint.
     provider_endpoints: dict[str, str] = {}
 
@@ -39,6 +41,7 @@ class Settings(BaseModel):
             "local_principals": environ.get(names.ENV_LOCAL_PRINCIPALS),
             "region": environ.get(names.ENV_REGION),
             "max_body_bytes": environ.get(names.ENV_MAX_BODY_BYTES),
+            "one_request_at_a_time": environ.get(names.ENV_ONE_REQUEST_AT_A_TIME),
             "provider_endpoints": json.loads(environ.get(names.ENV_PROVIDER_ENDPOINTS) or "null"),
         }
         return cls.model_validate({key: value for key, value in raw.items() if value is not None})

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
 from dataclasses import asdict
 from itertools import chain
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import anyio
 from aws_lambda_powertools import Logger
@@ -39,8 +39,7 @@ from paymaster.services.identify import IdentifyService
 logger = Logger(service="paymaster")
 
 Handler = Callable[[Request, str], Awaitable[Response]]
-A = TypeVar("A")
-B = TypeVar("B")
+T = TypeVar("T")
 
 
 def create_app(
@@ -49,7 +48,13 @@ def create_app(
     chat: ChatService,
     admission: AdmissionService,
     max_body_bytes: int,
+    one_request_at_a_time: bool = False,
 ) -> Starlette:
+    """`one_request_at_a_time`: the process never serves two requests at once (a Lambda execution
+    environment), so the blocking part of a non-streamed request runs on the event loop instead
+    of paying a worker-thread hop. Streams always run in worker threads."""
+    blocking = _on_the_loop if one_request_at_a_time else run_in_threadpool
+
     async def read_body(request: Request) -> bytes:
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > max_body_bytes:
@@ -100,10 +105,10 @@ def create_app(
         created = int(time.time())
         if not chat_request.stream:
             # One worker-thread hop for the whole blocking part: admit, call, settle.
-            plan, completion, budgets = await run_in_threadpool(chat.answer, caller, chat_request, rid, metadata)
+            plan, completion, budgets = await blocking(chat.answer, caller, chat_request, rid, metadata)
             envelope = openai_wire.Envelope(f"chatcmpl-{rid}", plan.admission.model_name, created)
             return JSONResponse(openai_wire.completion_body(envelope, completion), headers=_plan_headers(plan, budgets))
-        plan, first, events, budgets = await run_in_threadpool(chat.open_stream, caller, chat_request, rid, metadata)
+        plan, first, events, budgets = await blocking(chat.open_stream, caller, chat_request, rid, metadata)
         envelope = openai_wire.Envelope(f"chatcmpl-{rid}", plan.admission.model_name, created)
         headers = _plan_headers(plan, budgets)
         lines = _sse_lines(envelope, first, events, include_usage=chat_request.include_usage, rid=rid)
@@ -115,7 +120,7 @@ def create_app(
 
     async def usage(request: Request, rid: str) -> Response:
         caller = await caller_of(request, await read_body(request))
-        rules = await run_in_threadpool(admission.usage, caller, request.query_params.get("user"))
+        rules = await blocking(admission.usage, caller, request.query_params.get("user"))
         return JSONResponse(
             {
                 "object": "usage",
@@ -158,6 +163,10 @@ async def http_error(_: Request, error: Exception) -> Response:
         status_code=error.status_code,
         headers=error.headers,
     )
+
+
+async def _on_the_loop(call: Callable[..., T], *args: Any) -> T:
+    return call(*args)
 
 
 def _plan_headers(plan: Plan, budgets: BudgetView) -> dict[str, str]:

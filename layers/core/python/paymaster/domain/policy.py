@@ -194,38 +194,38 @@ class Rule(_Strict):
             raise ValueError("at most one block action")
         return self
 
-    @property
+    @cached_property
     def measure(self) -> Measure:
         measure = self.unit.split("_", 1)[0]
         assert measure in ("requests", "tokens", "cost")
         return measure  # type: ignore[return-value]
 
-    @property
+    @cached_property
     def period(self) -> Period:
         period = self.unit.rsplit("_", 1)[1]
         assert period in ("minute", "hour", "day", "week", "month")
         return period  # type: ignore[return-value]
 
-    @property
+    @cached_property
     def is_budget(self) -> bool:
         return self.unit in BUDGET_UNITS
 
-    @property
+    @cached_property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.time_zone)
 
-    @property
+    @cached_property
     def limit_units(self) -> int:
         """The limit in counter units: micro-USD for cost, tokens or requests otherwise."""
         return int(usd(self.limit)) if self.measure == "cost" else int(self.limit)
 
-    @property
+    @cached_property
     def cap(self) -> int:
         """Where admission stops: the limit, or the earlier `block` action's share of it."""
         block_at = min((action.at for action in self.actions if action.block), default=100)
         return self.limit_units * block_at // 100
 
-    @property
+    @cached_property
     def fails_closed(self) -> bool:
         """Without the counter store: budgets refuse (503) unless told `open`; rate limits admit."""
         if self.on_store_error is not None:

@@ -82,7 +82,7 @@ class OpenAICompatibleProvider:
         timeouts: Timeouts,
     ) -> None:
         self._client = client
-        self._url = base_url.rstrip("/") + "/chat/completions"
+        self._url = httpx.URL(base_url.rstrip("/") + "/chat/completions")
         self._api_key = api_key
         self._timeout = httpx.Timeout(timeouts.first_byte_s, connect=timeouts.connect_s, read=timeouts.first_byte_s)
 
