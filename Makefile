@@ -51,6 +51,16 @@ fmt: $(STAMP) ## format and fix what ruff can
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+.PHONY: demo
+demo: $(STAMP) ## start a local stack and show the demo policy throttle, downgrade and refuse
+	$(PY) -m paymaster_local.demo
+
+.PHONY: bench
+bench: $(STAMP) ## run the benchmarks (docs/BENCHMARKS.md records their output)
+	$(PY) -m bench.requests_per_admission
+	$(PY) -m bench.overhead
+	$(PY) -m bench.concurrency
+
 .PHONY: validate
 validate: $(STAMP) ## validate the policy file (POLICY=file)
 	$(VENV)/bin/paymaster policy validate $(POLICY)

@@ -285,3 +285,30 @@ def test_settling_an_admission_twice_counts_once(store: DynamoDBCounterStore) ->
     admission.settle(admitted, Usage(0, 7), output_delivered=True)
 
     assert committed_and_spent(admission) == {"budget": ("0.000007", "0")}
+
+
+def test_past_the_threshold_downgrades_even_when_the_dear_model_no_longer_fits(
+    store: DynamoDBCounterStore,
+) -> None:
+    """At 999 of 1000 µUSD the dearer model cannot fit at all; the cheaper one still can."""
+    clock = Clock(datetime(2026, 11, 29, 18, 0, tzinfo=UTC))
+    cheap = {
+        "deployments": [{"provider": "openai", "model": "cheap"}],
+        "max_output_tokens": 1000,
+        "context_window": 8000,
+        "price": {"input": 0, "output": 1_000, "source": "test", "as_of": "2026-11-29"},
+    }
+    rule = {
+        "name": "budget",
+        "limit": "0.001000",
+        "unit": "cost_per_month",
+        "actions": [{"at": 80, "downgrade_to": "cheap"}],
+    }
+    admission = service(policy_with([rule], models={"cheap": cheap}), store, clock)
+    spender = admission.admit(SEARCH, request(max_tokens=999), "spender")
+    admission.settle(spender, Usage(0, 999), output_delivered=True)
+
+    last = admission.admit(SEARCH, request(max_tokens=None), "last")
+
+    assert (last.model_name, last.downgraded_from) == ("cheap", "fixed-cost")
+    assert last.max_output_tokens == 1000  # 1000 tokens at $0.001/M cost 1 µUSD: fits the last one

@@ -267,13 +267,6 @@ def test_tightest_among_equal_windows_is_the_one_with_least_remaining() -> None:
     assert tightest([nearly_spent, roomy]) is nearly_spent
 
 
-def test_below_hard_cap_when_refused_only_at_a_downgrade_threshold() -> None:
-    r = rule(unit="cost_per_month", limit=5, actions=[{"at": 80, "downgrade_to": "nova-lite"}])
-
-    assert refused(r, used=4_000_000, amount=500_000).below_hard_cap  # 4.5 ≤ 5
-    assert not refused(r, used=4_800_000, amount=500_000).below_hard_cap  # 5.3 > 5
-
-
 # affordable output
 
 

@@ -37,6 +37,7 @@ HEADER_REQUEST_CONTEXT: Final = "x-amzn-request-context"  # set by Lambda Web Ad
 HEADER_REQUEST_ID: Final = "x-request-id"
 HEADER_DEPLOYMENT: Final = "x-paymaster-deployment"
 HEADER_DOWNGRADED_FROM: Final = "x-paymaster-downgraded-from"
+HEADER_MAX_TOKENS: Final = "x-paymaster-max-tokens"  # set when the gateway chose max_tokens
 
 # SigV4 scope the gateway accepts.
 SIGV4_SERVICE: Final = "execute-api"

@@ -173,6 +173,8 @@ def _plan_headers(plan: Plan, budgets: BudgetView) -> dict[str, str]:
     headers = {names.HEADER_DEPLOYMENT: f"{plan.provider}/{plan.deployment.model}"}
     if plan.admission.downgraded_from:
         headers[names.HEADER_DOWNGRADED_FROM] = plan.admission.downgraded_from
+    if plan.admission.max_output_tokens != plan.request.output_limit:
+        headers[names.HEADER_MAX_TOKENS] = str(plan.admission.max_output_tokens)  # the gateway chose it
     return headers | budget_headers(plan.admission.holds, budgets)
 
 

@@ -185,11 +185,6 @@ class Refusal:
     def remaining(self) -> int:
         return max(0, self.rule.cap - self.used)
 
-    @property
-    def below_hard_cap(self) -> bool:
-        """Refused at a downgrade threshold, though the rule's real cap would still admit it."""
-        return self.used + self.hold.amount <= self.rule.cap
-
 
 def tightest(refusals: Sequence[Refusal]) -> Refusal:
     """The refusal the caller is told about: the one that lasts longest (a spent monthly budget

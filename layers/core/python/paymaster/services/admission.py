@@ -268,8 +268,12 @@ class AdmissionService:
 
 
 def _downgrade(refusals: list[Refusal]) -> str | None:
-    """The cheaper model to use if every refusal is a downgrade threshold, not a hard cap."""
-    targets = [downgrade_threshold(refusal.rule) if refusal.below_hard_cap else None for refusal in refusals]
+    """The cheaper model, if every refusal came from a budget capped at its downgrade threshold.
+
+    Such a budget is past the threshold whether or not the dearer model would still fit under
+    its limit: the request moves to the cheaper model, where it may fit (or shrink) again.
+    """
+    targets = [downgrade_threshold(refusal.rule) for refusal in refusals]
     if not targets or any(target is None for target in targets):
         return None
     first = targets[0]

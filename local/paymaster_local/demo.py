@@ -1,0 +1,138 @@
+"""`make demo`: the demo policy at work on the local stack, with the clients apps use.
+
+1. search's dev app has 60 requests/minute: the 61st request is throttled (429, Retry-After).
+2. search has $2,000/month and moves to nova-lite at 80 %: the month is seeded at $1,600
+   spent, and the next gpt-4o-mini request is served by nova-lite.
+3. At $1,999.9999 a request without max_tokens still gets an answer: max_tokens shrinks to what
+   the last 100 µUSD afford.
+4. At $1,999.99995 nothing useful is affordable: the request is refused (insufficient_quota).
+
+Seeding writes the month's counter directly into the local DynamoDB, standing in for a month of
+traffic; everything else goes through the gateway.
+"""
+
+import argparse
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import boto3
+import httpx
+import openai
+from openai import OpenAI
+from openai.types.chat import ChatCompletionMessageParam
+
+from paymaster import names
+from paymaster.adapters.policy_file import load_policy
+from paymaster.client import SigV4Auth
+from paymaster.domain.limits import RequestFacts, bucket
+from paymaster.domain.money import usd
+from paymaster.domain.windows import window
+from paymaster_local.cli import DEMO_POLICY
+from paymaster_local.resources import COUNTERS_TABLE
+from paymaster_local.stack import LocalStack, free_port, local_stack
+
+HELLO: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Summarise our platform budget in one line"}]
+
+
+def client(stack: LocalStack, profile: str) -> OpenAI:
+    os.environ["AWS_SHARED_CREDENTIALS_FILE"] = str(stack.credentials.credentials)
+    os.environ["AWS_CONFIG_FILE"] = str(stack.credentials.config)
+    auth = SigV4Auth(session=boto3.Session(profile_name=profile, region_name=names.LOCAL_REGION))
+    # openai 3 types http_client as its own httpx fork; an httpx.Client works (tests/e2e_local).
+    http = httpx.Client(auth=auth)
+    return OpenAI(base_url=stack.url + "/v1", api_key="unused", http_client=http, max_retries=0)  # type: ignore[arg-type]
+
+
+def seed_month(stack: LocalStack, spent_usd: str) -> None:
+    policy = load_policy(stack.policy_file)
+    rule = next(rule for rule in policy.rules if rule.name == "search-monthly")
+    facts = RequestFacts(team="search", app="ranker", env="prod", model="gpt-4o-mini")
+    month = window(rule.period, rule.zone, datetime.now(UTC))
+    amount = str(usd(spent_usd))
+    boto3.client(
+        "dynamodb",
+        endpoint_url=stack.aws_url,
+        region_name=names.LOCAL_REGION,
+        aws_access_key_id="local",
+        aws_secret_access_key="local",  # noqa: S106 - moto accepts anything
+    ).put_item(
+        TableName=COUNTERS_TABLE,
+        Item={
+            names.PARTITION_KEY: {"S": names.counter_pk(rule.name, bucket(rule, facts))},
+            names.SORT_KEY: {"S": month.id},
+            names.COMMITTED: {"N": amount},
+            names.SPENT: {"N": amount},
+            "rule": {"S": rule.name},
+        },
+    )
+
+
+def show_refusal(error: openai.RateLimitError) -> None:
+    body = error.response.json()["error"]
+    interesting = ("retry-after", "x-should-retry", "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests")
+    headers = {name: error.response.headers[name] for name in interesting if name in error.response.headers}
+    print(f"   → {error.status_code} {body['code']}: {body['message']}")
+    print(f"     headers: {headers}")
+    print(f"     details: {json.dumps(body['paymaster'])}")
+
+
+def run(stack: LocalStack) -> None:
+    print("\n1. search/ranker-dev may send 60 requests a minute (rule dev-requests)")
+    dev = client(stack, "search-ranker-dev")
+    # Fixed windows: 60 in this minute, or up to 120 if the burst straddles a minute boundary.
+    for sent in range(1, 122):
+        try:
+            dev.chat.completions.create(model="gpt-4o-mini", messages=HELLO, max_tokens=20)
+        except openai.RateLimitError as refused:
+            print(f"   {sent - 1} requests answered; request {sent} is throttled:")
+            show_refusal(refused)
+            break
+
+    search = client(stack, "search-ranker")
+    print("\n2. search has spent $1,600 of its $2,000 month: past 80 % it moves to nova-lite")
+    seed_month(stack, "1600")
+    raw = search.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=HELLO)
+    headers = raw.headers
+    print(f"   asked for gpt-4o-mini, served by {raw.parse().model} ({headers['x-paymaster-deployment']});")
+    print(f"   x-paymaster-downgraded-from: {headers.get('x-paymaster-downgraded-from')}")
+    print(
+        f"   tightest budget: {headers['x-paymaster-budget-rule']} {headers['x-paymaster-budget-remaining']} "
+        f"of {headers['x-paymaster-budget-limit']} USD left, resets {headers['x-paymaster-budget-reset']}"
+    )
+
+    print("\n3. search has spent $1,999.9999: a request without max_tokens gets what is left")
+    seed_month(stack, "1999.9999")
+    raw = search.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=HELLO)
+    chosen = raw.headers["x-paymaster-max-tokens"]
+    print(f"   served by {raw.parse().model} with max_tokens {chosen}, set by the gateway")
+
+    print("\n4. search has spent $1,999.99995: nothing useful is affordable")
+    seed_month(stack, "1999.99995")
+    try:
+        search.chat.completions.create(model="gpt-4o-mini", messages=HELLO)
+    except openai.RateLimitError as refused:
+        show_refusal(refused)
+
+    print("\n5. GET /v1/usage for search:")
+    for rule in search.get("/usage", cast_to=httpx.Response).json()["rules"]:
+        used, limit = rule["used"], rule["limit"]
+        print(f"   {rule['rule']:<22} {rule['scope']:<20} used {used:>12} of {limit:>7} ({rule['unit']})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--state-dir", type=Path, default=Path(".paymaster/demo"))
+    args = parser.parse_args()
+    args.state_dir.mkdir(parents=True, exist_ok=True)
+    with (
+        (args.state_dir / "gateway.log").open("wb") as log,
+        local_stack(DEMO_POLICY, port=free_port(), state_dir=args.state_dir, gateway_output=log) as stack,
+    ):
+        print(f"local stack up at {stack.url} with {stack.policy_file.name}")
+        run(stack)
+
+
+if __name__ == "__main__":
+    main()
