@@ -5,7 +5,9 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
+from botocore.credentials import Credentials
 
 from paymaster.adapters.dynamodb_counters import DynamoDBCounterStore
 from paymaster.adapters.dynamodb_wire import DynamoDBWire
@@ -123,3 +125,44 @@ def test_unreachable_store_is_reported_as_unavailable(wire_to: Callable[[str], D
 
     with pytest.raises(StoreUnavailableError, match="unreachable"):
         store.reserve(reservation("r1", holds(BUDGET)))
+
+
+def conflicting(times: int) -> tuple[DynamoDBWire, list[int]]:
+    """A DynamoDB that cancels the first `times` transactions with TransactionConflict."""
+    attempts: list[int] = []
+    cancelled = {
+        "__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
+        "message": "Transaction cancelled, please refer cancellation reasons for specific reasons",
+        "CancellationReasons": [{"Code": "None"}, {"Code": "TransactionConflict"}],
+    }
+
+    def answer(_: httpx.Request) -> httpx.Response:
+        attempts.append(1)
+        return httpx.Response(400, json=cancelled) if len(attempts) <= times else httpx.Response(200, json={})
+
+    client = DynamoDBWire(
+        httpx.Client(transport=httpx.MockTransport(answer)),
+        endpoint_url="https://dynamodb.us-east-1.amazonaws.com",
+        region="us-east-1",
+        credentials=Credentials("a", "b"),
+    )
+    return client, attempts
+
+
+def test_transaction_conflicts_are_retried_until_the_transaction_goes_through() -> None:
+    client, attempts = conflicting(times=3)
+    store = DynamoDBCounterStore(client, "counters", sleep=lambda _: None)
+
+    assert store.reserve(reservation("r1", holds(BUDGET))) == []
+    assert len(attempts) == 4
+
+
+def test_persistent_conflicts_become_store_unavailable_for_on_store_error_to_decide() -> None:
+    client, attempts = conflicting(times=100)
+    waits: list[float] = []
+    store = DynamoDBCounterStore(client, "counters", sleep=waits.append, jitter=lambda: 0.5)
+
+    with pytest.raises(StoreUnavailableError, match="TransactionConflict"):
+        store.reserve(reservation("r1", holds(BUDGET)))
+    assert len(attempts) == 5
+    assert waits == [0.005, 0.01, 0.02, 0.04]  # jittered exponential backoff (jitter fixed at ½)

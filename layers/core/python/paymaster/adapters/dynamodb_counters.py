@@ -15,7 +15,7 @@ Why transactions, and their price (DESIGN §3 a–c): counters stay separate sma
 so 2 write units each inside a transaction) instead of one item per team that would grow with
 every in-flight reservation and cost more per write as it grew. The cost is that concurrent
 transactions on one hot counter can cancel each other (`TransactionConflict`); those are retried
-here with jittered backoff. docs/DESIGN-COUNTERS.md has the numbers and the sharding plan.
+here with jittered backoff. docs/COUNTERS.md has the numbers and the sharding plan.
 """
 
 import random
