@@ -206,7 +206,7 @@ def test_composition_builds_the_lambda_app_from_its_environment(
     response = TestClient(gateway_app()).request(**as_lwa_request(event))
 
     assert response.status_code == 200
-    assert [model["id"] for model in response.json()["data"]] == ["gpt-4o-mini", "nova-lite"]
+    assert [model["id"] for model in response.json()["data"]] == ["gpt-4o-mini", "gpt-4o", "nova-lite"]
 
 
 def test_lambda_handler_script_starts_the_composition_factory() -> None:

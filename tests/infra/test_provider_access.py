@@ -134,18 +134,16 @@ def test_models_shared_by_virtual_models_and_mixed_providers_are_granted_once() 
 
 def test_demo_policy_grants() -> None:
     profile = "arn:aws:bedrock:us-east-1:123456789012:inference-profile/"
-    haiku, nova = "anthropic.claude-3-5-haiku-20241022-v1:0", "amazon.nova-lite-v1:0"
+    models = ("anthropic.claude-3-5-haiku-20241022-v1:0", "amazon.nova-lite-v1:0", "meta.llama3-3-70b-instruct-v1:0")
     assert grants(DEMO) == [
-        Grant(actions=BEDROCK_INVOKE, resources=(f"{profile}us.{haiku}", f"{profile}us.{nova}")),
-        Grant(
-            actions=BEDROCK_INVOKE,
-            resources=(f"arn:aws:bedrock:*::foundation-model/{haiku}",),
-            conditions={"StringEquals": {"bedrock:InferenceProfileArn": f"{profile}us.{haiku}"}},
-        ),
-        Grant(
-            actions=BEDROCK_INVOKE,
-            resources=(f"arn:aws:bedrock:*::foundation-model/{nova}",),
-            conditions={"StringEquals": {"bedrock:InferenceProfileArn": f"{profile}us.{nova}"}},
+        Grant(actions=BEDROCK_INVOKE, resources=tuple(f"{profile}us.{model}" for model in models)),
+        *(
+            Grant(
+                actions=BEDROCK_INVOKE,
+                resources=(f"arn:aws:bedrock:*::foundation-model/{model}",),
+                conditions={"StringEquals": {"bedrock:InferenceProfileArn": f"{profile}us.{model}"}},
+            )
+            for model in models
         ),
         Grant(
             actions=SECRETS_READ,

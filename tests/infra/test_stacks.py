@@ -269,7 +269,11 @@ def grants_of(statements: list[dict[str, Any]], service: str) -> list[tuple[set[
 
 
 DEMO_PROFILES = "arn:${AWS::Partition}:bedrock:us-east-1:${AWS::AccountId}:inference-profile/"
-DEMO_BEDROCK_MODELS = ["anthropic.claude-3-5-haiku-20241022-v1:0", "amazon.nova-lite-v1:0"]
+DEMO_BEDROCK_MODELS = [
+    "anthropic.claude-3-5-haiku-20241022-v1:0",
+    "amazon.nova-lite-v1:0",
+    "meta.llama3-3-70b-instruct-v1:0",
+]
 BEDROCK_INVOKE = {"bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"}
 
 

@@ -90,7 +90,7 @@ def test_principal_names_are_unique_because_they_are_profile_names() -> None:
 def test_team_sees_only_its_allowed_models() -> None:
     policy = Policy.model_validate(demo())
 
-    assert policy.models_for("search") == ["gpt-4o-mini", "nova-lite"]
+    assert policy.models_for("search") == ["gpt-4o-mini", "gpt-4o", "nova-lite"]
     with pytest.raises(ModelNotFoundError):
         policy.model_for("search", "claude-haiku")
 
@@ -99,4 +99,4 @@ def test_team_without_an_allow_list_may_use_every_model() -> None:
     raw = demo()
     del raw["teams"]["search"]["models"]
 
-    assert Policy.model_validate(raw).models_for("search") == ["gpt-4o-mini", "claude-haiku", "nova-lite"]
+    assert Policy.model_validate(raw).models_for("search") == list(raw["models"])
