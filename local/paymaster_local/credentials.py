@@ -14,6 +14,9 @@ import string
 from dataclasses import dataclass
 from pathlib import Path
 
+import boto3
+import botocore.session
+
 from paymaster import names
 from paymaster.domain.identity import principal_key
 from paymaster.domain.policy import Policy
@@ -69,3 +72,12 @@ def write_local_credentials(
     files.principals.write_text(json.dumps(principals, indent=2))
     files.principals.chmod(0o600)
     return files
+
+
+def session_for(files: LocalCredentialFiles, profile: str) -> boto3.Session:
+    """A boto3 session for one local profile, read from the files (no environment changes),
+    exactly as an app with AWS_SHARED_CREDENTIALS_FILE / AWS_CONFIG_FILE / AWS_PROFILE gets it."""
+    core = botocore.session.Session()
+    core.set_config_variable("credentials_file", str(files.credentials))
+    core.set_config_variable("config_file", str(files.config))
+    return boto3.Session(botocore_session=core, profile_name=profile)

@@ -13,7 +13,6 @@ traffic; everything else goes through the gateway.
 
 import argparse
 import json
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from paymaster.domain.limits import RequestFacts, bucket
 from paymaster.domain.money import usd
 from paymaster.domain.windows import window
 from paymaster_local.cli import DEMO_POLICY
+from paymaster_local.credentials import session_for
 from paymaster_local.resources import COUNTERS_TABLE
 from paymaster_local.stack import LocalStack, free_port, local_stack
 
@@ -37,9 +37,7 @@ HELLO: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Summaris
 
 
 def client(stack: LocalStack, profile: str) -> OpenAI:
-    os.environ["AWS_SHARED_CREDENTIALS_FILE"] = str(stack.credentials.credentials)
-    os.environ["AWS_CONFIG_FILE"] = str(stack.credentials.config)
-    auth = SigV4Auth(session=boto3.Session(profile_name=profile, region_name=names.LOCAL_REGION))
+    auth = SigV4Auth(session=session_for(stack.credentials, profile))
     # openai 3 types http_client as its own httpx fork; an httpx.Client works (tests/e2e_local).
     http = httpx.Client(auth=auth)
     return OpenAI(base_url=stack.url + "/v1", api_key="unused", http_client=http, max_retries=0)  # type: ignore[arg-type]

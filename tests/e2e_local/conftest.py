@@ -1,6 +1,7 @@
 """The whole local stack, started once per test session and driven by real clients."""
 
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import boto3
@@ -9,6 +10,7 @@ import pytest
 from openai import AsyncOpenAI, OpenAI
 
 from paymaster.client import SigV4Auth
+from paymaster_local.credentials import session_for
 from paymaster_local.stack import LocalStack, free_port, local_stack
 
 REPO = Path(__file__).resolve().parents[2]
@@ -33,17 +35,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
 
 
 @pytest.fixture(scope="session")
-def profile_session(stack: LocalStack) -> Iterator[Callable[[str], boto3.Session]]:
+def profile_session(stack: LocalStack) -> Callable[[str], boto3.Session]:
     """A boto3 session for a profile of the generated shared-credentials file, as an app has."""
-
-    def session(profile: str) -> boto3.Session:
-        return boto3.Session(profile_name=profile, region_name="us-east-1")
-
-    mp = pytest.MonkeyPatch()
-    mp.setenv("AWS_SHARED_CREDENTIALS_FILE", str(stack.credentials.credentials))
-    mp.setenv("AWS_CONFIG_FILE", str(stack.credentials.config))
-    yield session
-    mp.undo()
+    return partial(session_for, stack.credentials)
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import boto3
 import httpx
 import openai
 import pytest
@@ -14,6 +13,7 @@ import yaml
 from openai import OpenAI
 
 from paymaster.client import SigV4Auth
+from paymaster_local.credentials import session_for
 from paymaster_local.stack import LocalStack, free_port, local_stack
 from tests.policies import policy_with
 
@@ -45,21 +45,17 @@ def enforcing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
 
 
 @pytest.fixture(scope="module")
-def client_for(enforcing: LocalStack) -> Iterator[Callable[..., OpenAI]]:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("AWS_SHARED_CREDENTIALS_FILE", str(enforcing.credentials.credentials))
-        mp.setenv("AWS_CONFIG_FILE", str(enforcing.credentials.config))
+def client_for(enforcing: LocalStack) -> Callable[..., OpenAI]:
+    def client(profile: str, max_retries: int = 0, **http: Any) -> OpenAI:
+        auth = SigV4Auth(session=session_for(enforcing.credentials, profile))
+        return OpenAI(
+            base_url=enforcing.url + "/v1",
+            api_key="unused",
+            http_client=httpx.Client(auth=auth, **http),
+            max_retries=max_retries,
+        )
 
-        def client(profile: str, max_retries: int = 0, **http: Any) -> OpenAI:
-            auth = SigV4Auth(session=boto3.Session(profile_name=profile, region_name="us-east-1"))
-            return OpenAI(
-                base_url=enforcing.url + "/v1",
-                api_key="unused",
-                http_client=httpx.Client(auth=auth, **http),
-                max_retries=max_retries,
-            )
-
-        yield client
+    return client
 
 
 def ask(client: OpenAI, model: str, **extra: Any) -> Any:
