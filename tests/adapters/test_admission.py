@@ -43,6 +43,16 @@ def request(model: str = "fixed-cost", max_tokens: int | None = 10, **extra: Any
     return ChatRequest.model_validate(body)
 
 
+def output_only_model(output_price: int) -> dict[str, Any]:
+    """A model that charges only for output, at `output_price` µUSD per million tokens."""
+    return {
+        "deployments": [{"provider": "openai", "model": "cheap"}],
+        "max_output_tokens": 1000,
+        "context_window": 8000,
+        "price": {"input": 0, "output": output_price, "source": "test", "as_of": "2026-11-29"},
+    }
+
+
 def service(policy: Policy, store: DynamoDBCounterStore, clock: Clock) -> AdmissionService:
     return AdmissionService(policy, store, count_tokens, clock)
 
@@ -124,12 +134,7 @@ def test_month_boundary_follows_the_rule_s_time_zone(store: DynamoDBCounterStore
 
 def test_downgrade_past_the_threshold_reserves_at_the_cheaper_price(store: DynamoDBCounterStore) -> None:
     clock = Clock(datetime(2026, 11, 29, 18, 0, tzinfo=UTC))
-    cheap = {
-        "deployments": [{"provider": "openai", "model": "cheap"}],
-        "max_output_tokens": 1000,
-        "context_window": 8000,
-        "price": {"input": 0, "output": 100_000, "source": "test", "as_of": "2026-11-29"},
-    }
+    cheap = output_only_model(output_price=100_000)
     rule = {
         "name": "budget",
         "limit": "0.001000",
@@ -292,12 +297,7 @@ def test_past_the_threshold_downgrades_even_when_the_dear_model_no_longer_fits(
 ) -> None:
     """At 999 of 1000 µUSD the dearer model cannot fit at all; the cheaper one still can."""
     clock = Clock(datetime(2026, 11, 29, 18, 0, tzinfo=UTC))
-    cheap = {
-        "deployments": [{"provider": "openai", "model": "cheap"}],
-        "max_output_tokens": 1000,
-        "context_window": 8000,
-        "price": {"input": 0, "output": 1_000, "source": "test", "as_of": "2026-11-29"},
-    }
+    cheap = output_only_model(output_price=1_000)
     rule = {
         "name": "budget",
         "limit": "0.001000",

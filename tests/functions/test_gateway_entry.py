@@ -27,6 +27,7 @@ from paymaster.api.app import create_app
 from paymaster.composition import gateway_app
 from paymaster.domain.chat import Completion, Finished, StreamEvent, TextDelta, Usage, UsageReported
 from paymaster.domain.errors import ProviderError, ProviderRejectedError, ProviderTimeoutError
+from paymaster.domain.policy import Policy
 from paymaster.ports import ProviderCall
 from paymaster.services.admission import AdmissionService
 from paymaster.services.chat import ChatService
@@ -106,15 +107,21 @@ def client(
     aws_url: str,
     wire_to: Callable[[str], DynamoDBWire],
 ) -> TestClient:
-    policy = load_policy(POLICY)
     store = DynamoDBCounterStore(wire_to(aws_url), aws[names.ENV_COUNTERS_TABLE])
+    return lambda_entry(load_policy(POLICY), store, provider, one_request_at_a_time=request.param)
+
+
+def lambda_entry(
+    policy: Policy, store: DynamoDBCounterStore, provider: RecordingProvider, *, one_request_at_a_time: bool = True
+) -> TestClient:
+    """The gateway app as composed for Lambda, with `provider` behind every deployment."""
     admission = AdmissionService(policy, store, count_tokens, lambda: datetime.now(UTC))
     app = create_app(
         identify=IdentifyService(RequestContextAuthenticator(), policy),
         chat=ChatService(policy, {"openai": provider, "bedrock-us-east-1": provider}, admission),
         admission=admission,
         max_body_bytes=4 * 1024 * 1024,
-        one_request_at_a_time=request.param,
+        one_request_at_a_time=one_request_at_a_time,
     )
     return TestClient(app)
 
@@ -230,15 +237,8 @@ def test_unreachable_counter_store_follows_the_rule_s_on_store_error(
           "on_store_error": on_store_error}]
     )  # fmt: skip
     unreachable = DynamoDBCounterStore(wire_to("http://127.0.0.1:9"), "counters")
-    admission = AdmissionService(policy, unreachable, count_tokens, lambda: datetime.now(UTC))
-    app = create_app(
-        identify=IdentifyService(RequestContextAuthenticator(), policy),
-        chat=ChatService(policy, {"openai": provider, "bedrock-us-east-1": provider}, admission),
-        admission=admission,
-        max_body_bytes=4 * 1024 * 1024,
-    )
 
-    response = TestClient(app).request(**as_lwa_request(event))
+    response = lambda_entry(policy, unreachable, provider).request(**as_lwa_request(event))
 
     assert response.status_code == status
     if status == 503:
