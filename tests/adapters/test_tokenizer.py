@@ -99,30 +99,3 @@ def test_cache_dir_set_by_caller_is_kept(monkeypatch: pytest.MonkeyPatch, tmp_pa
 def test_unknown_encoding_is_refused() -> None:
     with pytest.raises(ValueError, match="r50k_base"):
         tokenizer.encoding("r50k_base")
-
-
-@pytest.mark.parametrize(
-    ("model", "encoding_name"),
-    [
-        ("gpt-4o", "o200k_base"),
-        ("gpt-4o-mini", "o200k_base"),
-        ("chatgpt-4o-latest", "o200k_base"),
-        ("gpt-4.1-nano", "o200k_base"),
-        ("o1", "o200k_base"),
-        ("o3-mini", "o200k_base"),
-        ("o4-mini", "o200k_base"),
-        ("gpt-5", "o200k_base"),
-        ("gpt-5.1-codex", "o200k_base"),
-        ("openai/gpt-5-mini", "o200k_base"),
-        ("ft:gpt-4.1-mini:acme::x1", "o200k_base"),
-        ("openai.gpt-oss-120b-1:0", "o200k_base"),
-        ("gpt-4", "cl100k_base"),
-        ("gpt-4-turbo", "cl100k_base"),
-        ("gpt-3.5-turbo", "cl100k_base"),
-        ("anthropic.claude-sonnet-4-20250514-v1:0", "cl100k_base"),
-        ("mistral-large-latest", "cl100k_base"),
-        ("o10-fake", "cl100k_base"),
-    ],
-)
-def test_encoding_for_model(model: str, encoding_name: str) -> None:
-    assert tokenizer.encoding_for_model(model) == encoding_name

@@ -14,7 +14,6 @@ download. `scripts/fetch_tiktoken_files.py` regenerates the files.
 
 import functools
 import os
-import re
 from pathlib import Path
 from typing import Final
 
@@ -30,8 +29,6 @@ SHIPPED_FILES: Final = {
     "cl100k_base": "9b5ad71b2ce5302211f9c61530b329a4922fc6a4",
     "o200k_base": "fb374d419588a4632f3f557e76b4b70aebbca790",
 }
-
-_O200K_MODEL = re.compile(r"(?:^|[/.:])(?:chatgpt-4o|gpt-4o|gpt-4\.1|gpt-5|gpt-oss|o1|o3|o4)(?![a-z0-9])")
 
 
 class TokenizerFileMissingError(FileNotFoundError):
@@ -77,15 +74,3 @@ def count_tokens(text: str, encoding_name: str) -> int:
     Example: "hello world" is 2 tokens in both cl100k_base and o200k_base.
     """
     return len(encoding(encoding_name).encode_ordinary(text))
-
-
-def encoding_for_model(model: str) -> str:
-    """The encoding to count `model`'s tokens with: o200k_base for the GPT-4o, GPT-4.1, GPT-5,
-    gpt-oss and o1/o3/o4 families, cl100k_base for everything else.
-
-    A provider or vendor prefix is allowed: "gpt-4o-mini", "openai/gpt-5.1", "o3-pro" and
-    "ft:gpt-4.1-mini:acme::x1" give o200k_base; "gpt-4", "gpt-3.5-turbo" give cl100k_base.
-    Non-OpenAI models ("anthropic.claude-sonnet-4", "mistral-large") get cl100k_base as an
-    estimate only: their own tokenizers differ, and their providers' reported usage is what is billed.
-    """
-    return "o200k_base" if _O200K_MODEL.search(model.lower()) else "cl100k_base"
