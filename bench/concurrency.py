@@ -34,7 +34,7 @@ REQUESTS, THREADS = 200, 32
 
 
 def scenario(url: str, name: str, settle_fraction: float) -> str:
-    wire = DynamoDBWire(httpx.Client(), endpoint_url=url, region="us-east-1", credentials=Credentials("l", "l"))
+    wire = DynamoDBWire(httpx.HTTPTransport(), endpoint_url=url, region="us-east-1", credentials=Credentials("l", "l"))
     policy = policy_with([{"name": name, "limit": f"{CAP_MICRO_USD / 1_000_000:.6f}", "unit": "cost_per_month"}])
     service = AdmissionService(
         policy, DynamoDBCounterStore(wire, COUNTERS_TABLE), count_tokens, lambda: datetime.now(UTC)

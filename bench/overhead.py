@@ -58,7 +58,7 @@ def instant_dynamodb() -> DynamoDBWire:
         return httpx.Response(200, json={"Responses": {}} if operation == "BatchGetItem" else {})
 
     return DynamoDBWire(
-        httpx.Client(transport=httpx.MockTransport(answer)),
+        httpx.MockTransport(answer),
         endpoint_url="https://dynamodb.us-east-1.amazonaws.com",
         region="us-east-1",
         credentials=Credentials("bench", "bench"),

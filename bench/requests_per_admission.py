@@ -1,7 +1,7 @@
 """DynamoDB requests and write units per admitted request and per settlement, by matching rules.
 
 The gateway's own DynamoDB client talks to the serialised moto server; every HTTP request it
-sends (retries included) is counted by an httpx event hook, and by operation. Write units are
+sends (retries included) is counted at its transport, by operation. Write units are
 computed the way DynamoDB bills them: for each item written, the larger of its size before and
 after, per started KB, doubled inside a transaction.
 
@@ -59,14 +59,22 @@ def write_units(before: list[int], after: list[int]) -> int:
     return sum(2 * max(1, math.ceil(max(old, new) / 1024)) for old, new in zip(before, after, strict=True))
 
 
+class CountingTransport(httpx.HTTPTransport):
+    """The gateway's transport, counting every request it sends by DynamoDB operation."""
+
+    def __init__(self, sent: Counter[str]) -> None:
+        super().__init__()
+        self._sent = sent
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self._sent.update([request.headers["x-amz-target"].rsplit(".", 1)[-1]])
+        return super().handle_request(request)
+
+
 def measure(url: str, rules: int) -> str:
     sent: Counter[str] = Counter()
-
-    def count(request: httpx.Request) -> None:
-        sent.update([request.headers["x-amz-target"].rsplit(".", 1)[-1]])
-
     wire = DynamoDBWire(
-        httpx.Client(event_hooks={"request": [count]}),
+        CountingTransport(sent),
         endpoint_url=url,
         region="us-east-1",
         credentials=Credentials("local", "local"),

@@ -34,8 +34,9 @@ def wire_to() -> Callable[[str], DynamoDBWire]:
 
     def wire(endpoint: str) -> DynamoDBWire:
         return DynamoDBWire(
-            httpx.Client(timeout=httpx.Timeout(2.0, connect=0.5)),
+            httpx.HTTPTransport(),
             endpoint_url=endpoint,
+            timeout=httpx.Timeout(2.0, connect=0.5),
             region="us-east-1",
             credentials=Credentials("local", "local"),
             max_attempts=1,

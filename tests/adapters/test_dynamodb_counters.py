@@ -141,7 +141,7 @@ def conflicting(times: int) -> tuple[DynamoDBWire, list[int]]:
         return httpx.Response(400, json=cancelled) if len(attempts) <= times else httpx.Response(200, json={})
 
     client = DynamoDBWire(
-        httpx.Client(transport=httpx.MockTransport(answer)),
+        httpx.MockTransport(answer),
         endpoint_url="https://dynamodb.us-east-1.amazonaws.com",
         region="us-east-1",
         credentials=Credentials("a", "b"),

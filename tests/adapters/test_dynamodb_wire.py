@@ -19,7 +19,7 @@ NOW = datetime(2026, 11, 29, 18, 25, 38, tzinfo=UTC)
 
 def wire(handler: httpx.MockTransport | None = None, token: str | None = None, attempts: int = 3) -> DynamoDBWire:
     return DynamoDBWire(
-        httpx.Client(transport=handler or httpx.MockTransport(lambda _: httpx.Response(200, json={}))),
+        handler or httpx.MockTransport(lambda _: httpx.Response(200, json={})),
         endpoint_url=ENDPOINT,
         region="eu-central-1",
         credentials=Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", token),

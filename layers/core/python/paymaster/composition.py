@@ -55,9 +55,8 @@ def build_admission(policy: Policy, settings: Settings) -> AdmissionService:
         raise RuntimeError("no AWS credentials for DynamoDB (the Lambda role provides them in AWS)")
     # boto3 resolves the endpoint once (partition, FIPS, AWS_ENDPOINT_URL); requests go out thin.
     endpoint = session.client("dynamodb").meta.endpoint_url
-    # Fail fast: a rule's on_store_error decides what a slow store means, not a long wait.
-    http = httpx.Client(timeout=httpx.Timeout(2.0, connect=1.0), limits=httpx.Limits(max_keepalive_connections=20))
-    dynamodb = DynamoDBWire(http, endpoint_url=endpoint, region=settings.region, credentials=credentials)
+    pool = httpx.HTTPTransport(limits=httpx.Limits(max_keepalive_connections=20))
+    dynamodb = DynamoDBWire(pool, endpoint_url=endpoint, region=settings.region, credentials=credentials)
     return AdmissionService(
         policy,
         DynamoDBCounterStore(dynamodb, settings.counters_table),
