@@ -70,7 +70,7 @@ def build_app(rules: int, *, one_request_at_a_time: bool = False) -> Any:
     store = DynamoDBCounterStore(instant_dynamodb(), "counters")
     admission = AdmissionService(policy, store, count_tokens, lambda: datetime.now(UTC))
     provider = OpenAICompatibleProvider(
-        httpx.Client(transport=httpx.MockTransport(lambda _: httpx.Response(200, json=COMPLETION))),
+        httpx.MockTransport(lambda _: httpx.Response(200, json=COMPLETION)),
         base_url="https://provider.invalid/v1",
         api_key=lambda: "key",
         timeouts=Timeouts(),

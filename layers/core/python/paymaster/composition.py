@@ -73,7 +73,7 @@ def build_authenticator(settings: Settings) -> Authenticator:
 
 
 def build_providers(policy: Policy, settings: Settings) -> Mapping[str, ChatProvider]:
-    http = httpx.Client(limits=httpx.Limits(max_connections=100, max_keepalive_connections=20))
+    pool = httpx.HTTPTransport(limits=httpx.Limits(max_connections=100, max_keepalive_connections=20))
 
     @cache
     def secrets() -> SecretCache:
@@ -96,7 +96,7 @@ def build_providers(policy: Policy, settings: Settings) -> Mapping[str, ChatProv
             return BedrockProvider(client)
         secret = config.api_key_secret
         return OpenAICompatibleProvider(
-            http,
+            pool,
             base_url=endpoint or str(config.base_url),
             api_key=(lambda: secrets().get(secret)) if secret else (lambda: None),
             timeouts=config.timeouts,

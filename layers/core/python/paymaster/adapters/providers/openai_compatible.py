@@ -74,31 +74,32 @@ def chunk_from_wire(chunk: dict[str, Any]) -> list[StreamEvent]:
 
 
 class OpenAICompatibleProvider:
+    """`transport` is the connection pool (httpx.HTTPTransport; MockTransport in tests). The
+    provider uses it directly: an httpx.Client's cookie, redirect and hook handling costs
+    0.13 ms a call and does nothing for an API call."""
+
     def __init__(
         self,
-        client: httpx.Client,
+        transport: httpx.BaseTransport,
         base_url: str,
         api_key: Callable[[], str | None],
         timeouts: Timeouts,
     ) -> None:
-        self._client = client
+        self._transport = transport
         self._url = httpx.URL(base_url.rstrip("/") + "/chat/completions")
         self._api_key = api_key
-        self._timeout = httpx.Timeout(timeouts.first_byte_s, connect=timeouts.connect_s, read=timeouts.first_byte_s)
-
-    def _headers(self) -> dict[str, str]:
-        key = self._api_key()
-        return {"authorization": f"Bearer {key}"} if key else {}
+        self._timeout = httpx.Timeout(
+            timeouts.first_byte_s, connect=timeouts.connect_s, read=timeouts.first_byte_s
+        ).as_dict()
 
     def complete(self, call: ProviderCall) -> Completion:
+        response = self._open(to_wire(call, stream=False))
         try:
-            response = self._client.post(
-                self._url, json=to_wire(call, stream=False), headers=self._headers(), timeout=self._timeout
-            )
-        except httpx.TimeoutException as error:
-            raise ProviderTimeoutError(f"the provider did not answer in time ({type(error).__name__})") from None
+            response.read()
         except httpx.TransportError as error:
-            raise ProviderError(f"the provider could not be reached ({type(error).__name__})") from None
+            raise ProviderError(f"the provider's answer broke off ({type(error).__name__})") from None
+        finally:
+            response.close()
         _raise_for_status(response)
         try:
             body = response.json()
@@ -113,15 +114,7 @@ class OpenAICompatibleProvider:
         )
 
     def stream(self, call: ProviderCall) -> Generator[StreamEvent, None, None]:
-        request = self._client.build_request(
-            "POST", self._url, json=to_wire(call, stream=True), headers=self._headers(), timeout=self._timeout
-        )
-        try:
-            response = self._client.send(request, stream=True)
-        except httpx.TimeoutException as error:
-            raise ProviderTimeoutError(f"the provider did not answer in time ({type(error).__name__})") from None
-        except httpx.TransportError as error:
-            raise ProviderError(f"the provider could not be reached ({type(error).__name__})") from None
+        response = self._open(to_wire(call, stream=True))
         try:
             if response.is_error:
                 response.read()
@@ -129,6 +122,26 @@ class OpenAICompatibleProvider:
             yield from _events(response)
         finally:
             response.close()
+
+    def _open(self, body: dict[str, Any]) -> httpx.Response:
+        """Sends the request and returns the response with its body not yet read."""
+        headers = {"content-type": "application/json", "host": self._url.netloc.decode()}
+        key = self._api_key()
+        if key:
+            headers["authorization"] = f"Bearer {key}"
+        request = httpx.Request(
+            "POST",
+            self._url,
+            content=json.dumps(body, separators=(",", ":")).encode(),
+            headers=headers,
+            extensions={"timeout": self._timeout},
+        )
+        try:
+            return self._transport.handle_request(request)
+        except httpx.TimeoutException as error:
+            raise ProviderTimeoutError(f"the provider did not answer in time ({type(error).__name__})") from None
+        except httpx.TransportError as error:
+            raise ProviderError(f"the provider could not be reached ({type(error).__name__})") from None
 
 
 def _events(response: httpx.Response) -> Iterator[StreamEvent]:
