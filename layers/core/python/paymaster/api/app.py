@@ -2,6 +2,7 @@
 
 POST /v1/chat/completions   OpenAI body; `stream: true` answers with SSE
 GET  /v1/models             the virtual models the caller's team may use
+GET  /v1/usage              the caller's team: every rule's limit, used, reserved, remaining, reset
 GET  /healthz               readiness for Lambda Web Adapter (unauthenticated, no data)
 """
 
@@ -51,8 +52,9 @@ def create_app(
     one_request_at_a_time: bool = False,
 ) -> Starlette:
     """`one_request_at_a_time`: the process never serves two requests at once (a Lambda execution
-    environment), so the blocking part of a non-streamed request runs on the event loop instead
-    of paying a worker-thread hop. Streams always run in worker threads."""
+    environment), so a request's blocking part (admit, call, settle; a stream's admission and
+    first event) runs on the event loop instead of paying a worker-thread hop. A stream's later
+    chunks are always pulled in worker threads."""
     blocking = _on_the_loop if one_request_at_a_time else run_in_threadpool
 
     async def read_body(request: Request) -> bytes:
@@ -104,7 +106,7 @@ def create_app(
         metadata = _metadata(request)
         created = int(time.time())
         if not chat_request.stream:
-            # One worker-thread hop for the whole blocking part: admit, call, settle.
+            # The whole blocking part in one go: admit, call, settle.
             plan, completion, budgets = await blocking(chat.answer, caller, chat_request, rid, metadata)
             envelope = openai_wire.Envelope(f"chatcmpl-{rid}", plan.admission.model_name, created)
             return JSONResponse(openai_wire.completion_body(envelope, completion), headers=_plan_headers(plan, budgets))
