@@ -105,7 +105,7 @@ class AdmissionService:
         output = min(asked or model.max_output_tokens, model.max_output_tokens)
         downgraded_from: str | None = None
         unchecked: frozenset[str] = frozenset()
-        refusals: list[Refusal] = []
+        enforced: list[Refusal] = []
 
         for _ in range(MAX_ATTEMPTS):
             holds = plan_holds(
@@ -156,7 +156,11 @@ class AdmissionService:
                 output = affordable
                 continue
             raise _refusal_error(tightest(enforced), now)
-        raise _refusal_error(tightest(refusals), now)
+        # Each attempt above changes something (model, max_tokens, unchecked shadow rules); racing
+        # requests can still take the room each time. The last enforced refusal stands.
+        if not enforced:
+            raise StoreUnavailableError(f"Could not reserve for request {request_id} in {MAX_ATTEMPTS} attempts.")
+        raise _refusal_error(tightest(enforced), now)
 
     def settle(self, admission: Admission, usage: Usage | None, *, output_delivered: bool) -> None:
         """Replaces the hold by the actual use. Without usage: released if nothing was produced,
