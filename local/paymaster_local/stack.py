@@ -132,6 +132,7 @@ def local_stack(
         _wait_until_up("fake providers", providers_url + "/healthz", providers, logs / "providers.log")
 
         endpoints = {
+            # OpenAI's base URL includes /v1; Anthropic's adapter and boto3 add their own paths.
             name: providers_url + ("/v1" if provider.kind == "openai" else "")
             for name, provider in policy.providers.items()
         }

@@ -10,7 +10,7 @@ from openai import AsyncOpenAI, OpenAI
 from paymaster_local.stack import LocalStack
 
 SEARCH = "search-ranker"  # team search: gpt-4o-mini (fake OpenAI), nova-lite (fake Bedrock)
-SUPPORT = "support-assistant"  # team support: claude-haiku and nova-lite (fake Bedrock)
+SUPPORT = "support-assistant"  # team support: claude-haiku and nova-lite (fake Bedrock), claude-sonnet-4
 PROMPT = " ".join(f"word{i}" for i in range(30))  # 31 deltas, 20 ms apart at the fake
 
 
@@ -116,6 +116,7 @@ def test_models_lists_what_the_team_may_use(openai_for: Callable[[str], OpenAI])
     assert sorted(model.id for model in openai_for(SEARCH).models.list()) == ["gpt-4o", "gpt-4o-mini", "nova-lite"]
     assert sorted(model.id for model in openai_for(SUPPORT).models.list()) == [
         "claude-haiku",
+        "claude-sonnet-4",
         "llama-3-3-70b",
         "nova-lite",
     ]

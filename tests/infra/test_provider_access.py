@@ -147,7 +147,10 @@ def test_demo_policy_grants() -> None:
         ),
         Grant(
             actions=SECRETS_READ,
-            resources=(f"arn:aws:secretsmanager:{STACK_REGION}:{ACCOUNT}:secret:paymaster/providers/openai-??????",),
+            resources=tuple(
+                f"arn:aws:secretsmanager:{STACK_REGION}:{ACCOUNT}:secret:paymaster/providers/{name}-??????"
+                for name in ("openai", "anthropic")
+            ),
         ),
     ]
 

@@ -294,14 +294,15 @@ def test_gateway_role_may_invoke_exactly_the_demo_policy_bedrock_models(gateway_
     )
 
 
-def test_gateway_role_may_read_exactly_the_demo_policy_provider_secret(gateway_template: Template) -> None:
+def test_gateway_role_may_read_exactly_the_demo_policy_provider_secrets(gateway_template: Template) -> None:
     secrets = grants_of(policy_statements(gateway_template), "secretsmanager")
     assert secrets == [
         (
             {"secretsmanager:GetSecretValue"},
             [
                 "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:"
-                "paymaster/providers/openai-??????"
+                f"paymaster/providers/{name}-??????"
+                for name in ("openai", "anthropic")
             ],
             None,
         )

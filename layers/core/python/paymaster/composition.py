@@ -17,6 +17,7 @@ from starlette.applications import Starlette
 from paymaster.adapters.dynamodb_counters import DynamoDBCounterStore
 from paymaster.adapters.dynamodb_wire import DynamoDBWire
 from paymaster.adapters.policy_file import load_policy
+from paymaster.adapters.providers.anthropic import AnthropicProvider
 from paymaster.adapters.providers.bedrock import BedrockProvider
 from paymaster.adapters.providers.openai_compatible import OpenAICompatibleProvider
 from paymaster.adapters.request_context import RequestContextAuthenticator
@@ -95,11 +96,10 @@ def build_providers(policy: Policy, settings: Settings) -> Mapping[str, ChatProv
             )
             return BedrockProvider(client)
         secret = config.api_key_secret
-        return OpenAICompatibleProvider(
-            pool,
-            base_url=endpoint or str(config.base_url),
-            api_key=(lambda: secrets().get(secret)) if secret else (lambda: None),
-            timeouts=config.timeouts,
-        )
+        base_url = endpoint or str(config.base_url)
+        api_key = (lambda: secrets().get(secret)) if secret else (lambda: None)
+        if config.kind == "anthropic":
+            return AnthropicProvider(pool, base_url=base_url, api_key=api_key, timeouts=config.timeouts)
+        return OpenAICompatibleProvider(pool, base_url=base_url, api_key=api_key, timeouts=config.timeouts)
 
     return {name: provider(name, config) for name, config in policy.providers.items()}

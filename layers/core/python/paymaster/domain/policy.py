@@ -49,8 +49,9 @@ class Timeouts(_Strict):
 
 
 class Provider(_Strict):
-    kind: Literal["openai", "bedrock"]
-    base_url: str | None = None  # openai: the API root, e.g. https://api.openai.com/v1
+    kind: Literal["openai", "bedrock", "anthropic"]
+    # openai: the API root, e.g. https://api.openai.com/v1; anthropic: without /v1, https://api.anthropic.com
+    base_url: str | None = None
     region: str | None = None  # bedrock
     api_key_secret: str | None = None  # Secrets Manager secret name holding the API key
     timeouts: Timeouts = Timeouts()
@@ -59,8 +60,8 @@ class Provider(_Strict):
     def _endpoint_given(self) -> Self:
         if self.kind == "bedrock" and not self.region:
             raise ValueError("a bedrock provider needs `region`")
-        if self.kind == "openai" and not self.base_url:
-            raise ValueError("an openai provider needs `base_url`")
+        if self.kind in ("openai", "anthropic") and not self.base_url:
+            raise ValueError(f"an {self.kind} provider needs `base_url`")
         return self
 
 
