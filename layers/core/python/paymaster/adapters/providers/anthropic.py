@@ -23,8 +23,9 @@ from typing import Any, Final
 import httpx
 
 from paymaster.adapters.providers.http_api import HttpJsonApi
+from paymaster.adapters.providers.turns import turns
 from paymaster.domain.chat import Completion, Finished, FinishReason, StreamEvent, TextDelta, Usage, UsageReported
-from paymaster.domain.errors import InvalidRequestError, ProviderError
+from paymaster.domain.errors import ProviderError
 from paymaster.domain.policy import Timeouts
 from paymaster.ports import ProviderCall
 
@@ -41,23 +42,11 @@ _FINISH: dict[str, FinishReason] = {
 
 
 def to_wire(call: ProviderCall, *, stream: bool) -> dict[str, Any]:
-    system: list[str] = []
-    messages: list[dict[str, Any]] = []
-    for message in call.request.messages:
-        if message.role in ("system", "developer"):
-            system.append(message.text())
-            continue
-        if message.role == "tool":
-            raise InvalidRequestError("tool messages are not supported for Anthropic deployments yet", param="messages")
-        block = {"type": "text", "text": message.text()}
-        if messages and messages[-1]["role"] == message.role:
-            messages[-1]["content"].append(block)
-        else:
-            messages.append({"role": message.role, "content": [block]})
+    conversation = turns(call.request, lambda text: {"type": "text", "text": text}, "Anthropic")
     wire: dict[str, Any] = {"model": call.deployment.model, "max_tokens": call.max_output_tokens}
-    if system:
-        wire["system"] = "\n\n".join(system)
-    wire["messages"] = messages
+    if conversation.system:
+        wire["system"] = "\n\n".join(conversation.system)
+    wire["messages"] = conversation.messages
     if call.request.temperature is not None:
         wire["temperature"] = call.request.temperature
     if call.request.top_p is not None:

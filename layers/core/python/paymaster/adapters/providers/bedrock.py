@@ -1,7 +1,7 @@
 """Amazon Bedrock through the Converse / ConverseStream APIs (boto3 `bedrock-runtime`).
 
 `system` and `developer` messages become Converse's `system` blocks; consecutive messages of one
-role are merged because Converse requires user and assistant turns to alternate.
+role are merged because Converse requires user and assistant turns to alternate (`turns`).
 """
 
 from collections.abc import Generator, Iterator
@@ -10,8 +10,9 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, ReadTimeoutError
 
+from paymaster.adapters.providers.turns import turns
 from paymaster.domain.chat import Completion, Finished, FinishReason, StreamEvent, TextDelta, Usage, UsageReported
-from paymaster.domain.errors import InvalidRequestError, ProviderError, ProviderRejectedError, ProviderTimeoutError
+from paymaster.domain.errors import ProviderError, ProviderRejectedError, ProviderTimeoutError
 from paymaster.ports import ProviderCall
 
 # Error codes that mean "your request is wrong", as opposed to Bedrock failing.
@@ -29,19 +30,7 @@ _FINISH: dict[str, FinishReason] = {
 
 def to_wire(call: ProviderCall) -> dict[str, Any]:
     """Keyword arguments for `converse` / `converse_stream`."""
-    system: list[dict[str, Any]] = []
-    messages: list[dict[str, Any]] = []
-    for message in call.request.messages:
-        if message.role in ("system", "developer"):
-            system.append({"text": message.text()})
-            continue
-        if message.role == "tool":
-            raise InvalidRequestError("tool messages are not supported for Bedrock deployments yet", param="messages")
-        block = {"text": message.text()}
-        if messages and messages[-1]["role"] == message.role:
-            messages[-1]["content"].append(block)
-        else:
-            messages.append({"role": message.role, "content": [block]})
+    conversation = turns(call.request, lambda text: {"text": text}, "Bedrock")
     inference: dict[str, Any] = {"maxTokens": call.max_output_tokens}
     if call.request.temperature is not None:
         inference["temperature"] = call.request.temperature
@@ -49,9 +38,13 @@ def to_wire(call: ProviderCall) -> dict[str, Any]:
         inference["topP"] = call.request.top_p
     if call.request.stop_sequences:
         inference["stopSequences"] = call.request.stop_sequences
-    wire: dict[str, Any] = {"modelId": call.deployment.model, "messages": messages, "inferenceConfig": inference}
-    if system:
-        wire["system"] = system
+    wire: dict[str, Any] = {
+        "modelId": call.deployment.model,
+        "messages": conversation.messages,
+        "inferenceConfig": inference,
+    }
+    if conversation.system:
+        wire["system"] = [{"text": text} for text in conversation.system]
     return wire
 
 
