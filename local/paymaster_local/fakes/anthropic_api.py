@@ -21,7 +21,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
@@ -161,8 +160,3 @@ def anthropic_routes(chunk_delay_s: float = DEFAULT_CHUNK_DELAY_S) -> list[BaseR
         return JSONResponse({**message, "stop_reason": _stop_reason(reply)}, headers=headers)
 
     return [Route("/v1/messages", messages, methods=["POST"])]
-
-
-def create_anthropic_app(chunk_delay_s: float = DEFAULT_CHUNK_DELAY_S) -> Starlette:
-    """A server app for the fake Anthropic API alone; streams pause ``chunk_delay_s`` between words."""
-    return Starlette(routes=anthropic_routes(chunk_delay_s))

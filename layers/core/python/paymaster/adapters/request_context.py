@@ -5,6 +5,7 @@ and overwrites any header of that name the client sent, so the ARN cannot be for
 """
 
 import json
+from collections.abc import Mapping
 
 from paymaster import names
 from paymaster.domain.errors import AuthenticationError
@@ -25,7 +26,7 @@ class RequestContextAuthenticator:
         return arn
 
 
-def request_id(headers: dict[str, str]) -> str | None:
+def request_id(headers: Mapping[str, str]) -> str | None:
     """API Gateway's request id, when the request came through it."""
     raw = headers.get(names.HEADER_REQUEST_CONTEXT)
     if raw is None:

@@ -82,7 +82,7 @@ def create_app(
         """Turns PaymasterError into its answer; anything else is a logged 500, never a pass."""
 
         async def endpoint(request: Request) -> Response:
-            rid = gateway_request_id(dict(request.headers)) or uuid.uuid4().hex
+            rid = gateway_request_id(request.headers) or uuid.uuid4().hex
             headers = {names.HEADER_REQUEST_ID: rid}
             try:
                 response = await route(request, rid)
