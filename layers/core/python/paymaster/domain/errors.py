@@ -21,6 +21,9 @@ class PaymasterError(Exception):
         self.message = message
         self.param = param
 
+    def __str__(self) -> str:
+        return self.message  # which a handler may extend with what it learned on the way
+
 
 class AuthenticationError(PaymasterError):
     """The request is not signed, or its signature does not verify."""
@@ -53,14 +56,51 @@ class ModelNotFoundError(PaymasterError):
 
 
 class ProviderError(PaymasterError):
-    """The provider answered with an error the gateway cannot hide from the caller."""
+    """The provider answered with an error the gateway cannot hide from the caller.
+
+    `accepted`: the provider had accepted the call (answered 200) before it failed — a stream
+    that broke, an answer that could not be read — so it may bill it; the call is metered, never
+    released, and never retried elsewhere.
+    """
 
     code = "provider_error"
+    accepted_by_default = False
 
-    def __init__(self, message: str, *, status: int | None = None, provider_request_id: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        provider_request_id: str | None = None,
+        accepted: bool | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.provider_request_id = provider_request_id
+        self.accepted = self.accepted_by_default if accepted is None else accepted
+
+
+class ProviderResponseError(ProviderError):
+    """The provider accepted the call, then its answer broke off or could not be read."""
+
+    accepted_by_default = True
+
+
+class ProviderThrottledError(ProviderError):
+    """The provider refused the call for its own rate limit (429, ThrottlingException)."""
+
+    code = "provider_rate_limited"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = 429,
+        provider_request_id: str | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(message, status=status, provider_request_id=provider_request_id)
+        self.retry_after_s = retry_after_s
 
 
 class ProviderTimeoutError(ProviderError):

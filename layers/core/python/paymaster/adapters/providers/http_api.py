@@ -6,19 +6,32 @@ redirect and hook handling costs 0.13 ms a call and does nothing for an API call
 deployment's timeouts as the request's `timeout` extension; and every failure becomes the error
 the caller is shown:
 
-    timeout (connect, first byte, mid-stream)   ProviderTimeoutError
-    unreachable, broken connection              ProviderError
+    timeout (connect, first byte)               ProviderTimeoutError
+    unreachable                                 ProviderError
     400 / 404 / 413 / 422                       ProviderRejectedError (the caller's request is wrong)
+    429                                         ProviderThrottledError, with the provider's Retry-After
     any other error status                      ProviderError, with the provider's message and request id
+    after a 200: broken, stalled past the first-byte timeout, past the total timeout, not JSON
+                                                accepted (`ProviderError.accepted`): the provider may bill it
+
+`total_s` bounds a non-streamed answer here, read in pieces against the deadline; a stream's
+total is the caller's to watch (`ChatService.stream`), since only it knows when it stops pulling.
 """
 
 import json
+import time
 from collections.abc import Callable, Generator
 from typing import Any
 
 import httpx
 
-from paymaster.domain.errors import ProviderError, ProviderRejectedError, ProviderTimeoutError
+from paymaster.domain.errors import (
+    ProviderError,
+    ProviderRejectedError,
+    ProviderResponseError,
+    ProviderThrottledError,
+    ProviderTimeoutError,
+)
 from paymaster.domain.policy import Timeouts
 
 REJECTED = {400, 404, 413, 422}
@@ -43,23 +56,38 @@ class HttpJsonApi:
         self._timeout = httpx.Timeout(
             timeouts.first_byte_s, connect=timeouts.connect_s, read=timeouts.first_byte_s
         ).as_dict()
+        self._total_s = timeouts.total_s
         self._request_id_header = request_id_header
         self._error_text = error_text
 
     def post(self, body: dict[str, Any], headers: dict[str, str]) -> tuple[Any, str | None]:
         """The JSON answer and the provider's request id."""
+        deadline = time.monotonic() + self._total_s
         response = self._open(body, headers)
+        in_memory = response.is_stream_consumed  # built with its content (MockTransport): nothing to read
+        content = bytearray()
         try:
-            response.read()
+            for piece in () if in_memory else response.iter_raw():
+                content += piece
+                if time.monotonic() > deadline:
+                    raise ProviderTimeoutError(
+                        "the provider's answer ran past its total timeout", accepted=not response.is_error
+                    )
+        except httpx.TimeoutException:
+            raise ProviderTimeoutError("the provider stopped sending", accepted=not response.is_error) from None
         except httpx.TransportError as error:
-            raise ProviderError(f"the provider's answer broke off ({type(error).__name__})") from None
+            raise ProviderError(
+                f"the provider's answer broke off ({type(error).__name__})", accepted=not response.is_error
+            ) from None
         finally:
             response.close()
+        if not in_memory:
+            response = httpx.Response(response.status_code, headers=response.headers, content=bytes(content))
         self._raise_for_status(response)
         try:
             return response.json(), response.headers.get(self._request_id_header)
         except ValueError:
-            raise ProviderError("the provider's answer is not JSON", status=response.status_code) from None
+            raise ProviderResponseError("the provider's answer is not JSON", status=response.status_code) from None
 
     def lines(self, body: dict[str, Any], headers: dict[str, str]) -> Generator[str, None, None]:
         """The streamed answer's lines; closing the generator closes the connection."""
@@ -71,9 +99,9 @@ class HttpJsonApi:
             try:
                 yield from response.iter_lines()
             except httpx.TimeoutException:
-                raise ProviderTimeoutError("the provider stopped sending mid-stream") from None
+                raise ProviderTimeoutError("the provider stopped sending mid-stream", accepted=True) from None
             except httpx.TransportError as error:
-                raise ProviderError(f"the provider's stream broke ({type(error).__name__})") from None
+                raise ProviderResponseError(f"the provider's stream broke ({type(error).__name__})") from None
         finally:
             response.close()
 
@@ -99,9 +127,21 @@ class HttpJsonApi:
             message = self._error_text(response.json())
         except (ValueError, KeyError, TypeError):
             message = response.text[:200]
+        text = f"the provider answered {response.status_code}: {message}"
+        request_id = response.headers.get(self._request_id_header)
+        if response.status_code == 429:
+            raise ProviderThrottledError(
+                text, provider_request_id=request_id, retry_after_s=retry_after(response.headers.get("retry-after"))
+            )
         kind = ProviderRejectedError if response.status_code in REJECTED else ProviderError
-        raise kind(
-            f"the provider answered {response.status_code}: {message}",
-            status=response.status_code,
-            provider_request_id=response.headers.get(self._request_id_header),
-        )
+        raise kind(text, status=response.status_code, provider_request_id=request_id)
+
+
+def retry_after(value: str | None) -> float | None:
+    """Seconds from a `Retry-After` header given in seconds ("2", "0.5"); None otherwise (an
+    HTTP date is rare from APIs and not worth trusting the clock skew for)."""
+    try:
+        seconds = float(value) if value is not None else None
+    except ValueError:
+        return None
+    return seconds if seconds is not None and 0 <= seconds < 3600 else None
