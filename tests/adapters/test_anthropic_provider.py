@@ -7,8 +7,8 @@ import httpx
 import pytest
 
 from paymaster.adapters.providers.anthropic import AnthropicProvider
-from paymaster.domain.chat import ChatRequest, Finished, TextDelta, Usage, UsageReported
-from paymaster.domain.errors import ProviderError, ProviderRejectedError, ProviderTimeoutError
+from paymaster.domain.chat import ChatRequest, Finished, TextDelta, ToolCall, ToolCallDelta, Usage, UsageReported
+from paymaster.domain.errors import ProviderError, ProviderRejectedError, ProviderThrottledError, ProviderTimeoutError
 from paymaster.domain.policy import Deployment, Timeouts
 from paymaster.ports import ProviderCall
 from paymaster_local.fakes import create_fake_providers_app, serve_in_thread
@@ -81,7 +81,7 @@ def test_completion_request_carries_key_version_deployment_and_limit() -> None:
 
 @pytest.mark.parametrize(
     ("status", "error"),
-    [(400, ProviderRejectedError), (404, ProviderRejectedError), (429, ProviderError), (500, ProviderError)],
+    [(400, ProviderRejectedError), (404, ProviderRejectedError), (429, ProviderThrottledError), (500, ProviderError)],
 )
 def test_error_status_keeps_the_provider_s_message_and_request_id(status: int, error: type[ProviderError]) -> None:
     body = {"type": "error", "error": {"type": "some_error", "message": "something specific"}}
@@ -171,3 +171,135 @@ def test_adapter_and_fake_agree_over_a_socket() -> None:
     assert completion.provider_request_id is not None
     assert events == [TextDelta("Echo:"), TextDelta(" hi"), Finished("stop"), UsageReported(Usage(4, 2))]
     assert (unauthenticated.value.status, rejected.value.status) == (401, 400)
+
+
+TOOLS = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object", "properties": {}}}}]
+TOOL_CONVERSATION = ProviderCall(
+    request=ChatRequest.model_validate(
+        {
+            "model": "virtual",
+            "messages": [
+                {"role": "user", "content": "where is order 7?"},
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {
+                            "id": "toolu_1",
+                            "type": "function",
+                            "function": {"name": "lookup", "arguments": '{"order":7}'},
+                        }
+                    ],
+                },
+                {"role": "tool", "tool_call_id": "toolu_1", "content": "shipped"},
+                {"role": "user", "content": "and order 8?"},
+            ],
+            "tools": TOOLS,
+            "tool_choice": "required",
+            "parallel_tool_calls": False,
+        }
+    ),
+    deployment=Deployment(provider="anthropic", model="claude-sonnet-4-20250514"),
+    max_output_tokens=64,
+)
+TOOL_SSE = (
+    "event: message_start\n"
+    'data: {"type":"message_start","message":{"usage":{"input_tokens":30,"output_tokens":1}}}\n\n'
+    "event: content_block_start\n"
+    'data: {"type":"content_block_start","index":0,"content_block":'
+    '{"type":"tool_use","id":"toolu_2","name":"lookup","input":{}}}\n\n'
+    "event: content_block_delta\n"
+    'data: {"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":""}}\n\n'
+    "event: content_block_delta\n"
+    'data: {"type":"content_block_delta","index":0,"delta":'
+    '{"type":"input_json_delta","partial_json":"{\\"order\\": 8}"}}\n\n'
+    "event: content_block_stop\n"
+    'data: {"type":"content_block_stop","index":0}\n\n'
+    "event: message_delta\n"
+    'data: {"type":"message_delta","delta":{"stop_reason":"tool_use"},"usage":{"output_tokens":9}}\n\n'
+    "event: message_stop\n"
+    'data: {"type":"message_stop"}\n\n'
+)
+
+
+def test_tool_conversation_goes_out_as_tool_blocks_and_tool_calls_come_back() -> None:
+    sent: list[httpx.Request] = []
+    answer = {
+        "content": [{"type": "tool_use", "id": "toolu_2", "name": "lookup", "input": {"order": 8}}],
+        "stop_reason": "tool_use",
+        "usage": {"input_tokens": 30, "output_tokens": 9},
+    }
+
+    def respond(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200, json=answer)
+
+    completion = provider(respond).complete(TOOL_CONVERSATION)
+
+    body = json.loads(sent[0].content)
+    assert body["tools"] == [{"name": "lookup", "input_schema": {"type": "object", "properties": {}}}]
+    assert body["tool_choice"] == {"type": "any", "disable_parallel_tool_use": True}
+    assert body["messages"] == [
+        {"role": "user", "content": [{"type": "text", "text": "where is order 7?"}]},
+        {
+            "role": "assistant",
+            "content": [{"type": "tool_use", "id": "toolu_1", "name": "lookup", "input": {"order": 7}}],
+        },
+        {
+            "role": "user",
+            "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_1", "content": "shipped"},
+                {"type": "text", "text": "and order 8?"},
+            ],
+        },
+    ]
+    assert (completion.text, completion.finish_reason) == ("", "tool_calls")
+    assert completion.tool_calls == (ToolCall("toolu_2", "lookup", '{"order": 8}'),)
+
+
+def test_streamed_tool_calls_arrive_as_pieces() -> None:
+    events = list(provider(lambda _: sse(TOOL_SSE)).stream(TOOL_CONVERSATION))
+
+    assert events == [
+        ToolCallDelta(0, "toolu_2", "lookup", ""),
+        ToolCallDelta(0, None, None, '{"order": 8}'),
+        Finished("tool_calls"),
+        UsageReported(Usage(30, 9)),
+    ]
+
+
+def test_adapter_and_fake_agree_on_a_tool_call_and_its_result_over_a_socket() -> None:
+    weather = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+    question: dict[str, object] = {"role": "user", "content": 'call get_weather {"city": "Paris"}'}
+
+    def ask(*messages: dict[str, object]) -> ProviderCall:
+        request = ChatRequest.model_validate({"model": "v", "messages": list(messages), "tools": weather})
+        return ProviderCall(request=request, deployment=CALL.deployment, max_output_tokens=64)
+
+    with serve_in_thread(create_fake_providers_app(chunk_delay_s=0)) as url:
+        adapter = AnthropicProvider(httpx.HTTPTransport(), url, api_key=lambda: "sk-ant-test", timeouts=Timeouts())
+        called = adapter.complete(ask(question))
+        (tool_call,) = called.tool_calls
+        answered = adapter.complete(
+            ask(
+                question,
+                {
+                    "role": "assistant",
+                    "tool_calls": [
+                        {
+                            "id": tool_call.id,
+                            "type": "function",
+                            "function": {"name": tool_call.name, "arguments": tool_call.arguments},
+                        }
+                    ],
+                },
+                {"role": "tool", "tool_call_id": tool_call.id, "content": "21 C and sunny"},
+            )
+        )
+
+    assert (called.finish_reason, tool_call.name, tool_call.arguments) == (
+        "tool_calls",
+        "get_weather",
+        '{"city": "Paris"}',
+    )
+    assert (answered.text, answered.finish_reason) == ("Echo: 21 C and sunny", "stop")

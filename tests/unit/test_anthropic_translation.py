@@ -5,8 +5,8 @@ from typing import Any
 import pytest
 
 from paymaster.adapters.providers import anthropic
-from paymaster.domain.chat import ChatRequest, Completion, Finished, TextDelta, Usage, UsageReported
-from paymaster.domain.errors import InvalidRequestError, ProviderError
+from paymaster.domain.chat import ChatRequest, Completion, Finished, TextDelta, ToolCall, Usage, UsageReported
+from paymaster.domain.errors import ProviderError
 from paymaster.domain.policy import Deployment
 from paymaster.ports import ProviderCall
 
@@ -68,19 +68,7 @@ def test_body_without_system_messages_has_no_system_and_a_stream_asks_for_one() 
     }
 
 
-def test_tool_messages_are_refused_as_the_caller_s_error() -> None:
-    request = call(
-        {
-            "model": "v",
-            "messages": [{"role": "user", "content": "hi"}, {"role": "tool", "content": "42", "tool_call_id": "t1"}],
-        }
-    )
-
-    with pytest.raises(InvalidRequestError):
-        anthropic.to_wire(request, stream=False)
-
-
-def test_completion_joins_text_blocks_and_maps_usage_with_cache() -> None:
+def test_completion_joins_text_blocks_keeps_tool_calls_and_maps_usage_with_cache() -> None:
     body = {
         "id": "msg_1",
         "type": "message",
@@ -100,7 +88,10 @@ def test_completion_joins_text_blocks_and_maps_usage_with_cache() -> None:
     }
 
     assert anthropic.from_wire(body) == Completion(
-        text="Hello world", finish_reason="stop", usage=Usage(12, 5, cache_read_tokens=100, cache_write_tokens=40)
+        text="Hello world",
+        finish_reason="stop",
+        usage=Usage(12, 5, cache_read_tokens=100, cache_write_tokens=40),
+        tool_calls=(ToolCall("t1", "f", "{}"),),
     )
 
 

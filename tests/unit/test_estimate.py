@@ -3,6 +3,7 @@
 The counter here is a word count, so every number can be checked by eye.
 """
 
+import json
 from decimal import Decimal
 from typing import Any
 
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 
 from paymaster.domain.chat import ChatRequest
 from paymaster.domain.errors import InvalidRequestError
-from paymaster.domain.estimate import input_tokens
+from paymaster.domain.estimate import TOOL_USE_PROMPT_TOKENS, input_tokens
 
 
 def words(text: str) -> int:
@@ -81,13 +82,74 @@ def test_an_image_part_is_refused_because_its_cost_has_no_bound_before_the_call(
     assert refused.value.param == "messages.0.content"
 
 
-def test_tool_definitions_raise_the_estimate() -> None:
-    tool = {
-        "type": "function",
-        "function": {"name": "lookup", "description": "look up an order by its id", "parameters": {}},
-    }
+LOOKUP = {
+    "type": "function",
+    "function": {
+        "name": "lookup",
+        "description": "look up an order by its id",
+        "parameters": {"type": "object", "properties": {"order": {"type": "integer"}}, "required": ["order"]},
+    },
+}
+CALL = {"id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": '{"order": 7}'}}
 
-    assert input_tokens(chat(user("hello"), tools=[tool]), words) > input_tokens(chat(user("hello")), words)
+
+def compact(fields: dict[str, Any]) -> str:
+    return json.dumps(fields, sort_keys=True, separators=(",", ":"))
+
+
+def test_tool_definitions_raise_the_estimate() -> None:
+    assert input_tokens(chat(user("hello"), tools=[LOOKUP]), words) > input_tokens(chat(user("hello")), words)
+
+
+def test_tools_choice_and_extras_count_as_one_compact_json_object_plus_the_tool_prompt() -> None:
+    # Counted in characters, the tool fields add exactly what they added as untyped extras.
+    fields = {"tools": [LOOKUP], "tool_choice": "required", "parallel_tool_calls": False, "seed": 7}
+
+    with_tools = input_tokens(chat(user("hello"), **fields), len)
+
+    assert with_tools == input_tokens(chat(user("hello")), len) + len(compact(fields)) + TOOL_USE_PROMPT_TOKENS
+
+
+def test_a_tool_choice_without_tools_is_still_counted() -> None:
+    assert input_tokens(chat(user("hello"), tool_choice="none"), len) == input_tokens(chat(user("hello")), len) + len(
+        compact({"tool_choice": "none"})
+    )
+
+
+def test_an_assistant_s_tool_calls_and_a_tool_message_s_call_id_are_counted_as_json() -> None:
+    calling = {"role": "assistant", "content": None, "tool_calls": [CALL]}
+    answering = {"role": "tool", "tool_call_id": "call_1", "content": "shipped"}
+    bare_calling = {"role": "assistant", "content": None}
+    bare_answering = {"role": "user", "content": "shipped"}  # "user" and "tool" are both 4 characters
+
+    estimate = input_tokens(chat(user("hi"), calling, answering), len)
+
+    assert estimate == input_tokens(chat(user("hi"), bare_calling, bare_answering), len) + len(
+        compact({"tool_calls": [CALL]})
+    ) + len(compact({"tool_call_id": "call_1"}))
+
+
+names = st.text(alphabet="abcdefgh_", min_size=1, max_size=12)
+tool_lists = st.lists(
+    st.builds(
+        lambda name, description: {"type": "function", "function": {"name": name, "description": description}},
+        names,
+        st.text(max_size=40),
+    ),
+    min_size=1,
+    max_size=4,
+)
+
+
+@given(tools=tool_lists, arguments=st.dictionaries(names, st.integers() | st.text(max_size=10), max_size=3))
+def test_tools_and_calls_never_count_below_their_json(tools: list[dict[str, Any]], arguments: dict[str, Any]) -> None:
+    call = {"id": "c", "type": "function", "function": {"name": "f", "arguments": json.dumps(arguments)}}
+    bare = chat(user("hi"), {"role": "assistant", "content": "ok"})
+    with_tools = chat(user("hi"), {"role": "assistant", "content": "ok", "tool_calls": [call]}, tools=tools)
+
+    assert input_tokens(with_tools, len) >= input_tokens(bare, len) + len(compact({"tools": tools})) + len(
+        compact({"tool_calls": [call]})
+    )
 
 
 texts = st.text(alphabet="ab ", max_size=30)

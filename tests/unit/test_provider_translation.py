@@ -107,9 +107,14 @@ def test_bedrock_response_and_stream_events_translate() -> None:
 
     assert (completion.text, completion.finish_reason, completion.provider_request_id) == ("ab", "length", "req-1")
     assert completion.usage == Usage(9, 2, cache_read_tokens=4, cache_write_tokens=1)
-    assert bedrock.event_from_wire({"messageStart": {"role": "assistant"}}) is None
-    assert bedrock.event_from_wire({"contentBlockDelta": {"delta": {"text": "x"}}}) == TextDelta("x")
-    assert bedrock.event_from_wire({"messageStop": {"stopReason": "end_turn"}}) == Finished("stop")
-    assert bedrock.event_from_wire({"metadata": {"usage": {"inputTokens": 3, "outputTokens": 1}}}) == UsageReported(
-        Usage(3, 1)
-    )
+    assert list(
+        bedrock.events_from_wire(
+            [
+                {"messageStart": {"role": "assistant"}},
+                {"contentBlockDelta": {"contentBlockIndex": 0, "delta": {"text": "x"}}},
+                {"contentBlockStop": {"contentBlockIndex": 0}},
+                {"messageStop": {"stopReason": "end_turn"}},
+                {"metadata": {"usage": {"inputTokens": 3, "outputTokens": 1}}},
+            ]
+        )
+    ) == [TextDelta("x"), Finished("stop"), UsageReported(Usage(3, 1))]

@@ -2,15 +2,51 @@
 
 The request model validates the OpenAI-compatible body the gateway accepts. Fields paymaster does
 not interpret are kept (`extra="allow"`) so that OpenAI-compatible providers still receive them.
+
+Tools are OpenAI's function tools, kept as the caller sent them (`tools`, `tool_choice`, an
+assistant's `tool_calls`, a tool message's `tool_call_id`) so that OpenAI-compatible providers get
+them unchanged; the other providers translate them. Only `function` tools are accepted: an answer
+can carry nothing else back. A function call's `arguments` is JSON text, as OpenAI sends it:
+
+    request   {"type": "function", "function": {"name": "lookup", "parameters": {...}}}
+    answer    ToolCall(id="call_1", name="lookup", arguments='{"order": 7}')
+    stream    ToolCallDelta(0, "call_1", "lookup", "")  ToolCallDelta(0, None, None, '{"order"')
+              ToolCallDelta(0, None, None, ": 7}")     — the first delta of a call names it
 """
 
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
+TOOL_CHOICES = ("none", "auto", "required")
+
+
+def _named_function(item: dict[str, Any], what: str) -> dict[str, Any]:
+    """`item["function"]`, checked to be an object with a non-empty string `name`."""
+    if item.get("type") != "function":
+        raise ValueError(f'{what} must have `type` "function" (the only kind of tool paymaster serves)')
+    function = item.get("function")
+    if not isinstance(function, dict) or not isinstance(function.get("name"), str) or not function["name"]:
+        raise ValueError(f"{what} needs `function.name`")
+    return function
+
+
+def _check_tool(tool: dict[str, Any]) -> dict[str, Any]:
+    function = _named_function(tool, "a tool")
+    if function.get("parameters") is not None and not isinstance(function["parameters"], dict):
+        raise ValueError("a tool's `function.parameters` must be a JSON Schema object")
+    return tool
+
+
+def _check_tool_call(call: dict[str, Any]) -> dict[str, Any]:
+    if not isinstance(call.get("id"), str) or not call["id"]:
+        raise ValueError("a tool call needs an `id`")
+    if not isinstance(_named_function(call, "a tool call").get("arguments"), str):
+        raise ValueError("a tool call needs `function.arguments` as a JSON string")
+    return call
 
 
 class Message(BaseModel):
@@ -19,6 +55,16 @@ class Message(BaseModel):
     role: Role
     content: str | list[dict[str, Any]] | None = None
     name: str | None = None
+    tool_calls: list[Annotated[dict[str, Any], AfterValidator(_check_tool_call)]] | None = None
+    tool_call_id: str | None = None
+
+    @model_validator(mode="after")
+    def _tool_fields_fit_the_role(self) -> Self:
+        if self.role == "tool" and not self.tool_call_id:
+            raise ValueError("a tool message needs the `tool_call_id` it answers")
+        if self.tool_calls and self.role != "assistant":
+            raise ValueError("only assistant messages carry `tool_calls`")
+        return self
 
     def text(self) -> str:
         """The message's text; content parts other than text contribute nothing."""
@@ -50,6 +96,27 @@ class ChatRequest(BaseModel):
     user: str | None = None
     # One choice only: n > 1 multiplies the output a request can produce beyond its reservation.
     n: Annotated[int, Field(ge=1, le=1)] | None = None
+    tools: list[Annotated[dict[str, Any], AfterValidator(_check_tool)]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+
+    @field_validator("tool_choice")
+    @classmethod
+    def _choice_is_one_paymaster_can_honour(
+        cls, choice: str | dict[str, Any] | None, info: ValidationInfo
+    ) -> str | dict[str, Any] | None:
+        """A known mode or a named function; "required" or a name needs `tools` offering it, as in OpenAI."""
+        if isinstance(choice, str) and choice not in TOOL_CHOICES:
+            raise ValueError('`tool_choice` must be "none", "auto", "required" or a named function')
+        if choice in (None, "none", "auto"):
+            return choice
+        named = _named_function(choice, "a named `tool_choice`")["name"] if isinstance(choice, dict) else None
+        offered = {tool["function"]["name"] for tool in info.data.get("tools") or ()}
+        if not offered:
+            raise ValueError("`tool_choice` forces a tool call but `tools` offers none")
+        if named is not None and named not in offered:
+            raise ValueError(f"`tool_choice` names `{named}`, which `tools` does not offer")
+        return choice
 
     @property
     def output_limit(self) -> int | None:
@@ -76,13 +143,23 @@ class Usage:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A function the model asks the caller to run; `arguments` is JSON text, as OpenAI sends it."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
 class Completion:
-    """A finished, non-streamed answer."""
+    """A finished, non-streamed answer: text ("" when the answer is only tool calls), tool calls."""
 
     text: str
     finish_reason: FinishReason
     usage: Usage
     provider_request_id: str | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,4 +177,18 @@ class UsageReported:
     usage: Usage
 
 
-StreamEvent = TextDelta | Finished | UsageReported
+@dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    """A piece of the `index`-th tool call of the answer (counted from 0, apart from the text).
+
+    The first delta of a call carries its `id` and `name`; later ones only `arguments` fragments,
+    which concatenate to the call's JSON arguments.
+    """
+
+    index: int
+    id: str | None
+    name: str | None
+    arguments: str
+
+
+StreamEvent = TextDelta | ToolCallDelta | Finished | UsageReported

@@ -1,7 +1,11 @@
 """Anthropic's Messages API (`POST /v1/messages`), JSON and server-sent events.
 
 `system` and `developer` messages become the top-level `system` text; consecutive messages of one
-role are merged because Messages requires user and assistant turns to alternate.
+role are merged because Messages requires user and assistant turns to alternate (`turns`).
+
+Tools become `tools` (`input_schema` = the function's `parameters`); `tool_choice` "auto",
+"required", a named function and "none" become `auto`, `any`, `tool` and `none`, and
+`parallel_tool_calls: false` sets `disable_parallel_tool_use` on it.
 
 A stream reports usage in two halves: `message_start` carries the input side (input, cache read,
 cache write), `message_delta` the cumulative output. Both are remembered and reported together
@@ -12,6 +16,14 @@ once, at `message_stop`:
     message_delta        {"delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 5}}
                                                                               → Finished("stop")
     message_stop         {}                                   → UsageReported(Usage(12, 5))
+
+Tool calls are numbered apart from text, as OpenAI does: the n-th `tool_use` block is call n.
+
+    content_block_start  {"index": 1, "content_block": {"type": "tool_use", "id": "t1", "name": "f"}}
+                                                                → ToolCallDelta(0, "t1", "f", "")
+    content_block_delta  {"index": 1, "delta": {"type": "input_json_delta", "partial_json": '{"a":'}}
+                                                                → ToolCallDelta(0, None, None, '{"a":')
+    content_block_stop   {"index": 1}                 (a call that got no input: "{}" for it here)
 """
 
 import json
@@ -23,9 +35,19 @@ from typing import Any, Final
 import httpx
 
 from paymaster.adapters.providers.http_api import HttpJsonApi
-from paymaster.adapters.providers.turns import turns
-from paymaster.domain.chat import Completion, Finished, FinishReason, StreamEvent, TextDelta, Usage, UsageReported
-from paymaster.domain.errors import ProviderError
+from paymaster.adapters.providers.turns import Blocks, StreamedToolCalls, turns
+from paymaster.domain.chat import (
+    ChatRequest,
+    Completion,
+    Finished,
+    FinishReason,
+    StreamEvent,
+    TextDelta,
+    ToolCall,
+    Usage,
+    UsageReported,
+)
+from paymaster.domain.errors import ProviderError, ProviderResponseError
 from paymaster.domain.policy import Timeouts
 from paymaster.ports import ProviderCall
 
@@ -39,10 +61,17 @@ _FINISH: dict[str, FinishReason] = {
     "tool_use": "tool_calls",
     "refusal": "content_filter",
 }
+_BLOCKS = Blocks(
+    text=lambda text: {"type": "text", "text": text},
+    tool_use=lambda call_id, name, arguments: {"type": "tool_use", "id": call_id, "name": name, "input": arguments},
+    tool_result=lambda call_id, text: {"type": "tool_result", "tool_use_id": call_id, "content": text},
+)
+_NO_PARAMETERS = {"type": "object", "properties": {}}
+_TOOL_CHOICE = {"auto": "auto", "required": "any", "none": "none"}
 
 
 def to_wire(call: ProviderCall, *, stream: bool) -> dict[str, Any]:
-    conversation = turns(call.request, lambda text: {"type": "text", "text": text}, "Anthropic")
+    conversation = turns(call.request, _BLOCKS, "Anthropic")
     wire: dict[str, Any] = {"model": call.deployment.model, "max_tokens": call.max_output_tokens}
     if conversation.system:
         wire["system"] = "\n\n".join(conversation.system)
@@ -53,9 +82,37 @@ def to_wire(call: ProviderCall, *, stream: bool) -> dict[str, Any]:
         wire["top_p"] = call.request.top_p
     if call.request.stop_sequences:
         wire["stop_sequences"] = call.request.stop_sequences
+    if call.request.tools:
+        wire["tools"] = [_tool(tool["function"]) for tool in call.request.tools]
+        choice = tool_choice(call.request)
+        if choice is not None:
+            wire["tool_choice"] = choice
     if stream:
         wire["stream"] = True
     return wire
+
+
+def _tool(function: dict[str, Any]) -> dict[str, Any]:
+    tool: dict[str, Any] = {"name": function["name"]}
+    if function.get("description"):
+        tool["description"] = function["description"]
+    tool["input_schema"] = function.get("parameters") or _NO_PARAMETERS
+    return tool
+
+
+def tool_choice(request: ChatRequest) -> dict[str, Any] | None:
+    """Messages' `tool_choice`, or None for its default (auto, parallel calls allowed)."""
+    if isinstance(request.tool_choice, dict):
+        choice: dict[str, Any] = {"type": "tool", "name": request.tool_choice["function"]["name"]}
+    elif request.tool_choice is not None:
+        choice = {"type": _TOOL_CHOICE[request.tool_choice]}
+    elif request.parallel_tool_calls is False:
+        choice = {"type": "auto"}
+    else:
+        return None
+    if request.parallel_tool_calls is False and choice["type"] != "none":
+        choice["disable_parallel_tool_use"] = True
+    return choice
 
 
 def usage_from_wire(raw: dict[str, Any]) -> Usage:
@@ -75,10 +132,15 @@ def _finish(stop_reason: str | None) -> FinishReason:
 def from_wire(body: dict[str, Any]) -> Completion:
     try:
         text = "".join(block.get("text", "") for block in body["content"] if block.get("type") == "text")
+        tool_calls = tuple(
+            ToolCall(block["id"], block["name"], json.dumps(block["input"]))
+            for block in body["content"]
+            if block.get("type") == "tool_use"
+        )
         usage = usage_from_wire(body["usage"])
     except (KeyError, TypeError, AttributeError) as error:
-        raise ProviderError(f"the provider's answer is not a Messages response ({error!r})") from None
-    return Completion(text=text, finish_reason=_finish(body.get("stop_reason")), usage=usage)
+        raise ProviderResponseError(f"the provider's answer is not a Messages response ({error!r})") from None
+    return Completion(text=text, finish_reason=_finish(body.get("stop_reason")), usage=usage, tool_calls=tool_calls)
 
 
 def sse_from_wire(lines: Iterable[str]) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -97,26 +159,27 @@ def sse_from_wire(lines: Iterable[str]) -> Iterator[tuple[str, dict[str, Any]]]:
             try:
                 decoded = json.loads("\n".join(data))
             except ValueError:
-                raise ProviderError("the provider sent a malformed stream event") from None
+                raise ProviderResponseError("the provider sent a malformed stream event") from None
             if not isinstance(decoded, dict):
-                raise ProviderError("the provider sent a malformed stream event")
+                raise ProviderResponseError("the provider sent a malformed stream event")
             yield event_type or str(decoded.get("type", "")), decoded
             event_type, data = "", []
 
 
 def events_from_wire(events: Iterable[tuple[str, dict[str, Any]]]) -> Iterator[StreamEvent]:
-    """Paymaster's stream events from Anthropic's: text, then Finished, then UsageReported.
+    """Paymaster's stream events from Anthropic's: text and tool calls, then Finished, then UsageReported.
 
     Raises ProviderError on an `error` event (e.g. `overloaded_error` mid-stream).
     """
     usage: dict[str, Any] = {}
+    tool_calls = StreamedToolCalls()
     for event_type, data in events:
         if event_type == "message_start":
             usage.update((data.get("message") or {}).get("usage") or {})
-        elif event_type == "content_block_delta":
-            delta = data.get("delta") or {}
-            if delta.get("type") == "text_delta" and delta.get("text"):
-                yield TextDelta(str(delta["text"]))
+        elif event_type in ("content_block_start", "content_block_delta", "content_block_stop"):
+            content = _content_event(event_type, data, tool_calls)
+            if content is not None:
+                yield content
         elif event_type == "message_delta":
             # Output tokens are cumulative; newer API versions may restate the input side too.
             usage.update({key: value for key, value in (data.get("usage") or {}).items() if value is not None})
@@ -130,6 +193,25 @@ def events_from_wire(events: Iterable[tuple[str, dict[str, Any]]]) -> Iterator[S
             raise ProviderError(
                 f"the provider's stream failed: {error.get('type', 'error')}: {error.get('message', '')}"
             )
+
+
+def _content_event(event_type: str, data: dict[str, Any], tool_calls: StreamedToolCalls) -> StreamEvent | None:
+    """A content block event as text or a piece of a tool call; None for anything else (thinking)."""
+    if event_type == "content_block_start":
+        block = data.get("content_block") or {}
+        return (
+            tool_calls.start(data.get("index"), block.get("id"), block.get("name"))
+            if block.get("type") == "tool_use"
+            else None
+        )
+    if event_type == "content_block_stop":
+        return tool_calls.stop(data.get("index"))
+    delta = data.get("delta") or {}
+    if delta.get("type") == "text_delta" and delta.get("text"):
+        return TextDelta(str(delta["text"]))
+    if delta.get("type") == "input_json_delta":
+        return tool_calls.input(data.get("index"), str(delta.get("partial_json") or ""))
+    return None
 
 
 class AnthropicProvider:

@@ -2,7 +2,13 @@
 
 The caller's body passes through with the gateway's changes: the deployment's model id, the output
 limit the gateway chose, and — for streams — `stream_options.include_usage` always on, because a
-stream without usage cannot be metered to the token.
+stream without usage cannot be metered to the token. Tools, `tool_choice` and tool messages pass
+through as the caller sent them; tool calls come back as `message.tool_calls` and, streamed, as
+`delta.tool_calls` pieces, which already have paymaster's ToolCallDelta shape:
+
+    {"index": 0, "id": "call_1", "type": "function", "function": {"name": "f", "arguments": ""}}
+                                                              → ToolCallDelta(0, "call_1", "f", "")
+    {"index": 0, "function": {"arguments": "{}"}}             → ToolCallDelta(0, None, None, "{}")
 """
 
 import json
@@ -13,8 +19,18 @@ from typing import Any
 import httpx
 
 from paymaster.adapters.providers.http_api import HttpJsonApi
-from paymaster.domain.chat import Completion, Finished, FinishReason, StreamEvent, TextDelta, Usage, UsageReported
-from paymaster.domain.errors import ProviderError
+from paymaster.domain.chat import (
+    Completion,
+    Finished,
+    FinishReason,
+    StreamEvent,
+    TextDelta,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+    UsageReported,
+)
+from paymaster.domain.errors import ProviderResponseError
 from paymaster.domain.policy import Timeouts
 from paymaster.ports import ProviderCall
 
@@ -52,20 +68,37 @@ def usage_from_wire(raw: dict[str, Any]) -> Usage:
 def from_wire(body: dict[str, Any]) -> Completion:
     try:
         choice = body["choices"][0]
-        text = choice["message"].get("content") or ""
+        message = choice["message"]
+        text = message.get("content") or ""
+        tool_calls = tuple(
+            ToolCall(call["id"], call["function"]["name"], call["function"].get("arguments") or "")
+            for call in message.get("tool_calls") or ()
+        )
         usage = usage_from_wire(body["usage"])
     except (KeyError, IndexError, TypeError, AttributeError) as error:
-        raise ProviderError(f"the provider's answer is not a chat completion ({error!r})") from None
-    return Completion(text=text, finish_reason=_FINISH.get(choice.get("finish_reason") or "stop", "stop"), usage=usage)
+        raise ProviderResponseError(f"the provider's answer is not a chat completion ({error!r})") from None
+    return Completion(
+        text=text,
+        finish_reason=_FINISH.get(choice.get("finish_reason") or "stop", "stop"),
+        usage=usage,
+        tool_calls=tool_calls,
+    )
 
 
 def chunk_from_wire(chunk: dict[str, Any]) -> list[StreamEvent]:
-    """The events in one `chat.completion.chunk`: text, then finish, then usage (last chunk)."""
+    """The events in one `chat.completion.chunk`: text, tool call pieces, then finish, then usage (last chunk)."""
     events: list[StreamEvent] = []
     for choice in chunk.get("choices") or ():
-        text = (choice.get("delta") or {}).get("content")
-        if text:
-            events.append(TextDelta(text))
+        delta = choice.get("delta") or {}
+        if delta.get("content"):
+            events.append(TextDelta(delta["content"]))
+        for position, call in enumerate(delta.get("tool_calls") or ()):
+            function = call.get("function") or {}
+            piece = ToolCallDelta(
+                int(call.get("index", position)), call.get("id"), function.get("name"), function.get("arguments") or ""
+            )
+            if piece.id or piece.name or piece.arguments:
+                events.append(piece)
         if choice.get("finish_reason"):
             events.append(Finished(_FINISH.get(choice["finish_reason"], "stop")))
     if chunk.get("usage"):
@@ -111,5 +144,5 @@ class OpenAICompatibleProvider:
             try:
                 chunk = json.loads(data)
             except ValueError:
-                raise ProviderError("the provider sent a malformed stream chunk") from None
+                raise ProviderResponseError("the provider sent a malformed stream chunk") from None
             yield from chunk_from_wire(chunk)
