@@ -75,7 +75,7 @@ class CounterChange:
 class Settlement:
     request_id: str
     changes: tuple[CounterChange, ...]
-    outcome: Literal["settled", "released", "charged_reservation", "expired"]
+    outcome: Literal["settled", "released", "charged_delivered", "charged_reservation", "expired"]
     cost: int  # micro-USD, for the ledger
     usage: Usage | None
     flags: tuple[str, ...] = ()
@@ -123,3 +123,28 @@ class TokenCounter(Protocol):
 
 class Clock(Protocol):
     def __call__(self) -> datetime: ...
+
+
+# Appended apart from the imports above so that concurrent edits of this file do not collide;
+# move this import up to the others when convenient.
+from paymaster.domain.embeddings import EmbeddingRequest, Embeddings  # noqa: E402
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddingCall:
+    """One embeddings call to one deployment: the caller's request as validated."""
+
+    request: EmbeddingRequest
+    deployment: Deployment
+
+
+class EmbeddingProvider(Protocol):
+    """One provider kind's embeddings API (OpenAI-compatible, Bedrock), translating to and from its wire.
+
+    InvalidRequestError means nothing was sent (token ids for another tokenizer, `dimensions` the
+    model does not offer): release the reservation. ProviderError otherwise; its `accepted` says
+    whether the provider may bill (a broken answer, or a multi-call request that failed part-way).
+    `Embeddings.input_tokens` None means no usable count: charge the reservation, never zero.
+    """
+
+    def embed(self, call: EmbeddingCall) -> Embeddings: ...
