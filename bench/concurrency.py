@@ -21,6 +21,7 @@ from paymaster.adapters.tokenizer import count_tokens
 from paymaster.domain.chat import ChatRequest, Usage
 from paymaster.domain.errors import BudgetExhaustedError
 from paymaster.domain.identity import Caller
+from paymaster.domain.metering import Reported
 from paymaster.services.admission import AdmissionService
 from paymaster_local.resources import COUNTERS_TABLE
 from tests.policies import policy_with
@@ -45,7 +46,7 @@ def scenario(url: str, name: str, settle_fraction: float) -> str:
             admitted = service.admit(CALLER, REQUEST, f"{name}-{i}")
         except BudgetExhaustedError:
             return 0
-        service.settle(admitted, Usage(0, round(10 * settle_fraction)), output_delivered=True)
+        service.settle(admitted, Reported(Usage(0, round(10 * settle_fraction))))
         return 1
 
     with ThreadPoolExecutor(THREADS) as pool:

@@ -31,7 +31,9 @@ from paymaster.api.app import create_app
 from paymaster.domain.policy import Timeouts
 from paymaster.services.admission import AdmissionService
 from paymaster.services.chat import ChatService
+from paymaster.services.embeddings import EmbeddingsService
 from paymaster.services.identify import IdentifyService
+from paymaster.services.routing import Router
 
 PROMPT = ("The quarterly platform report lists each team's spend, caps and forecasts. " * 60)[:4096]
 BODY = json.dumps(
@@ -69,6 +71,7 @@ def build_app(rules: int, *, one_request_at_a_time: bool = False) -> Any:
     policy = policy_with_rules(rules)
     store = DynamoDBCounterStore(instant_dynamodb(), "counters")
     admission = AdmissionService(policy, store, count_tokens, lambda: datetime.now(UTC))
+    router = Router(policy, admission)
     provider = OpenAICompatibleProvider(
         httpx.MockTransport(lambda _: httpx.Response(200, json=COMPLETION)),
         base_url="https://provider.invalid/v1",
@@ -77,7 +80,8 @@ def build_app(rules: int, *, one_request_at_a_time: bool = False) -> Any:
     )
     return create_app(
         identify=IdentifyService(RequestContextAuthenticator(), policy),
-        chat=ChatService(policy, {"openai": provider, "bedrock-us-east-1": provider}, admission),
+        chat=ChatService(policy, dict.fromkeys(policy.providers, provider), router),
+        embeddings=EmbeddingsService({}, router),
         admission=admission,
         max_body_bytes=4 * 1024 * 1024,
         one_request_at_a_time=one_request_at_a_time,

@@ -22,6 +22,7 @@ from paymaster.adapters.dynamodb_wire import DynamoDBWire
 from paymaster.adapters.tokenizer import count_tokens
 from paymaster.domain.chat import ChatRequest, Usage
 from paymaster.domain.identity import Caller
+from paymaster.domain.metering import Reported
 from paymaster.services.admission import AdmissionService
 from paymaster_local.resources import COUNTERS_TABLE
 
@@ -98,7 +99,7 @@ def measure(url: str, rules: int) -> str:
         after_admission = sizes(reader, keys)
         admit_units += write_units(before, after_admission)
         sent.clear()
-        service.settle(admitted, Usage(200, 100), output_delivered=True)
+        service.settle(admitted, Reported(Usage(200, 100)))
         settling += sent
         after_settlement = sizes(reader, keys)
         settle_units += write_units(after_admission, after_settlement)

@@ -9,13 +9,26 @@ from constructs import Construct
 from paymaster import names
 from paymaster.domain.policy import Policy
 from paymaster_infra.config import AppConfig
-from paymaster_infra.lambda_defaults import ASSET_EXCLUDES, default_function
+from paymaster_infra.lambda_defaults import ASSET_EXCLUDES, TIMEOUT, default_function
 from paymaster_infra.layers import POLICY_FILE, TIKTOKEN_DIR, GatewayLayers
 from paymaster_infra.provider_access import ProviderAccess
 from paymaster_infra.web_adapter import HANDLER, web_adapter_environment
 
 # In AWS the caller is the IAM principal API Gateway verified, read from the request context.
 IDENTITY_FROM_REQUEST_CONTEXT = "request-context"
+# What the gateway needs after a provider's total timeout: settle the hold and answer.
+SETTLE_MARGIN_S = 15
+
+
+def check_provider_timeouts(policy: Policy, function_timeout_s: float) -> None:
+    """Every provider must give up before the function is killed, or a hold would be left for
+    the sweeper and the caller would get API Gateway's 5xx instead of the gateway's answer."""
+    for name, provider in policy.providers.items():
+        if provider.timeouts.total_s + SETTLE_MARGIN_S > function_timeout_s:
+            raise ValueError(
+                f"provider {name!r}: timeouts.total_s {provider.timeouts.total_s:g} s leaves less than "
+                f"{SETTLE_MARGIN_S} s of the gateway function's {function_timeout_s:g} s timeout"
+            )
 
 
 class GatewayFunction(Construct):
@@ -38,6 +51,7 @@ class GatewayFunction(Construct):
         bus: events.IEventBus,
     ) -> None:
         super().__init__(scope, construct_id)
+        check_provider_timeouts(policy, TIMEOUT.to_seconds())
         self.function = default_function(
             self,
             "Function",

@@ -18,10 +18,13 @@ from paymaster.domain.errors import (
 )
 from paymaster.domain.identity import Caller
 from paymaster.domain.limits import MIN_USEFUL_OUTPUT_TOKENS
+from paymaster.domain.metering import Reported
+from paymaster.domain.money import format_usd
 from paymaster.domain.policy import Policy
 from paymaster.ports import ProviderCall
 from paymaster.services.admission import RESERVATION_LIFETIME, AdmissionService
 from paymaster.services.chat import ChatService
+from paymaster.services.routing import Router
 from tests.policies import policy_with
 
 SEARCH = Caller(team="search", app="ranker", env="prod", principal="search-ranker", arn="arn")
@@ -89,7 +92,7 @@ def test_missing_max_tokens_shrinks_to_what_the_budget_affords(store: DynamoDBCo
     policy = policy_with([{"name": "budget", "limit": "0.001300", "unit": "cost_per_month"}])  # 1300 µUSD
     admission = service(policy, store, clock)
     spender = admission.admit(SEARCH, request(max_tokens=1000), "spender")  # holds 1000 µUSD
-    admission.settle(spender, Usage(input_tokens=60, output_tokens=1000), output_delivered=True)
+    admission.settle(spender, Reported(Usage(input_tokens=60, output_tokens=1000)))
 
     nearly_spent = admission.admit(SEARCH, request(max_tokens=None), "r1")
 
@@ -101,7 +104,7 @@ def test_refused_when_the_budget_cannot_afford_a_useful_answer(store: DynamoDBCo
     clock = Clock(datetime(2026, 11, 29, 18, 0, tzinfo=UTC))
     admission = service(policy_with([{"name": "budget", "limit": "0.001200", "unit": "cost_per_month"}]), store, clock)
     spender = admission.admit(SEARCH, request(max_tokens=1000), "spender")
-    admission.settle(spender, Usage(input_tokens=60, output_tokens=1000), output_delivered=True)
+    admission.settle(spender, Reported(Usage(input_tokens=60, output_tokens=1000)))
 
     with pytest.raises(BudgetExhaustedError) as refused:
         admission.admit(SEARCH, request(max_tokens=None), "r1")  # 200 affordable < 256 useful
@@ -143,7 +146,7 @@ def test_downgrade_past_the_threshold_reserves_at_the_cheaper_price(store: Dynam
     }
     admission = service(policy_with([rule], models={"cheap": cheap}), store, clock)
     first = admission.admit(SEARCH, request(max_tokens=700), "r1")  # 700 of 1000 µUSD: below 80 %
-    admission.settle(first, Usage(0, 700), output_delivered=True)
+    admission.settle(first, Reported(Usage(0, 700)))
 
     second = admission.admit(SEARCH, request(max_tokens=200), "r2")  # 700 + 200 > 800: downgrade
 
@@ -207,7 +210,7 @@ BUDGET = {"name": "budget", "limit": "0.001000", "unit": "cost_per_month"}
 def chat(store: DynamoDBCounterStore, provider: ScriptedProvider) -> tuple[ChatService, AdmissionService]:
     policy = policy_with([BUDGET])
     admission = service(policy, store, Clock(datetime(2026, 11, 29, 18, 0, tzinfo=UTC)))
-    return ChatService(policy, {"openai": provider, "bedrock-us-east-1": provider}, admission), admission
+    return ChatService(policy, dict.fromkeys(policy.providers, provider), Router(policy, admission)), admission
 
 
 def test_success_is_settled_at_the_actual_cost(store: DynamoDBCounterStore) -> None:
@@ -238,23 +241,32 @@ def test_stream_failing_before_any_output_releases_the_hold(store: DynamoDBCount
     assert committed_and_spent(admission) == {"budget": ("0", "0")}
 
 
-def test_stream_cut_after_output_is_charged_its_reservation_never_zero(store: DynamoDBCounterStore) -> None:
+def delivered_cost(text: str) -> str:
+    """What `fixed-cost` (1 µUSD per output token, input free) charges for delivered `text`."""
+    return format_usd(count_tokens(text, "cl100k_base"))
+
+
+def test_stream_cut_after_output_is_charged_the_delivered_text_never_zero(store: DynamoDBCounterStore) -> None:
     service_, admission = chat(store, ScriptedProvider(cut_after=3))
+    exchange = service_.plan(SEARCH, request(max_tokens=50), "r1")
 
     with pytest.raises(ProviderError):
-        list(service_.stream(service_.plan(SEARCH, request(max_tokens=50), "r1")))
+        list(service_.stream(exchange))
 
-    assert committed_and_spent(admission) == {"budget": ("0.00005", "0")}
+    assert exchange.bill is not None
+    assert exchange.bill.basis == "delivered_text"
+    assert 0 < exchange.bill.cost < 50  # something, and less than the 50-token hold
+    assert committed_and_spent(admission) == {"budget": (delivered_cost("w0 w1 w2 "), "0")}
 
 
-def test_client_disconnect_mid_stream_settles_when_the_stream_is_closed(store: DynamoDBCounterStore) -> None:
+def test_client_disconnect_mid_stream_charges_what_was_delivered(store: DynamoDBCounterStore) -> None:
     service_, admission = chat(store, ScriptedProvider())
     events = service_.stream(service_.plan(SEARCH, request(max_tokens=50), "r1"))
     next(events), next(events)
 
     events.close()  # what the HTTP layer does when the client goes away
 
-    assert committed_and_spent(admission) == {"budget": ("0.00005", "0")}
+    assert committed_and_spent(admission) == {"budget": (delivered_cost("w0 w1 "), "0")}
 
 
 def test_stream_to_the_end_is_settled_from_the_provider_s_usage(store: DynamoDBCounterStore) -> None:
@@ -286,8 +298,8 @@ def test_settling_an_admission_twice_counts_once(store: DynamoDBCounterStore) ->
     admission = service(policy_with([BUDGET]), store, clock)
     admitted = admission.admit(SEARCH, request(max_tokens=50), "r1")
 
-    admission.settle(admitted, Usage(0, 7), output_delivered=True)
-    admission.settle(admitted, Usage(0, 7), output_delivered=True)
+    admission.settle(admitted, Reported(Usage(0, 7)))
+    admission.settle(admitted, Reported(Usage(0, 7)))
 
     assert committed_and_spent(admission) == {"budget": ("0.000007", "0")}
 
@@ -306,7 +318,7 @@ def test_past_the_threshold_downgrades_even_when_the_dear_model_no_longer_fits(
     }
     admission = service(policy_with([rule], models={"cheap": cheap}), store, clock)
     spender = admission.admit(SEARCH, request(max_tokens=999), "spender")
-    admission.settle(spender, Usage(0, 999), output_delivered=True)
+    admission.settle(spender, Reported(Usage(0, 999)))
 
     last = admission.admit(SEARCH, request(max_tokens=None), "last")
 

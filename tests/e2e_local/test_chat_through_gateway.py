@@ -113,12 +113,20 @@ async def test_async_client_completes_and_streams(async_openai_for: Callable[[st
 
 
 def test_models_lists_what_the_team_may_use(openai_for: Callable[[str], OpenAI]) -> None:
-    assert sorted(model.id for model in openai_for(SEARCH).models.list()) == ["gpt-4o", "gpt-4o-mini", "nova-lite"]
+    assert sorted(model.id for model in openai_for(SEARCH).models.list()) == [
+        "gpt-4o",
+        "gpt-4o-mini",
+        "nova-lite",
+        "text-embedding-3-small",
+        "titan-embed-v2",
+    ]
     assert sorted(model.id for model in openai_for(SUPPORT).models.list()) == [
         "claude-haiku",
         "claude-sonnet-4",
+        "cohere-embed-english",
         "llama-3-3-70b",
         "nova-lite",
+        "titan-embed-v2",
     ]
 
 

@@ -31,7 +31,9 @@ from paymaster.domain.policy import Policy
 from paymaster.ports import ProviderCall
 from paymaster.services.admission import AdmissionService
 from paymaster.services.chat import ChatService
+from paymaster.services.embeddings import EmbeddingsService
 from paymaster.services.identify import IdentifyService
+from paymaster.services.routing import Router
 from paymaster_local.resources import create_resources
 from tests.policies import policy_with
 
@@ -116,9 +118,11 @@ def lambda_entry(
 ) -> TestClient:
     """The gateway app as composed for Lambda, with `provider` behind every deployment."""
     admission = AdmissionService(policy, store, count_tokens, lambda: datetime.now(UTC))
+    router = Router(policy, admission)
     app = create_app(
         identify=IdentifyService(RequestContextAuthenticator(), policy),
-        chat=ChatService(policy, {"openai": provider, "bedrock-us-east-1": provider}, admission),
+        chat=ChatService(policy, dict.fromkeys(policy.providers, provider), router),
+        embeddings=EmbeddingsService({}, router),
         admission=admission,
         max_body_bytes=4 * 1024 * 1024,
         one_request_at_a_time=one_request_at_a_time,
@@ -213,7 +217,13 @@ def test_composition_builds_the_lambda_app_from_its_environment(
     response = TestClient(gateway_app()).request(**as_lwa_request(event))
 
     assert response.status_code == 200
-    assert [model["id"] for model in response.json()["data"]] == ["gpt-4o-mini", "gpt-4o", "nova-lite"]
+    assert [model["id"] for model in response.json()["data"]] == [
+        "gpt-4o-mini",
+        "gpt-4o",
+        "nova-lite",
+        "text-embedding-3-small",
+        "titan-embed-v2",
+    ]
 
 
 def test_lambda_handler_script_starts_the_composition_factory() -> None:

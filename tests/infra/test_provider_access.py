@@ -133,17 +133,34 @@ def test_models_shared_by_virtual_models_and_mixed_providers_are_granted_once() 
 
 
 def test_demo_policy_grants() -> None:
-    profile = "arn:aws:bedrock:us-east-1:123456789012:inference-profile/"
-    models = ("anthropic.claude-3-5-haiku-20241022-v1:0", "amazon.nova-lite-v1:0", "meta.llama3-3-70b-instruct-v1:0")
+    """Chat models behind `us.` inference profiles (Haiku in two regions), embeddings models direct."""
+    profiles = [
+        ("us-east-1", "anthropic.claude-3-5-haiku-20241022-v1:0"),
+        ("us-west-2", "anthropic.claude-3-5-haiku-20241022-v1:0"),
+        ("us-east-1", "anthropic.claude-sonnet-4-20250514-v1:0"),
+        ("us-east-1", "amazon.nova-lite-v1:0"),
+        ("us-east-1", "meta.llama3-3-70b-instruct-v1:0"),
+    ]
+
+    def profile(region: str, model: str) -> str:
+        return f"arn:aws:bedrock:{region}:{ACCOUNT}:inference-profile/us.{model}"
+
+    direct = ("amazon.titan-embed-text-v2:0", "cohere.embed-english-v3")
     assert grants(DEMO) == [
-        Grant(actions=BEDROCK_INVOKE, resources=tuple(f"{profile}us.{model}" for model in models)),
+        Grant(
+            actions=BEDROCK_INVOKE,
+            resources=(
+                *(profile(region, model) for region, model in profiles),
+                *(f"arn:aws:bedrock:us-east-1::foundation-model/{model}" for model in direct),
+            ),
+        ),
         *(
             Grant(
                 actions=BEDROCK_INVOKE,
                 resources=(f"arn:aws:bedrock:*::foundation-model/{model}",),
-                conditions={"StringEquals": {"bedrock:InferenceProfileArn": f"{profile}us.{model}"}},
+                conditions={"StringEquals": {"bedrock:InferenceProfileArn": profile(region, model)}},
             )
-            for model in models
+            for region, model in profiles
         ),
         Grant(
             actions=SECRETS_READ,

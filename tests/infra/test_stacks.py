@@ -268,29 +268,44 @@ def grants_of(statements: list[dict[str, Any]], service: str) -> list[tuple[set[
     ]
 
 
-DEMO_PROFILES = "arn:${AWS::Partition}:bedrock:us-east-1:${AWS::AccountId}:inference-profile/"
-DEMO_BEDROCK_MODELS = [
-    "anthropic.claude-3-5-haiku-20241022-v1:0",
-    "amazon.nova-lite-v1:0",
-    "meta.llama3-3-70b-instruct-v1:0",
+# (region, model) behind the demo's `us.` inference profiles, and the models it calls directly.
+DEMO_PROFILED = [
+    ("us-east-1", "anthropic.claude-3-5-haiku-20241022-v1:0"),
+    ("us-west-2", "anthropic.claude-3-5-haiku-20241022-v1:0"),
+    ("us-east-1", "anthropic.claude-sonnet-4-20250514-v1:0"),
+    ("us-east-1", "amazon.nova-lite-v1:0"),
+    ("us-east-1", "meta.llama3-3-70b-instruct-v1:0"),
 ]
+DEMO_BEDROCK_MODELS = sorted({model for _, model in DEMO_PROFILED})
+DEMO_DIRECT_MODELS = ["amazon.titan-embed-text-v2:0", "cohere.embed-english-v3"]
 BEDROCK_INVOKE = {"bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"}
 
 
 def test_gateway_role_may_invoke_exactly_the_demo_policy_bedrock_models(gateway_template: Template) -> None:
     bedrock = grants_of(policy_statements(gateway_template), "bedrock")
     assert {frozenset(actions) for actions, _, _ in bedrock} == {frozenset(BEDROCK_INVOKE)}
-    profiles = [f"{DEMO_PROFILES}us.{model}" for model in DEMO_BEDROCK_MODELS]
-    # The profiles themselves, directly; each one's model in any region, only through it.
-    assert sorted((resource, condition) for _, resources, condition in bedrock for resource in resources) == sorted(
+    profiles = [
+        f"arn:${{AWS::Partition}}:bedrock:{region}:${{AWS::AccountId}}:inference-profile/us.{model}"
+        for region, model in DEMO_PROFILED
+    ]
+    # The profiles themselves, directly; each one's model in any region, only through it; the
+    # embeddings models (no profiles) in their region, directly.
+    assert sorted(
+        ((resource, condition) for _, resources, condition in bedrock for resource in resources), key=repr
+    ) == sorted(
         [(profile, None) for profile in profiles]
         + [
             (
                 f"arn:${{AWS::Partition}}:bedrock:*::foundation-model/{model}",
                 {"StringEquals": {"bedrock:InferenceProfileArn": profile}},
             )
-            for model, profile in zip(DEMO_BEDROCK_MODELS, profiles, strict=True)
+            for (_, model), profile in zip(DEMO_PROFILED, profiles, strict=True)
         ]
+        + [
+            (f"arn:${{AWS::Partition}}:bedrock:us-east-1::foundation-model/{model}", None)
+            for model in DEMO_DIRECT_MODELS
+        ],
+        key=repr,
     )
 
 

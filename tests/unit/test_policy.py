@@ -90,7 +90,13 @@ def test_principal_names_are_unique_because_they_are_profile_names() -> None:
 def test_team_sees_only_its_allowed_models() -> None:
     policy = Policy.model_validate(demo())
 
-    assert policy.models_for("search") == ["gpt-4o-mini", "gpt-4o", "nova-lite"]
+    assert policy.models_for("search") == [
+        "gpt-4o-mini",
+        "gpt-4o",
+        "nova-lite",
+        "text-embedding-3-small",
+        "titan-embed-v2",
+    ]
     with pytest.raises(ModelNotFoundError):
         policy.model_for("search", "claude-haiku")
 

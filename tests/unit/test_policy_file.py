@@ -35,7 +35,7 @@ rules:
 
 def test_demo_policy_validates(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["policy", "validate", str(REPO / "policy" / "demo.yaml")]) == 0
-    assert "valid — 2 teams, 6 models, 3 providers" in capsys.readouterr().out
+    assert "valid — 2 teams, 9 models, 4 providers" in capsys.readouterr().out
 
 
 def test_every_error_is_reported_with_its_line_and_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

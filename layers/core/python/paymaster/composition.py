@@ -5,7 +5,7 @@ gateway/run.sh`) start: `uvicorn --factory paymaster.composition:gateway_app`.
 """
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from functools import cache
 
@@ -19,18 +19,26 @@ from paymaster.adapters.dynamodb_wire import DynamoDBWire
 from paymaster.adapters.policy_file import load_policy
 from paymaster.adapters.providers.anthropic import AnthropicProvider
 from paymaster.adapters.providers.bedrock import BedrockProvider
+from paymaster.adapters.providers.bedrock_embeddings import BedrockEmbeddingsProvider, family_of
 from paymaster.adapters.providers.openai_compatible import OpenAICompatibleProvider
+from paymaster.adapters.providers.openai_embeddings import OpenAIEmbeddingsProvider
 from paymaster.adapters.request_context import RequestContextAuthenticator
 from paymaster.adapters.secrets import SecretCache
 from paymaster.adapters.settings import Settings
 from paymaster.adapters.sigv4 import SigV4Authenticator, load_local_credentials
 from paymaster.adapters.tokenizer import count_tokens
 from paymaster.api.app import create_app
-from paymaster.domain.policy import Policy, Provider
-from paymaster.ports import Authenticator, ChatProvider
+from paymaster.domain.policy import Policy
+from paymaster.ports import Authenticator, ChatProvider, EmbeddingProvider
 from paymaster.services.admission import AdmissionService
 from paymaster.services.chat import ChatService
+from paymaster.services.embeddings import EmbeddingsService
 from paymaster.services.identify import IdentifyService
+from paymaster.services.routing import Router
+
+# One Bedrock client per provider serves chat and embeddings; an embeddings request fans out
+# across at most this many connections.
+BEDROCK_POOL_CONNECTIONS = 10
 
 
 def gateway_app() -> Starlette:
@@ -40,9 +48,12 @@ def gateway_app() -> Starlette:
 def build_gateway(settings: Settings) -> Starlette:
     policy = load_policy(settings.policy_file)
     admission = build_admission(policy, settings)
+    router = Router(policy, admission)
+    chat_providers, embedding_providers = build_providers(policy, settings)
     return create_app(
         identify=IdentifyService(build_authenticator(settings), policy),
-        chat=ChatService(policy, build_providers(policy, settings), admission),
+        chat=ChatService(policy, chat_providers, router),
+        embeddings=EmbeddingsService(embedding_providers, router),
         admission=admission,
         max_body_bytes=settings.max_body_bytes,
         one_request_at_a_time=settings.one_request_at_a_time,
@@ -73,14 +84,28 @@ def build_authenticator(settings: Settings) -> Authenticator:
     return RequestContextAuthenticator()
 
 
-def build_providers(policy: Policy, settings: Settings) -> Mapping[str, ChatProvider]:
+def build_providers(
+    policy: Policy, settings: Settings
+) -> tuple[Mapping[str, ChatProvider], Mapping[str, EmbeddingProvider]]:
+    """Each provider's chat and (OpenAI, Bedrock) embeddings adapters, sharing one connection
+    pool, one boto3 client per Bedrock provider and one secrets cache."""
     pool = httpx.HTTPTransport(limits=httpx.Limits(max_connections=100, max_keepalive_connections=20))
 
     @cache
     def secrets() -> SecretCache:
         return SecretCache(boto3.client("secretsmanager", region_name=settings.region))
 
-    def provider(name: str, config: Provider) -> ChatProvider:
+    for model_name, model in policy.models.items():
+        for deployment in model.deployments:
+            bedrock = policy.providers[deployment.provider].kind == "bedrock"
+            if model.kind == "embeddings" and bedrock and family_of(deployment.model) is None:
+                raise ValueError(
+                    f"embeddings model {model_name!r}: Bedrock model {deployment.model!r} is not an embeddings "
+                    "family paymaster speaks (Amazon Titan Text Embeddings, Cohere Embed)"
+                )
+    chat: dict[str, ChatProvider] = {}
+    embeddings: dict[str, EmbeddingProvider] = {}
+    for name, config in policy.providers.items():
         endpoint = settings.provider_endpoints.get(name)
         if config.kind == "bedrock":
             client = boto3.client(
@@ -91,15 +116,26 @@ def build_providers(policy: Policy, settings: Settings) -> Mapping[str, ChatProv
                     connect_timeout=config.timeouts.connect_s,
                     read_timeout=config.timeouts.first_byte_s,
                     # The gateway decides about retries and fallbacks; botocore must not hide them.
-                    retries={"mode": "standard", "max_attempts": 1},
+                    # (`max_attempts` counts retries after the first call: 1 would still retry.)
+                    retries={"mode": "standard", "total_max_attempts": 1},
+                    max_pool_connections=BEDROCK_POOL_CONNECTIONS,
                 ),
             )
-            return BedrockProvider(client)
+            chat[name] = BedrockProvider(client)
+            embeddings[name] = BedrockEmbeddingsProvider(client, max_concurrency=BEDROCK_POOL_CONNECTIONS)
+            continue
         secret = config.api_key_secret
         base_url = endpoint or str(config.base_url)
-        api_key = (lambda: secrets().get(secret)) if secret else (lambda: None)
+        api_key = _api_key(secrets, secret)
         if config.kind == "anthropic":
-            return AnthropicProvider(pool, base_url=base_url, api_key=api_key, timeouts=config.timeouts)
-        return OpenAICompatibleProvider(pool, base_url=base_url, api_key=api_key, timeouts=config.timeouts)
+            chat[name] = AnthropicProvider(pool, base_url=base_url, api_key=api_key, timeouts=config.timeouts)
+            continue
+        chat[name] = OpenAICompatibleProvider(pool, base_url=base_url, api_key=api_key, timeouts=config.timeouts)
+        embeddings[name] = OpenAIEmbeddingsProvider(pool, base_url=base_url, api_key=api_key, timeouts=config.timeouts)
+    return chat, embeddings
 
-    return {name: provider(name, config) for name, config in policy.providers.items()}
+
+def _api_key(secrets: Callable[[], SecretCache], secret: str | None) -> Callable[[], str | None]:
+    if secret is None:
+        return lambda: None
+    return lambda: secrets().get(secret)

@@ -38,6 +38,9 @@ HEADER_REQUEST_ID: Final = "x-request-id"
 HEADER_DEPLOYMENT: Final = "x-paymaster-deployment"
 HEADER_DOWNGRADED_FROM: Final = "x-paymaster-downgraded-from"
 HEADER_MAX_TOKENS: Final = "x-paymaster-max-tokens"  # set when the gateway chose max_tokens
+HEADER_TRIED: Final = "x-paymaster-tried"  # deployments that failed before the one that served
+HEADER_COST: Final = "x-paymaster-cost-usd"  # what a non-streamed request was charged
+HEADER_BILLED_ON: Final = "x-paymaster-billed-on"  # provider_usage | delivered_text | reservation
 
 # SigV4 scope the gateway accepts.
 SIGV4_SERVICE: Final = "execute-api"

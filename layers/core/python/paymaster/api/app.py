@@ -1,6 +1,7 @@
 """The gateway's routes. Each parses the request, calls one use case and maps the result.
 
 POST /v1/chat/completions   OpenAI body; `stream: true` answers with SSE
+POST /v1/embeddings         OpenAI body; floats or base64, as the caller asks
 GET  /v1/models             the virtual models the caller's team may use
 GET  /v1/usage              the caller's team: every rule's limit, used, reserved, remaining, reset
 GET  /healthz               readiness for Lambda Web Adapter (unauthenticated, no data)
@@ -16,7 +17,7 @@ from typing import Any, TypeVar
 
 import anyio
 from aws_lambda_powertools import Logger
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -26,27 +27,34 @@ from starlette.routing import Route
 
 from paymaster import names
 from paymaster.adapters.request_context import request_id as gateway_request_id
-from paymaster.api import openai_wire
+from paymaster.api import embeddings_wire, openai_wire
 from paymaster.api.errors import error_body, error_response, status_and_type
 from paymaster.domain.chat import ChatRequest, StreamEvent
+from paymaster.domain.embeddings import EmbeddingRequest
 from paymaster.domain.errors import InvalidRequestError, PayloadTooLargeError, PaymasterError
 from paymaster.domain.identity import Caller
 from paymaster.domain.limits import Hold, amount_text
+from paymaster.domain.metering import Bill
+from paymaster.domain.money import format_usd
 from paymaster.ports import HttpRequest
 from paymaster.services.admission import AdmissionService
-from paymaster.services.chat import BudgetView, ChatService, Plan
+from paymaster.services.chat import ChatService
+from paymaster.services.embeddings import EmbeddingsService
 from paymaster.services.identify import IdentifyService
+from paymaster.services.routing import BudgetView, Exchange
 
 logger = Logger(service="paymaster")
 
 Handler = Callable[[Request, str], Awaitable[Response]]
 T = TypeVar("T")
+Body = TypeVar("Body", bound=BaseModel)
 
 
-def create_app(
+def create_app(  # noqa: PLR0915 - one closure per route, sharing the app's dependencies
     *,
     identify: IdentifyService,
     chat: ChatService,
+    embeddings: EmbeddingsService,
     admission: AdmissionService,
     max_body_bytes: int,
     one_request_at_a_time: bool = False,
@@ -102,23 +110,40 @@ def create_app(
     async def chat_completions(request: Request, rid: str) -> Response:
         body = await read_body(request)
         caller = await caller_of(request, body)
-        chat_request = _parse_chat(body)
+        chat_request = _parse(ChatRequest, body)
         metadata = _metadata(request)
         created = int(time.time())
         if not chat_request.stream:
             # The whole blocking part in one go: admit, call, settle.
-            plan, completion, budgets = await blocking(chat.answer, caller, chat_request, rid, metadata)
-            envelope = openai_wire.Envelope(f"chatcmpl-{rid}", plan.admission.model_name, created)
-            return JSONResponse(openai_wire.completion_body(envelope, completion), headers=_plan_headers(plan, budgets))
-        plan, first, events, budgets = await blocking(chat.open_stream, caller, chat_request, rid, metadata)
-        envelope = openai_wire.Envelope(f"chatcmpl-{rid}", plan.admission.model_name, created)
-        headers = _plan_headers(plan, budgets)
+            exchange, completion, budgets = await blocking(chat.answer, caller, chat_request, rid, metadata)
+            envelope = openai_wire.Envelope(f"chatcmpl-{rid}", exchange.admission.model_name, created)
+            assert exchange.bill is not None  # settled before `answer` returns
+            return JSONResponse(
+                openai_wire.completion_body(envelope, completion, exchange.bill),
+                headers=_served_headers(exchange, budgets) | bill_headers(exchange.bill),
+            )
+        exchange, first, events, budgets = await blocking(chat.open_stream, caller, chat_request, rid, metadata)
+        envelope = openai_wire.Envelope(f"chatcmpl-{rid}", exchange.admission.model_name, created)
+        headers = _served_headers(exchange, budgets)
         lines = _sse_lines(envelope, first, events, include_usage=chat_request.include_usage, rid=rid)
         return StreamingResponse(
             _in_threadpool(lines),
             media_type="text/event-stream",
             headers={**headers, "cache-control": "no-cache", "x-accel-buffering": "no"},
         )
+
+    async def embed(request: Request, rid: str) -> Response:
+        body = await read_body(request)
+        caller = await caller_of(request, body)
+        embedding_request = _parse(EmbeddingRequest, body)
+        exchange, vectors, budgets = await blocking(
+            embeddings.embed, caller, embedding_request, rid, _metadata(request)
+        )
+        assert exchange.bill is not None  # settled before `embed` returns
+        payload = embeddings_wire.embeddings_body(
+            exchange.admission.model_name, vectors, embedding_request.encoding_format, exchange.bill.usage.input_tokens
+        )
+        return JSONResponse(payload, headers=_served_headers(exchange, budgets) | bill_headers(exchange.bill))
 
     async def usage(request: Request, rid: str) -> Response:
         caller = await caller_of(request, await read_body(request))
@@ -144,6 +169,7 @@ def create_app(
     return Starlette(
         routes=[
             Route("/v1/chat/completions", handled(chat_completions), methods=["POST"]),
+            Route("/v1/embeddings", handled(embed), methods=["POST"]),
             Route("/v1/models", handled(models), methods=["GET"]),
             Route("/v1/usage", handled(usage), methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
@@ -171,13 +197,21 @@ async def _on_the_loop(call: Callable[..., T], *args: Any) -> T:
     return call(*args)
 
 
-def _plan_headers(plan: Plan, budgets: BudgetView) -> dict[str, str]:
-    headers = {names.HEADER_DEPLOYMENT: f"{plan.provider}/{plan.deployment.model}"}
-    if plan.admission.downgraded_from:
-        headers[names.HEADER_DOWNGRADED_FROM] = plan.admission.downgraded_from
-    if plan.admission.max_output_tokens != plan.request.output_limit:
-        headers[names.HEADER_MAX_TOKENS] = str(plan.admission.max_output_tokens)  # the gateway chose it
-    return headers | budget_headers(plan.admission.holds, budgets)
+def _served_headers(exchange: Exchange, budgets: BudgetView) -> dict[str, str]:
+    """Which deployment served (and which failed first), what the gateway changed, the budget."""
+    admission = exchange.admission
+    headers = {names.HEADER_DEPLOYMENT: exchange.deployment.label}
+    if len(exchange.tried) > 1:
+        headers[names.HEADER_TRIED] = ", ".join(exchange.tried[:-1])
+    if admission.downgraded_from:
+        headers[names.HEADER_DOWNGRADED_FROM] = admission.downgraded_from
+    if isinstance(exchange.request, ChatRequest) and admission.max_output_tokens != exchange.request.output_limit:
+        headers[names.HEADER_MAX_TOKENS] = str(admission.max_output_tokens)  # the gateway chose it
+    return headers | budget_headers(admission.holds, budgets)
+
+
+def bill_headers(bill: Bill) -> dict[str, str]:
+    return {names.HEADER_COST: format_usd(bill.cost), names.HEADER_BILLED_ON: bill.basis}
 
 
 def _metadata(request: Request) -> dict[str, str]:
@@ -218,7 +252,7 @@ def _url_as_sent(request: Request) -> str:
     return f"{url}?{query.decode('latin-1')}" if query else url
 
 
-def _parse_chat(body: bytes) -> ChatRequest:
+def _parse(model: type[Body], body: bytes) -> Body:
     try:
         raw = json.loads(body)
     except ValueError as error:
@@ -226,7 +260,7 @@ def _parse_chat(body: bytes) -> ChatRequest:
     if not isinstance(raw, dict):
         raise InvalidRequestError("The body must be a JSON object.")
     try:
-        return ChatRequest.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as error:
         first = error.errors()[0]
         param = ".".join(str(part) for part in first["loc"]) or None
@@ -235,8 +269,8 @@ def _parse_chat(body: bytes) -> ChatRequest:
 
 def _sse_lines(
     envelope: openai_wire.Envelope,
-    first: StreamEvent | None,
-    events: Generator[StreamEvent, None, None],
+    first: StreamEvent | Bill | None,
+    events: Generator[StreamEvent | Bill, None, None],
     *,
     include_usage: bool,
     rid: str,

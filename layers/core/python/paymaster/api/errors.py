@@ -19,6 +19,7 @@ _RESPONSES: dict[type[errors.PaymasterError], tuple[int, str]] = {
     errors.BudgetExhaustedError: (429, "insufficient_quota"),
     errors.StoreUnavailableError: (503, "server_error"),
     errors.ProviderTimeoutError: (504, "server_error"),
+    errors.ProviderThrottledError: (429, "rate_limit_error"),
     errors.ProviderError: (502, "server_error"),
 }
 
@@ -42,6 +43,11 @@ def error_response(error: errors.PaymasterError, headers: dict[str, str] | None 
     if isinstance(error, errors.LimitRefusedError):
         body["error"]["paymaster"] = refusal_details(error)
         headers |= refusal_headers(error)
+    elif isinstance(error, errors.ProviderThrottledError):
+        # Every deployment throttled: the openai SDK may retry, after the provider's own wait.
+        headers["x-should-retry"] = "true"
+        if error.retry_after_s is not None:
+            headers["retry-after"] = str(max(1, math.ceil(error.retry_after_s)))
     return JSONResponse(body, status_code=status, headers=headers)
 
 

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from paymaster.domain.errors import ModelNotFoundError, UnknownPrincipalError
+from paymaster.domain.errors import InvalidRequestError, ModelNotFoundError, UnknownPrincipalError
 from paymaster.domain.identity import Caller, PrincipalKey, principal_key
 from paymaster.domain.money import usd
 from paymaster.domain.windows import Period
@@ -41,11 +41,21 @@ class Price(_Strict):
 
 
 class Timeouts(_Strict):
-    """Seconds; all below the Lambda timeout so the gateway always answers itself."""
+    """Seconds; all below the Lambda timeout so the gateway always answers itself.
+
+    `connect_s` to open a connection; `first_byte_s` for the answer to start, and for any pause
+    inside a stream; `total_s` for the whole call, a stream's last byte included.
+    """
 
     connect_s: float = Field(default=3.0, gt=0)
     first_byte_s: float = Field(default=60.0, gt=0)
     total_s: float = Field(default=240.0, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if not self.connect_s <= self.total_s or not self.first_byte_s <= self.total_s:
+            raise ValueError("`total_s` must be at least `connect_s` and `first_byte_s`")
+        return self
 
 
 class Provider(_Strict):
@@ -66,19 +76,62 @@ class Provider(_Strict):
 
 
 class Deployment(_Strict):
+    """One place a virtual model is served. Deployments of one model share its price.
+
+    Requests go to the lowest `priority` first, spread across its deployments by `weight`
+    (`weight: 0` drains a deployment); higher priorities serve only when every lower one failed.
+    """
+
     provider: Name  # a key of `providers`
     model: str = Field(min_length=1)  # the provider's own model id
+    weight: int = Field(default=1, ge=0)
+    priority: int = Field(default=0, ge=0)
+
+    @property
+    def label(self) -> str:
+        """What the `x-paymaster-deployment` header says: `<provider>/<model id>`."""
+        return f"{self.provider}/{self.model}"
+
+
+FallbackReason = Literal["throttled", "unavailable", "timeout"]
+ModelKind = Literal["chat", "embeddings"]
+EMBEDDING_PROVIDER_KINDS = frozenset({"openai", "bedrock"})  # Anthropic has no embeddings API
 
 
 class Model(_Strict):
+    """A virtual model: what callers name in `model`, served by its deployments.
+
+    When a call fails for one of `fallback_on` before the provider accepted it, the next
+    deployment is tried, then each model of `fallbacks` in order (their own deployments, price
+    and limits; not their fallbacks). A fallback at another price reserves at that price first.
+    """
+
+    kind: ModelKind = "chat"
     deployments: list[Deployment] = Field(min_length=1)
+    fallbacks: list[Name] = []
+    fallback_on: list[FallbackReason] = ["throttled", "unavailable", "timeout"]
     price: Price
-    max_output_tokens: int = Field(gt=0)
+    max_output_tokens: int = Field(default=1, gt=0)  # chat models must say; embeddings produce none
     context_window: int = Field(gt=0)
     tokenizer: Literal["cl100k_base", "o200k_base"] = "cl100k_base"
     # tiktoken's count × this factor must be an upper bound of what the provider will count.
     # 1 for OpenAI models (same tokenizer); above 1 for others, whose tokenizers differ.
     input_token_factor: Decimal = Field(default=Decimal(1), ge=1, le=4)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _chat_output_declared(cls, data: object) -> object:
+        if isinstance(data, dict) and data.get("kind", "chat") == "chat" and "max_output_tokens" not in data:
+            raise ValueError("a chat model needs `max_output_tokens`")
+        return data
+
+    @model_validator(mode="after")
+    def _servable(self) -> Self:
+        if not any(deployment.weight for deployment in self.deployments):
+            raise ValueError("at least one deployment needs a weight above 0")
+        if self.kind == "embeddings" and self.price.output:
+            raise ValueError("an embeddings model produces no output tokens: its `price.output` is 0")
+        return self
 
 
 class Principal(_Strict):
@@ -247,6 +300,13 @@ class Policy(_Strict):
             for deployment in model.deployments:
                 if deployment.provider not in self.providers:
                     raise ValueError(f"model {model_name!r} names unknown provider {deployment.provider!r}")
+            for fallback in model.fallbacks:
+                if fallback not in self.models or fallback == model_name:
+                    raise ValueError(f"model {model_name!r} falls back to unknown model {fallback!r}")
+                if self.models[fallback].kind != model.kind:
+                    raise ValueError(
+                        f"model {model_name!r} ({model.kind}) falls back to {fallback!r}, not {model.kind}"
+                    )
         for team_name, team in self.teams.items():
             for model_name in team.models or ():
                 if model_name not in self.models:
@@ -272,6 +332,22 @@ class Policy(_Strict):
             for action in rule.actions:
                 if action.downgrade_to is not None and action.downgrade_to not in self.models:
                     raise ValueError(f"rule {rule.name!r} downgrades to unknown model {action.downgrade_to!r}")
+                if action.downgrade_to is not None and self.models[action.downgrade_to].kind != "chat":
+                    raise ValueError(f"rule {rule.name!r} downgrades to {action.downgrade_to!r}, not a chat model")
+        return self
+
+    @model_validator(mode="after")
+    def _embeddings_servable(self) -> Self:
+        for model_name, model in self.models.items():
+            if model.kind != "embeddings":
+                continue
+            for deployment in model.deployments:
+                kind = self.providers[deployment.provider].kind
+                if kind not in EMBEDDING_PROVIDER_KINDS:
+                    raise ValueError(
+                        f"embeddings model {model_name!r} is deployed on {deployment.provider!r}, a {kind} provider, "
+                        f"which has no embeddings API (use {' or '.join(sorted(EMBEDDING_PROVIDER_KINDS))})"
+                    )
         return self
 
     def _principals(self) -> list[tuple[str, str, Principal]]:
@@ -305,8 +381,16 @@ class Policy(_Strict):
         allowed = self.teams[team].models
         return list(self.models) if allowed is None else list(allowed)
 
-    def model_for(self, team: str, name: str) -> Model:
-        """The virtual model `name` if it exists and `team` may use it, else ModelNotFoundError."""
+    def model_for(self, team: str, name: str, kind: ModelKind = "chat") -> Model:
+        """The virtual model `name` if it exists, is a `kind` model and `team` may use it; else
+        ModelNotFoundError (unknown or not allowed) or InvalidRequestError (the wrong kind)."""
         if name not in self.models or name not in self.models_for(team):
             raise ModelNotFoundError(f"The model `{name}` does not exist or your team may not use it.", param="model")
-        return self.models[name]
+        model = self.models[name]
+        if model.kind != kind:
+            raise InvalidRequestError(
+                f"The model `{name}` is a{'n' if model.kind == 'embeddings' else ''} {model.kind} model; "
+                f"this endpoint serves {kind} models.",
+                param="model",
+            )
+        return model

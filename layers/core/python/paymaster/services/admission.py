@@ -19,6 +19,8 @@ from typing import Literal
 from aws_lambda_powertools import Logger
 
 from paymaster.domain.chat import ChatRequest, Usage
+from paymaster.domain.embeddings import EmbeddingRequest
+from paymaster.domain.embeddings import input_tokens as embedding_input_tokens
 from paymaster.domain.errors import BudgetExhaustedError, RateLimitedError, StoreUnavailableError
 from paymaster.domain.estimate import input_tokens
 from paymaster.domain.identity import Caller
@@ -35,8 +37,10 @@ from paymaster.domain.limits import (
     matches,
     max_cost,
     plan_holds,
+    reserve_amount,
     tightest,
 )
+from paymaster.domain.metering import Bill, Delivered, Outcome, Reported, Unknown, delivered_output_tokens
 from paymaster.domain.policy import Model, Policy, Rule
 from paymaster.ports import Clock, CounterChange, CounterState, CounterStore, Reservation, Settlement, TokenCounter
 
@@ -91,18 +95,30 @@ class AdmissionService:
     def admit(
         self,
         caller: Caller,
-        request: ChatRequest,
+        request: ChatRequest | EmbeddingRequest,
         request_id: str,
         metadata: Mapping[str, str] | None = None,
+        *,
+        fallback_to: str | None = None,
     ) -> Admission:
-        """Holds the request's maximum use on every matching counter, or raises the tightest refusal."""
+        """Holds the request's maximum use on every matching counter, or raises the tightest refusal.
+
+        `fallback_to`: hold for this model instead of the one the caller named (a fallback the
+        policy chose, so neither the team's model list nor a downgrade applies to it). Only chat
+        is downgraded: an embeddings request cannot move to a chat model.
+        """
         now = self._clock()
-        model_name = request.model
-        model = self._policy.model_for(caller.team, model_name)
-        asked = request.output_limit
+        chat = isinstance(request, ChatRequest)
+        if fallback_to is None:
+            model_name = request.model
+            model = self._policy.model_for(caller.team, model_name, "chat" if chat else "embeddings")
+        else:
+            model_name, model = fallback_to, self._policy.models[fallback_to]
+        asked = request.output_limit if isinstance(request, ChatRequest) else None
+        may_downgrade = chat and fallback_to is None
         facts = RequestFacts(caller.team, caller.app, caller.env, model_name, request.user, metadata or {})
         prompt = self._input_tokens(request, model)
-        output = min(asked or model.max_output_tokens, model.max_output_tokens)
+        output = _output_tokens(model, asked)
         downgraded_from: str | None = None
         unchecked: frozenset[str] = frozenset()
         enforced: list[Refusal] = []
@@ -115,7 +131,7 @@ class AdmissionService:
                 input_tokens=prompt,
                 output_tokens=output,
                 now=now,
-                check_downgrades=downgraded_from is None,
+                check_downgrades=may_downgrade and downgraded_from is None,
                 unchecked=unchecked,
             )
             admission = Admission(
@@ -142,13 +158,13 @@ class AdmissionService:
                 continue
 
             cheaper = _downgrade(enforced)
-            if cheaper is not None and downgraded_from is None:
+            if cheaper is not None and may_downgrade and downgraded_from is None:
                 logger.info("downgrading", extra={"request_id": request_id, "from": model_name, "to": cheaper})
                 downgraded_from, model_name = model_name, cheaper
                 model = self._policy.models[cheaper]
                 facts = replace(facts, model=model_name)
                 prompt = self._input_tokens(request, model)
-                output = min(asked or model.max_output_tokens, model.max_output_tokens)
+                output = _output_tokens(model, asked)
                 continue
 
             affordable = affordable_output_tokens(enforced, model, prompt)
@@ -162,42 +178,61 @@ class AdmissionService:
             raise StoreUnavailableError(f"Could not reserve for request {request_id} in {MAX_ATTEMPTS} attempts.")
         raise _refusal_error(tightest(enforced), now)
 
-    def settle(self, admission: Admission, usage: Usage | None, *, output_delivered: bool) -> None:
-        """Replaces the hold by the actual use. Without usage: released if nothing was produced,
-        else charged the full reservation and flagged (never $0 by accident)."""
-        if not admission.held or not admission.holds:
-            return
+    def settle(self, admission: Admission, outcome: Outcome) -> Bill:
+        """Replaces the hold by what the request used (see `metering` for each outcome) and says
+        what it was charged. Every charge without the provider's usage is flagged."""
+        model = admission.model
         flags: list[str] = []
-        outcome: Literal["settled", "released", "charged_reservation"]
-        if usage is not None:
-            amounts = [actual_amount(hold.rule, admission.model, usage) for hold in admission.holds]
+        usage: Usage | None = None
+        settled: Literal["settled", "released", "charged_delivered", "charged_reservation"]
+        if isinstance(outcome, Reported):
+            usage = outcome.usage
+            bill = Bill(usage, int(actual_cost(model, usage)), "provider_usage")
+            amounts = [actual_amount(hold.rule, model, usage) for hold in admission.holds]
             if any(amount > hold.amount for amount, hold in zip(amounts, admission.holds, strict=True)):
                 flags.append("estimate_exceeded")
                 logger.warning("actual use exceeded the reservation", extra={"request_id": admission.request_id})
-            outcome = "settled"
-            cost = int(actual_cost(admission.model, usage))
-        elif output_delivered:
+            settled = "settled"
+        elif isinstance(outcome, Delivered):
+            counted = self._count(outcome.text, model.tokenizer) if outcome.text else 0
+            output = delivered_output_tokens(counted, model.input_token_factor, admission.max_output_tokens)
+            charged = Usage(admission.input_tokens, output)
+            bill = Bill(charged, int(max_cost(model, charged.input_tokens, output)), "delivered_text")
+            amounts = [reserve_amount(hold.rule, model, admission.input_tokens, output) for hold in admission.holds]
+            flags.append("usage_from_delivered_text")
+            settled = "charged_delivered"
+        elif isinstance(outcome, Unknown):
+            charged = Usage(admission.input_tokens, admission.max_output_tokens)
+            bill = Bill(charged, int(max_cost(model, charged.input_tokens, charged.output_tokens)), "reservation")
             amounts = [hold.amount for hold in admission.holds]
             flags.append("usage_unknown")
-            outcome = "charged_reservation"
-            cost = int(max_cost(admission.model, admission.input_tokens, admission.max_output_tokens))
+            settled = "charged_reservation"
         else:
+            bill = Bill(Usage(0, 0), 0, "released")
             amounts = [0 for _ in admission.holds]
-            outcome = "released"
-            cost = 0
+            settled = "released"
+        if usage is None and flags:
+            logger.warning(
+                "charged without the provider's usage",
+                extra={"request_id": admission.request_id, "basis": bill.basis, "cost": bill.cost},
+            )
+        if not admission.held or not admission.holds:
+            return bill
         changes = tuple(
             CounterChange(hold.pk, hold.sk, delta=amount - hold.amount, spent=amount)
             for hold, amount in zip(admission.holds, amounts, strict=True)
         )
-        settlement = Settlement(admission.request_id, changes, outcome, cost, usage, tuple(flags))
+        settlement = Settlement(admission.request_id, changes, settled, bill.cost, usage, tuple(flags))
         try:
             if not self._store.settle(settlement):
                 logger.info("already settled", extra={"request_id": admission.request_id})
         except StoreUnavailableError:
             # The hold stays until it expires; the sweeper then returns it. Logged for the ledger.
             logger.error(
-                "settlement failed", extra={"request_id": admission.request_id, "cost": cost, "outcome": outcome}
+                "settlement failed",
+                extra={"request_id": admission.request_id, "cost": bill.cost, "outcome": settled},
             )
+        return bill
 
     def sweep(self, limit: int = 100) -> int:
         """Returns holds that outlived RESERVATION_LIFETIME (a crashed request). Idempotent."""
@@ -251,8 +286,13 @@ class AdmissionService:
         as_of = min((seen for seen, _ in views.values()), default=now)
         return as_of, {key: state for key, (_, state) in views.items()}
 
-    def _input_tokens(self, request: ChatRequest, model: Model) -> int:
-        return input_tokens(request, lambda text: self._count(text, model.tokenizer), model.input_token_factor)
+    def _input_tokens(self, request: ChatRequest | EmbeddingRequest, model: Model) -> int:
+        def count(text: str) -> int:
+            return self._count(text, model.tokenizer)
+
+        if isinstance(request, EmbeddingRequest):
+            return embedding_input_tokens(request, count, model.input_token_factor)
+        return input_tokens(request, count, model.input_token_factor)
 
     def _without_store(self, admission: Admission, holds: list[Hold]) -> Admission:
         closed = [hold.rule.name for hold in holds if hold.rule.mode == "enforce" and hold.rule.fails_closed]
@@ -269,6 +309,13 @@ class AdmissionService:
             extra={"request_id": admission.request_id, "rules": [hold.rule.name for hold in holds]},
         )
         return replace(admission, held=False)
+
+
+def _output_tokens(model: Model, asked: int | None) -> int:
+    """The output to hold for: what the caller asked, at most the model's limit; embeddings none."""
+    if model.kind == "embeddings":
+        return 0
+    return min(asked or model.max_output_tokens, model.max_output_tokens)
 
 
 def _downgrade(refusals: list[Refusal]) -> str | None:

@@ -1,114 +1,159 @@
-"""Chat completions: admit, call the provider, settle — on every exit path.
+"""Chat completions: admit, walk the route, call the provider, settle — on every exit path.
 
 Two steps so that every refusal happens before an HTTP response starts: `plan` raises for
 anything the caller must be told with a status code (unknown model, a rule that refuses, the
-counter store down for a closed rule); `complete` / `stream` then call the provider and settle
-whatever happens: success (actual usage), provider error before any output (released), output
-without usage — a cut stream, a client gone — (charged the whole reservation, flagged).
+counter store down for a closed rule); `complete` / `stream` then walk the route (`routing`) and
+settle whatever happens (see `domain.metering` for what each outcome is charged). A stream moves
+to the next deployment only before its first event, so a caller never sees two answers spliced.
 """
 
-from collections.abc import Generator, Mapping
-from dataclasses import dataclass
-from datetime import datetime
+import time
+from collections.abc import Callable, Generator, Mapping
 
-from paymaster.domain.chat import ChatRequest, Completion, StreamEvent, TextDelta, Usage, UsageReported
-from paymaster.domain.errors import ProviderError, StoreUnavailableError
+from aws_lambda_powertools import Logger
+
+from paymaster.domain.chat import ChatRequest, Completion, StreamEvent, TextDelta, ToolCallDelta, UsageReported
+from paymaster.domain.errors import InvalidRequestError, ProviderError, ProviderTimeoutError
 from paymaster.domain.identity import Caller
-from paymaster.domain.policy import Deployment, Policy
-from paymaster.ports import ChatProvider, CounterState, ProviderCall
-from paymaster.services.admission import Admission, AdmissionService
+from paymaster.domain.metering import Bill, Delivered, NotAccepted, Outcome, Reported, Unknown
+from paymaster.domain.policy import Policy
+from paymaster.domain.routing import Hop
+from paymaster.ports import ChatProvider, ProviderCall
+from paymaster.services.routing import BudgetView, Exchange, Router
 
-
-@dataclass(frozen=True, slots=True)
-class BudgetView:
-    as_of: datetime
-    counters: dict[tuple[str, str], CounterState]
-
-
-@dataclass(frozen=True, slots=True)
-class Plan:
-    caller: Caller
-    request: ChatRequest
-    admission: Admission
-    provider: str  # the policy's name for the provider serving `deployment`
-    call: ProviderCall
-
-    @property
-    def deployment(self) -> Deployment:
-        return self.call.deployment
+logger = Logger(service="paymaster")
 
 
 class ChatService:
-    def __init__(self, policy: Policy, providers: Mapping[str, ChatProvider], admission: AdmissionService) -> None:
+    """`monotonic` times the calls (a stream's total timeout)."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        providers: Mapping[str, ChatProvider],
+        router: Router,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._policy = policy
         self._providers = providers
-        self._admission = admission
+        self._router = router
+        self._monotonic = monotonic
 
     def plan(
         self, caller: Caller, request: ChatRequest, request_id: str, metadata: Mapping[str, str] | None = None
-    ) -> Plan:
-        admission = self._admission.admit(caller, request, request_id, metadata)
-        deployment = admission.model.deployments[0]
-        return Plan(
-            caller=caller,
-            request=request,
-            admission=admission,
-            provider=deployment.provider,
-            call=ProviderCall(request=request, deployment=deployment, max_output_tokens=admission.max_output_tokens),
-        )
+    ) -> Exchange:
+        return self._router.plan(caller, request, request_id, metadata)
 
-    def complete(self, plan: Plan) -> Completion:
+    def complete(self, exchange: Exchange) -> Completion:
+        started = self._monotonic()
         try:
-            completion = self._providers[plan.provider].complete(plan.call)
-        except ProviderError:
-            self._admission.settle(plan.admission, None, output_delivered=False)
+            completion = self._router.walk(exchange, lambda hop: self._provider(hop).complete(_call(exchange, hop)))
+        except ProviderError as error:
+            self._router.settle(exchange, Unknown() if error.accepted else NotAccepted())
+            raise
+        except InvalidRequestError:
+            # An adapter refused to translate the request (e.g. a tool call's arguments are not
+            # JSON, a `dimensions` the model lacks): nothing was sent.
+            self._router.settle(exchange, NotAccepted())
             raise
         except BaseException:
-            # Unknown whether the provider billed: keep the whole hold, flagged.
-            self._admission.settle(plan.admission, None, output_delivered=True)
+            self._router.settle(exchange, Unknown())  # whether the provider billed is unknown: the whole hold
             raise
-        self._admission.settle(plan.admission, completion.usage, output_delivered=True)
+        self._router.settle(exchange, Reported(completion.usage))
+        self._router.log_served(exchange, self._monotonic() - started)
         return completion
 
-    def stream(self, plan: Plan) -> Generator[StreamEvent, None, None]:
-        usage: Usage | None = None
-        delivered = False
+    def stream(self, exchange: Exchange) -> Generator[StreamEvent | Bill, None, None]:
+        """The provider's events, then the `Bill` once settled. Usage is not passed on: the bill
+        carries what was charged. Closing the generator early (client gone) closes the provider
+        stream and charges what was delivered."""
+        started = self._monotonic()
+        delivered: list[str] = []
+        outcome: Outcome = NotAccepted()
+        events: Generator[StreamEvent, None, None] | None = None
         try:
-            for event in self._providers[plan.provider].stream(plan.call):
+            try:
+                events = self._router.walk(exchange, lambda hop: _opened(self._provider(hop), _call(exchange, hop)))
+            except ProviderError as error:
+                outcome = Delivered("") if error.accepted else NotAccepted()
+                raise
+            outcome = Delivered("")  # the provider is streaming: from here on, it bills
+            deadline = started + self._policy.providers[exchange.deployment.provider].timeouts.total_s
+            for event in events:
+                if isinstance(event, UsageReported):
+                    outcome = Reported(event.usage)
+                    continue
                 if isinstance(event, TextDelta):
-                    delivered = True
-                elif isinstance(event, UsageReported):
-                    usage = event.usage
+                    delivered.append(event.text)
+                elif isinstance(event, ToolCallDelta):
+                    delivered.append((event.name or "") + event.arguments)
                 yield event
+                if self._monotonic() > deadline:
+                    raise ProviderTimeoutError("the provider's stream ran past its total timeout", accepted=True)
+            if not isinstance(outcome, Reported):
+                logger.warning("stream ended without usage", extra={"request_id": exchange.request_id})
+                outcome = Delivered("".join(delivered))
+            bill = self._router.settle(exchange, outcome)
+            self._router.log_served(exchange, self._monotonic() - started)
+            yield bill
         finally:
-            self._admission.settle(plan.admission, usage, output_delivered=delivered)
+            if events is not None:
+                events.close()
+            if exchange.bill is None:
+                if isinstance(outcome, Delivered):
+                    outcome = Delivered("".join(delivered))
+                    logger.warning("stream cut", extra={"request_id": exchange.request_id, "chars": len(outcome.text)})
+                self._router.settle(exchange, outcome)
 
     def answer(
         self, caller: Caller, request: ChatRequest, request_id: str, metadata: Mapping[str, str] | None = None
-    ) -> tuple[Plan, Completion, BudgetView]:
+    ) -> tuple[Exchange, Completion, BudgetView]:
         """A non-streamed request start to end: admit, call, settle, and the budgets' view."""
-        plan = self.plan(caller, request, request_id, metadata)
-        completion = self.complete(plan)
-        return plan, completion, self.budgets(plan)
+        exchange = self.plan(caller, request, request_id, metadata)
+        completion = self.complete(exchange)
+        return exchange, completion, self._router.budgets(exchange)
 
     def open_stream(
         self, caller: Caller, request: ChatRequest, request_id: str, metadata: Mapping[str, str] | None = None
-    ) -> tuple[Plan, StreamEvent | None, Generator[StreamEvent, None, None], BudgetView]:
-        """Admits and pulls the first event, so a provider that fails at once is a status code."""
-        plan = self.plan(caller, request, request_id, metadata)
-        events = self.stream(plan)
+    ) -> tuple[Exchange, StreamEvent | Bill | None, Generator[StreamEvent | Bill, None, None], BudgetView]:
+        """Admits and pulls the first event, so a provider that fails at once is a status code
+        and the headers can name the deployment that serves."""
+        exchange = self.plan(caller, request, request_id, metadata)
+        events = self.stream(exchange)
         first = next(events, None)
-        return plan, first, events, self.budgets(plan)
-
-    def budgets(self, plan: Plan) -> BudgetView:
-        """The held budgets' values for the headers: informational, so a store that cannot answer
-        now means no headers, not a failed request."""
-        if not plan.admission.held:
-            return BudgetView(plan.admission.now, {})
-        try:
-            return BudgetView(*self._admission.budget_counters(plan.admission))
-        except StoreUnavailableError:
-            return BudgetView(plan.admission.now, {})
+        return exchange, first, events, self._router.budgets(exchange)
 
     def models(self, caller: Caller) -> list[str]:
         return self._policy.models_for(caller.team)
+
+    def _provider(self, hop: Hop) -> ChatProvider:
+        return self._providers[hop.deployment.provider]
+
+
+def _call(exchange: Exchange, hop: Hop) -> ProviderCall:
+    assert isinstance(exchange.request, ChatRequest)
+    return ProviderCall(exchange.request, hop.deployment, exchange.admission.max_output_tokens)
+
+
+def _opened(provider: ChatProvider, call: ProviderCall) -> Generator[StreamEvent, None, None]:
+    """Opens the provider's stream and waits for its first event, so that a provider that refuses
+    the call fails here, where the route may still move on."""
+    events = provider.stream(call)
+    try:
+        first = next(events)
+    except StopIteration:
+        first = None
+    except BaseException:
+        events.close()
+        raise
+    return _prepend(first, events)
+
+
+def _prepend(first: StreamEvent | None, rest: Generator[StreamEvent, None, None]) -> Generator[StreamEvent, None, None]:
+    try:
+        if first is not None:
+            yield first
+            yield from rest
+    finally:
+        rest.close()

@@ -1,0 +1,175 @@
+"""Serving one request along its route: admit, try each hop, move the hold, settle.
+
+Shared by chat and embeddings. The route (`domain.routing`) is walked while a deployment fails
+before the provider accepted the call — a refusal, a 5xx, a timeout, as the model's
+`fallback_on` allows. Deployments of one model share the hold; a fallback model is held at its
+own price first: the failed hold is released, the fallback's reserved (`<request id>~<hop>`),
+and a fallback the rules refuse ends the walk with the provider's error, which says so.
+"""
+
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import TypeVar
+
+from aws_lambda_powertools import Logger
+
+from paymaster.domain.chat import ChatRequest
+from paymaster.domain.embeddings import EmbeddingRequest
+from paymaster.domain.errors import InvalidRequestError, LimitRefusedError, ProviderError, StoreUnavailableError
+from paymaster.domain.identity import Caller
+from paymaster.domain.metering import Bill, NotAccepted, Outcome
+from paymaster.domain.policy import Deployment, Policy
+from paymaster.domain.routing import Hop, may_fall_back, route
+from paymaster.ports import CounterState
+from paymaster.services.admission import Admission, AdmissionService
+
+logger = Logger(service="paymaster")
+
+T = TypeVar("T")
+NOT_ACCEPTED = NotAccepted()
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetView:
+    as_of: datetime
+    counters: dict[tuple[str, str], CounterState]
+
+
+@dataclass(slots=True)
+class Exchange:
+    """One request while it is served: which hold and deployment serve it now, what was tried,
+    and — once settled — what it was charged."""
+
+    caller: Caller
+    request: ChatRequest | EmbeddingRequest
+    request_id: str
+    metadata: Mapping[str, str]
+    admission: Admission
+    route: list[Hop]
+    hop: Hop
+    tried: list[str] = field(default_factory=list)  # deployment labels, in order
+    failures: list[ProviderError] = field(default_factory=list)  # the hops that failed, in order
+    bill: Bill | None = None
+
+    @property
+    def deployment(self) -> Deployment:
+        return self.hop.deployment
+
+
+class Router:
+    """`draw` picks among weighted deployments (a float in [0, 1))."""
+
+    def __init__(
+        self, policy: Policy, admission: AdmissionService, *, draw: Callable[[], float] = random.random
+    ) -> None:
+        self._policy = policy
+        self._admission = admission
+        self._draw = draw
+
+    def plan(
+        self,
+        caller: Caller,
+        request: ChatRequest | EmbeddingRequest,
+        request_id: str,
+        metadata: Mapping[str, str] | None = None,
+    ) -> Exchange:
+        """Admits the request; raises what the caller must be told with a status code."""
+        admission = self._admission.admit(caller, request, request_id, metadata)
+        hops = self._servable(route(self._policy, admission.model_name, self._draw), request, admission)
+        return Exchange(caller, request, request_id, dict(metadata or {}), admission, hops, hops[0])
+
+    def walk(self, exchange: Exchange, attempt: Callable[[Hop], T]) -> T:
+        """`attempt` on each hop of the route until one succeeds or a failure may not move on."""
+        for index, hop in enumerate(exchange.route):
+            if index and hop.model_name != exchange.admission.model_name:
+                self._hold_for_fallback(exchange, hop, index)
+            exchange.hop = hop
+            exchange.tried.append(hop.deployment.label)
+            try:
+                return attempt(hop)
+            except ProviderError as error:
+                last = index == len(exchange.route) - 1
+                moving_on = not last and may_fall_back(error, hop.model)
+                logger.warning(
+                    "deployment failed",
+                    extra={
+                        "request_id": exchange.request_id,
+                        "deployment": hop.deployment.label,
+                        "error": error.code,
+                        "status": error.status,
+                        "provider_request_id": error.provider_request_id,
+                        "next": exchange.route[index + 1].deployment.label if moving_on else None,
+                    },
+                )
+                if not moving_on:
+                    raise
+                exchange.failures.append(error)
+        raise AssertionError("a route has at least one hop")  # pragma: no cover - the policy guarantees it
+
+    def settle(self, exchange: Exchange, outcome: Outcome) -> Bill:
+        exchange.bill = self._admission.settle(exchange.admission, outcome)
+        return exchange.bill
+
+    def budgets(self, exchange: Exchange) -> BudgetView:
+        """The held budgets' values for the headers: informational, so a store that cannot answer
+        now means no headers, not a failed request."""
+        if not exchange.admission.held:
+            return BudgetView(exchange.admission.now, {})
+        try:
+            return BudgetView(*self._admission.budget_counters(exchange.admission))
+        except StoreUnavailableError:
+            return BudgetView(exchange.admission.now, {})
+
+    def log_served(self, exchange: Exchange, elapsed_s: float) -> None:
+        logger.info(
+            "served",
+            extra={
+                "request_id": exchange.request_id,
+                "model": exchange.admission.model_name,
+                "deployment": exchange.deployment.label,
+                "tried": exchange.tried,
+                "cost": exchange.bill.cost if exchange.bill else None,
+                "basis": exchange.bill.basis if exchange.bill else None,
+                "ms": round(elapsed_s * 1000, 1),
+            },
+        )
+
+    def _servable(self, hops: list[Hop], request: ChatRequest | EmbeddingRequest, admission: Admission) -> list[Hop]:
+        """The hops whose provider can take the request: token ids only go to a provider with
+        the tokenizer that made them. None left: released, and the request is refused (400)."""
+        if not isinstance(request, EmbeddingRequest) or not request.is_tokens:
+            return hops
+        servable: list[Hop] = []
+        refusal: InvalidRequestError | None = None
+        for hop in hops:
+            try:
+                request.check_provider_kind(self._policy.providers[hop.deployment.provider].kind)
+            except InvalidRequestError as error:
+                refusal = refusal or error
+                continue
+            servable.append(hop)
+        if servable and servable[0].model_name == admission.model_name:
+            return servable
+        self._admission.settle(admission, NOT_ACCEPTED)
+        assert refusal is not None
+        raise refusal
+
+    def _hold_for_fallback(self, exchange: Exchange, hop: Hop, index: int) -> None:
+        """Releases the failed model's hold and holds the fallback's, at the fallback's price."""
+        failed = exchange.failures[-1]
+        self.settle(exchange, NOT_ACCEPTED)
+        exchange.bill = None
+        try:
+            exchange.admission = self._admission.admit(
+                exchange.caller,
+                exchange.request,
+                f"{exchange.request_id}~{index}",
+                exchange.metadata,
+                fallback_to=hop.model_name,
+            )
+        except (LimitRefusedError, StoreUnavailableError) as refusal:
+            exchange.admission = replace(exchange.admission, held=False)
+            failed.message += f" The fallback to `{hop.model_name}` was not admitted: {refusal.message}"
+            raise failed from None
