@@ -3,6 +3,7 @@
 import contextlib
 import itertools
 import json
+import math
 import statistics
 import time
 import urllib.parse
@@ -18,7 +19,8 @@ from openai import OpenAI
 
 from paymaster_local.fakes import create_fake_providers_app, serve_in_thread
 from paymaster_local.fakes.bedrock_api import create_bedrock_app
-from paymaster_local.fakes.eventstream import encode_event
+from paymaster_local.fakes.eventstream import corrupt_message_crc, encode_event
+from paymaster_local.fakes.script import embed
 
 CHUNK_DELAY_S = 0.05
 MODEL_ID = "anthropic.claude-3-haiku-20240307-v1:0"
@@ -29,7 +31,7 @@ MESSAGES = [{"role": "user", "content": [{"text": "tell me a joke"}]}]
 PROMPT_TOKENS = 12
 
 
-def bedrock_client(base_url: str) -> Any:
+def bedrock_client(base_url: str, read_timeout_s: float = 60) -> Any:
     return boto3.client(
         "bedrock-runtime",
         endpoint_url=base_url,
@@ -37,7 +39,7 @@ def bedrock_client(base_url: str) -> Any:
         aws_access_key_id="x",
         aws_secret_access_key="y",
         # With AWS_BEARER_TOKEN_BEDROCK set, boto3 would pick Bearer auth, which refuses http://.
-        config=Config(retries={"total_max_attempts": 1}, auth_scheme_preference="sigv4"),
+        config=Config(retries={"total_max_attempts": 1}, auth_scheme_preference="sigv4", read_timeout=read_timeout_s),
     )
 
 
@@ -193,3 +195,198 @@ def test_botocore_rejects_a_corrupted_event(corrupt_at: int) -> None:
 
     with pytest.raises(ChecksumMismatch):
         list(buffer)
+
+
+def test_botocore_reads_a_frame_with_a_corrupt_message_crc_whole_then_rejects_it() -> None:
+    frame = encode_event("messageStop", {"stopReason": "end_turn"})
+    corrupt = corrupt_message_crc(frame)
+    buffer = EventStreamBuffer()
+    buffer.add_data(corrupt)
+
+    assert (len(corrupt), corrupt[:-4]) == (len(frame), frame[:-4])
+    with pytest.raises(ChecksumMismatch, match="Checksum mismatch"):
+        list(buffer)
+
+
+# InvokeModel embeddings
+
+TITAN_V2 = "amazon.titan-embed-text-v2:0"
+TITAN_V1 = "amazon.titan-embed-text-v1"
+COHERE_V3 = "cohere.embed-english-v3"
+COHERE_V4_PROFILE = "us.cohere.embed-v4:0"
+
+
+def _invoke(bedrock: Any, model_id: str, body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    response = bedrock.invoke_model(modelId=model_id, body=json.dumps(body))
+    return json.loads(response["body"].read()), response["ResponseMetadata"]["HTTPHeaders"]
+
+
+def test_titan_embeds_the_input_text_and_meters_its_words(bedrock: Any) -> None:
+    answer, headers = _invoke(bedrock, TITAN_V2, {"inputText": "hello there"})
+
+    assert answer == {"embedding": list(embed("hello there")), "inputTextTokenCount": 2}
+    assert headers["x-amzn-bedrock-input-token-count"] == "2"
+    assert headers["x-amzn-requestid"]
+    assert headers["content-type"] == "application/json"
+
+
+def test_titan_honours_dimensions_and_normalize(bedrock: Any) -> None:
+    answer, _ = _invoke(bedrock, TITAN_V2, {"inputText": "hello", "dimensions": 256, "normalize": False})
+
+    assert answer["embedding"] == list(embed("hello", 256, normalize=False))
+    assert math.hypot(*answer["embedding"]) > 1.5  # 256 numbers in [-1, 1), not rescaled
+
+
+def test_cohere_embeds_each_text_without_a_count_in_the_body(bedrock: Any) -> None:
+    texts = ["hello there", "hi"]
+    answer, headers = _invoke(bedrock, COHERE_V3, {"texts": texts, "input_type": "search_document"})
+
+    assert set(answer) == {"id", "embeddings", "texts", "response_type"}
+    assert answer["embeddings"] == [list(embed(text)) for text in texts]
+    assert (answer["texts"], answer["response_type"]) == (texts, "embeddings_floats")
+    assert headers["x-amzn-bedrock-input-token-count"] == "3"
+
+
+def test_cohere_v4_profile_answers_by_type_at_the_output_dimension(bedrock: Any) -> None:
+    body = {"texts": ["hi"], "input_type": "search_query", "embedding_types": ["float"], "output_dimension": 256}
+
+    answer, _ = _invoke(bedrock, COHERE_V4_PROFILE, body)
+
+    assert answer["embeddings"] == {"float": [list(embed("hi", 256))]}
+    assert answer["response_type"] == "embeddings_by_type"
+
+
+@pytest.mark.parametrize(
+    ("model_id", "body", "message"),
+    [
+        (TITAN_V2, {}, "required key [inputText] not found"),
+        (TITAN_V2, {"inputText": ""}, "expected minLength: 1, actual: 0"),
+        (TITAN_V2, {"inputText": "hi", "dimensions": 300}, "dimensions: 300 is not one of 256, 512, 1024"),
+        (TITAN_V1, {"inputText": "hi", "dimensions": 256}, "extraneous key [dimensions] is not permitted"),
+        (COHERE_V3, {"texts": ["hi"]}, "required key [input_type] not found"),
+        (COHERE_V3, {"texts": ["hi"], "input_type": "query"}, "input_type: 'query' is not one of"),
+        (COHERE_V3, {"texts": [], "input_type": "clustering"}, "texts: expected between 1 and 96 items, actual: 0"),
+        (COHERE_V3, {"texts": ["hi"], "input_type": "clustering", "output_dimension": 256}, "extraneous key"),
+        (MODEL_ID, {"prompt": "hi"}, "The fake Bedrock serves InvokeModel for embedding models only"),
+    ],
+)
+def test_a_body_the_model_would_not_take_is_a_validation_exception(
+    bedrock: Any, model_id: str, body: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(bedrock.exceptions.ValidationException) as raised:
+        bedrock.invoke_model(modelId=model_id, body=json.dumps(body))
+
+    assert message in raised.value.response["Error"]["Message"]
+    assert raised.value.response["ResponseMetadata"]["RequestId"]
+
+
+# Tool calls
+
+TOOL_CONFIG = {
+    "tools": [
+        {
+            "toolSpec": {
+                "name": "get_weather",
+                "description": "The weather in a city",
+                "inputSchema": {"json": {"type": "object", "properties": {"city": {"type": "string"}}}},
+            }
+        }
+    ]
+}
+CALL_WEATHER = [{"role": "user", "content": [{"text": 'call get_weather {"city":"Paris"}'}]}]
+TOOL_USE = {"toolUse": {"toolUseId": "tooluse_1", "name": "get_weather", "input": {"city": "Paris"}}}
+
+
+def test_converse_calls_the_tool_the_user_asks_for(bedrock: Any) -> None:
+    response = bedrock.converse(modelId=MODEL_ID, messages=CALL_WEATHER, toolConfig=TOOL_CONFIG)
+
+    (block,) = response["output"]["message"]["content"]
+    assert block["toolUse"]["toolUseId"].startswith("tooluse_")
+    assert {key: block["toolUse"][key] for key in ("name", "input")} == {
+        "name": "get_weather",
+        "input": {"city": "Paris"},
+    }
+    assert response["stopReason"] == "tool_use"
+    # (3 + 3) prompt tokens; '{"city": "Paris"}' is 2 words, plus 1 for the name.
+    assert response["usage"] == {"inputTokens": 6, "outputTokens": 3, "totalTokens": 9}
+
+
+def test_converse_stream_starts_a_tool_use_block_then_sends_its_input_in_pieces(bedrock: Any) -> None:
+    events = list(bedrock.converse_stream(modelId=MODEL_ID, messages=CALL_WEATHER, toolConfig=TOOL_CONFIG)["stream"])
+
+    assert [next(iter(event)) for event in events] == [
+        "messageStart",
+        "contentBlockStart",
+        "contentBlockDelta",
+        "contentBlockDelta",
+        "contentBlockStop",
+        "messageStop",
+        "metadata",
+    ]
+    start = events[1]["contentBlockStart"]
+    assert start == {
+        "contentBlockIndex": 0,
+        "start": {"toolUse": {"toolUseId": start["start"]["toolUse"]["toolUseId"], "name": "get_weather"}},
+    }
+    assert [event["contentBlockDelta"] for event in events[2:4]] == [
+        {"contentBlockIndex": 0, "delta": {"toolUse": {"input": '{"city":'}}},
+        {"contentBlockIndex": 0, "delta": {"toolUse": {"input": ' "Paris"}'}}},
+    ]
+    assert events[-2] == {"messageStop": {"stopReason": "tool_use"}}
+    assert events[-1]["metadata"]["usage"]["outputTokens"] == 3
+
+
+# user (3 + 3), assistant get_weather {"city": "Paris"} (3 + 3), then the result's words + 3
+@pytest.mark.parametrize(
+    ("result_content", "echo", "prompt_tokens"),
+    [
+        ([{"text": "21 C and sunny"}], "Echo: 21 C and sunny", 12 + 4 + 3),
+        ([{"json": {"celsius": 21}}], 'Echo: {"celsius": 21}', 12 + 2 + 3),
+    ],
+)
+def test_a_tool_result_is_echoed_and_the_call_and_result_count_as_prompt(
+    bedrock: Any, result_content: list[dict[str, Any]], echo: str, prompt_tokens: int
+) -> None:
+    messages = [
+        *CALL_WEATHER,
+        {"role": "assistant", "content": [TOOL_USE]},
+        {"role": "user", "content": [{"toolResult": {"toolUseId": "tooluse_1", "content": result_content}}]},
+    ]
+
+    response = bedrock.converse(modelId=MODEL_ID, messages=messages, toolConfig=TOOL_CONFIG)
+
+    assert response["output"]["message"]["content"] == [{"text": echo}]
+    assert response["stopReason"] == "end_turn"
+    assert response["usage"]["inputTokens"] == prompt_tokens
+
+
+@pytest.mark.parametrize(
+    ("messages", "tool_config", "message"),
+    [
+        pytest.param(
+            [*CALL_WEATHER, {"role": "assistant", "content": [TOOL_USE]}],
+            None,
+            "The toolConfig field must be defined when using toolUse and toolResult content blocks.",
+            id="tool blocks without a toolConfig",
+        ),
+        pytest.param(
+            [*CALL_WEATHER, {"role": "assistant", "content": [TOOL_USE]}, {"role": "user", "content": [{"text": "?"}]}],
+            TOOL_CONFIG,
+            "Expected toolResult blocks at messages.2.content for the following Ids: tooluse_1",
+            id="a call without a result",
+        ),
+        pytest.param(
+            [{"role": "user", "content": [{"toolResult": {"toolUseId": "tooluse_9", "content": [{"text": "x"}]}}]}],
+            TOOL_CONFIG,
+            "The toolResult blocks at messages.0.content answer toolUse ids that the previous turn did not use",
+            id="a result without a call",
+        ),
+    ],
+)
+def test_tool_blocks_are_checked_as_bedrock_checks_them(
+    bedrock: Any, messages: list[dict[str, Any]], tool_config: dict[str, Any] | None, message: str
+) -> None:
+    with pytest.raises(bedrock.exceptions.ValidationException) as raised:
+        bedrock.converse(modelId=MODEL_ID, messages=messages, **({"toolConfig": tool_config} if tool_config else {}))
+
+    assert raised.value.response["Error"]["Message"].startswith(message)

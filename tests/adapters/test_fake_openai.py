@@ -1,23 +1,28 @@
 """The fake OpenAI provider, driven over a socket by the official openai SDK and raw httpx."""
 
 import asyncio
+import base64
 import itertools
 import json
+import math
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from typing import Any, cast
 
 import httpx
 import openai
 import pytest
 from openai import AsyncOpenAI, OpenAI
-from openai.types.chat import ChatCompletionMessageParam
+from openai.types.chat import ChatCompletionMessageParam, ChatCompletionToolParam
 
 from paymaster_local.fakes import serve_in_thread
 from paymaster_local.fakes.openai_api import create_openai_app
+from paymaster_local.fakes.script import DEFAULT_EMBEDDING_DIMENSIONS, embed
 
 CHUNK_DELAY_S = 0.05
 MODEL = "gpt-4o-mini"
@@ -236,3 +241,281 @@ def test_module_entry_point_serves_both_fakes() -> None:
 
     assert models.status_code == 200
     assert unsigned_converse.status_code == 403
+
+
+# Embeddings
+
+EMBEDDING_MODEL = "text-embedding-3-small"
+
+
+def test_embeddings_are_float_vectors_with_openais_envelope(base_url: str) -> None:
+    response = httpx.post(
+        f"{base_url}/v1/embeddings",
+        headers={"Authorization": "Bearer x"},
+        json={"model": EMBEDDING_MODEL, "input": ["hello there", "hi"]},
+    )
+
+    body = response.json()
+    assert response.headers["x-request-id"].startswith("req_")
+    assert set(body) == {"object", "data", "model", "usage"}
+    assert (body["object"], body["model"]) == ("list", EMBEDDING_MODEL)
+    assert [set(item) for item in body["data"]] == [{"object", "index", "embedding"}] * 2
+    assert [(item["object"], item["index"]) for item in body["data"]] == [("embedding", 0), ("embedding", 1)]
+    assert body["data"][0]["embedding"] == list(embed("hello there"))
+    assert len(body["data"][1]["embedding"]) == DEFAULT_EMBEDDING_DIMENSIONS
+    assert body["usage"] == {"prompt_tokens": 3, "total_tokens": 3}
+
+
+def test_sdk_default_base64_and_explicit_float_give_the_same_vector(client: OpenAI) -> None:
+    decoded = client.embeddings.create(model=EMBEDDING_MODEL, input="hello there")  # the SDK asks for base64
+    as_floats = client.embeddings.create(model=EMBEDDING_MODEL, input="hello there", encoding_format="float")
+
+    assert decoded.data[0].embedding == as_floats.data[0].embedding == list(embed("hello there"))
+    assert math.isclose(math.hypot(*decoded.data[0].embedding), 1, rel_tol=1e-6)
+    assert decoded.usage.prompt_tokens == as_floats.usage.total_tokens == 2
+
+
+def test_explicit_base64_is_little_endian_float32(client: OpenAI) -> None:
+    response = client.embeddings.create(
+        model=EMBEDDING_MODEL, input="hello there", encoding_format="base64", dimensions=3
+    )
+
+    raw = base64.b64decode(cast(str, response.data[0].embedding))
+    assert struct.unpack("<3f", raw) == embed("hello there", 3)
+
+
+def test_dimensions_shorten_the_vector_to_a_rescaled_prefix(client: OpenAI) -> None:
+    full = client.embeddings.create(model=EMBEDDING_MODEL, input="hello", dimensions=16).data[0].embedding
+    short = client.embeddings.create(model=EMBEDDING_MODEL, input="hello", dimensions=4).data[0].embedding
+
+    scale = math.hypot(*full[:4])
+    assert len(full) == 16
+    assert short == pytest.approx([number / scale for number in full[:4]], rel=1e-5)
+
+
+def test_token_arrays_cost_their_length(client: OpenAI) -> None:
+    one_array = client.embeddings.create(model=EMBEDDING_MODEL, input=[9906, 1070, 3])
+    arrays = client.embeddings.create(model=EMBEDDING_MODEL, input=[[9906, 1070], [3]])
+
+    assert one_array.usage.prompt_tokens == 3
+    assert len(one_array.data) == 1
+    assert arrays.usage.prompt_tokens == 3
+    assert [item.index for item in arrays.data] == [0, 1]
+
+
+@pytest.mark.parametrize("bad_input", ["", [], [""], ["a", ""], [[]], ["a", 1], [1.5], {"text": "a"}])
+def test_bad_embedding_input_is_openais_400(client: OpenAI, bad_input: Any) -> None:
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.embeddings.create(model=EMBEDDING_MODEL, input=bad_input, encoding_format="float")
+
+    assert raised.value.body == {
+        "message": "'$.input' is invalid. Please check the API reference: https://platform.openai.com/docs/api-reference.",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": None,
+    }
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [({"encoding_format": "int8"}, "encoding_format"), ({"dimensions": 0}, "dimensions"), ({"input": None}, "input")],
+)
+def test_bad_embedding_parameters_are_400_naming_them(base_url: str, extra: dict[str, Any], param: str) -> None:
+    response = httpx.post(
+        f"{base_url}/v1/embeddings",
+        headers={"Authorization": "Bearer x"},
+        json={"model": EMBEDDING_MODEL, "input": "hi", **extra},
+    )
+
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == param
+
+
+# Tool calls
+
+WEATHER_TOOL: ChatCompletionToolParam = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+CALL_WEATHER: list[ChatCompletionMessageParam] = [{"role": "user", "content": 'call get_weather {"city":"Paris"}'}]
+# (3 + 3) prompt tokens; the call costs '{"city": "Paris"}' (2 words) + 1 for the name.
+CALL_PROMPT_TOKENS = 6
+
+
+def test_completion_calls_the_tool_the_user_asks_for(client: OpenAI) -> None:
+    completion = client.chat.completions.create(model=MODEL, messages=CALL_WEATHER, tools=[WEATHER_TOOL])
+
+    message = completion.choices[0].message
+    assert completion.choices[0].finish_reason == "tool_calls"
+    assert message.content is None
+    assert message.tool_calls is not None
+    (call,) = message.tool_calls
+    assert call.type == "function"
+    assert call.id.startswith("call_")
+    assert (call.function.name, call.function.arguments) == ("get_weather", '{"city": "Paris"}')
+    assert completion.usage is not None
+    assert (completion.usage.prompt_tokens, completion.usage.completion_tokens) == (CALL_PROMPT_TOKENS, 3)
+
+
+def test_tool_call_wire_format_is_openais(base_url: str) -> None:
+    response = httpx.post(
+        f"{base_url}/v1/chat/completions",
+        headers={"Authorization": "Bearer x"},
+        json={"model": MODEL, "messages": CALL_WEATHER, "tools": [WEATHER_TOOL]},
+    )
+
+    choice = response.json()["choices"][0]
+    call_id = choice["message"]["tool_calls"][0]["id"]
+    assert choice == {
+        "index": 0,
+        "message": {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": call_id,
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                }
+            ],
+        },
+        "logprobs": None,
+        "finish_reason": "tool_calls",
+    }
+
+
+def test_streamed_tool_call_names_the_tool_first_then_sends_the_arguments_in_pieces(base_url: str) -> None:
+    data = _sse_data(
+        base_url,
+        {
+            "model": MODEL,
+            "messages": CALL_WEATHER,
+            "tools": [WEATHER_TOOL],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        },
+    )
+
+    *chunks, usage_chunk = (json.loads(item) for item in data[:-1])
+    deltas = [chunk["choices"][0]["delta"] for chunk in chunks]
+    call_id = deltas[0]["tool_calls"][0]["id"]
+    assert deltas[0] == {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {"index": 0, "id": call_id, "type": "function", "function": {"name": "get_weather", "arguments": ""}}
+        ],
+    }
+    assert deltas[1:-1] == [
+        {"tool_calls": [{"index": 0, "function": {"arguments": '{"city":'}}]},
+        {"tool_calls": [{"index": 0, "function": {"arguments": ' "Paris"}'}}]},
+    ]
+    assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
+    assert usage_chunk["usage"]["completion_tokens"] == 3
+    assert data[-1] == "[DONE]"
+
+
+def test_sdk_stream_accumulates_the_tool_call(client: OpenAI) -> None:
+    with client.chat.completions.stream(model=MODEL, messages=CALL_WEATHER, tools=[WEATHER_TOOL]) as stream:
+        completion = stream.get_final_completion()
+
+    (call,) = completion.choices[0].message.tool_calls or []
+    assert (call.function.name, call.function.arguments) == ("get_weather", '{"city": "Paris"}')
+    assert completion.choices[0].finish_reason == "tool_calls"
+
+
+def test_a_tool_result_is_echoed_and_the_call_and_result_count_as_prompt(client: OpenAI) -> None:
+    messages: list[ChatCompletionMessageParam] = [
+        *CALL_WEATHER,
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": "21 C and sunny"},
+    ]
+
+    completion = client.chat.completions.create(model=MODEL, messages=messages, tools=[WEATHER_TOOL])
+
+    assert completion.choices[0].message.content == "Echo: 21 C and sunny"
+    assert completion.choices[0].finish_reason == "stop"
+    assert completion.usage is not None
+    # user (3 + 3), assistant call get_weather {"city": "Paris"} (3 + 3), tool result (4 + 3)
+    assert completion.usage.prompt_tokens == 19
+
+
+@pytest.mark.parametrize(
+    ("tools", "text"),
+    [
+        pytest.param([], 'call get_weather {"city": "Paris"}', id="the request defines no tools"),
+        pytest.param([WEATHER_TOOL], 'call get_time {"zone": "CET"}', id="an undefined tool"),
+        pytest.param([WEATHER_TOOL], "call get_weather Paris", id="arguments not JSON"),
+        pytest.param([WEATHER_TOOL], 'call get_weather ["Paris"]', id="arguments not an object"),
+    ],
+)
+def test_anything_but_a_call_of_a_defined_tool_is_echoed(
+    client: OpenAI, tools: list[ChatCompletionToolParam], text: str
+) -> None:
+    completion = client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": text}], tools=tools or openai.omit
+    )
+
+    assert completion.choices[0].message.content == f"Echo: {text}"
+    assert completion.choices[0].message.tool_calls is None
+
+
+def test_a_call_that_does_not_fit_max_tokens_is_not_made(client: OpenAI) -> None:
+    completion = client.chat.completions.create(model=MODEL, messages=CALL_WEATHER, tools=[WEATHER_TOOL], max_tokens=2)
+
+    assert completion.choices[0].message.content == "Echo: call"
+    assert completion.choices[0].finish_reason == "length"
+
+
+@pytest.mark.parametrize(
+    ("messages", "message"),
+    [
+        pytest.param(
+            [{"role": "user", "content": "hi"}, {"role": "tool", "tool_call_id": "call_1", "content": "x"}],
+            "messages with role 'tool' must be a response to a preceeding message with 'tool_calls'",
+            id="a result without a call",
+        ),
+        pytest.param(
+            [
+                {"role": "user", "content": "hi"},
+                {
+                    "role": "assistant",
+                    "tool_calls": [
+                        {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}},
+                        {"id": "call_2", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}},
+                    ],
+                },
+                {"role": "tool", "tool_call_id": "call_1", "content": "x"},
+                {"role": "user", "content": "and?"},
+            ],
+            "The following tool_call_ids did not have response messages: call_2",
+            id="a call without a result",
+        ),
+    ],
+)
+def test_tool_messages_must_answer_the_calls_before_them(client: OpenAI, messages: Any, message: str) -> None:
+    with pytest.raises(openai.BadRequestError, match=message):
+        client.chat.completions.create(model=MODEL, messages=messages, tools=[WEATHER_TOOL])
+
+
+def test_a_tool_without_a_name_is_400(client: OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.chat.completions.create(
+            model=MODEL, messages=CALL_WEATHER, tools=[cast(Any, {"type": "function", "function": {}})]
+        )
+
+    assert raised.value.param == "tools[0].function.name"

@@ -1,14 +1,17 @@
 """Fake LLM providers that the gateway and the tests reach with real clients.
 
-One app serves them all: OpenAI under ``/v1/chat/completions`` and ``/v1/models`` (`openai_api`),
-Anthropic under ``/v1/messages`` (`anthropic_api`) and Bedrock runtime under ``/model/...``
-(`bedrock_api`). What they answer is defined once, in `script`.
+One app serves them all: OpenAI under ``/v1/chat/completions``, ``/v1/embeddings`` and
+``/v1/models`` (`openai_api`), Anthropic under ``/v1/messages`` (`anthropic_api`) and Bedrock
+runtime under ``/model/...`` (`bedrock_api`). What they answer is defined once, in `script`; the
+faults a test scripts for them, and the log of the calls they served, are under ``/_fake/...``
+(`faults`), one store per app.
 """
 
 from starlette.applications import Starlette
 
 from paymaster_local.fakes.anthropic_api import anthropic_routes
 from paymaster_local.fakes.bedrock_api import bedrock_routes
+from paymaster_local.fakes.faults import FaultStore, fault_routes
 from paymaster_local.fakes.openai_api import openai_routes
 from paymaster_local.fakes.script import DEFAULT_CHUNK_DELAY_S
 from paymaster_local.fakes.serving import serve_in_thread
@@ -17,7 +20,13 @@ __all__ = ["create_fake_providers_app", "serve_in_thread"]
 
 
 def create_fake_providers_app(chunk_delay_s: float = DEFAULT_CHUNK_DELAY_S) -> Starlette:
-    """All fakes on one app; streams pause ``chunk_delay_s`` between words."""
+    """All fakes on one app, sharing a new fault store; streams pause ``chunk_delay_s`` between words."""
+    faults = FaultStore()
     return Starlette(
-        routes=[*openai_routes(chunk_delay_s), *anthropic_routes(chunk_delay_s), *bedrock_routes(chunk_delay_s)]
+        routes=[
+            *openai_routes(faults, chunk_delay_s),
+            *anthropic_routes(faults, chunk_delay_s),
+            *bedrock_routes(faults, chunk_delay_s),
+            *fault_routes(faults),
+        ]
     )

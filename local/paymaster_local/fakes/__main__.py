@@ -10,9 +10,9 @@ from paymaster_local.fakes.script import DEFAULT_CHUNK_DELAY_S
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Serve the fake OpenAI and Bedrock providers until interrupted."""
+    """Serve the fake OpenAI, Anthropic and Bedrock providers (and their fault control API) until interrupted."""
     parser = argparse.ArgumentParser(
-        prog="python -m paymaster_local.fakes", description="Fake OpenAI and Bedrock providers."
+        prog="python -m paymaster_local.fakes", description="Fake OpenAI, Anthropic and Bedrock providers."
     )
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--host", default="127.0.0.1")

@@ -9,6 +9,8 @@ One message, all integers big-endian, CRC32 as in zlib:
 
 Example: ``encode_event("messageStop", {"stopReason": "end_turn"})`` is 122 bytes:
 12 prelude + 81 headers (``:event-type``, ``:content-type``, ``:message-type``) + 25 payload + 4.
+`corrupt_message_crc` makes a frame whose lengths and prelude are right but whose message CRC is
+not, so that a reader takes it in whole and then rejects it (botocore: ``ChecksumMismatch``).
 """
 
 import json
@@ -47,3 +49,9 @@ def encode_event(event_type: str, payload: Mapping[str, object]) -> bytes:
     lengths = struct.pack(">II", total_length, len(headers))
     message = lengths + struct.pack(">I", zlib.crc32(lengths)) + headers + body
     return message + struct.pack(">I", zlib.crc32(message))
+
+
+def corrupt_message_crc(frame: bytes) -> bytes:
+    """``frame`` with every bit of its trailing message CRC flipped."""
+    (crc,) = struct.unpack(">I", frame[-_MESSAGE_CRC_BYTES:])
+    return frame[:-_MESSAGE_CRC_BYTES] + struct.pack(">I", crc ^ 0xFFFFFFFF)
