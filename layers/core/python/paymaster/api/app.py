@@ -287,6 +287,10 @@ def _sse_lines(
         _, kind = status_and_type(error)
         logger.info("stream failed", extra={"request_id": rid, "code": error.code})
         yield openai_wire.sse(error_body(error.message, kind, error.code))
+    except Exception:
+        # Settled already (the service's `finally`); the caller still gets an answer, not a cut.
+        logger.exception("stream failed unexpectedly", extra={"request_id": rid})
+        yield openai_wire.sse(error_body(f"The stream failed (request {rid}).", "server_error", "internal_error"))
     finally:
         events.close()
 

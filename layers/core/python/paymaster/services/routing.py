@@ -123,15 +123,19 @@ class Router:
             return BudgetView(exchange.admission.now, {})
 
     def log_served(self, exchange: Exchange, elapsed_s: float) -> None:
-        logger.info(
+        """One line for a request that needed a fallback or was charged without usage; debug
+        otherwise (API Gateway's access log already has every request)."""
+        bill = exchange.bill
+        unusual = len(exchange.tried) > 1 or (bill is not None and bill.basis != "provider_usage")
+        (logger.info if unusual else logger.debug)(
             "served",
             extra={
                 "request_id": exchange.request_id,
                 "model": exchange.admission.model_name,
                 "deployment": exchange.deployment.label,
                 "tried": exchange.tried,
-                "cost": exchange.bill.cost if exchange.bill else None,
-                "basis": exchange.bill.basis if exchange.bill else None,
+                "cost": bill.cost if bill else None,
+                "basis": bill.basis if bill else None,
                 "ms": round(elapsed_s * 1000, 1),
             },
         )

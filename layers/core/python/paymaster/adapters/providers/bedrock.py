@@ -27,6 +27,8 @@ from collections.abc import Generator, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import urllib3
+from botocore.eventstream import ParserError
 from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, ReadTimeoutError
 
 from paymaster.adapters.providers.turns import Blocks, StreamedToolCalls, turns
@@ -225,3 +227,9 @@ def _provider_errors() -> Iterator[None]:
         raise kind(message, status=meta.get("HTTPStatusCode"), provider_request_id=meta.get("RequestId")) from None
     except BotoCoreError as error:
         raise ProviderError(f"Bedrock could not be reached ({type(error).__name__})") from None
+    except urllib3.exceptions.ReadTimeoutError:
+        raise ProviderTimeoutError("Bedrock stopped sending mid-stream", accepted=True) from None
+    except (urllib3.exceptions.HTTPError, ParserError) as error:
+        # A stream that broke off (ProtocolError) or a frame that fails its checksum: botocore
+        # lets both through unwrapped. The call was accepted; what arrived is metered.
+        raise ProviderResponseError(f"Bedrock's stream broke ({type(error).__name__})") from None
