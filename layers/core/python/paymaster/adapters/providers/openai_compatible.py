@@ -57,11 +57,16 @@ def to_wire(call: ProviderCall, *, stream: bool) -> dict[str, Any]:
 
 
 def usage_from_wire(raw: dict[str, Any]) -> Usage:
-    cached = (raw.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+    """`prompt_tokens` includes the prompt tokens read from and written to the cache; each is
+    priced apart (a model without a cache price pays its input price for them)."""
+    details = raw.get("prompt_tokens_details") or {}
+    read = int(details.get("cached_tokens") or 0)
+    written = int(details.get("cache_write_tokens") or 0)
     return Usage(
-        input_tokens=int(raw.get("prompt_tokens", 0)) - int(cached),
+        input_tokens=int(raw.get("prompt_tokens", 0)) - read - written,
         output_tokens=int(raw.get("completion_tokens", 0)),
-        cache_read_tokens=int(cached),
+        cache_read_tokens=read,
+        cache_write_tokens=written,
     )
 
 
