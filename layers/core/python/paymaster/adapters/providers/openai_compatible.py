@@ -111,6 +111,23 @@ def chunk_from_wire(chunk: dict[str, Any]) -> list[StreamEvent]:
     return events
 
 
+def openai_api(transport: httpx.BaseTransport, base_url: str, path: str, timeouts: Timeouts) -> HttpJsonApi:
+    """One endpoint of an OpenAI-compatible API (`path` below the root, e.g. /embeddings)."""
+    return HttpJsonApi(
+        transport,
+        base_url.rstrip("/") + path,
+        timeouts,
+        request_id_header="x-request-id",
+        error_text=lambda body: str(body["error"]["message"]),
+    )
+
+
+def bearer(api_key: Callable[[], str | None]) -> dict[str, str]:
+    """The Authorization header for the current key; none for a server that takes no key."""
+    key = api_key()
+    return {"authorization": f"Bearer {key}"} if key else {}
+
+
 class OpenAICompatibleProvider:
     """`transport` is the connection pool (see `http_api`); `base_url` the API root, e.g.
     https://api.openai.com/v1."""
@@ -122,18 +139,11 @@ class OpenAICompatibleProvider:
         api_key: Callable[[], str | None],
         timeouts: Timeouts,
     ) -> None:
-        self._api = HttpJsonApi(
-            transport,
-            base_url.rstrip("/") + "/chat/completions",
-            timeouts,
-            request_id_header="x-request-id",
-            error_text=lambda body: str(body["error"]["message"]),
-        )
+        self._api = openai_api(transport, base_url, "/chat/completions", timeouts)
         self._api_key = api_key
 
     def _headers(self) -> dict[str, str]:
-        key = self._api_key()
-        return {"authorization": f"Bearer {key}"} if key else {}
+        return bearer(self._api_key)
 
     def complete(self, call: ProviderCall) -> Completion:
         body, request_id = self._api.post(to_wire(call, stream=False), self._headers())

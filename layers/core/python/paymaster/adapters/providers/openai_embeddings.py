@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from paymaster.adapters.providers.http_api import HttpJsonApi
+from paymaster.adapters.providers.openai_compatible import bearer, openai_api
 from paymaster.domain.embeddings import Embeddings
 from paymaster.domain.errors import ProviderResponseError
 from paymaster.domain.policy import Timeouts
@@ -82,17 +82,9 @@ class OpenAIEmbeddingsProvider:
         api_key: Callable[[], str | None],
         timeouts: Timeouts,
     ) -> None:
-        self._api = HttpJsonApi(
-            transport,
-            base_url.rstrip("/") + "/embeddings",
-            timeouts,
-            request_id_header="x-request-id",
-            error_text=lambda body: str(body["error"]["message"]),
-        )
+        self._api = openai_api(transport, base_url, "/embeddings", timeouts)
         self._api_key = api_key
 
     def embed(self, call: EmbeddingCall) -> Embeddings:
-        key = self._api_key()
-        headers = {"authorization": f"Bearer {key}"} if key else {}
-        body, request_id = self._api.post(to_wire(call), headers)
+        body, request_id = self._api.post(to_wire(call), bearer(self._api_key))
         return from_wire(body, len(call.request.inputs), request_id)
