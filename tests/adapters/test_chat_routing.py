@@ -10,7 +10,9 @@ import pytest
 from paymaster.adapters.dynamodb_counters import DynamoDBCounterStore
 from paymaster.adapters.tokenizer import count_tokens
 from paymaster.domain.chat import Completion, Finished, StreamEvent, TextDelta, Usage, UsageReported
+from paymaster.domain.embeddings import EmbeddingRequest, Embeddings
 from paymaster.domain.errors import (
+    InvalidRequestError,
     ProviderError,
     ProviderRejectedError,
     ProviderResponseError,
@@ -18,9 +20,10 @@ from paymaster.domain.errors import (
     ProviderTimeoutError,
 )
 from paymaster.domain.metering import Bill
-from paymaster.ports import ProviderCall
+from paymaster.ports import EmbeddingCall, ProviderCall
 from paymaster.services.admission import AdmissionService
 from paymaster.services.chat import ChatService
+from paymaster.services.embeddings import EmbeddingsService
 from paymaster.services.routing import Exchange, Router
 from tests.adapters.test_admission import SEARCH, Clock, committed_and_spent, request
 from tests.policies import FIXED_COST_MODEL, policy_with
@@ -219,3 +222,48 @@ def test_a_stream_past_its_total_timeout_is_cut_and_charged_what_it_delivered(st
     assert exchange.bill is not None
     assert exchange.bill.basis == "delivered_text"
     assert exchange.bill.usage.output_tokens == count_tokens("one two ", "cl100k_base")
+
+
+def test_a_request_an_adapter_cannot_translate_is_released(store: DynamoDBCounterStore) -> None:
+    """Bedrock and Anthropic refuse, before sending, a tool call whose arguments are not JSON."""
+    deployments = Deployments({"p-first": [InvalidRequestError("arguments are not JSON")]})  # type: ignore[list-item]
+    service, admission = chat(store, deployments)
+
+    with pytest.raises(InvalidRequestError):
+        serve(service)
+
+    assert committed_and_spent(admission) == {"budget": ("0", "0")}
+
+
+class Vectors:
+    """An embeddings provider that reports `input_tokens` (None: no count)."""
+
+    def __init__(self, input_tokens: int | None) -> None:
+        self.input_tokens = input_tokens
+
+    def embed(self, call: EmbeddingCall) -> Embeddings:
+        return Embeddings(((0.1, 0.2),), self.input_tokens)
+
+
+EMBEDDINGS_MODEL = {
+    "kind": "embeddings",
+    "deployments": [{"provider": "openai", "model": "vectors"}],
+    "context_window": 8191,
+    "price": {"input": 1_000_000, "output": 0, "source": "test", "as_of": "2026-11-29"},
+}
+
+
+@pytest.mark.parametrize(("reported", "charged"), [(3, "0.000003"), (None, "0.000004")])
+def test_embeddings_are_charged_the_provider_s_count_or_the_hold_without_one(
+    store: DynamoDBCounterStore, reported: int | None, charged: str
+) -> None:
+    """'two words' holds 4 µUSD (cl100k: 2 tokens × factor 2); without a count the hold stays."""
+    policy = policy_with([BUDGET], models={"vectors": {**EMBEDDINGS_MODEL, "input_token_factor": 2}})
+    admission = AdmissionService(policy, store, count_tokens, Clock(datetime(2026, 11, 29, 18, 0, tzinfo=UTC)))
+    service = EmbeddingsService({"openai": Vectors(reported)}, Router(policy, admission))
+
+    exchange, _, _ = service.embed(SEARCH, EmbeddingRequest(model="vectors", input="two words"), "e1")
+
+    assert exchange.bill is not None
+    assert exchange.bill.basis == ("provider_usage" if reported else "reservation")
+    assert committed_and_spent(admission) == {"budget": (charged, "0")}

@@ -13,9 +13,9 @@ from collections.abc import Callable, Generator, Mapping
 from aws_lambda_powertools import Logger
 
 from paymaster.domain.chat import ChatRequest, Completion, StreamEvent, TextDelta, ToolCallDelta, UsageReported
-from paymaster.domain.errors import InvalidRequestError, ProviderError, ProviderTimeoutError
+from paymaster.domain.errors import ProviderError, ProviderTimeoutError
 from paymaster.domain.identity import Caller
-from paymaster.domain.metering import Bill, Delivered, NotAccepted, Outcome, Reported, Unknown
+from paymaster.domain.metering import Bill, Delivered, NotAccepted, Outcome, Reported
 from paymaster.domain.policy import Policy
 from paymaster.domain.routing import Hop
 from paymaster.ports import ChatProvider, ProviderCall
@@ -46,23 +46,9 @@ class ChatService:
         return self._router.plan(caller, request, request_id, metadata)
 
     def complete(self, exchange: Exchange) -> Completion:
-        started = self._monotonic()
-        try:
-            completion = self._router.walk(exchange, lambda hop: self._provider(hop).complete(_call(exchange, hop)))
-        except ProviderError as error:
-            self._router.settle(exchange, Unknown() if error.accepted else NotAccepted())
-            raise
-        except InvalidRequestError:
-            # An adapter refused to translate the request (e.g. a tool call's arguments are not
-            # JSON, a `dimensions` the model lacks): nothing was sent.
-            self._router.settle(exchange, NotAccepted())
-            raise
-        except BaseException:
-            self._router.settle(exchange, Unknown())  # whether the provider billed is unknown: the whole hold
-            raise
-        self._router.settle(exchange, Reported(completion.usage))
-        self._router.log_served(exchange, self._monotonic() - started)
-        return completion
+        return self._router.serve(
+            exchange, lambda hop: self._provider(hop).complete(_call(exchange, hop)), lambda answer: answer.usage
+        )
 
     def stream(self, exchange: Exchange) -> Generator[StreamEvent | Bill, None, None]:
         """The provider's events, then the `Bill` once settled. Usage is not passed on: the bill

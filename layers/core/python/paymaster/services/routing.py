@@ -8,6 +8,7 @@ and a fallback the rules refuse ends the walk with the provider's error, which s
 """
 
 import random
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -15,11 +16,11 @@ from typing import TypeVar
 
 from aws_lambda_powertools import Logger
 
-from paymaster.domain.chat import ChatRequest
+from paymaster.domain.chat import ChatRequest, Usage
 from paymaster.domain.embeddings import EmbeddingRequest
 from paymaster.domain.errors import InvalidRequestError, LimitRefusedError, ProviderError, StoreUnavailableError
 from paymaster.domain.identity import Caller
-from paymaster.domain.metering import Bill, NotAccepted, Outcome
+from paymaster.domain.metering import Bill, NotAccepted, Outcome, Reported, Unknown
 from paymaster.domain.policy import Deployment, Policy
 from paymaster.domain.routing import Hop, may_fall_back, route
 from paymaster.ports import CounterState
@@ -59,14 +60,20 @@ class Exchange:
 
 
 class Router:
-    """`draw` picks among weighted deployments (a float in [0, 1))."""
+    """`draw` picks among weighted deployments (a float in [0, 1)); `monotonic` times calls."""
 
     def __init__(
-        self, policy: Policy, admission: AdmissionService, *, draw: Callable[[], float] = random.random
+        self,
+        policy: Policy,
+        admission: AdmissionService,
+        *,
+        draw: Callable[[], float] = random.random,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._policy = policy
         self._admission = admission
         self._draw = draw
+        self._monotonic = monotonic
 
     def plan(
         self,
@@ -107,6 +114,31 @@ class Router:
                     raise
                 exchange.failures.append(error)
         raise AssertionError("a route has at least one hop")  # pragma: no cover - the policy guarantees it
+
+    def serve(self, exchange: Exchange, attempt: Callable[[Hop], T], usage_of: Callable[[T], Usage | None]) -> T:
+        """A call answered in one piece: walk the route, then settle whatever happened.
+
+        A provider error is released unless the provider had accepted the call (then the whole
+        hold: its answer is unknown); an adapter's InvalidRequestError sent nothing (released);
+        anything else may have reached the provider (the whole hold); an answer without usage
+        is charged the whole hold.
+        """
+        started = self._monotonic()
+        try:
+            answer = self.walk(exchange, attempt)
+        except ProviderError as error:
+            self.settle(exchange, Unknown() if error.accepted else NOT_ACCEPTED)
+            raise
+        except InvalidRequestError:
+            self.settle(exchange, NOT_ACCEPTED)
+            raise
+        except BaseException:
+            self.settle(exchange, Unknown())
+            raise
+        usage = usage_of(answer)
+        self.settle(exchange, Unknown() if usage is None else Reported(usage))
+        self.log_served(exchange, self._monotonic() - started)
+        return answer
 
     def settle(self, exchange: Exchange, outcome: Outcome) -> Bill:
         exchange.bill = self._admission.settle(exchange.admission, outcome)
