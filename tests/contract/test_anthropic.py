@@ -112,15 +112,16 @@ def test_streamed_tool_uses_are_numbered_apart_from_the_text_block() -> None:
     assert arguments == [PARIS.arguments, LYON.arguments]
 
 
-def test_overloaded_error_event_before_any_content_fails_the_stream_unaccepted() -> None:
+def test_overloaded_error_event_after_message_start_is_accepted_and_metered_not_retried() -> None:
+    """Anthropic accepted the call (200, message_start with the input tokens): it may bill it."""
     server = RecordedServer.event_stream("anthropic/messages_stream_overloaded.sse", REQUEST_ID)
     events: list[StreamEvent] = []
 
     with pytest.raises(ProviderError, match="overloaded_error: Overloaded") as raised:
         events.extend(provider(server).stream(CALL))
 
-    assert (events, raised.value.accepted) == ([], False)
-    assert failure_reason(raised.value) == "unavailable"
+    assert (events, raised.value.accepted) == ([], True)
+    assert failure_reason(raised.value) is None
 
 
 @pytest.mark.parametrize("streamed", [False, True])

@@ -179,13 +179,37 @@ def test_anthropic_overloaded_moves_to_the_bedrock_deployment_of_the_same_model(
     assert fakes.calls() == [("anthropic", SONNET_DIRECT, "status 529"), ("bedrock", SONNET_BEDROCK, None)]
 
 
-def test_no_first_byte_in_time_is_a_timeout_that_falls_back(client: Callable[[str], OpenAI], fakes: Fakes) -> None:
+def test_a_stream_without_a_first_byte_in_time_falls_back(client: Callable[[str], OpenAI], fakes: Fakes) -> None:
     fakes.fail(GPT, {"first_byte_delay_s": 2.5})
 
-    raw = client(SEARCH).chat.completions.with_raw_response.create(model=GPT, messages=QUESTION, max_tokens=50)
+    raw = client(SEARCH).chat.completions.with_raw_response.create(
+        model=GPT, messages=QUESTION, max_tokens=50, stream=True
+    )
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in raw.parse() if chunk.choices)
 
+    assert text == "Echo: tell me about the platform team budget"
     assert raw.headers["x-paymaster-deployment"] == f"bedrock-us-east-1/{NOVA}"
     assert fakes.calls() == [("openai", GPT, "first_byte_delay_s"), ("bedrock", NOVA, None)]
+
+
+def test_a_non_streamed_answer_late_past_its_timeout_is_charged_its_hold_not_retried(
+    client: Callable[[str], OpenAI], fakes: Fakes, budget: Callable[[str, str], tuple[Decimal, Decimal]]
+) -> None:
+    """A non-streamed answer's status line comes after generation: the provider may bill an
+    answer the gateway stopped waiting for, so it is charged its hold and not sent elsewhere."""
+    fakes.fail(GPT, {"first_byte_delay_s": 2.5})
+    used_before, _ = budget(SEARCH, "search-monthly")
+
+    with pytest.raises(openai.APIStatusError) as raised:
+        client(SEARCH).chat.completions.create(model=GPT, messages=QUESTION, max_tokens=50)
+
+    assert raised.value.status_code == 504
+    assert fakes.calls() == [("openai", GPT, "first_byte_delay_s")]
+    model = load_policy(DEMO_POLICY).models[GPT]
+    request = ChatRequest.model_validate({"model": GPT, "messages": QUESTION, "max_tokens": 50})
+    prompt = input_tokens(request, lambda text: count_tokens(text, model.tokenizer), model.input_token_factor)
+    used_after, reserved_after = budget(SEARCH, "search-monthly")
+    assert (used_after - used_before, reserved_after) == (Decimal(int(max_cost(model, prompt, 50))) / 10**6, 0)
 
 
 def delivered_charge(model_name: str, words: list[str], max_tokens: int) -> Decimal:

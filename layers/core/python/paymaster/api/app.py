@@ -24,6 +24,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from paymaster import names
 from paymaster.adapters.request_context import request_id as gateway_request_id
@@ -126,8 +127,9 @@ def create_app(  # noqa: PLR0915 - one closure per route, sharing the app's depe
         envelope = openai_wire.Envelope(f"chatcmpl-{rid}", exchange.admission.model_name, created)
         headers = _served_headers(exchange, budgets)
         lines = _sse_lines(envelope, first, events, include_usage=chat_request.include_usage, rid=rid)
-        return StreamingResponse(
-            _in_threadpool(lines),
+        return SettlingStream(
+            lines,
+            events,
             media_type="text/event-stream",
             headers={**headers, "cache-control": "no-cache", "x-accel-buffering": "no"},
         )
@@ -293,6 +295,34 @@ def _sse_lines(
         yield openai_wire.sse(error_body(f"The stream failed (request {rid}).", "server_error", "internal_error"))
     finally:
         events.close()
+
+
+class SettlingStream(StreamingResponse):
+    """An SSE response that closes the provider stream however the response ends.
+
+    Starlette stops pulling the body when the client goes away but never closes it, and a body
+    cancelled before its first pull never runs its `finally`: left to garbage collection, the
+    stream would settle late, or — in a Lambda environment frozen first — never (the sweeper
+    would return the hold). Closing `lines` then `events` here settles it before the response
+    is done; both closes are idempotent.
+    """
+
+    def __init__(
+        self,
+        lines: Generator[bytes, None, None],
+        events: Generator[StreamEvent | Bill, None, None],
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(_in_threadpool(lines), **kwargs)
+        self._closers = (lines.close, events.close)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            with anyio.CancelScope(shield=True):
+                for close in self._closers:
+                    await run_in_threadpool(close)
 
 
 async def _in_threadpool(lines: Generator[bytes, None, None]) -> AsyncIterator[bytes]:

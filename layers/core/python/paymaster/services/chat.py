@@ -13,9 +13,9 @@ from collections.abc import Callable, Generator, Mapping
 from aws_lambda_powertools import Logger
 
 from paymaster.domain.chat import ChatRequest, Completion, StreamEvent, TextDelta, ToolCallDelta, UsageReported
-from paymaster.domain.errors import ProviderError, ProviderTimeoutError
+from paymaster.domain.errors import InvalidRequestError, ProviderError, ProviderTimeoutError
 from paymaster.domain.identity import Caller
-from paymaster.domain.metering import Bill, Delivered, NotAccepted, Outcome, Reported
+from paymaster.domain.metering import Bill, Delivered, NotAccepted, Outcome, Reported, Unknown
 from paymaster.domain.policy import Policy
 from paymaster.domain.routing import Hop
 from paymaster.ports import ChatProvider, ProviderCall
@@ -56,13 +56,17 @@ class ChatService:
         stream and charges what was delivered."""
         started = self._monotonic()
         delivered: list[str] = []
-        outcome: Outcome = NotAccepted()
+        # Until the walk says otherwise, whether the provider billed is unknown: the whole hold.
+        outcome: Outcome = Unknown()
         events: Generator[StreamEvent, None, None] | None = None
         try:
             try:
                 events = self._router.walk(exchange, lambda hop: _opened(self._provider(hop), _call(exchange, hop)))
             except ProviderError as error:
                 outcome = Delivered("") if error.accepted else NotAccepted()
+                raise
+            except InvalidRequestError:
+                outcome = NotAccepted()  # an adapter refused to translate the request: nothing was sent
                 raise
             outcome = Delivered("")  # the provider is streaming: from here on, it bills
             deadline = started + self._policy.providers[exchange.deployment.provider].timeouts.total_s
@@ -108,7 +112,11 @@ class ChatService:
         exchange = self.plan(caller, request, request_id, metadata)
         events = self.stream(exchange)
         first = next(events, None)
-        return exchange, first, events, self._router.budgets(exchange)
+        try:
+            return exchange, first, events, self._router.budgets(exchange)
+        except BaseException:
+            events.close()  # settles now rather than whenever the generator is collected
+            raise
 
     def models(self, caller: Caller) -> list[str]:
         return self._policy.models_for(caller.team)

@@ -47,7 +47,7 @@ from paymaster.domain.chat import (
     Usage,
     UsageReported,
 )
-from paymaster.domain.errors import ProviderError, ProviderResponseError
+from paymaster.domain.errors import ProviderResponseError
 from paymaster.domain.policy import Timeouts
 from paymaster.ports import ProviderCall
 
@@ -189,8 +189,10 @@ def events_from_wire(events: Iterable[tuple[str, dict[str, Any]]]) -> Iterator[S
         elif event_type == "message_stop":
             yield UsageReported(usage_from_wire(usage))
         elif event_type == "error":
+            # After a 200: Anthropic accepted the call (message_start came first), so it is
+            # metered, never retried elsewhere.
             error = data.get("error") or {}
-            raise ProviderError(
+            raise ProviderResponseError(
                 f"the provider's stream failed: {error.get('type', 'error')}: {error.get('message', '')}"
             )
 

@@ -194,7 +194,8 @@ class BedrockProvider:
         self._client = client
 
     def complete(self, call: ProviderCall) -> Completion:
-        with _provider_errors():
+        # Converse answers once the whole answer is generated: a read timeout may leave it billed.
+        with _provider_errors(read_timeout_accepted=True):
             return from_wire(self._client.converse(**to_wire(call)))
 
     def stream(self, call: ProviderCall) -> Generator[StreamEvent, None, None]:
@@ -202,20 +203,35 @@ class BedrockProvider:
             response = self._client.converse_stream(**to_wire(call))
         stream = response["stream"]
         try:
-            with _provider_errors():
+            # Bedrock accepted the call: an error event in the stream (throttlingException,
+            # modelStreamErrorException) is metered, never retried elsewhere.
+            with _provider_errors(accepted=True):
                 yield from events_from_wire(stream)
         finally:
             stream.close()
 
 
 @contextmanager
-def _provider_errors() -> Iterator[None]:
-    """Maps botocore's failures to ProviderError / ProviderTimeoutError, keeping the request id."""
+def _provider_errors(*, accepted: bool = False, read_timeout_accepted: bool = False) -> Iterator[None]:
+    """Maps botocore's failures to ProviderError / ProviderTimeoutError, keeping the request id.
+
+    `accepted`: Bedrock had accepted the call (inside a stream); `read_timeout_accepted`: no
+    answer in time after the request was sent may still be a generated, billed answer."""
     try:
         yield
-    except (ReadTimeoutError, ConnectTimeoutError) as error:
-        raise ProviderTimeoutError(f"Bedrock did not answer in time ({type(error).__name__})") from None
+    except ConnectTimeoutError as error:
+        raise ProviderTimeoutError(f"Bedrock could not be reached in time ({type(error).__name__})") from None
+    except ReadTimeoutError as error:
+        raise ProviderTimeoutError(
+            f"Bedrock did not answer in time ({type(error).__name__})", accepted=accepted or read_timeout_accepted
+        ) from None
     except ClientError as error:
+        if accepted:
+            details = error.response.get("Error", {})
+            raise ProviderResponseError(
+                f"Bedrock's stream failed: {details.get('Code', 'an error')}: {details.get('Message', '')}",
+                provider_request_id=error.response.get("ResponseMetadata", {}).get("RequestId"),
+            ) from None
         meta = error.response.get("ResponseMetadata", {})
         details = error.response.get("Error", {})
         message = f"Bedrock answered {details.get('Code', 'an error')}: {details.get('Message', '')}"

@@ -6,8 +6,10 @@ redirect and hook handling costs 0.13 ms a call and does nothing for an API call
 deployment's timeouts as the request's `timeout` extension; and every failure becomes the error
 the caller is shown:
 
-    timeout (connect, first byte)               ProviderTimeoutError
+    timeout (connect, a stream's first byte)    ProviderTimeoutError
     unreachable                                 ProviderError
+    no answer in time / connection broken after a non-streamed request was sent
+                                                accepted: the provider may have generated it
     400 / 404 / 413 / 422                       ProviderRejectedError (the caller's request is wrong)
     429                                         ProviderThrottledError, with the provider's Retry-After
     any other error status                      ProviderError, with the provider's message and request id
@@ -63,7 +65,7 @@ class HttpJsonApi:
     def post(self, body: dict[str, Any], headers: dict[str, str]) -> tuple[Any, str | None]:
         """The JSON answer and the provider's request id."""
         deadline = time.monotonic() + self._total_s
-        response = self._open(body, headers)
+        response = self._open(body, headers, generated_first=True)
         in_memory = response.is_stream_consumed  # built with its content (MockTransport): nothing to read
         content = bytearray()
         try:
@@ -91,7 +93,7 @@ class HttpJsonApi:
 
     def lines(self, body: dict[str, Any], headers: dict[str, str]) -> Generator[str, None, None]:
         """The streamed answer's lines; closing the generator closes the connection."""
-        response = self._open(body, headers)
+        response = self._open(body, headers, generated_first=False)
         try:
             if response.is_error:
                 response.read()
@@ -105,7 +107,15 @@ class HttpJsonApi:
         finally:
             response.close()
 
-    def _open(self, body: dict[str, Any], headers: dict[str, str]) -> httpx.Response:
+    def _open(self, body: dict[str, Any], headers: dict[str, str], *, generated_first: bool) -> httpx.Response:
+        """Sends the request and waits for the answer's status line.
+
+        `generated_first`: the provider generates the whole answer before its status line (a
+        non-streamed call), so once the request was sent, a read timeout or a broken connection
+        may leave a billed answer behind: accepted, never retried elsewhere. A stream's status
+        line comes before generation: no status line in time is a timeout another deployment
+        may take.
+        """
         request = httpx.Request(
             "POST",
             self._url,
@@ -115,10 +125,18 @@ class HttpJsonApi:
         )
         try:
             return self._transport.handle_request(request)
+        except (httpx.ConnectTimeout, httpx.PoolTimeout) as error:
+            raise ProviderTimeoutError(f"the provider could not be reached in time ({type(error).__name__})") from None
         except httpx.TimeoutException as error:
-            raise ProviderTimeoutError(f"the provider did not answer in time ({type(error).__name__})") from None
-        except httpx.TransportError as error:
+            raise ProviderTimeoutError(
+                f"the provider did not answer in time ({type(error).__name__})", accepted=generated_first
+            ) from None
+        except (httpx.ConnectError, httpx.WriteError) as error:
             raise ProviderError(f"the provider could not be reached ({type(error).__name__})") from None
+        except httpx.TransportError as error:
+            raise ProviderError(
+                f"the provider's connection broke before it answered ({type(error).__name__})", accepted=generated_first
+            ) from None
 
     def _raise_for_status(self, response: httpx.Response) -> None:
         if not response.is_error:
