@@ -62,6 +62,7 @@ from starlette.routing import BaseRoute, Route
 from paymaster_local.fakes.eventstream import corrupt_message_crc, encode_event
 from paymaster_local.fakes.faults import (
     FaultStore,
+    Operation,
     StatusFault,
     StreamScript,
     delay_first_byte,
@@ -410,7 +411,8 @@ def _stream_script(reply: Reply, started: float) -> StreamScript:
 def bedrock_routes(faults: FaultStore, chunk_delay_s: float = DEFAULT_CHUNK_DELAY_S) -> list[BaseRoute]:
     """The fake's routes, for mounting next to other fakes on one app; they take their faults from ``faults``."""
 
-    async def converse(request: Request) -> Response:
+    async def answer(request: Request, *, stream: bool) -> Response:
+        """Converse (JSON) or ConverseStream (event stream): the same checks, fault and reply."""
         started = time.monotonic()
         if not _is_signed(request):
             return _missing_signature()
@@ -418,11 +420,20 @@ def bedrock_routes(faults: FaultStore, chunk_delay_s: float = DEFAULT_CHUNK_DELA
             parsed = _parse_converse_request(await request.body())
         except _ValidationError as error:
             return _aws_error(400, "ValidationException", str(error))
-        fault = faults.take("bedrock", "converse", request.path_params["model_id"], parsed.max_tokens)
+        operation: Operation = "converse_stream" if stream else "converse"
+        fault = faults.take("bedrock", operation, request.path_params["model_id"], parsed.max_tokens)
         if isinstance(fault, StatusFault):
             return _fault_error(fault)
         await delay_first_byte(fault)
         reply = compose_reply(parsed.turns, parsed.max_tokens, parsed.tools)
+        if stream:
+            return stream_response(
+                _stream_script(reply, started),
+                fault,
+                chunk_delay_s,
+                media_type="application/vnd.amazon.eventstream",
+                headers=_request_id_header(),
+            )
         body = {
             "output": {"message": {"role": "assistant", "content": _content(reply)}},
             "stopReason": _stop_reason(reply),
@@ -431,26 +442,11 @@ def bedrock_routes(faults: FaultStore, chunk_delay_s: float = DEFAULT_CHUNK_DELA
         }
         return json_response(body, fault, headers=_request_id_header())
 
+    async def converse(request: Request) -> Response:
+        return await answer(request, stream=False)
+
     async def converse_stream(request: Request) -> Response:
-        started = time.monotonic()
-        if not _is_signed(request):
-            return _missing_signature()
-        try:
-            parsed = _parse_converse_request(await request.body())
-        except _ValidationError as error:
-            return _aws_error(400, "ValidationException", str(error))
-        fault = faults.take("bedrock", "converse_stream", request.path_params["model_id"], parsed.max_tokens)
-        if isinstance(fault, StatusFault):
-            return _fault_error(fault)
-        await delay_first_byte(fault)
-        reply = compose_reply(parsed.turns, parsed.max_tokens, parsed.tools)
-        return stream_response(
-            _stream_script(reply, started),
-            fault,
-            chunk_delay_s,
-            media_type="application/vnd.amazon.eventstream",
-            headers=_request_id_header(),
-        )
+        return await answer(request, stream=True)
 
     async def invoke(request: Request) -> Response:
         if not _is_signed(request):

@@ -326,14 +326,6 @@ class SettlingStream(StreamingResponse):
 
 
 async def _in_threadpool(lines: Generator[bytes, None, None]) -> AsyncIterator[bytes]:
-    """Runs the blocking provider stream in worker threads, closing it however the response ends.
-
-    A client that disconnects cancels this generator; closing the sync iterator then runs its
-    `finally` blocks (closing the provider connection), shielded so the cancellation cannot skip it.
-    """
-    try:
-        while (line := await run_in_threadpool(next, lines, None)) is not None:
-            yield line
-    finally:
-        with anyio.CancelScope(shield=True):
-            await run_in_threadpool(lines.close)
+    """Runs the blocking provider stream in worker threads; `SettlingStream` closes it."""
+    while (line := await run_in_threadpool(next, lines, None)) is not None:
+        yield line

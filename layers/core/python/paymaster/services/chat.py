@@ -12,7 +12,15 @@ from collections.abc import Callable, Generator, Mapping
 
 from aws_lambda_powertools import Logger
 
-from paymaster.domain.chat import ChatRequest, Completion, StreamEvent, TextDelta, ToolCallDelta, UsageReported
+from paymaster.domain.chat import (
+    ChatRequest,
+    Completion,
+    StreamEvent,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+    UsageReported,
+)
 from paymaster.domain.errors import InvalidRequestError, ProviderError, ProviderTimeoutError
 from paymaster.domain.identity import Caller
 from paymaster.domain.metering import Bill, Delivered, NotAccepted, Outcome, Reported, Unknown
@@ -56,23 +64,25 @@ class ChatService:
         stream and charges what was delivered."""
         started = self._monotonic()
         delivered: list[str] = []
-        # Until the walk says otherwise, whether the provider billed is unknown: the whole hold.
-        outcome: Outcome = Unknown()
+        usage: Usage | None = None
+        # Until the walk ends, whether the provider billed is unknown (the whole hold); None once
+        # it streams, when what it delivered and reported decides (`_streamed`).
+        before: Outcome | None = Unknown()
         events: Generator[StreamEvent, None, None] | None = None
         try:
             try:
                 events = self._router.walk(exchange, lambda hop: _opened(self._provider(hop), _call(exchange, hop)))
             except ProviderError as error:
-                outcome = Delivered("") if error.accepted else NotAccepted()
+                before = Delivered("") if error.accepted else NotAccepted()
                 raise
             except InvalidRequestError:
-                outcome = NotAccepted()  # an adapter refused to translate the request: nothing was sent
+                before = NotAccepted()  # an adapter refused to translate the request: nothing was sent
                 raise
-            outcome = Delivered("")  # the provider is streaming: from here on, it bills
+            before = None
             deadline = started + self._policy.providers[exchange.deployment.provider].timeouts.total_s
             for event in events:
                 if isinstance(event, UsageReported):
-                    outcome = Reported(event.usage)
+                    usage = event.usage
                     continue
                 if isinstance(event, TextDelta):
                     delivered.append(event.text)
@@ -81,20 +91,18 @@ class ChatService:
                 yield event
                 if self._monotonic() > deadline:
                     raise ProviderTimeoutError("the provider's stream ran past its total timeout", accepted=True)
-            if not isinstance(outcome, Reported):
+            if usage is None:
                 logger.warning("stream ended without usage", extra={"request_id": exchange.request_id})
-                outcome = Delivered("".join(delivered))
-            bill = self._router.settle(exchange, outcome)
+            bill = self._router.settle(exchange, _streamed(usage, delivered))
             self._router.log_served(exchange, self._monotonic() - started)
             yield bill
         finally:
             if events is not None:
                 events.close()
             if exchange.bill is None:
-                if isinstance(outcome, Delivered):
-                    outcome = Delivered("".join(delivered))
-                    logger.warning("stream cut", extra={"request_id": exchange.request_id, "chars": len(outcome.text)})
-                self._router.settle(exchange, outcome)
+                if before is None and usage is None:
+                    logger.warning("stream cut", extra={"request_id": exchange.request_id})
+                self._router.settle(exchange, _streamed(usage, delivered) if before is None else before)
 
     def answer(
         self, caller: Caller, request: ChatRequest, request_id: str, metadata: Mapping[str, str] | None = None
@@ -123,6 +131,11 @@ class ChatService:
 
     def _provider(self, hop: Hop) -> ChatProvider:
         return self._providers[hop.deployment.provider]
+
+
+def _streamed(usage: Usage | None, delivered: list[str]) -> Outcome:
+    """What a stream the provider accepted is charged: its usage, else what it delivered."""
+    return Reported(usage) if usage is not None else Delivered("".join(delivered))
 
 
 def _call(exchange: Exchange, hop: Hop) -> ProviderCall:

@@ -51,7 +51,6 @@ class Exchange:
     route: list[Hop]
     hop: Hop
     tried: list[str] = field(default_factory=list)  # deployment labels, in order
-    failures: list[ProviderError] = field(default_factory=list)  # the hops that failed, in order
     bill: Bill | None = None
 
     @property
@@ -89,9 +88,10 @@ class Router:
 
     def walk(self, exchange: Exchange, attempt: Callable[[Hop], T]) -> T:
         """`attempt` on each hop of the route until one succeeds or a failure may not move on."""
+        failed: ProviderError | None = None  # the previous hop's failure
         for index, hop in enumerate(exchange.route):
-            if index and hop.model_name != exchange.admission.model_name:
-                self._hold_for_fallback(exchange, hop, index)
+            if failed is not None and hop.model_name != exchange.admission.model_name:
+                self._hold_for_fallback(exchange, hop, index, failed)
             exchange.hop = hop
             exchange.tried.append(hop.deployment.label)
             try:
@@ -112,7 +112,7 @@ class Router:
                 )
                 if not moving_on:
                     raise
-                exchange.failures.append(error)
+                failed = error
         raise AssertionError("a route has at least one hop")  # pragma: no cover - the policy guarantees it
 
     def serve(self, exchange: Exchange, attempt: Callable[[Hop], T], usage_of: Callable[[T], Usage | None]) -> T:
@@ -192,9 +192,9 @@ class Router:
         assert refusal is not None
         raise refusal
 
-    def _hold_for_fallback(self, exchange: Exchange, hop: Hop, index: int) -> None:
-        """Releases the failed model's hold and holds the fallback's, at the fallback's price."""
-        failed = exchange.failures[-1]
+    def _hold_for_fallback(self, exchange: Exchange, hop: Hop, index: int, failed: ProviderError) -> None:
+        """Releases the failed model's hold and holds the fallback's, at the fallback's price;
+        if the rules refuse the fallback, `failed` is raised, saying so."""
         self.settle(exchange, NOT_ACCEPTED)
         exchange.bill = None
         try:

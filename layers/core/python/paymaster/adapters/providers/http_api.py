@@ -66,10 +66,9 @@ class HttpJsonApi:
         """The JSON answer and the provider's request id."""
         deadline = time.monotonic() + self._total_s
         response = self._open(body, headers, generated_first=True)
-        in_memory = response.is_stream_consumed  # built with its content (MockTransport): nothing to read
         content = bytearray()
         try:
-            for piece in () if in_memory else response.iter_raw():
+            for piece in response.iter_bytes():
                 content += piece
                 if time.monotonic() > deadline:
                     raise ProviderTimeoutError(
@@ -83,11 +82,9 @@ class HttpJsonApi:
             ) from None
         finally:
             response.close()
-        if not in_memory:
-            response = httpx.Response(response.status_code, headers=response.headers, content=bytes(content))
-        self._raise_for_status(response)
+        self._raise_for_status(response, bytes(content))
         try:
-            return response.json(), response.headers.get(self._request_id_header)
+            return json.loads(content), response.headers.get(self._request_id_header)
         except ValueError:
             raise ProviderResponseError("the provider's answer is not JSON", status=response.status_code) from None
 
@@ -96,8 +93,7 @@ class HttpJsonApi:
         response = self._open(body, headers, generated_first=False)
         try:
             if response.is_error:
-                response.read()
-                self._raise_for_status(response)
+                self._raise_for_status(response, response.read())
             try:
                 yield from response.iter_lines()
             except httpx.TimeoutException:
@@ -138,13 +134,14 @@ class HttpJsonApi:
                 f"the provider's connection broke before it answered ({type(error).__name__})", accepted=generated_first
             ) from None
 
-    def _raise_for_status(self, response: httpx.Response) -> None:
+    def _raise_for_status(self, response: httpx.Response, content: bytes) -> None:
+        """`content` is the answer's body, already read (and decoded)."""
         if not response.is_error:
             return
         try:
-            message = self._error_text(response.json())
+            message = self._error_text(json.loads(content))
         except (ValueError, KeyError, TypeError):
-            message = response.text[:200]
+            message = content[:200].decode(errors="replace")
         text = f"the provider answered {response.status_code}: {message}"
         request_id = response.headers.get(self._request_id_header)
         if response.status_code == 429:
