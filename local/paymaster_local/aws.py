@@ -1,15 +1,29 @@
-"""moto in server mode, with DynamoDB requests serialised.
+"""The local AWS stand-in: moto in server mode, with DynamoDB made to behave like DynamoDB.
 
-moto's DynamoDB is not atomic under concurrent requests (measured: 104–108 of 100 conditional
-decrements succeeded from 32 threads; concurrent ADDs lost updates). Real DynamoDB applies each
-write to an item atomically, so the local server runs one DynamoDB request at a time. Other
-services stay concurrent.
+Three things moto 5.2.5 does not do the way the gateway relies on, fixed here:
+
+- **Per-item atomicity.** moto's DynamoDB is not atomic under concurrent requests (measured:
+  104–108 of 100 conditional decrements succeeded from 32 threads; concurrent ADDs lost
+  updates). Real DynamoDB applies each write to an item atomically, so DynamoDB requests run one
+  at a time here. Other services stay concurrent.
+- **Transactions at a flat cost.** moto copies whole tables to back a transaction up; the local
+  server uses `dynamodb_transactions`, which checks first and backs up only what it touches.
+- **`ClientRequestToken`.** moto ignores it. Here a TransactWriteItems that succeeded with a
+  token is answered again, without being applied again, when the same token comes back with the
+  same request within the idempotency window; the same token with another request is
+  `IdempotentParameterMismatchException`. That is how a gateway that timed out after its
+  admission committed learns that it did.
 
     python -m paymaster_local.aws --port 5000
 """
 
 import argparse
+import hashlib
+import io
+import json
+import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -20,25 +34,95 @@ from moto.server import (  # type: ignore[attr-defined]  # moto does not re-expo
 )
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from paymaster_local import dynamodb_transactions
+
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
+TRANSACT_WRITE_ITEMS = "DynamoDB_20120810.TransactWriteItems"
+MOTO_RESET = "/moto-api/reset"
+# DynamoDB keeps a client request token for 10 minutes after the request that used it completed.
+TOKEN_WINDOW_S = 600.0
 
-class SerialisedDynamoDB:
-    """WSGI middleware: `X-Amz-Target: DynamoDB_*` requests run one at a time, to completion."""
 
-    def __init__(self, app: WsgiApp) -> None:
+class LocalDynamoDB:
+    """WSGI middleware: `X-Amz-Target: DynamoDB_*` requests run one at a time, to completion,
+    and TransactWriteItems honours `ClientRequestToken`. `clock` is monotonic seconds."""
+
+    def __init__(self, app: WsgiApp, clock: Callable[[], float] = time.monotonic) -> None:
         self._app = app
         self._lock = threading.Lock()
+        self._clock = clock
+        self._tokens: dict[str, tuple[float, str, list[tuple[str, str]], bytes]] = {}
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if not environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        if not target.startswith("DynamoDB_"):
+            if environ.get("PATH_INFO") == MOTO_RESET:
+                with self._lock:
+                    self._tokens.clear()  # a new world: the tokens of the old one mean nothing
             return self._app(environ, start_response)
+        token, fingerprint = None, ""
+        if target == TRANSACT_WRITE_ITEMS:
+            body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+            environ["wsgi.input"] = io.BytesIO(body)
+            token, fingerprint = _token_and_fingerprint(body)
         with self._lock:
-            return list(self._app(environ, start_response))
+            if token is None:
+                return list(self._app(environ, start_response))
+            return self._idempotent(token, fingerprint, environ, start_response)
+
+    def _idempotent(
+        self, token: str, fingerprint: str, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> list[bytes]:
+        now = self._clock()
+        self._tokens = {key: entry for key, entry in self._tokens.items() if now - entry[0] < TOKEN_WINDOW_S}
+        seen = self._tokens.get(token)
+        if seen is not None:
+            _, seen_fingerprint, headers, body = seen
+            if seen_fingerprint != fingerprint:
+                return _error(
+                    start_response,
+                    "IdempotentParameterMismatchException",
+                    "The request uses the same client token as a previous, but non-identical request.",
+                )
+            start_response("200 OK", headers)
+            return [body]
+        answer: dict[str, Any] = {}
+
+        def remember(status: str, headers: list[tuple[str, str]], *args: Any) -> Any:
+            answer["status"], answer["headers"] = status, headers
+            return start_response(status, headers, *args)
+
+        parts = list(self._app(environ, remember))
+        if answer.get("status", "").startswith("200"):
+            self._tokens[token] = (self._clock(), fingerprint, answer["headers"], b"".join(parts))
+        return parts
 
 
-def make_moto_server(host: str, port: int) -> BaseWSGIServer:
-    app = SerialisedDynamoDB(DomainDispatcherApplication(create_backend_app))
+def _token_and_fingerprint(body: bytes) -> tuple[str | None, str]:
+    """The request's ClientRequestToken, and a digest of the rest of it (what must match)."""
+    try:
+        request = json.loads(body)
+    except ValueError:
+        return None, ""
+    token = request.pop("ClientRequestToken", None) if isinstance(request, dict) else None
+    if not isinstance(token, str):
+        return None, ""
+    return token, hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
+
+
+def _error(start_response: Callable[..., Any], code: str, message: str) -> list[bytes]:
+    body = json.dumps({"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": message}).encode()
+    start_response(
+        "400 Bad Request", [("Content-Type", "application/x-amz-json-1.0"), ("Content-Length", str(len(body)))]
+    )
+    return [body]
+
+
+def make_moto_server(host: str, port: int, *, clock: Callable[[], float] = time.monotonic) -> BaseWSGIServer:
+    """werkzeug's threaded server (HTTP/1.1 keep-alive, a listen backlog of 128) around moto."""
+    dynamodb_transactions.install()
+    app = LocalDynamoDB(DomainDispatcherApplication(create_backend_app), clock)
     return make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
 
 
@@ -47,6 +131,8 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
+    # One log line per request costs CPU and disk for nothing a developer reads.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     make_moto_server(args.host, args.port).serve_forever()
 
 
