@@ -257,3 +257,38 @@ def test_unreachable_counter_store_follows_the_rule_s_on_store_error(
         assert provider.calls == []
     else:
         assert len(provider.calls) == 1
+
+
+def nested_object(depth: int) -> str:
+    """`{"a":{"a":…1…}}` with `depth` objects."""
+    return '{"a":' * depth + "1" + "}" * depth
+
+
+@pytest.mark.parametrize("depth", [10_000, 100_000])
+def test_a_body_nested_past_the_parser_s_limit_is_a_400(
+    client: TestClient, provider: RecordingProvider, event: dict[str, Any], depth: int
+) -> None:
+    event["body"] = nested_object(depth)
+
+    response = client.request(**as_lwa_request(event))
+
+    assert response.status_code == 400
+    assert response.json()["error"]["type"] == "invalid_request_error"
+    assert "deeper than 64 levels" in response.json()["error"]["message"]
+    assert provider.calls == []
+
+
+@pytest.mark.parametrize(("depth", "status"), [(60, 200), (61, 400), (900, 400)])
+def test_a_tool_schema_nested_deeper_than_the_gateway_allows_is_a_400_before_admission(
+    client: TestClient, provider: RecordingProvider, event: dict[str, Any], depth: int, status: int
+) -> None:
+    # body → tools → tool → function: 4 levels before the schema's own objects (60 reach 64);
+    # 900 passes the JSON parser and would fail later, re-encoded inside a deep call stack.
+    body = json.loads(event["body"])
+    tool = '{"type":"function","function":{"name":"f","parameters":' + nested_object(depth) + "}}"
+    event["body"] = json.dumps(body)[:-1] + ', "tools": [' + tool + "]}"
+
+    response = client.request(**as_lwa_request(event))
+
+    assert response.status_code == status
+    assert len(provider.calls) == (status == 200)

@@ -47,6 +47,8 @@ from paymaster.services.routing import BudgetView, Exchange
 logger = Logger(service="paymaster")
 
 Handler = Callable[[Request, str], Awaitable[Response]]
+# Far deeper than any chat request or JSON Schema of a tool needs; far below Python's recursion limit.
+MAX_JSON_DEPTH = 64
 T = TypeVar("T")
 Body = TypeVar("Body", bound=BaseModel)
 
@@ -257,16 +259,38 @@ def _url_as_sent(request: Request) -> str:
 def _parse(model: type[Body], body: bytes) -> Body:
     try:
         raw = json.loads(body)
+    except RecursionError:
+        raise InvalidRequestError(f"The body nests JSON deeper than {MAX_JSON_DEPTH} levels.") from None
     except ValueError as error:
         raise InvalidRequestError(f"The body is not valid JSON: {error}.") from None
     if not isinstance(raw, dict):
         raise InvalidRequestError("The body must be a JSON object.")
+    if _nested_deeper_than(raw, MAX_JSON_DEPTH):
+        raise InvalidRequestError(f"The body nests JSON deeper than {MAX_JSON_DEPTH} levels.")
     try:
         return model.model_validate(raw)
     except ValidationError as error:
         first = error.errors()[0]
         param = ".".join(str(part) for part in first["loc"]) or None
         raise InvalidRequestError(f"Invalid `{param}`: {first['msg']}.", param=param) from None
+
+
+def _nested_deeper_than(value: object, limit: int) -> bool:
+    """Whether objects and arrays nest more than `limit` deep (the body itself is level 1).
+
+    Walked without recursion: a body the parser took may still be too deep for what handles it
+    next — validation, re-encoding for the provider — inside a call stack already many frames deep.
+    """
+    pending: list[tuple[object, int]] = [(value, 1)]
+    while pending:
+        node, depth = pending.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        pending.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
 
 
 def _sse_lines(
