@@ -7,6 +7,8 @@ import sys
 import threading
 from pathlib import Path
 
+from paymaster.adapters.policy_file import PolicyFileError, load_policy
+from paymaster.domain.policy import Policy
 from paymaster_local.stack import DEFAULT_PORT, LocalStack, local_stack
 
 DEMO_POLICY = Path(__file__).resolve().parents[2] / "policy" / "demo.yaml"
@@ -24,6 +26,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        load_policy(args.policy)
+    except PolicyFileError as error:
+        print(f"paymaster local: {error}", file=sys.stderr)
+        return 2
     stopped = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopped.set())
@@ -34,9 +41,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def snippet_model(policy: Policy, profile: str) -> str:
+    """A model the team of `profile` (a principal's name) may call: its first chat model, else its first."""
+    principal = next(principal for principal in policy.principals() if principal.name == profile)
+    allowed = policy.models_for(policy.caller(principal.arn).team)
+    return next((name for name in allowed if policy.models[name].kind == "chat"), allowed[0])
+
+
 def banner(stack: LocalStack) -> str:
     profile = next(iter(stack.credentials.access_keys))
     key_id, secret = stack.credentials.access_keys[profile]
+    model = snippet_model(load_policy(stack.policy_file), profile)
     return f"""
 paymaster is running at {stack.url}  (policy: {stack.policy_file})
   AWS stand-in (moto): {stack.aws_url}    fake providers: {stack.providers_url}
@@ -55,7 +70,7 @@ Call it as an app would (in another shell, from the repo):
 
   client = OpenAI(base_url="{stack.url}/v1", api_key="unused", http_client=httpx.Client(auth=SigV4Auth()))
   stream = client.chat.completions.create(
-      model="gpt-4o-mini", messages=[{{"role": "user", "content": "Say hello to the platform team"}}], stream=True
+      model="{model}", messages=[{{"role": "user", "content": "Say hello to the platform team"}}], stream=True
   )
   for chunk in stream:
       print(chunk.choices[0].delta.content or "" if chunk.choices else "", end="", flush=True)
@@ -66,7 +81,7 @@ or with curl's own SigV4 signing:
 
   curl -s {stack.url}/v1/chat/completions --aws-sigv4 "aws:amz:us-east-1:execute-api" \\
     --user "{key_id}:{secret}" -H 'content-type: application/json' \\
-    -d '{{"model": "gpt-4o-mini", "messages": [{{"role": "user", "content": "hi"}}]}}'
+    -d '{{"model": "{model}", "messages": [{{"role": "user", "content": "hi"}}]}}'
 
 An unsigned request is refused:  curl -s -X POST {stack.url}/v1/chat/completions   → 403
 

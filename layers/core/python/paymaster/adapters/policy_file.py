@@ -23,8 +23,11 @@ class PolicyFileError(Exception):
 def load_policy(path: Path) -> Policy:
     try:
         text = path.read_text()
+    except OSError as error:
+        raise PolicyFileError(path, [f"cannot read the file: {error.strerror or error}"]) from None
+    try:
         raw = yaml.safe_load(text)
-    except (OSError, yaml.YAMLError) as error:
+    except yaml.YAMLError as error:
         raise PolicyFileError(path, [str(error)]) from None
     try:
         return Policy.model_validate(raw)
