@@ -31,6 +31,9 @@ from paymaster_local.resources import create_resources
 
 DEFAULT_PORT = 8787
 STARTUP_TIMEOUT_S = 60.0
+# The stand-in runs one DynamoDB request at a time, so under load (or on a busy machine) its
+# answers queue behind each other: the gateway waits as long as that queue can honestly take.
+LOCAL_STORE_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +153,7 @@ def local_stack(
                 names.ENV_IDENTITY: "sigv4",
                 names.ENV_LOCAL_PRINCIPALS: str(credentials.principals.resolve()),
                 names.ENV_PROVIDER_ENDPOINTS: json.dumps(endpoints),
+                names.ENV_STORE_TIMEOUT_S: str(LOCAL_STORE_TIMEOUT_S),
             }
         )
         gateway_args = [

@@ -68,7 +68,13 @@ def build_admission(policy: Policy, settings: Settings) -> AdmissionService:
     # boto3 resolves the endpoint once (partition, FIPS, AWS_ENDPOINT_URL); requests go out thin.
     endpoint = session.client("dynamodb").meta.endpoint_url
     pool = httpx.HTTPTransport(limits=httpx.Limits(max_keepalive_connections=20))
-    dynamodb = DynamoDBWire(pool, endpoint_url=endpoint, region=settings.region, credentials=credentials)
+    dynamodb = DynamoDBWire(
+        pool,
+        endpoint_url=endpoint,
+        region=settings.region,
+        credentials=credentials,
+        timeout=httpx.Timeout(settings.store_timeout_s, connect=min(1.0, settings.store_timeout_s)),
+    )
     return AdmissionService(
         policy,
         DynamoDBCounterStore(dynamodb, settings.counters_table),

@@ -25,6 +25,10 @@ class Settings(BaseModel):
     one_request_at_a_time: bool = False
     # Local stack only: send a provider's traffic to a fake instead of its real endpoint.
     provider_endpoints: dict[str, str] = {}
+    # Seconds to wait for the counter store's answer. DynamoDB answers in milliseconds, so a long
+    # wait means trouble and the rule's on_store_error decides; the local stand-in serialises every
+    # request, so under load its answers queue and the local stack waits longer.
+    store_timeout_s: float = Field(default=2.0, gt=0)
 
     @model_validator(mode="after")
     def _local_identity_has_credentials(self) -> Self:
@@ -43,5 +47,6 @@ class Settings(BaseModel):
             "max_body_bytes": environ.get(names.ENV_MAX_BODY_BYTES),
             "one_request_at_a_time": environ.get(names.ENV_ONE_REQUEST_AT_A_TIME),
             "provider_endpoints": json.loads(environ.get(names.ENV_PROVIDER_ENDPOINTS) or "null"),
+            "store_timeout_s": environ.get(names.ENV_STORE_TIMEOUT_S),
         }
         return cls.model_validate({key: value for key, value in raw.items() if value is not None})
