@@ -1,133 +1,21 @@
-"""The gateway as Lambda runs it: a REST API event, turned into HTTP by Lambda Web Adapter.
+"""The gateway as Lambda runs it: a REST API event, turned into HTTP by Lambda Web Adapter."""
 
-Lambda Web Adapter forwards the event's method, path, headers and body, and puts the whole
-`requestContext` in the `x-amzn-request-context` header; `as_lwa_request` does the same here.
-"""
-
-import base64
 import json
 import os
 import stat
-from collections.abc import Callable, Generator
-from datetime import UTC, datetime
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
-import httpx
 import pytest
 from starlette.testclient import TestClient
 
 from paymaster import names
 from paymaster.adapters.dynamodb_counters import DynamoDBCounterStore
 from paymaster.adapters.dynamodb_wire import DynamoDBWire
-from paymaster.adapters.policy_file import load_policy
-from paymaster.adapters.request_context import RequestContextAuthenticator
-from paymaster.adapters.tokenizer import count_tokens
-from paymaster.api.app import create_app
 from paymaster.composition import gateway_app
-from paymaster.domain.chat import Completion, Finished, StreamEvent, TextDelta, Usage, UsageReported
 from paymaster.domain.errors import ProviderError, ProviderRejectedError, ProviderTimeoutError
-from paymaster.domain.policy import Policy
-from paymaster.ports import ProviderCall
-from paymaster.services.admission import AdmissionService
-from paymaster.services.chat import ChatService
-from paymaster.services.embeddings import EmbeddingsService
-from paymaster.services.identify import IdentifyService
-from paymaster.services.routing import Router
-from paymaster_local.resources import create_resources
+from tests.functions.gateway import POLICY, REPO, RecordingProvider, as_lwa_request, lambda_entry
 from tests.policies import policy_with
-
-REPO = Path(__file__).resolve().parents[2]
-EVENT = REPO / "events" / "apigateway" / "rest-chat-assumed-role.json"
-POLICY = REPO / "policy" / "demo.yaml"
-
-
-def as_lwa_request(event: dict[str, Any]) -> dict[str, Any]:
-    body = event["body"] or ""
-    content = base64.b64decode(body) if event["isBase64Encoded"] else body.encode()
-    headers = {name: values[-1] for name, values in (event["multiValueHeaders"] or {}).items()}
-    headers[names.HEADER_REQUEST_CONTEXT] = json.dumps(event["requestContext"])
-    return {
-        "method": event["httpMethod"],
-        "url": event["path"],
-        "params": event["multiValueQueryStringParameters"] or {},
-        "headers": headers,
-        "content": content,
-    }
-
-
-class RecordingProvider:
-    """Answers like a provider and remembers what it was asked; `failure` makes it fail instead."""
-
-    def __init__(self) -> None:
-        self.calls: list[ProviderCall] = []
-        self.failure: ProviderError | None = None
-
-    def complete(self, call: ProviderCall) -> Completion:
-        self.calls.append(call)
-        if self.failure:
-            raise self.failure
-        return Completion(text="1. paymaster", finish_reason="stop", usage=Usage(21, 4))
-
-    def stream(self, call: ProviderCall) -> Generator[StreamEvent, None, None]:
-        self.calls.append(call)
-        if self.failure:
-            raise self.failure
-        yield TextDelta("1. paymaster")
-        yield Finished("stop")
-        yield UsageReported(Usage(21, 4))
-
-
-@pytest.fixture
-def event() -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads(EVENT.read_text())
-    return loaded
-
-
-@pytest.fixture
-def provider() -> RecordingProvider:
-    return RecordingProvider()
-
-
-@pytest.fixture
-def aws(aws_url: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """Fresh tables in the session's moto server; boto3 and the gateway pointed at it."""
-    httpx.post(f"{aws_url}/moto-api/reset").raise_for_status()
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", aws_url)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    return create_resources(aws_url, load_policy(POLICY))
-
-
-@pytest.fixture(params=[True, False], ids=["lambda-one-request-at-a-time", "worker-threads"])
-def client(
-    request: pytest.FixtureRequest,
-    provider: RecordingProvider,
-    aws: dict[str, str],
-    aws_url: str,
-    wire_to: Callable[[str], DynamoDBWire],
-) -> TestClient:
-    store = DynamoDBCounterStore(wire_to(aws_url), aws[names.ENV_COUNTERS_TABLE])
-    return lambda_entry(load_policy(POLICY), store, provider, one_request_at_a_time=request.param)
-
-
-def lambda_entry(
-    policy: Policy, store: DynamoDBCounterStore, provider: RecordingProvider, *, one_request_at_a_time: bool = True
-) -> TestClient:
-    """The gateway app as composed for Lambda, with `provider` behind every deployment."""
-    admission = AdmissionService(policy, store, count_tokens, lambda: datetime.now(UTC))
-    router = Router(policy, admission)
-    app = create_app(
-        identify=IdentifyService(RequestContextAuthenticator(), policy),
-        chat=ChatService(policy, dict.fromkeys(policy.providers, provider), router),
-        embeddings=EmbeddingsService({}, router),
-        admission=admission,
-        max_body_bytes=4 * 1024 * 1024,
-        one_request_at_a_time=one_request_at_a_time,
-    )
-    return TestClient(app)
 
 
 def test_rest_api_event_is_answered_for_the_assumed_role_s_team(
