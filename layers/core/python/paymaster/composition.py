@@ -5,9 +5,8 @@ gateway/run.sh`) start: `uvicorn --factory paymaster.composition:gateway_app`.
 """
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from functools import cache
 
 import boto3
 import httpx
@@ -24,6 +23,7 @@ from paymaster.adapters.providers.openai_compatible import OpenAICompatibleProvi
 from paymaster.adapters.providers.openai_embeddings import OpenAIEmbeddingsProvider
 from paymaster.adapters.request_context import RequestContextAuthenticator
 from paymaster.adapters.secrets import SecretCache
+from paymaster.adapters.secrets import api_key as provider_api_key
 from paymaster.adapters.settings import Settings
 from paymaster.adapters.sigv4 import SigV4Authenticator, load_local_credentials
 from paymaster.adapters.tokenizer import count_tokens
@@ -97,9 +97,7 @@ def build_providers(
     pool, one boto3 client per Bedrock provider and one secrets cache."""
     pool = httpx.HTTPTransport(limits=httpx.Limits(max_connections=100, max_keepalive_connections=20))
 
-    @cache
-    def secrets() -> SecretCache:
-        return SecretCache(boto3.client("secretsmanager", region_name=settings.region))
+    secrets = SecretCache(lambda: boto3.client("secretsmanager", region_name=settings.region))
 
     for model_name, model in policy.models.items():
         for deployment in model.deployments:
@@ -130,18 +128,11 @@ def build_providers(
             chat[name] = BedrockProvider(client)
             embeddings[name] = BedrockEmbeddingsProvider(client, max_concurrency=BEDROCK_POOL_CONNECTIONS)
             continue
-        secret = config.api_key_secret
         base_url = endpoint or str(config.base_url)
-        api_key = _api_key(secrets, secret)
+        api_key = provider_api_key(secrets, name, config.api_key_secret)
         if config.kind == "anthropic":
             chat[name] = AnthropicProvider(pool, base_url=base_url, api_key=api_key, timeouts=config.timeouts)
             continue
         chat[name] = OpenAICompatibleProvider(pool, base_url=base_url, api_key=api_key, timeouts=config.timeouts)
         embeddings[name] = OpenAIEmbeddingsProvider(pool, base_url=base_url, api_key=api_key, timeouts=config.timeouts)
     return chat, embeddings
-
-
-def _api_key(secrets: Callable[[], SecretCache], secret: str | None) -> Callable[[], str | None]:
-    if secret is None:
-        return lambda: None
-    return lambda: secrets().get(secret)

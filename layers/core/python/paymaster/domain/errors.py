@@ -103,6 +103,13 @@ class ProviderThrottledError(ProviderError):
         self.retry_after_s = retry_after_s
 
 
+class ProviderKeyUnavailableError(ProviderError):
+    """The gateway has no usable API key for the provider (its secret is missing, empty or
+    unreadable): the call never left the gateway, so another deployment may take it."""
+
+    code = "provider_key_unavailable"
+
+
 class ProviderTimeoutError(ProviderError):
     """The provider did not answer within the deployment's timeout."""
 

@@ -111,6 +111,7 @@ class Router:
                     },
                 )
                 if not moving_on:
+                    error.message = _naming_deployments(error.message, exchange.tried)
                     raise
                 failed = error
         raise AssertionError("a route has at least one hop")  # pragma: no cover - the policy guarantees it
@@ -209,3 +210,13 @@ class Router:
             exchange.admission = replace(exchange.admission, held=False)
             failed.message += f" The fallback to `{hop.model_name}` was not admitted: {refusal.message}"
             raise failed from None
+
+
+def _naming_deployments(message: str, tried: list[str]) -> str:
+    """`message` as the caller reads it: which deployment failed last, and which failed before.
+
+    Example: tried [openai/gpt-4o-mini, bedrock/nova] → "Deployment `bedrock/nova` failed: <message>
+    (tried before: openai/gpt-4o-mini)".
+    """
+    before = f" (tried before: {', '.join(tried[:-1])})" if len(tried) > 1 else ""
+    return f"Deployment `{tried[-1]}` failed: {message}{before}"

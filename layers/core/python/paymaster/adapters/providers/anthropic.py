@@ -35,6 +35,7 @@ from typing import Any, Final
 import httpx
 
 from paymaster.adapters.providers.http_api import HttpJsonApi
+from paymaster.adapters.providers.sending import before_sending
 from paymaster.adapters.providers.turns import Blocks, StreamedToolCalls, turns
 from paymaster.domain.chat import (
     ChatRequest,
@@ -244,8 +245,12 @@ class AnthropicProvider:
         return headers
 
     def complete(self, call: ProviderCall) -> Completion:
-        body, request_id = self._api.post(to_wire(call, stream=False), self._headers())
+        with before_sending(call.deployment):
+            wire, headers = to_wire(call, stream=False), self._headers()
+        body, request_id = self._api.post(wire, headers)
         return replace(from_wire(body), provider_request_id=request_id)
 
     def stream(self, call: ProviderCall) -> Generator[StreamEvent, None, None]:
-        yield from events_from_wire(sse_from_wire(self._api.lines(to_wire(call, stream=True), self._headers())))
+        with before_sending(call.deployment):
+            wire, headers = to_wire(call, stream=True), self._headers()
+        yield from events_from_wire(sse_from_wire(self._api.lines(wire, headers)))

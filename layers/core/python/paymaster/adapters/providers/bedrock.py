@@ -31,6 +31,7 @@ import urllib3
 from botocore.eventstream import ParserError
 from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, ReadTimeoutError
 
+from paymaster.adapters.providers.sending import before_sending
 from paymaster.adapters.providers.turns import Blocks, StreamedToolCalls, turns
 from paymaster.domain.chat import (
     ChatRequest,
@@ -194,13 +195,17 @@ class BedrockProvider:
         self._client = client
 
     def complete(self, call: ProviderCall) -> Completion:
+        with before_sending(call.deployment):
+            wire = to_wire(call)
         # Converse answers once the whole answer is generated: a read timeout may leave it billed.
         with _provider_errors(read_timeout_accepted=True):
-            return from_wire(self._client.converse(**to_wire(call)))
+            return from_wire(self._client.converse(**wire))
 
     def stream(self, call: ProviderCall) -> Generator[StreamEvent, None, None]:
+        with before_sending(call.deployment):
+            wire = to_wire(call)
         with _provider_errors():
-            response = self._client.converse_stream(**to_wire(call))
+            response = self._client.converse_stream(**wire)
         stream = response["stream"]
         try:
             # Bedrock accepted the call: an error event in the stream (throttlingException,

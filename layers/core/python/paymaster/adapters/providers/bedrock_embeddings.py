@@ -37,6 +37,7 @@ from typing import Any, Final, Literal
 from botocore.exceptions import BotoCoreError
 
 from paymaster.adapters.providers.bedrock import _provider_errors
+from paymaster.adapters.providers.sending import before_sending
 from paymaster.domain.embeddings import Embeddings
 from paymaster.domain.errors import InvalidRequestError, ProviderError, ProviderResponseError
 from paymaster.ports import EmbeddingCall
@@ -162,14 +163,17 @@ class BedrockEmbeddingsProvider:
         self._max_concurrency = max_concurrency
 
     def embed(self, call: EmbeddingCall) -> Embeddings:
-        planned = batches(call)
+        with before_sending(call.deployment):
+            planned = batches(call)
         if len(planned) == 1:
             return self._invoke(call, planned[0])
         return combined(self._invoke_all(call, planned))
 
     def _invoke(self, call: EmbeddingCall, texts: list[str]) -> Embeddings:
+        with before_sending(call.deployment):
+            wire = to_wire(call, texts)
         with _provider_errors():
-            response = self._client.invoke_model(**to_wire(call, texts))
+            response = self._client.invoke_model(**wire)
         metadata = response.get("ResponseMetadata", {})
         try:
             body = response["body"].read()

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 
 from paymaster.adapters.providers.http_api import HttpJsonApi
+from paymaster.adapters.providers.sending import before_sending
 from paymaster.domain.chat import (
     Completion,
     Finished,
@@ -146,11 +147,15 @@ class OpenAICompatibleProvider:
         return bearer(self._api_key)
 
     def complete(self, call: ProviderCall) -> Completion:
-        body, request_id = self._api.post(to_wire(call, stream=False), self._headers())
+        with before_sending(call.deployment):
+            wire, headers = to_wire(call, stream=False), self._headers()
+        body, request_id = self._api.post(wire, headers)
         return replace(from_wire(body), provider_request_id=request_id)
 
     def stream(self, call: ProviderCall) -> Generator[StreamEvent, None, None]:
-        for line in self._api.lines(to_wire(call, stream=True), self._headers()):
+        with before_sending(call.deployment):
+            wire, headers = to_wire(call, stream=True), self._headers()
+        for line in self._api.lines(wire, headers):
             if not line.startswith("data:"):
                 continue
             data = line[5:].strip()

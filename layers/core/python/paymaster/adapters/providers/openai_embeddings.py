@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 
 from paymaster.adapters.providers.openai_compatible import bearer, openai_api
+from paymaster.adapters.providers.sending import before_sending
 from paymaster.domain.embeddings import Embeddings
 from paymaster.domain.errors import ProviderResponseError
 from paymaster.domain.policy import Timeouts
@@ -86,5 +87,7 @@ class OpenAIEmbeddingsProvider:
         self._api_key = api_key
 
     def embed(self, call: EmbeddingCall) -> Embeddings:
-        body, request_id = self._api.post(to_wire(call), bearer(self._api_key))
+        with before_sending(call.deployment):
+            wire, headers = to_wire(call), bearer(self._api_key)
+        body, request_id = self._api.post(wire, headers)
         return from_wire(body, len(call.request.inputs), request_id)
