@@ -35,7 +35,7 @@ venv: $(STAMP) ## create or update the environment
 
 .PHONY: run
 run: $(STAMP) ## start the local stack in the foreground (POLICY=file PORT=n REAL="name[=env:VAR|file:PATH] …")
-	$(VENV)/bin/paymaster local --policy $(POLICY) --port $(PORT)$(foreach endpoint,$(REAL), --real-endpoint '$(endpoint)')
+	$(VENV)/bin/paymaster local --policy $(POLICY) --port $(PORT) $(patsubst %,--real-endpoint '%',$(REAL))
 
 .PHONY: test
 test: $(STAMP) lint ## lint, type-check, import contracts, then every test
