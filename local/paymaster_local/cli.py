@@ -9,6 +9,7 @@ from pathlib import Path
 
 from paymaster.adapters.policy_file import PolicyFileError, load_policy
 from paymaster.domain.policy import Policy
+from paymaster_local.real_endpoints import SYNTAX, RealEndpointChoice, RealEndpointError, parse_choice
 from paymaster_local.stack import DEFAULT_PORT, LocalStack, local_stack
 
 DEMO_POLICY = Path(__file__).resolve().parents[2] / "policy" / "demo.yaml"
@@ -23,6 +24,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"gateway port (default: $PAYMASTER_PORT or {DEFAULT_PORT})",
     )
     parser.add_argument("--state-dir", type=Path, default=Path(".paymaster/local"), help="credentials and logs")
+    parser.add_argument(
+        "--real-endpoint",
+        dest="real_endpoints",
+        action="append",
+        default=[],
+        type=_real_endpoint,
+        metavar=SYNTAX,
+        help="send provider NAME to the base_url of the policy (a local vLLM or Ollama, OpenAI, Anthropic) "
+        "instead of the fakes, its API key read from an environment variable or a file into the local "
+        "Secrets Manager; repeatable",
+    )
+
+
+def _real_endpoint(text: str) -> RealEndpointChoice:
+    try:
+        return parse_choice(text)
+    except RealEndpointError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,10 +53,16 @@ def run(args: argparse.Namespace) -> int:
     stopped = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopped.set())
-    with local_stack(args.policy, port=args.port, state_dir=args.state_dir) as stack:
-        print(banner(stack), flush=True)
-        stopped.wait()
-        print("\nstopping the local stack…", file=sys.stderr, flush=True)
+    try:
+        with local_stack(
+            args.policy, port=args.port, state_dir=args.state_dir, real_endpoints=args.real_endpoints
+        ) as stack:
+            print(banner(stack), flush=True)
+            stopped.wait()
+            print("\nstopping the local stack…", file=sys.stderr, flush=True)
+    except RealEndpointError as error:
+        print(f"paymaster local: {error}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -48,6 +73,14 @@ def snippet_model(policy: Policy, profile: str) -> str:
     return next((name for name in allowed if policy.models[name].kind == "chat"), allowed[0])
 
 
+def providers_line(stack: LocalStack) -> str:
+    """Where each provider goes: the fakes, or (`--real-endpoint`) the policy's own endpoint."""
+    if not stack.real_endpoints:
+        return "  every provider is served by the fakes (--real-endpoint NAME: by the policy's base_url)"
+    real = "".join(f"\n    {endpoint.describe()}" for endpoint in stack.real_endpoints)
+    return f"  real endpoints (every other provider is served by the fakes):{real}"
+
+
 def banner(stack: LocalStack) -> str:
     profile = next(iter(stack.credentials.access_keys))
     key_id, secret = stack.credentials.access_keys[profile]
@@ -55,6 +88,7 @@ def banner(stack: LocalStack) -> str:
     return f"""
 paymaster is running at {stack.url}  (policy: {stack.policy_file})
   AWS stand-in (moto): {stack.aws_url}    fake providers: {stack.providers_url}
+{providers_line(stack)}
   credentials, one profile per principal: {stack.credentials.credentials.resolve()}
   profiles: {", ".join(stack.credentials.access_keys)}
 

@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +27,7 @@ import httpx
 from paymaster import names
 from paymaster.adapters.policy_file import load_policy
 from paymaster_local.credentials import LocalCredentialFiles, write_local_credentials
+from paymaster_local.real_endpoints import RealEndpoint, RealEndpointChoice, resolve, store_api_keys
 from paymaster_local.resources import create_resources
 
 DEFAULT_PORT = 8787
@@ -44,6 +45,7 @@ class LocalStack:
     credentials: LocalCredentialFiles
     policy_file: Path
     state_dir: Path
+    real_endpoints: tuple[RealEndpoint, ...] = ()  # providers sent to their policy's base_url
 
 
 def free_port() -> int:
@@ -101,13 +103,17 @@ def local_stack(
     state_dir: Path = Path(".paymaster/local"),
     gateway_output: IO[bytes] | None = None,
     unclaimed_principals: dict[str, str] | None = None,
+    real_endpoints: Sequence[RealEndpointChoice] = (),
 ) -> Iterator[LocalStack]:
     """Starts moto, the fake providers and the gateway; yields when all three answer.
 
     `unclaimed_principals` (profile name → IAM ARN) get credentials too although no team claims
-    them, to show what the gateway answers a valid signature from a stranger.
+    them, to show what the gateway answers a valid signature from a stranger. The providers of
+    `real_endpoints` go to their policy's `base_url`, every other one to the fakes; a choice the
+    policy or the environment cannot satisfy raises RealEndpointError before anything starts.
     """
     policy = load_policy(policy_file)
+    real = resolve(policy, real_endpoints, os.environ)
     state_dir.mkdir(parents=True, exist_ok=True)
     logs = state_dir / "logs"
     logs.mkdir(exist_ok=True)
@@ -131,6 +137,7 @@ def local_stack(
         )
         _wait_until_up("moto", aws_url + "/moto-api/", aws, logs / "aws.log")
         tables = create_resources(aws_url, policy)
+        store_api_keys(aws_url, real)
         credentials = write_local_credentials(policy, state_dir, unclaimed_principals or {})
         _wait_until_up("fake providers", providers_url + "/healthz", providers, logs / "providers.log")
 
@@ -138,6 +145,7 @@ def local_stack(
             # OpenAI's base URL includes /v1; Anthropic's adapter and boto3 add their own paths.
             name: providers_url + ("/v1" if provider.kind == "openai" else "")
             for name, provider in policy.providers.items()
+            if name not in {endpoint.provider for endpoint in real}
         }
         gateway_env = (
             base_env
@@ -169,4 +177,5 @@ def local_stack(
             credentials=credentials,
             policy_file=policy_file,
             state_dir=state_dir,
+            real_endpoints=real,
         )

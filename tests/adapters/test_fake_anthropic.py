@@ -181,3 +181,17 @@ def test_text_asking_for_an_undefined_tool_is_echoed(http: httpx.Client) -> None
     body = messages(http, messages=[{"role": "user", "content": 'call get_time {"zone": "CET"}'}], tools=[WEATHER_TOOL])
 
     assert body.json()["content"] == [{"type": "text", "text": 'Echo: call get_time {"zone": "CET"}'}]
+
+
+def test_an_app_given_a_key_accepts_only_that_x_api_key() -> None:
+    body = {"model": MODEL, "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]}
+    with serve_in_thread(create_fake_providers_app(chunk_delay_s=0, api_key="sk-ant-right")) as url:
+        wrong = httpx.post(url + "/v1/messages", headers={"x-api-key": "sk-ant-wrong"}, json=body)
+        right = httpx.post(url + "/v1/messages", headers={"x-api-key": "sk-ant-right"}, json=body)
+
+    assert wrong.status_code == 401
+    assert wrong.json() == {
+        "type": "error",
+        "error": {"type": "authentication_error", "message": "invalid x-api-key"},
+    }
+    assert right.status_code == 200

@@ -5,6 +5,7 @@ import base64
 import itertools
 import json
 import math
+import os
 import socket
 import statistics
 import struct
@@ -20,7 +21,7 @@ import pytest
 from openai import AsyncOpenAI, OpenAI
 from openai.types.chat import ChatCompletionMessageParam, ChatCompletionToolParam
 
-from paymaster_local.fakes import serve_in_thread
+from paymaster_local.fakes import API_KEY_ENV, serve_in_thread
 from paymaster_local.fakes.openai_api import create_openai_app
 from paymaster_local.fakes.script import DEFAULT_EMBEDDING_DIMENSIONS, embed
 
@@ -186,6 +187,29 @@ def test_request_without_a_bearer_key_is_401_in_openai_error_shape(base_url: str
     assert error["type"] == "invalid_request_error"
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/v1/chat/completions", {"model": MODEL, "messages": CONVERSATION}),
+        ("POST", "/v1/embeddings", {"model": "text-embedding-3-small", "input": "hi"}),
+        ("GET", "/v1/models", None),
+    ],
+)
+def test_an_app_given_a_key_accepts_only_that_bearer_key(method: str, path: str, body: object) -> None:
+    with serve_in_thread(create_openai_app(chunk_delay_s=0, api_key="sk-dev-right")) as url:
+        wrong = httpx.request(method, url + path, headers={"Authorization": "Bearer sk-dev-wrong"}, json=body)
+        right = httpx.request(method, url + path, headers={"Authorization": "Bearer sk-dev-right"}, json=body)
+
+    assert wrong.status_code == 401
+    assert wrong.json()["error"] == {
+        "message": "Incorrect API key provided.",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": "invalid_api_key",
+    }
+    assert right.status_code == 200
+
+
 def test_missing_messages_is_400_naming_the_parameter(base_url: str) -> None:
     response = httpx.post(
         f"{base_url}/v1/chat/completions", headers={"Authorization": "Bearer x"}, json={"model": MODEL}
@@ -241,6 +265,34 @@ def test_module_entry_point_serves_both_fakes() -> None:
 
     assert models.status_code == 200
     assert unsigned_converse.status_code == 403
+
+
+def test_module_entry_point_accepts_only_the_key_in_its_environment() -> None:
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "paymaster_local.fakes", "--port", str(port)],
+        env={**os.environ, API_KEY_ENV: "sk-dev-from-env"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}/v1/models"
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                wrong = httpx.get(url, headers={"Authorization": "Bearer x"})
+                break
+            except httpx.ConnectError:
+                assert server.poll() is None
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        right = httpx.get(url, headers={"Authorization": "Bearer sk-dev-from-env"})
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+    assert wrong.status_code == 401
+    assert right.status_code == 200
 
 
 # Embeddings

@@ -2,9 +2,10 @@
 
 Wire format as Anthropic sends it; the reply, the tool calls and their usage follow `script` (the
 ``system`` text counted as one more turn), the token limit is ``max_tokens``. Any non-empty
-``x-api-key`` is accepted; every answer carries a ``request-id``. Scripted `faults` apply, keyed
-by the body's ``model``. A stream (``"stream": true``) is these events, each
-``event: <type>\\ndata: <JSON>\\n\\n``:
+``x-api-key`` is accepted, or only ``api_key`` when the app is given one (401
+``authentication_error`` for any other, as Anthropic answers); every answer carries a
+``request-id``. Scripted `faults` apply, keyed by the body's ``model``. A stream
+(``"stream": true``) is these events, each ``event: <type>\\ndata: <JSON>\\n\\n``:
 
     message_start        {"message": {..., "usage": {"input_tokens": 12, "output_tokens": 1}}}
     content_block_start  {"index": 0, "content_block": {"type": "text", "text": ""}}
@@ -28,6 +29,7 @@ exactly those ids.
 """
 
 import json
+import secrets
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -281,12 +283,18 @@ def _stream_script(request: _MessagesRequest, reply: Reply) -> StreamScript:
     )
 
 
-def anthropic_routes(faults: FaultStore, chunk_delay_s: float = DEFAULT_CHUNK_DELAY_S) -> list[BaseRoute]:
-    """The fake's routes, for mounting next to other fakes on one app; they take their faults from ``faults``."""
+def anthropic_routes(
+    faults: FaultStore, chunk_delay_s: float = DEFAULT_CHUNK_DELAY_S, api_key: str | None = None
+) -> list[BaseRoute]:
+    """The fake's routes, for mounting next to other fakes on one app; they take their faults from ``faults``
+    and accept any ``x-api-key``, or only ``api_key`` when given."""
 
     async def messages(request: Request) -> Response:
-        if not request.headers.get("x-api-key", "").strip():
+        key = request.headers.get("x-api-key", "").strip()
+        if not key:
             return _error(401, "authentication_error", "x-api-key header is required")
+        if api_key is not None and not secrets.compare_digest(key.encode(), api_key.encode()):
+            return _error(401, *_FAULT_ERRORS[401])
         try:
             parsed = _parse_request(await request.body())
         except _InvalidRequestError as error:

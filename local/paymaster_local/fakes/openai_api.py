@@ -1,7 +1,8 @@
 """Fake OpenAI API: ``POST /v1/chat/completions`` (JSON or SSE), ``POST /v1/embeddings``, ``GET /v1/models``.
 
 Wire format as OpenAI sends it; the reply, the tool calls, the vectors and their usage follow
-`script`. Any non-empty ``Authorization: Bearer`` key is accepted; every answer carries an
+`script`. Any non-empty ``Authorization: Bearer`` key is accepted, or only ``api_key`` when the
+app is given one (401 ``invalid_api_key`` for any other, as OpenAI answers); every answer carries an
 ``x-request-id``. The token limit is ``max_completion_tokens``, else ``max_tokens``. Scripted
 `faults` apply to chat completions and embeddings, keyed by the body's ``model``.
 
@@ -40,6 +41,7 @@ costs its length), ``dimensions`` and ``encoding_format`` ``float`` (default) or
 
 import base64
 import json
+import secrets
 import struct
 import time
 import uuid
@@ -153,17 +155,20 @@ def _fault_error(fault: StatusFault) -> JSONResponse:
     return _error(fault.status, message, error_type=error_type, code=code, headers=fault.retry_headers())
 
 
-def _has_api_key(request: Request) -> bool:
+def _refused_key(request: Request, api_key: str | None) -> JSONResponse | None:
+    """The 401 OpenAI answers when the request has no bearer key, or not ``api_key`` (when set); else None."""
     scheme, _, key = request.headers.get("authorization", "").partition(" ")
-    return scheme.lower() == "bearer" and bool(key.strip())
-
-
-def _missing_api_key() -> JSONResponse:
-    return _error(
-        401,
-        "You didn't provide an API key. You need to provide your API key in an Authorization "
-        "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
-    )
+    key = key.strip()
+    if scheme.lower() != "bearer" or not key:
+        return _error(
+            401,
+            "You didn't provide an API key. You need to provide your API key in an Authorization "
+            "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+        )
+    if api_key is not None and not secrets.compare_digest(key.encode(), api_key.encode()):
+        error_type, code, message = _FAULT_ERRORS[401]
+        return _error(401, message, error_type=error_type, code=code)
+    return None
 
 
 def _text_of(content: object) -> str:
@@ -486,12 +491,15 @@ def _stream_script(chat: _ChatRequest, reply: Reply) -> StreamScript:
     return StreamScript(head=(head,), deltas=tuple(deltas), tail=lambda: tail, malformed=_MALFORMED_LINE)
 
 
-def openai_routes(faults: FaultStore, chunk_delay_s: float = DEFAULT_CHUNK_DELAY_S) -> list[BaseRoute]:
-    """The fake's routes, for mounting next to other fakes on one app; they take their faults from ``faults``."""
+def openai_routes(
+    faults: FaultStore, chunk_delay_s: float = DEFAULT_CHUNK_DELAY_S, api_key: str | None = None
+) -> list[BaseRoute]:
+    """The fake's routes, for mounting next to other fakes on one app; they take their faults from ``faults``
+    and accept any bearer key, or only ``api_key`` when given."""
 
     async def chat_completions(request: Request) -> Response:
-        if not _has_api_key(request):
-            return _missing_api_key()
+        if (refused := _refused_key(request, api_key)) is not None:
+            return refused
         try:
             chat = _parse_chat_request(json.loads(await request.body()))
         except ValueError:  # not JSON, or not UTF-8
@@ -510,8 +518,8 @@ def openai_routes(faults: FaultStore, chunk_delay_s: float = DEFAULT_CHUNK_DELAY
         return json_response(_completion(chat, reply), fault, headers=headers)
 
     async def embeddings(request: Request) -> Response:
-        if not _has_api_key(request):
-            return _missing_api_key()
+        if (refused := _refused_key(request, api_key)) is not None:
+            return refused
         try:
             parsed = _parse_embeddings_request(json.loads(await request.body()))
         except ValueError:
@@ -525,8 +533,8 @@ def openai_routes(faults: FaultStore, chunk_delay_s: float = DEFAULT_CHUNK_DELAY
         return json_response(_embeddings(parsed), fault, headers={"x-request-id": _request_id()})
 
     async def models(request: Request) -> Response:
-        if not _has_api_key(request):
-            return _missing_api_key()
+        if (refused := _refused_key(request, api_key)) is not None:
+            return refused
         data = [{"id": model, "object": "model", "created": _MODELS_CREATED, "owned_by": "openai"} for model in MODELS]
         return JSONResponse({"object": "list", "data": data}, headers={"x-request-id": _request_id()})
 
@@ -537,8 +545,8 @@ def openai_routes(faults: FaultStore, chunk_delay_s: float = DEFAULT_CHUNK_DELAY
     ]
 
 
-def create_openai_app(chunk_delay_s: float = DEFAULT_CHUNK_DELAY_S) -> Starlette:
+def create_openai_app(chunk_delay_s: float = DEFAULT_CHUNK_DELAY_S, api_key: str | None = None) -> Starlette:
     """A server app for the fake OpenAI API alone, with its own faults and the control API over them;
-    streams pause ``chunk_delay_s`` between words."""
+    streams pause ``chunk_delay_s`` between words; only ``api_key`` is accepted when given."""
     faults = FaultStore()
-    return Starlette(routes=[*openai_routes(faults, chunk_delay_s), *fault_routes(faults)])
+    return Starlette(routes=[*openai_routes(faults, chunk_delay_s, api_key), *fault_routes(faults)])

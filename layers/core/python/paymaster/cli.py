@@ -1,6 +1,7 @@
 """The `paymaster` command.
 
-paymaster local [--policy FILE] [--port N]   run the local stack (needs the dev install)
+paymaster local [--policy FILE] [--port N] [--real-endpoint NAME[=env:VAR|file:PATH]]...
+                                            run the local stack (needs the dev install)
 paymaster policy validate FILE              check a policy file; every error with its place
 """
 
