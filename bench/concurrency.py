@@ -17,6 +17,7 @@ from botocore.credentials import Credentials
 from bench._support import machine, moto_dynamodb
 from paymaster.adapters.dynamodb_counters import DynamoDBCounterStore
 from paymaster.adapters.dynamodb_wire import DynamoDBWire
+from paymaster.adapters.memory import MemorySettlementQueue
 from paymaster.adapters.tokenizer import count_tokens
 from paymaster.domain.chat import ChatRequest, Usage
 from paymaster.domain.errors import BudgetExhaustedError
@@ -38,7 +39,11 @@ def scenario(url: str, name: str, settle_fraction: float) -> str:
     wire = DynamoDBWire(httpx.HTTPTransport(), endpoint_url=url, region="us-east-1", credentials=Credentials("l", "l"))
     policy = policy_with([{"name": name, "limit": f"{CAP_MICRO_USD / 1_000_000:.6f}", "unit": "cost_per_month"}])
     service = AdmissionService(
-        policy, DynamoDBCounterStore(wire, COUNTERS_TABLE), count_tokens, lambda: datetime.now(UTC)
+        policy,
+        DynamoDBCounterStore(wire, COUNTERS_TABLE),
+        count_tokens,
+        lambda: datetime.now(UTC),
+        MemorySettlementQueue(),
     )
 
     def one(i: int) -> int:

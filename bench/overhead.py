@@ -24,6 +24,7 @@ from bench._support import machine, policy_with_rules
 from paymaster import names
 from paymaster.adapters.dynamodb_counters import DynamoDBCounterStore
 from paymaster.adapters.dynamodb_wire import DynamoDBWire
+from paymaster.adapters.memory import MemorySettlementQueue
 from paymaster.adapters.providers.openai_compatible import OpenAICompatibleProvider
 from paymaster.adapters.request_context import RequestContextAuthenticator
 from paymaster.adapters.tokenizer import count_tokens
@@ -70,7 +71,7 @@ def instant_dynamodb() -> DynamoDBWire:
 def build_app(rules: int, *, one_request_at_a_time: bool = False) -> Any:
     policy = policy_with_rules(rules)
     store = DynamoDBCounterStore(instant_dynamodb(), "counters")
-    admission = AdmissionService(policy, store, count_tokens, lambda: datetime.now(UTC))
+    admission = AdmissionService(policy, store, count_tokens, lambda: datetime.now(UTC), MemorySettlementQueue())
     router = Router(policy, admission)
     provider = OpenAICompatibleProvider(
         httpx.MockTransport(lambda _: httpx.Response(200, json=COMPLETION)),

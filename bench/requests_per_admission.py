@@ -19,6 +19,7 @@ from botocore.credentials import Credentials
 from bench._support import dynamodb_client, machine, moto_dynamodb, policy_with_rules
 from paymaster.adapters.dynamodb_counters import DynamoDBCounterStore
 from paymaster.adapters.dynamodb_wire import DynamoDBWire
+from paymaster.adapters.memory import MemorySettlementQueue
 from paymaster.adapters.tokenizer import count_tokens
 from paymaster.domain.chat import ChatRequest, Usage
 from paymaster.domain.identity import Caller
@@ -82,7 +83,11 @@ def measure(url: str, rules: int) -> str:
     )
     reader = dynamodb_client(url)
     service = AdmissionService(
-        policy_with_rules(rules), DynamoDBCounterStore(wire, COUNTERS_TABLE), count_tokens, lambda: datetime.now(UTC)
+        policy_with_rules(rules),
+        DynamoDBCounterStore(wire, COUNTERS_TABLE),
+        count_tokens,
+        lambda: datetime.now(UTC),
+        MemorySettlementQueue(),
     )
     admitting: Counter[str] = Counter()
     settling: Counter[str] = Counter()

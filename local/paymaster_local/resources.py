@@ -17,6 +17,12 @@ LEDGER_TABLE = "paymaster-ledger"
 EVENT_BUS = "paymaster-events"
 COST_EVENTS_QUEUE = "paymaster-cost-events"
 ALARMS_TOPIC = "paymaster-budget-alarms"
+SETTLEMENT_QUEUE = "paymaster-settlements"
+SETTLEMENT_DLQ = "paymaster-settlements-dlq"
+# Locally a failed settlement comes back after a few seconds, and goes to the dead-letter queue
+# after as many deliveries as in AWS (infra: the settlement queue construct).
+SETTLEMENT_VISIBILITY_TIMEOUT_S = 5
+SETTLEMENT_MAX_RECEIVES = 10
 FAKE_API_KEY = "sk-local-fake-provider-key"
 
 
@@ -83,6 +89,15 @@ def create_resources(endpoint_url: str | None, policy: Policy) -> dict[str, str]
     )
     events.put_targets(Rule="paymaster-all-events", EventBusName=EVENT_BUS, Targets=[{"Id": "queue", "Arn": queue_arn}])
     sns.create_topic(Name=ALARMS_TOPIC)
+    dlq_url = sqs.create_queue(QueueName=SETTLEMENT_DLQ)["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    settlements_url = sqs.create_queue(
+        QueueName=SETTLEMENT_QUEUE,
+        Attributes={
+            "VisibilityTimeout": str(SETTLEMENT_VISIBILITY_TIMEOUT_S),
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": SETTLEMENT_MAX_RECEIVES}),
+        },
+    )["QueueUrl"]
 
     secrets = client("secretsmanager")
     for provider in policy.providers.values():
@@ -93,4 +108,5 @@ def create_resources(endpoint_url: str | None, policy: Policy) -> dict[str, str]
         names.ENV_COUNTERS_TABLE: COUNTERS_TABLE,
         names.ENV_LEDGER_TABLE: LEDGER_TABLE,
         names.ENV_EVENT_BUS: EVENT_BUS,
+        names.ENV_SETTLEMENT_QUEUE_URL: settlements_url,
     }

@@ -3,6 +3,7 @@
     moto (AWS stand-in, DynamoDB serialised)   127.0.0.1:<free port>
     fake providers (OpenAI + Bedrock runtime)  127.0.0.1:<free port>
     gateway (uvicorn, SigV4-verified)          127.0.0.1:<port>, default 8787
+    runner (the queue-driven functions)        polls the settlement queue for settlement_retry
 
 Each is a child process that dies with its parent (Linux parent-death signal), so an
 interrupted test run or a Ctrl-C leaves nothing behind.
@@ -18,7 +19,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
@@ -46,6 +47,7 @@ class LocalStack:
     policy_file: Path
     state_dir: Path
     real_endpoints: tuple[RealEndpoint, ...] = ()  # providers sent to their policy's base_url
+    pids: dict[str, int] = field(default_factory=dict)  # aws, providers, gateway, runner
 
 
 def free_port() -> int:
@@ -169,6 +171,8 @@ def local_stack(
             "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
         ]  # fmt: skip
         gateway = stack.enter_context(_process(gateway_args, gateway_env, gateway_output))
+        runner_log = stack.enter_context((logs / "runner.log").open("wb"))
+        runner = stack.enter_context(_process(["-m", "paymaster_local.runner"], gateway_env, runner_log))
         _wait_until_up("gateway", url + "/healthz", gateway, None)
         yield LocalStack(
             url=url,
@@ -178,4 +182,5 @@ def local_stack(
             policy_file=policy_file,
             state_dir=state_dir,
             real_endpoints=real,
+            pids={"aws": aws.pid, "providers": providers.pid, "gateway": gateway.pid, "runner": runner.pid},
         )

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from paymaster.adapters.dynamodb_counters import DynamoDBCounterStore
+from paymaster.adapters.memory import MemorySettlementQueue
 from paymaster.adapters.tokenizer import count_tokens
 from paymaster.domain.chat import ChatRequest, Completion, Finished, StreamEvent, TextDelta, Usage, UsageReported
 from paymaster.domain.errors import (
@@ -57,7 +58,7 @@ def output_only_model(output_price: int) -> dict[str, Any]:
 
 
 def service(policy: Policy, store: DynamoDBCounterStore, clock: Clock) -> AdmissionService:
-    return AdmissionService(policy, store, count_tokens, clock)
+    return AdmissionService(policy, store, count_tokens, clock, MemorySettlementQueue())
 
 
 def committed_and_spent(admission_service: AdmissionService, caller: Caller = SEARCH) -> dict[str, tuple[str, str]]:

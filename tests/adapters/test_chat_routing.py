@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from paymaster.adapters.dynamodb_counters import DynamoDBCounterStore
+from paymaster.adapters.memory import MemorySettlementQueue
 from paymaster.adapters.tokenizer import count_tokens
 from paymaster.domain.chat import Completion, Finished, StreamEvent, TextDelta, Usage, UsageReported
 from paymaster.domain.embeddings import EmbeddingRequest, Embeddings
@@ -79,7 +80,9 @@ def chat(
     store: DynamoDBCounterStore, deployments: Deployments, limit: str = "0.001000", **models: Any
 ) -> tuple[ChatService, AdmissionService]:
     policy = policy_with([{**BUDGET, "limit": limit}], models=MODELS | models)
-    admission = AdmissionService(policy, store, count_tokens, Clock(datetime(2026, 11, 29, 18, 0, tzinfo=UTC)))
+    admission = AdmissionService(
+        policy, store, count_tokens, Clock(datetime(2026, 11, 29, 18, 0, tzinfo=UTC)), MemorySettlementQueue()
+    )
     providers = dict.fromkeys(policy.providers, deployments)
     return ChatService(policy, providers, Router(policy, admission, draw=lambda: 0.0)), admission
 
@@ -210,7 +213,9 @@ def test_a_stream_past_its_total_timeout_is_cut_and_charged_what_it_delivered(st
     ticks = iter([0.0, 1.0, 500.0])  # started, after "one ", after "two " (past total_s = 240)
     deployments = Deployments()
     policy = policy_with([BUDGET], models=MODELS)
-    admission = AdmissionService(policy, store, count_tokens, Clock(datetime(2026, 11, 29, 18, 0, tzinfo=UTC)))
+    admission = AdmissionService(
+        policy, store, count_tokens, Clock(datetime(2026, 11, 29, 18, 0, tzinfo=UTC)), MemorySettlementQueue()
+    )
     service = ChatService(
         policy, dict.fromkeys(policy.providers, deployments), Router(policy, admission), monotonic=lambda: next(ticks)
     )
@@ -259,7 +264,9 @@ def test_embeddings_are_charged_the_provider_s_count_or_the_hold_without_one(
 ) -> None:
     """'two words' holds 4 µUSD (cl100k: 2 tokens × factor 2); without a count the hold stays."""
     policy = policy_with([BUDGET], models={"vectors": {**EMBEDDINGS_MODEL, "input_token_factor": 2}})
-    admission = AdmissionService(policy, store, count_tokens, Clock(datetime(2026, 11, 29, 18, 0, tzinfo=UTC)))
+    admission = AdmissionService(
+        policy, store, count_tokens, Clock(datetime(2026, 11, 29, 18, 0, tzinfo=UTC)), MemorySettlementQueue()
+    )
     service = EmbeddingsService({"openai": Vectors(reported)}, Router(policy, admission))
 
     exchange, _, _ = service.embed(SEARCH, EmbeddingRequest(model="vectors", input="two words"), "e1")

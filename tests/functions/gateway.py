@@ -14,6 +14,7 @@ from typing import Any
 from starlette.testclient import TestClient
 
 from paymaster import names
+from paymaster.adapters.memory import MemorySettlementQueue
 from paymaster.adapters.request_context import RequestContextAuthenticator
 from paymaster.adapters.tokenizer import count_tokens
 from paymaster.api.app import create_app
@@ -78,7 +79,7 @@ def lambda_entry(
     """The gateway app as composed for Lambda, with `provider` behind every deployment (or each
     provider of the mapping behind its own)."""
     providers = provider if isinstance(provider, Mapping) else dict.fromkeys(policy.providers, provider)
-    admission = AdmissionService(policy, store, count_tokens, lambda: datetime.now(UTC))
+    admission = AdmissionService(policy, store, count_tokens, lambda: datetime.now(UTC), MemorySettlementQueue())
     router = Router(policy, admission)
     app = create_app(
         identify=IdentifyService(RequestContextAuthenticator(), policy),

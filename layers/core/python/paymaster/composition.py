@@ -7,6 +7,7 @@ gateway/run.sh`) start: `uvicorn --factory paymaster.composition:gateway_app`.
 import os
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from functools import cache
 
 import boto3
 import httpx
@@ -25,6 +26,7 @@ from paymaster.adapters.request_context import RequestContextAuthenticator
 from paymaster.adapters.secrets import SecretCache
 from paymaster.adapters.secrets import api_key as provider_api_key
 from paymaster.adapters.settings import Settings
+from paymaster.adapters.settlement_queue import SqsSettlementQueue
 from paymaster.adapters.sigv4 import SigV4Authenticator, load_local_credentials
 from paymaster.adapters.tokenizer import count_tokens
 from paymaster.api.app import create_app
@@ -35,6 +37,7 @@ from paymaster.services.chat import ChatService
 from paymaster.services.embeddings import EmbeddingsService
 from paymaster.services.identify import IdentifyService
 from paymaster.services.routing import Router
+from paymaster.services.settlements import SettlementRetry
 
 # One Bedrock client per provider serves chat and embeddings; an embeddings request fans out
 # across at most this many connections.
@@ -61,6 +64,22 @@ def build_gateway(settings: Settings) -> Starlette:
 
 
 def build_admission(policy: Policy, settings: Settings) -> AdmissionService:
+    return AdmissionService(
+        policy, build_store(settings), count_tokens, lambda: datetime.now(UTC), build_settlement_queue(settings)
+    )
+
+
+@cache
+def settlement_retry() -> SettlementRetry:
+    """The settlement-retry function's use case (`functions/settlement_retry`), once per container."""
+    return SettlementRetry(build_store(Settings.from_environ(os.environ)))
+
+
+def build_settlement_queue(settings: Settings) -> SqsSettlementQueue:
+    return SqsSettlementQueue(lambda: boto3.client("sqs", region_name=settings.region), settings.settlement_queue_url)
+
+
+def build_store(settings: Settings) -> DynamoDBCounterStore:
     session = boto3.Session(region_name=settings.region)
     credentials = session.get_credentials()
     if credentials is None:
@@ -75,12 +94,7 @@ def build_admission(policy: Policy, settings: Settings) -> AdmissionService:
         credentials=credentials,
         timeout=httpx.Timeout(settings.store_timeout_s, connect=min(1.0, settings.store_timeout_s)),
     )
-    return AdmissionService(
-        policy,
-        DynamoDBCounterStore(dynamodb, settings.counters_table),
-        count_tokens,
-        lambda: datetime.now(UTC),
-    )
+    return DynamoDBCounterStore(dynamodb, settings.counters_table)
 
 
 def build_authenticator(settings: Settings) -> Authenticator:

@@ -73,12 +73,20 @@ class CounterChange:
 
 @dataclass(frozen=True, slots=True)
 class Settlement:
+    """Replacing a reservation's hold by what the request used, once per request id.
+
+    `fence`: the reservation may not exist — an admission whose outcome the gateway did not learn
+    (the store timed out after the write may have applied). If it does not, a released one is left
+    in its place, so that a write still in flight cannot commit the hold afterwards.
+    """
+
     request_id: str
     changes: tuple[CounterChange, ...]
     outcome: Literal["settled", "released", "charged_delivered", "charged_reservation", "expired"]
     cost: int  # micro-USD, for the ledger
     usage: Usage | None
     flags: tuple[str, ...] = ()
+    fence: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,18 +104,24 @@ class CounterState:
 
 
 class CounterStore(Protocol):
-    """Counters and reservations. Each call is one request to the store, all or nothing.
+    """Counters and reservations. Each call is one request to the store, all or nothing, and may
+    be repeated: a repeated reservation finds its own and is admitted, a repeated settlement
+    counts nothing twice.
 
-    Raises StoreUnavailableError when the store cannot answer.
+    Raises StoreUnavailableError when the store cannot answer, and its StoreOutcomeUnknownError
+    when the store may have applied the request without saying so (a timeout, a broken
+    connection, a 5xx), after retrying it.
     """
 
     def reserve(self, reservation: Reservation) -> list[Refusal]:
         """Holds every amount, or nothing: the refusals (with each counter's value) if any cap
-        would be passed; an empty list when admitted."""
+        would be passed; an empty list when admitted (also when this reservation was already
+        held: a retry that finds its own)."""
         ...
 
     def settle(self, settlement: Settlement) -> bool:
-        """Applies the changes once per request id; False if it was already settled."""
+        """Applies the changes once per request id; False if it was already settled (or, with
+        `fence`, if nothing was held: the fence is then in place)."""
         ...
 
     def counters(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], CounterState]: ...
@@ -115,6 +129,13 @@ class CounterStore(Protocol):
     def expired(self, now: datetime, limit: int) -> list[HeldReservation]:
         """Reservations still held whose expiry is before `now`, oldest first."""
         ...
+
+
+class SettlementQueue(Protocol):
+    """Settlements (releases included) the store could not take now, kept to be applied later by
+    the settlement-retry function, until they land. Never raises: a settlement is never dropped."""
+
+    def put(self, settlement: Settlement) -> None: ...
 
 
 class TokenCounter(Protocol):

@@ -18,18 +18,19 @@ transactions on one hot counter can cancel each other (`TransactionConflict`); t
 here with jittered backoff. docs/COUNTERS.md has the numbers and the sharding plan.
 """
 
+import hashlib
 import random
 import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ConnectionClosedError, ReadTimeoutError
 
 from paymaster import names
-from paymaster.domain.errors import StoreUnavailableError
+from paymaster.domain.errors import StoreOutcomeUnknownError, StoreUnavailableError
 from paymaster.domain.limits import Hold, Refusal
 from paymaster.ports import CounterChange, CounterState, HeldReservation, Reservation, Settlement
 
@@ -38,6 +39,10 @@ HELD = "held"
 COUNTER_RETENTION = timedelta(days=400)
 RESERVATION_RETENTION = timedelta(days=30)
 CONFLICT_RETRIES = 4
+# A fencing release alternates between "release the hold" and "fence the id" while a late
+# admission races it; each round needs that admission to commit in between, so few suffice.
+FENCE_ATTEMPTS = 3
+FENCED = "fenced"
 _RETRYABLE_REASONS = {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"}
 _UNAVAILABLE_CODES = {
     "ProvisionedThroughputExceededException",
@@ -76,18 +81,22 @@ class DynamoDBCounterStore:
         *,
         sleep: Callable[[float], None] = time.sleep,
         jitter: Callable[[], float] = random.random,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._client = client
         self._table = table
         self._sleep = sleep
         self._jitter = jitter
+        self._clock = clock
 
     def reserve(self, reservation: Reservation) -> list[Refusal]:
         items = [self._put_reservation(reservation)] + [self._hold(hold) for hold in reservation.holds]
-        reasons = self._transact(items)
+        reasons = self._transact(items, token=_client_token(reservation))
         if reasons is None:
             return []
         if reasons[0].get("Code") == "ConditionalCheckFailed":
+            if _holds_of(reasons[0].get("Item")) == _holds_of(items[0]["Put"]["Item"]):
+                return []  # a repeat that found its own reservation, committed the first time
             raise StoreUnavailableError(f"request id {reservation.request_id} was already reserved")
         return [
             Refusal(hold=hold, used=_committed(reason))
@@ -97,12 +106,19 @@ class DynamoDBCounterStore:
 
     def settle(self, settlement: Settlement) -> bool:
         items = [self._close_reservation(settlement)] + [self._move(change) for change in settlement.changes]
-        reasons = self._transact(items)
-        if reasons is None:
-            return True
-        if reasons[0].get("Code") == "ConditionalCheckFailed":
-            return False  # settled, released or swept before: nothing to do
-        raise StoreUnavailableError(f"settlement of {settlement.request_id} was cancelled: {reasons}")
+        for _ in range(FENCE_ATTEMPTS):
+            reasons = self._transact(items)
+            if reasons is None:
+                return True
+            if reasons[0].get("Code") != "ConditionalCheckFailed":
+                raise StoreUnavailableError(f"settlement of {settlement.request_id} was cancelled: {reasons}")
+            if not settlement.fence or reasons[0].get("Item"):
+                return False  # settled, released or swept before: nothing to do
+            # No reservation at all: fence the request id so that a late admission cannot commit.
+            # If one committed in between, the fence fails and the release is tried again.
+            if self._transact([self._fence(settlement)]) is None:
+                return False
+        raise StoreUnavailableError(f"could neither release nor fence {settlement.request_id}")
 
     def counters(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], CounterState]:
         unique = list(dict.fromkeys(keys))
@@ -155,16 +171,20 @@ class DynamoDBCounterStore:
                 found.append((int(item[names.HELD_UNTIL]["N"]), HeldReservation(request_id, changes)))
         return [reservation for _, reservation in sorted(found, key=lambda pair: pair[0])][:limit]
 
-    def _transact(self, items: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    def _transact(self, items: list[dict[str, Any]], token: str | None = None) -> list[dict[str, Any]] | None:
         """None when the transaction committed; the per-item reasons when a condition failed.
 
         Conflicts and throttling are retried with jittered exponential backoff, then reported as
-        StoreUnavailableError so the rule's `on_store_error` decides.
+        StoreUnavailableError so the rule's `on_store_error` decides. `token` makes a repeat of a
+        transaction that committed an answered no-op (DynamoDB's ClientRequestToken, 10 minutes).
         """
+        request: dict[str, Any] = {"TransactItems": items}
+        if token is not None:
+            request["ClientRequestToken"] = token
         for attempt in range(CONFLICT_RETRIES + 1):
             try:
                 with _store_errors():
-                    self._client.transact_write_items(TransactItems=items)
+                    self._client.transact_write_items(**request)
                 return None
             except ClientError as error:
                 if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
@@ -198,6 +218,26 @@ class DynamoDBCounterStore:
                     names.HELD_SHARD: _s(f"HELD#{shard}"),
                     names.HELD_UNTIL: _n(_epoch(reservation.held_until)),
                     names.TTL_ATTRIBUTE: _n(_epoch(reservation.held_until + RESERVATION_RETENTION)),
+                },
+                "ConditionExpression": "attribute_not_exists(#pk)",
+                "ExpressionAttributeNames": {"#pk": names.PARTITION_KEY},
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            }
+        }
+
+    def _fence(self, settlement: Settlement) -> dict[str, Any]:
+        """A released reservation that holds nothing, where none exists."""
+        return {
+            "Put": {
+                "TableName": self._table,
+                "Item": {
+                    names.PARTITION_KEY: _s(names.reservation_pk(settlement.request_id)),
+                    names.SORT_KEY: _s(names.RESERVATION_SORT_KEY),
+                    "state": _s(settlement.outcome),
+                    "holds": {"L": []},
+                    "cost": _n(0),
+                    "flags": {"L": [_s(flag) for flag in (*settlement.flags, FENCED)]},
+                    names.TTL_ATTRIBUTE: _n(_epoch(self._clock() + RESERVATION_RETENTION)),
                 },
                 "ConditionExpression": "attribute_not_exists(#pk)",
                 "ExpressionAttributeNames": {"#pk": names.PARTITION_KEY},
@@ -260,6 +300,8 @@ class DynamoDBCounterStore:
                 },
                 "UpdateExpression": f"SET {assignments} REMOVE #shard",
                 "ConditionExpression": "#state = :held",
+                # Whether a reservation exists at all, for a fencing release.
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
                 "ExpressionAttributeNames": {
                     "#state": "state",
                     "#cost": "cost",
@@ -283,6 +325,21 @@ class DynamoDBCounterStore:
         }
 
 
+def _client_token(reservation: Reservation) -> str:
+    """The same for every repeat of one reservation, another for any other (ClientRequestToken:
+    at most 36 characters). A reservation is its request id, holds and expiry."""
+    holds = [(hold.pk, hold.sk, hold.amount, hold.cap) for hold in reservation.holds]
+    key = repr((reservation.request_id, holds, _epoch(reservation.held_until)))
+    return hashlib.sha256(key.encode()).hexdigest()[:36]
+
+
+def _holds_of(item: dict[str, Any] | None) -> Any:
+    """A stored reservation's state and holds, to recognise one's own (None for no item)."""
+    if not item:
+        return None
+    return item.get("state"), item.get("holds")
+
+
 def _committed(reason: dict[str, Any]) -> int:
     item = reason.get("Item") or {}
     return int(item.get(names.COMMITTED, {"N": "0"})["N"])
@@ -299,8 +356,12 @@ def _store_errors() -> Iterator[None]:
     except ClientError as error:
         code = error.response.get("Error", {}).get("Code", "")
         status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        if code != "TransactionCanceledException" and (code in _UNAVAILABLE_CODES or status >= 500):
+        if code != "TransactionCanceledException" and status >= 500:
+            raise StoreOutcomeUnknownError(f"the counter store failed: {code}") from None
+        if code != "TransactionCanceledException" and code in _UNAVAILABLE_CODES:
             raise StoreUnavailableError(f"the counter store failed: {code}") from None
         raise
+    except (ReadTimeoutError, ConnectionClosedError) as error:
+        raise StoreOutcomeUnknownError(f"the counter store did not answer: {type(error).__name__}") from None
     except BotoCoreError as error:
         raise StoreUnavailableError(f"the counter store is unreachable: {type(error).__name__}") from None

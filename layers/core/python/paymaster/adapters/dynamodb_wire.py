@@ -12,8 +12,9 @@ them), the endpoint boto3 resolves (partitions, FIPS, `AWS_ENDPOINT_URL`), and e
 Requests are signed here (SigV4 for one fixed shape: POST / with four headers), because
 botocore's general signer costs 0.2 ms a call; a test pins the signature to botocore's.
 
-Throttling and 5xx are retried with jittered exponential backoff (as botocore's standard mode);
-a cancelled transaction is returned to the caller, whose conditions decide.
+Throttling, 5xx and lost answers are retried with jittered exponential backoff (as botocore's
+standard mode), each request sent again exactly as it was (see `_call`); a cancelled transaction
+is returned to the caller, whose conditions decide.
 """
 
 import functools
@@ -28,7 +29,13 @@ from typing import Any
 
 import httpx
 from botocore.credentials import Credentials
-from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
 
 TARGET_PREFIX = "DynamoDB_20120810."
 # Fail fast: a rule's on_store_error decides what a slow store means, not a long wait.
@@ -79,18 +86,35 @@ class DynamoDBWire:
         return self._call("Query", body)
 
     def _call(self, operation: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Sends the request until DynamoDB answers it, at most `max_attempts` times.
+
+        Repeating a request is safe because every request paymaster sends is idempotent: reads,
+        and transactions carrying a ClientRequestToken or conditions that a repeat fails. So a
+        request whose answer was lost — a timeout, a connection broken after it was sent, a 5xx —
+        is sent again as it was, and a repeat that committed the first time is answered as such.
+        """
         payload = json.dumps(body, separators=(",", ":")).encode()
         for attempt in range(1, self._max_attempts + 1):
-            response = self._send(operation, payload)
+            last = attempt == self._max_attempts
+            try:
+                response = self._send(operation, payload)
+            except (ReadTimeoutError, ConnectionClosedError, ConnectTimeoutError, EndpointConnectionError):
+                if last:
+                    raise
+                self._backoff(attempt)
+                continue
             if response.status_code == 200:
                 answer: dict[str, Any] = response.json()
                 return answer
             error = _client_error(operation, response)
             code = error.response["Error"]["Code"]
-            if attempt == self._max_attempts or not (code in _RETRYABLE or response.status_code >= 500):
+            if last or not (code in _RETRYABLE or response.status_code >= 500):
                 raise error
-            self._sleep(0.025 * 2**attempt * random.random())  # noqa: S311 - jitter, not secrecy
+            self._backoff(attempt)
         raise AssertionError("unreachable")
+
+    def _backoff(self, attempt: int) -> None:
+        self._sleep(0.025 * 2**attempt * random.random())  # noqa: S311 - jitter, not secrecy
 
     def signed_headers(self, operation: str, payload: bytes, now: datetime) -> dict[str, str]:
         """SigV4 headers for `POST /` with this payload, exactly as botocore would sign them."""
@@ -133,10 +157,12 @@ class DynamoDBWire:
             return response
         except httpx.ConnectTimeout:
             raise ConnectTimeoutError(endpoint_url=self._url) from None
+        except httpx.ConnectError:
+            raise EndpointConnectionError(endpoint_url=self._url) from None
         except httpx.TimeoutException:
             raise ReadTimeoutError(endpoint_url=self._url) from None
-        except httpx.TransportError:
-            raise EndpointConnectionError(endpoint_url=self._url) from None
+        except httpx.TransportError as error:  # broken after the request was sent: it may have applied
+            raise ConnectionClosedError(endpoint_url=self._url) from error
 
 
 @functools.lru_cache(maxsize=8)

@@ -147,3 +147,8 @@ class StoreUnavailableError(PaymasterError):
     """The counter store could not be reached, and a rule says to fail closed."""
 
     code = "counter_store_unavailable"
+
+
+class StoreOutcomeUnknownError(StoreUnavailableError):
+    """The counter store did not answer a write it may have applied (a timeout, a connection
+    broken after the request was sent, a 5xx), even when asked again."""

@@ -21,7 +21,12 @@ from aws_lambda_powertools import Logger
 from paymaster.domain.chat import ChatRequest, Usage
 from paymaster.domain.embeddings import EmbeddingRequest
 from paymaster.domain.embeddings import input_tokens as embedding_input_tokens
-from paymaster.domain.errors import BudgetExhaustedError, RateLimitedError, StoreUnavailableError
+from paymaster.domain.errors import (
+    BudgetExhaustedError,
+    RateLimitedError,
+    StoreOutcomeUnknownError,
+    StoreUnavailableError,
+)
 from paymaster.domain.estimate import input_tokens
 from paymaster.domain.identity import Caller
 from paymaster.domain.limits import (
@@ -42,7 +47,16 @@ from paymaster.domain.limits import (
 )
 from paymaster.domain.metering import Bill, Delivered, Outcome, Reported, Unknown, delivered_output_tokens
 from paymaster.domain.policy import Model, Policy, Rule
-from paymaster.ports import Clock, CounterChange, CounterState, CounterStore, Reservation, Settlement, TokenCounter
+from paymaster.ports import (
+    Clock,
+    CounterChange,
+    CounterState,
+    CounterStore,
+    Reservation,
+    Settlement,
+    SettlementQueue,
+    TokenCounter,
+)
 
 logger = Logger(service="paymaster")
 
@@ -84,9 +98,14 @@ class RuleUsage:
 
 
 class AdmissionService:
-    def __init__(self, policy: Policy, store: CounterStore, count: TokenCounter, clock: Clock) -> None:
+    """`queue` keeps what the store could not take now (a settlement, a release) until it lands."""
+
+    def __init__(
+        self, policy: Policy, store: CounterStore, count: TokenCounter, clock: Clock, queue: SettlementQueue
+    ) -> None:
         self._policy = policy
         self._store = store
+        self._queue = queue
         self._count = count
         self._clock = clock
         self._budget_view: dict[tuple[str, str], tuple[datetime, CounterState]] = {}
@@ -144,6 +163,11 @@ class AdmissionService:
             )
             try:
                 refusals = self._store.reserve(reservation)
+            except StoreOutcomeUnknownError:
+                # The hold may be in place although the store never said so; the request goes on
+                # without it (or is refused), so it must not stay: release it, fencing the id.
+                self._apply(_release_unknown(reservation))
+                return self._without_store(admission, holds)
             except StoreUnavailableError:
                 return self._without_store(admission, holds)
             if not refusals:
@@ -222,17 +246,21 @@ class AdmissionService:
             CounterChange(hold.pk, hold.sk, delta=amount - hold.amount, spent=amount)
             for hold, amount in zip(admission.holds, amounts, strict=True)
         )
-        settlement = Settlement(admission.request_id, changes, settled, bill.cost, usage, tuple(flags))
+        self._apply(Settlement(admission.request_id, changes, settled, bill.cost, usage, tuple(flags)))
+        return bill
+
+    def _apply(self, settlement: Settlement) -> None:
+        """Settles now, or — when the store cannot take it now — queues it to be applied later:
+        a settlement is idempotent per request id, so a late or repeated one counts once."""
         try:
             if not self._store.settle(settlement):
-                logger.info("already settled", extra={"request_id": admission.request_id})
-        except StoreUnavailableError:
-            # The hold stays until it expires; the sweeper then returns it. Logged for the ledger.
-            logger.error(
-                "settlement failed",
-                extra={"request_id": admission.request_id, "cost": bill.cost, "outcome": settled},
+                logger.info("already settled", extra={"request_id": settlement.request_id})
+        except StoreUnavailableError as error:
+            logger.warning(
+                "settlement queued: the counter store cannot take it now",
+                extra={"request_id": settlement.request_id, "outcome": settlement.outcome, "error": error.message},
             )
-        return bill
+            self._queue.put(settlement)
 
     def sweep(self, limit: int = 100) -> int:
         """Returns holds that outlived RESERVATION_LIFETIME (a crashed request). Idempotent."""
@@ -309,6 +337,12 @@ class AdmissionService:
             extra={"request_id": admission.request_id, "rules": [hold.rule.name for hold in holds]},
         )
         return replace(admission, held=False)
+
+
+def _release_unknown(reservation: Reservation) -> Settlement:
+    """Returns every hold `reservation` may have made; fences its id if it made none."""
+    changes = tuple(CounterChange(hold.pk, hold.sk, delta=-hold.amount, spent=0) for hold in reservation.holds)
+    return Settlement(reservation.request_id, changes, "released", 0, None, ("admission_outcome_unknown",), fence=True)
 
 
 def _output_tokens(model: Model, asked: int | None) -> int:
