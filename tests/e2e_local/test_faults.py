@@ -210,6 +210,85 @@ def test_a_non_streamed_answer_late_past_its_timeout_is_charged_its_hold_not_ret
     prompt = input_tokens(request, lambda text: count_tokens(text, model.tokenizer), model.input_token_factor)
     used_after, reserved_after = budget(SEARCH, "search-monthly")
     assert (used_after - used_before, reserved_after) == (Decimal(int(max_cost(model, prompt, 50))) / 10**6, 0)
+    # ...and the answer says so.
+    headers = raised.value.response.headers
+    assert (Decimal(headers["x-paymaster-cost-usd"]), headers["x-paymaster-billed-on"]) == (
+        used_after - used_before,
+        "reservation",
+    )
+
+
+@pytest.mark.parametrize("fault", [{"cut_after": 0}, {"malformed_after": 0}])
+def test_a_502_the_provider_may_have_billed_says_what_it_was_charged(
+    client: Callable[[str], OpenAI],
+    fakes: Fakes,
+    budget: Callable[[str, str], tuple[Decimal, Decimal]],
+    fault: dict[str, int],
+) -> None:
+    """An answer that broke off after its 200 was generated, so the provider may bill it: the team
+    is charged the hold — the money that used to go unexplained — and the 502 says exactly that."""
+    fakes.fail(GPT, fault)
+    used_before, _ = budget(SEARCH, "search-monthly")
+
+    with pytest.raises(openai.APIStatusError) as raised:
+        client(SEARCH).chat.completions.create(model=GPT, messages=QUESTION, max_tokens=50)
+
+    assert raised.value.status_code == 502
+    assert fakes.calls() == [("openai", GPT, next(iter(fault)))]  # accepted: not retried elsewhere
+    used_after, reserved_after = budget(SEARCH, "search-monthly")
+    headers = raised.value.response.headers
+    assert reserved_after == 0
+    assert Decimal(headers["x-paymaster-cost-usd"]) == used_after - used_before > 0
+    assert headers["x-paymaster-billed-on"] == "reservation"
+
+
+def test_a_502_no_provider_billed_says_nothing_was_charged(
+    client: Callable[[str], OpenAI], fakes: Fakes, budget: Callable[[str, str], tuple[Decimal, Decimal]]
+) -> None:
+    fakes.fail("gpt-4o", {"status": 500})  # gpt-4o has no fallback
+    used_before, _ = budget(SEARCH, "search-monthly")
+
+    with pytest.raises(openai.APIStatusError) as raised:
+        client(SEARCH).chat.completions.create(model="gpt-4o", messages=QUESTION, max_tokens=50)
+
+    assert raised.value.status_code == 502
+    headers = raised.value.response.headers
+    assert (headers["x-paymaster-cost-usd"], headers["x-paymaster-billed-on"]) == ("0", "released")
+    assert budget(SEARCH, "search-monthly") == (used_before, 0)
+
+
+def streamed_raw(stack: LocalStack, profile: str, model: str) -> str:
+    """A streamed answer as the bytes arrived, comment lines included."""
+    auth = SigV4Auth(session=session(stack, profile))
+    body = {"model": model, "messages": QUESTION, "max_tokens": 50, "stream": True}
+    with httpx.Client(base_url=stack.url, auth=auth, timeout=30) as http:
+        return http.post("/v1/chat/completions", json=body).raise_for_status().text
+
+
+def trailer(raw: str) -> tuple[Decimal, str]:
+    """(cost, basis) from a stream's `: x-paymaster-cost-usd:` / `: x-paymaster-billed-on:` comments."""
+    comments = dict(line[2:].split(": ", 1) for line in raw.splitlines() if line.startswith(": x-paymaster-"))
+    return Decimal(comments["x-paymaster-cost-usd"]), comments["x-paymaster-billed-on"]
+
+
+@pytest.mark.parametrize(("fault", "basis"), [(None, "provider_usage"), ({"cut_after": 3}, "delivered_text")])
+def test_a_stream_ends_saying_what_it_was_charged_whole_or_cut(
+    stack: LocalStack,
+    fakes: Fakes,
+    budget: Callable[[str, str], tuple[Decimal, Decimal]],
+    fault: dict[str, int] | None,
+    basis: str,
+) -> None:
+    if fault:
+        fakes.fail(GPT, fault)
+    used_before, _ = budget(SEARCH, "search-monthly")
+
+    raw = streamed_raw(stack, SEARCH, GPT)
+
+    used_after, reserved_after = budget(SEARCH, "search-monthly")
+    assert reserved_after == 0
+    assert trailer(raw) == (used_after - used_before, basis)
+    assert ('"error"' in raw) == (fault is not None)
 
 
 def delivered_charge(model_name: str, words: list[str], max_tokens: int) -> Decimal:

@@ -3,7 +3,7 @@
 import json
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import Any
 
 import pytest
@@ -12,8 +12,11 @@ from starlette.testclient import TestClient
 from paymaster import names
 from paymaster.adapters.dynamodb_counters import DynamoDBCounterStore
 from paymaster.adapters.dynamodb_wire import DynamoDBWire
+from paymaster.adapters.policy_file import load_policy
 from paymaster.composition import gateway_app
+from paymaster.domain.chat import Completion, StreamEvent, TextDelta
 from paymaster.domain.errors import ProviderError, ProviderRejectedError, ProviderTimeoutError
+from paymaster.ports import ProviderCall
 from tests.functions.gateway import POLICY, REPO, RecordingProvider, as_lwa_request, lambda_entry
 from tests.policies import policy_with
 
@@ -180,3 +183,34 @@ def test_a_tool_schema_nested_deeper_than_the_gateway_allows_is_a_400_before_adm
 
     assert response.status_code == status
     assert len(provider.calls) == (status == 200)
+
+
+class BrokenProvider(RecordingProvider):
+    """A provider adapter with a bug: it raises what no adapter should."""
+
+    def complete(self, call: ProviderCall) -> Completion:
+        raise RuntimeError("a bug after the call may have been sent")
+
+    def stream(self, call: ProviderCall) -> Generator[StreamEvent, None, None]:
+        yield TextDelta("1.")
+        raise RuntimeError("a bug after the call was accepted")
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["complete", "stream"])
+def test_an_unforeseen_failure_after_admission_says_what_it_charged(
+    event: dict[str, Any], aws: dict[str, str], aws_url: str, wire_to: Callable[[str], DynamoDBWire], stream: bool
+) -> None:
+    store = DynamoDBCounterStore(wire_to(aws_url), aws[names.ENV_COUNTERS_TABLE])
+    event["body"] = json.dumps(json.loads(event["body"]) | {"stream": stream})
+
+    response = lambda_entry(load_policy(POLICY), store, BrokenProvider()).request(**as_lwa_request(event))
+
+    if stream:  # the status line was sent with the first piece: the failure and its charge follow it
+        assert response.status_code == 200
+        assert '"code":"internal_error"' in response.text
+        assert ": x-paymaster-billed-on: delivered_text" in response.text
+        return
+    assert response.status_code == 500
+    assert response.json()["error"]["code"] == "internal_error"
+    assert response.headers[names.HEADER_BILLED_ON] == "reservation"
+    assert float(response.headers[names.HEADER_COST]) > 0

@@ -3,6 +3,7 @@
 import json
 from typing import Any
 
+from openai._streaming import SSEDecoder
 from openai.lib.streaming.chat import ChatCompletionStreamState
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
@@ -33,7 +34,9 @@ def parsed(include_usage: bool) -> list[dict[str, object] | str]:
 
 
 def parsed_from(events: list[StreamEvent | Bill], *, include_usage: bool) -> list[dict[str, object] | str]:
+    """The data events of the stream, decoded; comment lines (what was charged) left out."""
     lines = [line.decode() for line in chunks(ENVELOPE, iter(events), include_usage=include_usage)]
+    lines = [line for line in lines if not line.startswith(":")]
     assert all(line.startswith("data: ") and line.endswith("\n\n") for line in lines)
     payloads = [line.removeprefix("data: ").removesuffix("\n\n") for line in lines]
     return [payload if payload == "[DONE]" else json.loads(payload) for payload in payloads]
@@ -194,3 +197,28 @@ def test_usage_is_what_was_charged_when_a_bill_is_given() -> None:
     body = completion_body(ENVELOPE, Completion("hi", "stop", Usage(50, 20)), bill)
 
     assert usage["usage"]["completion_tokens"] == body["usage"]["completion_tokens"] == 30  # type: ignore[index]
+
+
+def test_a_stream_says_what_it_was_charged_in_comments_before_done() -> None:
+    bill = Bill(Usage(50, 30), 1234, "delivered_text")
+    events: list[StreamEvent | Bill] = [TextDelta("hi"), Finished("stop"), bill]
+
+    *_, trailer, done = list(chunks(ENVELOPE, iter(events), include_usage=False))
+
+    assert trailer == b": x-paymaster-cost-usd: 0.001234\n: x-paymaster-billed-on: delivered_text\n\n"
+    assert done == b"data: [DONE]\n\n"
+
+
+def test_the_openai_sdk_reads_a_stream_with_its_charge_and_skips_the_comments() -> None:
+    bill = Bill(Usage(5, 2), 7, "provider_usage")
+    raw = b"".join(chunks(ENVELOPE, iter([*EVENTS, bill]), include_usage=True))
+
+    decoded = [event.json() for event in SSEDecoder().iter_bytes(iter([raw])) if event.data != "[DONE]"]
+
+    state = ChatCompletionStreamState()
+    for payload in decoded:
+        state.handle_chunk(ChatCompletionChunk.model_validate(payload))
+    completion = state.get_final_completion()
+    assert completion.choices[0].message.content == "Hello"
+    assert completion.usage is not None
+    assert completion.usage.completion_tokens == 2

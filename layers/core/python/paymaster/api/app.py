@@ -29,14 +29,13 @@ from starlette.types import Receive, Scope, Send
 from paymaster import names
 from paymaster.adapters.request_context import request_id as gateway_request_id
 from paymaster.api import embeddings_wire, openai_wire
-from paymaster.api.errors import error_body, error_response, status_and_type
+from paymaster.api.errors import bill_headers, error_body, error_response, status_and_type
 from paymaster.domain.chat import ChatRequest, StreamEvent
 from paymaster.domain.embeddings import EmbeddingRequest
 from paymaster.domain.errors import InvalidRequestError, PayloadTooLargeError, PaymasterError
 from paymaster.domain.identity import Caller
 from paymaster.domain.limits import Hold, amount_text
 from paymaster.domain.metering import Bill
-from paymaster.domain.money import format_usd
 from paymaster.ports import HttpRequest
 from paymaster.services.admission import AdmissionService
 from paymaster.services.chat import ChatService
@@ -214,10 +213,6 @@ def _served_headers(exchange: Exchange, budgets: BudgetView) -> dict[str, str]:
     return headers | budget_headers(admission.holds, budgets)
 
 
-def bill_headers(bill: Bill) -> dict[str, str]:
-    return {names.HEADER_COST: format_usd(bill.cost), names.HEADER_BILLED_ON: bill.basis}
-
-
 def _metadata(request: Request) -> dict[str, str]:
     """`x-paymaster-meta-<key>: value` headers: the caller's own labels for rules to match on."""
     prefix = names.HEADER_METADATA_PREFIX
@@ -304,7 +299,8 @@ def _sse_lines(
     """The SSE answer; closing it closes the provider stream.
 
     Once the status line is sent, a failure can only be told in the stream: as OpenAI does, one
-    `data: {"error": ...}` event, which the openai SDK raises as an APIError.
+    `data: {"error": ...}` event, which the openai SDK raises as an APIError — followed by what
+    the request was charged, as the successful end of a stream says it.
     """
     try:
         primed = chain(() if first is None else (first,), events)
@@ -313,6 +309,8 @@ def _sse_lines(
         _, kind = status_and_type(error)
         logger.info("stream failed", extra={"request_id": rid, "code": error.code})
         yield openai_wire.sse(error_body(error.message, kind, error.code))
+        if error.bill is not None:
+            yield openai_wire.bill_trailer(error.bill)
     except Exception:
         # Settled already (the service's `finally`); the caller still gets an answer, not a cut.
         logger.exception("stream failed unexpectedly", extra={"request_id": rid})

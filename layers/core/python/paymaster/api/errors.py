@@ -5,8 +5,11 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 
+from paymaster import names
 from paymaster.domain import errors
 from paymaster.domain.limits import amount_text
+from paymaster.domain.metering import Bill
+from paymaster.domain.money import format_usd
 
 _RESPONSES: dict[type[errors.PaymasterError], tuple[int, str]] = {
     errors.AuthenticationError: (403, "authentication_error"),
@@ -21,7 +24,13 @@ _RESPONSES: dict[type[errors.PaymasterError], tuple[int, str]] = {
     errors.ProviderTimeoutError: (504, "server_error"),
     errors.ProviderThrottledError: (429, "rate_limit_error"),
     errors.ProviderError: (502, "server_error"),
+    errors.GatewayFailureError: (500, "server_error"),
 }
+
+
+def bill_headers(bill: Bill) -> dict[str, str]:
+    """What a request was charged and on what basis; on every answer of a settled request."""
+    return {names.HEADER_COST: format_usd(bill.cost), names.HEADER_BILLED_ON: bill.basis}
 
 
 def error_body(message: str, kind: str, code: str | None, param: str | None = None) -> dict[str, Any]:
@@ -37,9 +46,12 @@ def status_and_type(error: errors.PaymasterError) -> tuple[int, str]:
 
 
 def error_response(error: errors.PaymasterError, headers: dict[str, str] | None = None) -> JSONResponse:
+    """The error in OpenAI's shape; with what the request was charged when it was (`bill_headers`)."""
     status, kind = status_and_type(error)
     body = error_body(error.message, kind, error.code, error.param)
     headers = dict(headers or {})
+    if error.bill is not None:
+        headers |= bill_headers(error.bill)
     if isinstance(error, errors.LimitRefusedError):
         body["error"]["paymaster"] = refusal_details(error)
         headers |= refusal_headers(error)

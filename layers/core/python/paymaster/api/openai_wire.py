@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from paymaster import names
 from paymaster.domain.chat import (
     Completion,
     Finished,
@@ -25,6 +26,7 @@ from paymaster.domain.chat import (
     UsageReported,
 )
 from paymaster.domain.metering import Bill
+from paymaster.domain.money import format_usd
 
 
 def usage_body(usage: Usage) -> dict[str, Any]:
@@ -81,8 +83,19 @@ def sse(data: dict[str, Any] | str) -> bytes:
     return f"data: {payload}\n\n".encode()
 
 
+def bill_trailer(bill: Bill) -> bytes:
+    """What a stream was charged, as SSE comments named like the non-streamed answer's headers
+    (clients, the openai SDK included, skip comment lines):
+
+        : x-paymaster-cost-usd: 0.000123
+        : x-paymaster-billed-on: provider_usage
+    """
+    return f": {names.HEADER_COST}: {format_usd(bill.cost)}\n: {names.HEADER_BILLED_ON}: {bill.basis}\n\n".encode()
+
+
 def chunks(envelope: Envelope, events: Iterator[StreamEvent | Bill], *, include_usage: bool) -> Iterator[bytes]:
-    """SSE lines for a stream: role first, a chunk per delta, the finish, usage if asked, [DONE].
+    """SSE lines for a stream: role first, a chunk per delta, the finish, usage if asked, what
+    was charged (`bill_trailer`), [DONE].
 
     With `include_usage`, every chunk carries `"usage": null` and the usage chunk has no choices,
     exactly as OpenAI sends them; it comes last and says what was charged (the `Bill`) or, with
@@ -106,7 +119,7 @@ def chunks(envelope: Envelope, events: Iterator[StreamEvent | Bill], *, include_
 
     named: set[int] = set()  # the tool calls whose first piece is sent
     reported: Usage | None = None
-    charged: Usage | None = None
+    bill: Bill | None = None
     yield chunk(choice({"role": "assistant", "content": ""}))
     for event in events:
         if isinstance(event, TextDelta):
@@ -121,10 +134,12 @@ def chunks(envelope: Envelope, events: Iterator[StreamEvent | Bill], *, include_
         elif isinstance(event, UsageReported):
             reported = event.usage
         elif isinstance(event, Bill):
-            charged = event.usage
-    usage = charged if charged is not None else reported
+            bill = event
+    usage = bill.usage if bill is not None else reported
     if include_usage and usage is not None:
         yield chunk([], usage)
+    if bill is not None:
+        yield bill_trailer(bill)
     yield sse("[DONE]")
 
 

@@ -9,10 +9,15 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from paymaster.domain.limits import Refusal
+    from paymaster.domain.metering import Bill
 
 
 class PaymasterError(Exception):
-    """Base of every error paymaster answers deliberately (never a 500)."""
+    """Base of every error paymaster answers deliberately.
+
+    `bill`: what the request was charged, when it was admitted and settled before it failed — so
+    that the answer says so (a provider that accepted the call may bill it).
+    """
 
     code: str = "paymaster_error"
 
@@ -20,6 +25,7 @@ class PaymasterError(Exception):
         super().__init__(message)
         self.message = message
         self.param = param
+        self.bill: Bill | None = None
 
     def __str__(self) -> str:
         return self.message  # which a handler may extend with what it learned on the way
@@ -141,6 +147,13 @@ class BudgetExhaustedError(LimitRefusedError):
     """A budget cannot afford the request; retrying before it resets will not help."""
 
     code = "insufficient_quota"
+
+
+class GatewayFailureError(PaymasterError):
+    """Something failed that paymaster did not foresee, after the request was admitted: settled as
+    if the provider had billed the whole hold (it may have), logged with the cause, answered 500."""
+
+    code = "internal_error"
 
 
 class StoreUnavailableError(PaymasterError):

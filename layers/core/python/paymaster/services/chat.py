@@ -8,7 +8,8 @@ to the next deployment only before its first event, so a caller never sees two a
 """
 
 import time
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
+from dataclasses import dataclass, field
 
 from aws_lambda_powertools import Logger
 
@@ -21,7 +22,7 @@ from paymaster.domain.chat import (
     Usage,
     UsageReported,
 )
-from paymaster.domain.errors import InvalidRequestError, ProviderError, ProviderTimeoutError
+from paymaster.domain.errors import InvalidRequestError, PaymasterError, ProviderError, ProviderTimeoutError
 from paymaster.domain.identity import Caller
 from paymaster.domain.metering import Bill, Delivered, NotAccepted, Outcome, Reported, Unknown
 from paymaster.domain.policy import Policy
@@ -61,14 +62,26 @@ class ChatService:
     def stream(self, exchange: Exchange) -> Generator[StreamEvent | Bill, None, None]:
         """The provider's events, then the `Bill` once settled. Usage is not passed on: the bill
         carries what was charged. Closing the generator early (client gone) closes the provider
-        stream and charges what was delivered."""
+        stream and charges what was delivered. An error raised from here carries its bill; one
+        nobody planned for becomes a GatewayFailureError."""
         started = self._monotonic()
-        delivered: list[str] = []
-        usage: Usage | None = None
+        seen = _Seen()
         # Until the walk ends, whether the provider billed is unknown (the whole hold); None once
-        # it streams, when what it delivered and reported decides (`_streamed`).
+        # it streams, when what it delivered and reported decides.
         before: Outcome | None = Unknown()
         events: Generator[StreamEvent, None, None] | None = None
+
+        def close() -> Bill:
+            """Closes the provider stream and settles once, whatever happened; the bill."""
+            if events is not None:
+                events.close()
+            if exchange.bill is None:
+                if before is None and seen.usage is None:
+                    logger.warning("stream cut", extra={"request_id": exchange.request_id})
+                self._router.settle(exchange, seen.outcome() if before is None else before)
+            assert exchange.bill is not None
+            return exchange.bill
+
         try:
             try:
                 events = self._router.walk(exchange, lambda hop: _opened(self._provider(hop), _call(exchange, hop)))
@@ -80,29 +93,20 @@ class ChatService:
                 raise
             before = None
             deadline = started + self._policy.providers[exchange.deployment.provider].timeouts.total_s
-            for event in events:
-                if isinstance(event, UsageReported):
-                    usage = event.usage
-                    continue
-                if isinstance(event, TextDelta):
-                    delivered.append(event.text)
-                elif isinstance(event, ToolCallDelta):
-                    delivered.append((event.name or "") + event.arguments)
-                yield event
-                if self._monotonic() > deadline:
-                    raise ProviderTimeoutError("the provider's stream ran past its total timeout", accepted=True)
-            if usage is None:
+            yield from seen.relay(events, lambda: self._monotonic() > deadline)
+            if seen.usage is None:
                 logger.warning("stream ended without usage", extra={"request_id": exchange.request_id})
-            bill = self._router.settle(exchange, _streamed(usage, delivered))
+            bill = self._router.settle(exchange, seen.outcome())
             self._router.log_served(exchange, self._monotonic() - started)
             yield bill
+        except PaymasterError as error:
+            error.bill = close()
+            raise
+        except Exception as error:
+            close()
+            raise self._router.unforeseen(exchange, error) from error
         finally:
-            if events is not None:
-                events.close()
-            if exchange.bill is None:
-                if before is None and usage is None:
-                    logger.warning("stream cut", extra={"request_id": exchange.request_id})
-                self._router.settle(exchange, _streamed(usage, delivered) if before is None else before)
+            close()
 
     def answer(
         self, caller: Caller, request: ChatRequest, request_id: str, metadata: Mapping[str, str] | None = None
@@ -133,9 +137,32 @@ class ChatService:
         return self._providers[hop.deployment.provider]
 
 
-def _streamed(usage: Usage | None, delivered: list[str]) -> Outcome:
-    """What a stream the provider accepted is charged: its usage, else what it delivered."""
-    return Reported(usage) if usage is not None else Delivered("".join(delivered))
+@dataclass(slots=True)
+class _Seen:
+    """What a stream the provider accepted has sent so far: its output, and its usage once reported."""
+
+    delivered: list[str] = field(default_factory=list)
+    usage: Usage | None = None
+
+    def relay(
+        self, events: Iterator[StreamEvent], past_deadline: Callable[[], bool]
+    ) -> Generator[StreamEvent, None, None]:
+        """Passes the events on, keeping the usage back and noting the output."""
+        for event in events:
+            if isinstance(event, UsageReported):
+                self.usage = event.usage
+                continue
+            if isinstance(event, TextDelta):
+                self.delivered.append(event.text)
+            elif isinstance(event, ToolCallDelta):
+                self.delivered.append((event.name or "") + event.arguments)
+            yield event
+            if past_deadline():
+                raise ProviderTimeoutError("the provider's stream ran past its total timeout", accepted=True)
+
+    def outcome(self) -> Outcome:
+        """What the stream is charged: its usage, else what it delivered."""
+        return Reported(self.usage) if self.usage is not None else Delivered("".join(self.delivered))
 
 
 def _call(exchange: Exchange, hop: Hop) -> ProviderCall:

@@ -18,7 +18,13 @@ from aws_lambda_powertools import Logger
 
 from paymaster.domain.chat import ChatRequest, Usage
 from paymaster.domain.embeddings import EmbeddingRequest
-from paymaster.domain.errors import InvalidRequestError, LimitRefusedError, ProviderError, StoreUnavailableError
+from paymaster.domain.errors import (
+    GatewayFailureError,
+    InvalidRequestError,
+    LimitRefusedError,
+    ProviderError,
+    StoreUnavailableError,
+)
 from paymaster.domain.identity import Caller
 from paymaster.domain.metering import Bill, NotAccepted, Outcome, Reported, Unknown
 from paymaster.domain.policy import Deployment, Policy
@@ -121,18 +127,20 @@ class Router:
 
         A provider error is released unless the provider had accepted the call (then the whole
         hold: its answer is unknown); an adapter's InvalidRequestError sent nothing (released);
-        anything else may have reached the provider (the whole hold); an answer without usage
-        is charged the whole hold.
+        anything else may have reached the provider (the whole hold, as a GatewayFailureError);
+        an answer without usage is charged the whole hold. An error carries its bill.
         """
         started = self._monotonic()
         try:
             answer = self.walk(exchange, attempt)
         except ProviderError as error:
-            self.settle(exchange, Unknown() if error.accepted else NOT_ACCEPTED)
+            error.bill = self.settle(exchange, Unknown() if error.accepted else NOT_ACCEPTED)
             raise
-        except InvalidRequestError:
-            self.settle(exchange, NOT_ACCEPTED)
+        except InvalidRequestError as error:
+            error.bill = self.settle(exchange, NOT_ACCEPTED)
             raise
+        except Exception as error:
+            raise self.unforeseen(exchange, error) from error
         except BaseException:
             self.settle(exchange, Unknown())
             raise
@@ -140,6 +148,14 @@ class Router:
         self.settle(exchange, Unknown() if usage is None else Reported(usage))
         self.log_served(exchange, self._monotonic() - started)
         return answer
+
+    def unforeseen(self, exchange: Exchange, error: Exception) -> GatewayFailureError:
+        """An error nobody planned for, after admission: logged, settled as the whole hold (the
+        provider may have billed), and turned into the 500 that says what was charged."""
+        logger.exception("unexpected failure", extra={"request_id": exchange.request_id})
+        failure = GatewayFailureError(f"The gateway failed unexpectedly (request {exchange.request_id}).")
+        failure.bill = exchange.bill if exchange.bill is not None else self.settle(exchange, Unknown())
+        return failure
 
     def settle(self, exchange: Exchange, outcome: Outcome) -> Bill:
         exchange.bill = self._admission.settle(exchange.admission, outcome)
