@@ -63,6 +63,10 @@ bench: $(STAMP) ## run the benchmarks (docs/BENCHMARKS.md records their output)
 	$(PY) -m bench.overhead
 	$(PY) -m bench.concurrency
 
+.PHONY: soak
+soak: $(STAMP) ## 10,000 signed requests with provider faults through the local stack; every dollar checked
+	$(PY) -m bench.soak
+
 .PHONY: validate
 validate: $(STAMP) ## validate the policy file (POLICY=file)
 	$(VENV)/bin/paymaster policy validate $(POLICY)

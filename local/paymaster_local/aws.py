@@ -40,6 +40,7 @@ WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 TRANSACT_WRITE_ITEMS = "DynamoDB_20120810.TransactWriteItems"
 MOTO_RESET = "/moto-api/reset"
+STATS_PATH = "/_standin/stats"  # {"dynamodb_requests": n}: what the soak divides the stand-in's CPU by
 # DynamoDB keeps a client request token for 10 minutes after the request that used it completed.
 TOKEN_WINDOW_S = 600.0
 
@@ -53,10 +54,13 @@ class LocalDynamoDB:
         self._lock = threading.Lock()
         self._clock = clock
         self._tokens: dict[str, tuple[float, str, list[tuple[str, str]], bytes]] = {}
+        self._served = 0
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         if not target.startswith("DynamoDB_"):
+            if environ.get("PATH_INFO") == STATS_PATH:
+                return _json(start_response, "200 OK", {"dynamodb_requests": self._served})
             if environ.get("PATH_INFO") == MOTO_RESET:
                 with self._lock:
                     self._tokens.clear()  # a new world: the tokens of the old one mean nothing
@@ -67,6 +71,7 @@ class LocalDynamoDB:
             environ["wsgi.input"] = io.BytesIO(body)
             token, fingerprint = _token_and_fingerprint(body)
         with self._lock:
+            self._served += 1
             if token is None:
                 return list(self._app(environ, start_response))
             return self._idempotent(token, fingerprint, environ, start_response)
@@ -112,10 +117,19 @@ def _token_and_fingerprint(body: bytes) -> tuple[str | None, str]:
 
 
 def _error(start_response: Callable[..., Any], code: str, message: str) -> list[bytes]:
-    body = json.dumps({"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": message}).encode()
-    start_response(
-        "400 Bad Request", [("Content-Type", "application/x-amz-json-1.0"), ("Content-Length", str(len(body)))]
+    return _json(
+        start_response,
+        "400 Bad Request",
+        {"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": message},
+        "application/x-amz-json-1.0",
     )
+
+
+def _json(
+    start_response: Callable[..., Any], status: str, payload: object, content_type: str = "application/json"
+) -> list[bytes]:
+    body = json.dumps(payload).encode()
+    start_response(status, [("Content-Type", content_type), ("Content-Length", str(len(body)))])
     return [body]
 
 
