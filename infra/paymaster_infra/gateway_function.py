@@ -2,13 +2,13 @@
 
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from paymaster import names
 from paymaster.domain.policy import Policy
 from paymaster_infra.config import AppConfig
+from paymaster_infra.counter_access import grant_counter_store
 from paymaster_infra.lambda_defaults import ASSET_EXCLUDES, TIMEOUT, default_function
 from paymaster_infra.layers import POLICY_FILE, TIKTOKEN_DIR, GatewayLayers
 from paymaster_infra.provider_access import ProviderAccess
@@ -71,26 +71,7 @@ class GatewayFunction(Construct):
                 names.ENV_ONE_REQUEST_AT_A_TIME: "true",
             },
         )
-        # Exactly what the counter store does, on the table and the one index it reads: the grant_*
-        # helpers would add `index/*`, a wildcard for an index we can name.
-        self.function.add_to_role_policy(
-            iam.PolicyStatement(
-                actions=[
-                    "dynamodb:UpdateItem",
-                    "dynamodb:PutItem",
-                    "dynamodb:BatchGetItem",
-                    "dynamodb:GetItem",
-                    "dynamodb:Query",
-                ],
-                resources=[counters.table_arn],
-            )
-        )
-        self.function.add_to_role_policy(
-            iam.PolicyStatement(
-                actions=["dynamodb:Query"],
-                resources=[f"{counters.table_arn}/index/{names.HELD_INDEX}"],
-            )
-        )
+        grant_counter_store(counters, self.function)
         ledger.grant_read_write_data(self.function)
         bus.grant_put_events_to(self.function)
         self.provider_access = ProviderAccess(self, "ProviderAccess", policy=policy, function=self.function)
