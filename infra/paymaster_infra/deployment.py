@@ -24,7 +24,7 @@ def add_paymaster(app: App, config: AppConfig, *, env: Environment | None = None
         app,
         STATEFUL_STACK_NAME,
         env=env,
-        description="paymaster state: counters and ledger tables, event bus and archive",
+        description="paymaster state: counters and ledger tables, event bus and archive, settlement queue",
     )
     gateway = GatewayStack(
         app,
@@ -36,6 +36,7 @@ def add_paymaster(app: App, config: AppConfig, *, env: Environment | None = None
         counters=state.tables.counters,
         ledger=state.tables.ledger,
         bus=state.events.bus,
+        settlement_queue=state.settlements.queue,
     )
     Tags.of(app).add("project", "paymaster")
     add_checks(app)

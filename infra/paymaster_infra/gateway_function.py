@@ -3,6 +3,7 @@
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from paymaster import names
@@ -34,8 +35,9 @@ def check_provider_timeouts(policy: Policy, function_timeout_s: float) -> None:
 class GatewayFunction(Construct):
     """One function serves every `/v1/*` route.
 
-    It may use the counters, ledger and bus, and the providers of the policy it is deployed with:
-    that policy's Bedrock models and provider API key secrets (`ProviderAccess`).
+    It may use the counters, ledger and bus, send to the settlement queue what the counters could
+    not take, and call the providers of the policy it is deployed with: that policy's Bedrock
+    models and provider API key secrets (`ProviderAccess`).
     """
 
     def __init__(
@@ -49,6 +51,7 @@ class GatewayFunction(Construct):
         counters: dynamodb.ITable,
         ledger: dynamodb.ITable,
         bus: events.IEventBus,
+        settlement_queue: sqs.IQueue,
     ) -> None:
         super().__init__(scope, construct_id)
         check_provider_timeouts(policy, TIMEOUT.to_seconds())
@@ -64,6 +67,7 @@ class GatewayFunction(Construct):
                 names.ENV_COUNTERS_TABLE: counters.table_name,
                 names.ENV_LEDGER_TABLE: ledger.table_name,
                 names.ENV_EVENT_BUS: bus.event_bus_name,
+                names.ENV_SETTLEMENT_QUEUE_URL: settlement_queue.queue_url,
                 names.ENV_POLICY_FILE: POLICY_FILE,
                 names.ENV_TIKTOKEN_DIR: TIKTOKEN_DIR,
                 names.ENV_IDENTITY: IDENTITY_FROM_REQUEST_CONTEXT,
@@ -74,4 +78,5 @@ class GatewayFunction(Construct):
         grant_counter_store(counters, self.function)
         ledger.grant_read_write_data(self.function)
         bus.grant_put_events_to(self.function)
+        settlement_queue.grant_send_messages(self.function)
         self.provider_access = ProviderAccess(self, "ProviderAccess", policy=policy, function=self.function)

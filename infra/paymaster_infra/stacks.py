@@ -5,6 +5,7 @@ from typing import Any
 from aws_cdk import CfnOutput, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from paymaster.domain.policy import Policy
@@ -13,16 +14,33 @@ from paymaster_infra.event_bus import CostEventBus
 from paymaster_infra.gateway_api import GatewayApi
 from paymaster_infra.gateway_function import GatewayFunction
 from paymaster_infra.layers import GatewayLayers
+from paymaster_infra.settlement_queue import SettlementQueue
 from paymaster_infra.tables import CounterTables
 
 
 class StatefulStack(Stack):
-    """Tables, bus and archive. Everything here is retained when the stack is deleted."""
+    """Tables, bus, archive and the settlement queue. Everything here is retained when the stack
+    is deleted."""
 
     def __init__(self, scope: Construct, construct_id: str, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.tables = CounterTables(self, "Tables")
         self.events = CostEventBus(self, "Events")
+        self.settlements = SettlementQueue(self, "Settlements")
+
+        dead_letters = self.settlements.dead_letter_queue
+        CfnOutput(
+            self,
+            "SettlementDeadLetterQueueUrl",
+            value=dead_letters.queue_url,
+            description="Settlements that failed every delivery: read them here (infra/README.md)",
+        )
+        CfnOutput(
+            self,
+            "SettlementDeadLetterQueueArn",
+            value=dead_letters.queue_arn,
+            description="Replay them with aws sqs start-message-move-task --source-arn <this>",
+        )
 
 
 class GatewayStack(Stack):
@@ -38,6 +56,7 @@ class GatewayStack(Stack):
         counters: dynamodb.ITable,
         ledger: dynamodb.ITable,
         bus: events.IEventBus,
+        settlement_queue: sqs.IQueue,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -51,6 +70,7 @@ class GatewayStack(Stack):
             counters=counters,
             ledger=ledger,
             bus=bus,
+            settlement_queue=settlement_queue,
         )
         self.api = GatewayApi(self, "Api", handler=self.gateway.function)
 

@@ -8,7 +8,8 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk.assertions import Match, Template
 
 from paymaster import names
-from paymaster_infra import lambda_defaults, target, web_adapter
+from paymaster.adapters.settings import Settings
+from paymaster_infra import lambda_defaults, settlement_queue, target, web_adapter
 from paymaster_infra.config import AppConfig
 from paymaster_infra.deployment import Paymaster
 from paymaster_infra.gateway_api import API_PREFIX, STAGE_NAME
@@ -61,6 +62,18 @@ def allowed_on(statements: list[dict[str, Any]], resource: Any) -> set[str]:
 
 def as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
+
+
+def settings_of(variables: dict[str, Any]) -> Settings:
+    """What `Settings.from_environ` makes of a function's environment at cold start in Lambda.
+
+    Values CloudFormation fills in at deploy time (imports, references) stand in as
+    `<variable name>`; Lambda sets AWS_REGION itself. A setting the model requires that the
+    environment lacks fails here, as it would fail the function's cold start.
+    """
+    assert names.ENV_REGION not in variables  # reserved: Lambda sets it
+    environ = {name: value if isinstance(value, str) else f"<{name}>" for name, value in variables.items()}
+    return Settings.from_environ({**environ, names.ENV_REGION: "eu-west-1"})
 
 
 # --- API --------------------------------------------------------------------------------------
@@ -203,9 +216,18 @@ def test_gateway_environment_names_its_resources(
     assert variables[names.ENV_COUNTERS_TABLE] == import_of(state_template, logical_id(tables.counters), None)
     assert variables[names.ENV_LEDGER_TABLE] == import_of(state_template, logical_id(tables.ledger), None)
     assert variables[names.ENV_EVENT_BUS] == import_of(state_template, logical_id(paymaster.state.events.bus), None)
+    queue = paymaster.state.settlements.queue
+    assert variables[names.ENV_SETTLEMENT_QUEUE_URL] == import_of(state_template, logical_id(queue), None)
     assert variables[names.ENV_POLICY_FILE] == POLICY_FILE
     assert variables[names.ENV_TIKTOKEN_DIR] == TIKTOKEN_DIR == "/opt/tiktoken"
     assert variables[names.ENV_IDENTITY] == "request-context"
+
+
+def test_gateway_environment_holds_every_setting_the_gateway_requires(gateway_template: Template) -> None:
+    settings = settings_of(gateway_function(gateway_template)["Environment"]["Variables"])
+    assert settings.settlement_queue_url == f"<{names.ENV_SETTLEMENT_QUEUE_URL}>"
+    assert settings.identity == "request-context"
+    assert settings.one_request_at_a_time
 
 
 def test_policy_file_is_staged_where_the_function_reads_it(config: AppConfig) -> None:
@@ -245,6 +267,8 @@ def test_gateway_role_may_send_what_the_counter_store_sends_and_put_events(
     held_index = {"Fn::Join": ["", [counters_arn, f"/index/{names.HELD_INDEX}"]]}
     assert allowed_on(statements, held_index) == {"dynamodb:Query"}
     assert "events:PutEvents" in allowed_on(statements, bus_arn)
+    queue_arn = import_of(state_template, logical_id(state.settlements.queue), "Arn")
+    assert allowed_on(statements, queue_arn) == {"sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"}
     assert not any(
         "*" in as_list(s["Resource"]) and any(a.startswith("dynamodb:") for a in as_list(s["Action"]))
         for s in statements
@@ -344,8 +368,15 @@ def test_state_lives_apart_from_the_gateway(state_template: Template, gateway_te
         "AWS::DynamoDB::Table",
         "AWS::Events::EventBus",
         "AWS::Events::Archive",
+        "AWS::SQS::Queue",
+        "AWS::SQS::QueuePolicy",
     }
     assert not gateway_types & state_types
+
+
+def test_everything_in_the_state_stack_is_retained(state_template: Template) -> None:
+    resources = state_template.to_json()["Resources"]
+    assert {name for name, resource in resources.items() if resource | RETAINED != resource} == set()
 
 
 def test_tables_are_on_demand_recoverable_and_retained(state_template: Template) -> None:
@@ -409,6 +440,55 @@ def test_event_bus_and_its_archive_are_retained(state_template: Template, paymas
             ),
         },
     )
+
+
+def test_settlement_queue_keeps_messages_two_weeks_and_dead_letters_them_after_max_receives(
+    state_template: Template, paymaster: Paymaster
+) -> None:
+    settlements = paymaster.state.settlements
+    resources = state_template.to_json()["Resources"]
+    queue = resources[logical_id(settlements.queue)]["Properties"]
+    dead_letters = resources[logical_id(settlements.dead_letter_queue)]["Properties"]
+    fourteen_days = 14 * 24 * 3600
+
+    assert queue["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": [logical_id(settlements.dead_letter_queue), "Arn"]},
+        "maxReceiveCount": names.SETTLEMENT_MAX_RECEIVES,
+    }
+    for properties in (queue, dead_letters):
+        assert properties["MessageRetentionPeriod"] == fourteen_days
+        assert properties["SqsManagedSseEnabled"] is True
+        assert "KmsMasterKeyId" not in properties
+        assert "FifoQueue" not in properties  # standard: settling is idempotent and order-free
+    assert "RedrivePolicy" not in dead_letters
+
+
+def test_settlement_queue_visibility_is_six_times_its_consumer_timeout(
+    state_template: Template, paymaster: Paymaster
+) -> None:
+    queue = state_template.to_json()["Resources"][logical_id(paymaster.state.settlements.queue)]["Properties"]
+    assert queue["VisibilityTimeout"] == 6 * settlement_queue.CONSUMER_TIMEOUT.to_seconds() == 720
+
+
+def test_settlement_queues_refuse_requests_without_tls(state_template: Template, paymaster: Paymaster) -> None:
+    settlements = paymaster.state.settlements
+    policies = state_template.find_resources("AWS::SQS::QueuePolicy").values()
+    tls_only = {
+        queue["Ref"]
+        for policy in policies
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        if statement["Effect"] == "Deny"
+        and statement["Action"] == "sqs:*"
+        and statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+        for queue in policy["Properties"]["Queues"]
+    }
+    assert tls_only == {logical_id(settlements.queue), logical_id(settlements.dead_letter_queue)}
+
+
+def test_state_outputs_name_the_dead_letter_queue_for_replay(state_template: Template, paymaster: Paymaster) -> None:
+    dead_letters = logical_id(paymaster.state.settlements.dead_letter_queue)
+    state_template.has_output("SettlementDeadLetterQueueUrl", {"Value": {"Ref": dead_letters}})
+    state_template.has_output("SettlementDeadLetterQueueArn", {"Value": {"Fn::GetAtt": [dead_letters, "Arn"]}})
 
 
 # --- cdk-nag ----------------------------------------------------------------------------------
