@@ -30,7 +30,7 @@ def add_paymaster(app: App, config: AppConfig, *, env: Environment | None = None
         app,
         GATEWAY_STACK_NAME,
         env=env,
-        description="paymaster gateway: REST API (AWS_IAM, streaming) and gateway Lambda",
+        description="paymaster gateway: REST API (AWS_IAM, streaming), gateway and settlement-retry Lambdas",
         config=config,
         policy=policy,
         counters=state.tables.counters,

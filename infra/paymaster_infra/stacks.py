@@ -15,6 +15,7 @@ from paymaster_infra.gateway_api import GatewayApi
 from paymaster_infra.gateway_function import GatewayFunction
 from paymaster_infra.layers import GatewayLayers
 from paymaster_infra.settlement_queue import SettlementQueue
+from paymaster_infra.settlement_retry import SettlementRetryFunction
 from paymaster_infra.tables import CounterTables
 
 
@@ -44,7 +45,8 @@ class StatefulStack(Stack):
 
 
 class GatewayStack(Stack):
-    """Layers, gateway function and API; holds no data, so it can be destroyed and redeployed."""
+    """Layers, gateway function, API and the settlement-retry function; holds no data, so it can
+    be destroyed and redeployed."""
 
     def __init__(
         self,
@@ -73,6 +75,14 @@ class GatewayStack(Stack):
             settlement_queue=settlement_queue,
         )
         self.api = GatewayApi(self, "Api", handler=self.gateway.function)
+        self.settlement_retry = SettlementRetryFunction(
+            self,
+            "SettlementRetry",
+            config=config,
+            layers=self.layers,
+            counters=counters,
+            queue=settlement_queue,
+        )
 
         CfnOutput(
             self,

@@ -1,15 +1,17 @@
 """Template assertions on the synthesised paymaster stacks (one synth per session, in conftest)."""
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aws_cdk import CfnElement, Stack
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk.assertions import Match, Template
 
 from paymaster import names
 from paymaster.adapters.settings import Settings
-from paymaster_infra import lambda_defaults, settlement_queue, target, web_adapter
+from paymaster_infra import lambda_defaults, settlement_queue, settlement_retry, target, web_adapter
 from paymaster_infra.config import AppConfig
 from paymaster_infra.deployment import Paymaster
 from paymaster_infra.gateway_api import API_PREFIX, STAGE_NAME
@@ -32,11 +34,17 @@ def import_of(state_template: Template, resource_id: str, attribute: str | None)
     return {"Fn::ImportValue": output["Export"]["Name"]}
 
 
-def gateway_function(gateway_template: Template) -> dict[str, Any]:
-    functions = gateway_template.find_resources("AWS::Lambda::Function")
-    assert len(functions) == 1
-    (function,) = functions.values()
-    return function["Properties"]
+def properties(template: Template, construct: Any) -> dict[str, Any]:
+    resource: dict[str, Any] = template.to_json()["Resources"][logical_id(construct)]["Properties"]
+    return resource
+
+
+def gateway_function(gateway_template: Template, paymaster: Paymaster) -> dict[str, Any]:
+    return properties(gateway_template, paymaster.gateway.gateway.function)
+
+
+def retry_function(gateway_template: Template, paymaster: Paymaster) -> dict[str, Any]:
+    return properties(gateway_template, paymaster.gateway.settlement_retry.function)
 
 
 def role_statements(template: Template, function: lambda_.Function) -> list[dict[str, Any]]:
@@ -171,9 +179,9 @@ def test_outputs_tell_apps_the_url_and_the_arn_to_invoke(gateway_template: Templ
 
 
 def test_gateway_runs_behind_lambda_web_adapter_in_streaming_mode(
-    gateway_template: Template,
+    gateway_template: Template, paymaster: Paymaster
 ) -> None:
-    function = gateway_function(gateway_template)
+    function = gateway_function(gateway_template, paymaster)
     assert function["Handler"] == "run.sh"
     expected = {
         "AWS_LAMBDA_EXEC_WRAPPER": "/opt/bootstrap",
@@ -201,7 +209,7 @@ def test_gateway_runs_behind_lambda_web_adapter_in_streaming_mode(
 def test_gateway_mounts_core_deps_tokenizer_and_policy_layers(gateway_template: Template, paymaster: Paymaster) -> None:
     layers = paymaster.gateway.layers
     own = [layers.core, layers.deps, layers.tokenizers, layers.policy]
-    function = gateway_function(gateway_template)
+    function = gateway_function(gateway_template, paymaster)
     assert [{"Ref": logical_id(layer)} for layer in own] == function["Layers"][1:]
     for layer in gateway_template.find_resources("AWS::Lambda::LayerVersion").values():
         assert layer["Properties"]["CompatibleRuntimes"] == ["python3.13"]
@@ -212,7 +220,7 @@ def test_gateway_environment_names_its_resources(
     gateway_template: Template, state_template: Template, paymaster: Paymaster
 ) -> None:
     tables = paymaster.state.tables
-    variables = gateway_function(gateway_template)["Environment"]["Variables"]
+    variables = gateway_function(gateway_template, paymaster)["Environment"]["Variables"]
     assert variables[names.ENV_COUNTERS_TABLE] == import_of(state_template, logical_id(tables.counters), None)
     assert variables[names.ENV_LEDGER_TABLE] == import_of(state_template, logical_id(tables.ledger), None)
     assert variables[names.ENV_EVENT_BUS] == import_of(state_template, logical_id(paymaster.state.events.bus), None)
@@ -223,8 +231,10 @@ def test_gateway_environment_names_its_resources(
     assert variables[names.ENV_IDENTITY] == "request-context"
 
 
-def test_gateway_environment_holds_every_setting_the_gateway_requires(gateway_template: Template) -> None:
-    settings = settings_of(gateway_function(gateway_template)["Environment"]["Variables"])
+def test_gateway_environment_holds_every_setting_the_gateway_requires(
+    gateway_template: Template, paymaster: Paymaster
+) -> None:
+    settings = settings_of(gateway_function(gateway_template, paymaster)["Environment"]["Variables"])
     assert settings.settlement_queue_url == f"<{names.ENV_SETTLEMENT_QUEUE_URL}>"
     assert settings.identity == "request-context"
     assert settings.one_request_at_a_time
@@ -235,12 +245,20 @@ def test_policy_file_is_staged_where_the_function_reads_it(config: AppConfig) ->
     assert staged.read_bytes() == config.policy_file.read_bytes()
 
 
-def test_gateway_function_uses_the_lambda_defaults(gateway_template: Template) -> None:
-    function = gateway_function(gateway_template)
+@pytest.mark.parametrize(
+    ("which", "timeout_s"), [(gateway_function, 300), (retry_function, settlement_queue.CONSUMER_TIMEOUT.to_seconds())]
+)
+def test_functions_use_the_lambda_defaults_with_their_own_timeout(
+    gateway_template: Template,
+    paymaster: Paymaster,
+    which: Callable[[Template, Paymaster], dict[str, Any]],
+    timeout_s: float,
+) -> None:
+    function = which(gateway_template, paymaster)
     assert function["Runtime"] == "python3.13"
     assert function["Architectures"] == ["arm64"]
     assert function["MemorySize"] == 1024
-    assert function["Timeout"] == 300
+    assert function["Timeout"] == timeout_s
     assert function["TracingConfig"] == {"Mode": "Active"}
     assert function["LoggingConfig"]["LogFormat"] == "JSON"
     log_group_id = function["LoggingConfig"]["LogGroup"]["Ref"]
@@ -356,6 +374,93 @@ def test_gateway_role_may_read_exactly_the_demo_policy_provider_secrets(
             None,
         )
     ]
+
+
+# --- settlement-retry function ---------------------------------------------------------------
+
+
+def test_settlement_retry_runs_its_handler_on_the_core_deps_and_policy_layers_only(
+    gateway_template: Template, paymaster: Paymaster
+) -> None:
+    layers = paymaster.gateway.layers
+    function = retry_function(gateway_template, paymaster)
+    assert function["Handler"] == "app.handler"
+    # No tokenizer files (it counts no tokens) and no Lambda Web Adapter (it runs no web app).
+    assert function["Layers"] == [{"Ref": logical_id(layer)} for layer in (layers.core, layers.deps, layers.policy)]
+    assert "AWS_LAMBDA_EXEC_WRAPPER" not in function["Environment"]["Variables"]
+
+
+def test_settlement_retry_reads_the_queue_in_batches_and_reports_each_failed_settlement(
+    gateway_template: Template, state_template: Template, paymaster: Paymaster
+) -> None:
+    queue_arn = import_of(state_template, logical_id(paymaster.state.settlements.queue), "Arn")
+    mappings = gateway_template.find_resources("AWS::Lambda::EventSourceMapping")
+    untagged = [{k: v for k, v in m["Properties"].items() if k != "Tags"} for m in mappings.values()]
+    assert untagged == [
+        {
+            "EventSourceArn": queue_arn,
+            "FunctionName": {"Ref": logical_id(paymaster.gateway.settlement_retry.function)},
+            "BatchSize": 10,
+            "FunctionResponseTypes": ["ReportBatchItemFailures"],
+            "ScalingConfig": {"MaximumConcurrency": settlement_retry.MAX_CONCURRENCY},
+        }
+    ]
+
+
+def test_settlement_queue_visibility_is_at_least_six_times_the_retry_function_timeout(
+    gateway_template: Template, state_template: Template, paymaster: Paymaster
+) -> None:
+    timeout_s = retry_function(gateway_template, paymaster)["Timeout"]
+    visibility_s = properties(state_template, paymaster.state.settlements.queue)["VisibilityTimeout"]
+    assert visibility_s >= 6 * timeout_s
+    assert timeout_s < gateway_function(gateway_template, paymaster)["Timeout"]
+
+
+def test_settlement_retry_environment_holds_every_setting_it_requires(
+    gateway_template: Template, state_template: Template, paymaster: Paymaster
+) -> None:
+    variables = retry_function(gateway_template, paymaster)["Environment"]["Variables"]
+    settings_of(variables)
+    counters = paymaster.state.tables.counters
+    assert variables[names.ENV_COUNTERS_TABLE] == import_of(state_template, logical_id(counters), None)
+    queue = paymaster.state.settlements.queue
+    assert variables[names.ENV_SETTLEMENT_QUEUE_URL] == import_of(state_template, logical_id(queue), None)
+    assert variables[names.ENV_POLICY_FILE] == POLICY_FILE
+
+
+def test_settlement_retry_role_may_only_settle_on_the_counters_and_consume_the_queue(
+    gateway_template: Template, state_template: Template, paymaster: Paymaster
+) -> None:
+    state = paymaster.state
+    counters_arn = import_of(state_template, logical_id(state.tables.counters), "Arn")
+    queue_arn = import_of(state_template, logical_id(state.settlements.queue), "Arn")
+    statements = role_statements(gateway_template, paymaster.gateway.settlement_retry.function)
+
+    # TransactWriteItems' Update and Put items; no reads, no index, no ledger, bus or providers.
+    assert allowed_on(statements, counters_arn) == {"dynamodb:UpdateItem", "dynamodb:PutItem"}
+    assert allowed_on(statements, queue_arn) == {
+        "sqs:ReceiveMessage",
+        "sqs:ChangeMessageVisibility",
+        "sqs:DeleteMessage",
+        "sqs:GetQueueAttributes",
+        "sqs:GetQueueUrl",
+    }
+    assert allowed_on(statements, "*") == {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+    assert {action for s in statements for action in as_list(s["Action"])} == (
+        allowed_on(statements, counters_arn) | allowed_on(statements, queue_arn) | allowed_on(statements, "*")
+    )
+
+
+def test_no_role_is_granted_a_wildcard_action(gateway_template: Template) -> None:
+    actions = {
+        action
+        for policy in gateway_template.find_resources("AWS::IAM::Policy").values()
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        if statement["Effect"] == "Allow"
+        for action in as_list(statement["Action"])
+    }
+    assert actions
+    assert {action for action in actions if "*" in action} == set()
 
 
 # --- state ------------------------------------------------------------------------------------
