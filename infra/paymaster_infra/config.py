@@ -44,6 +44,7 @@ class AppConfig:
     """Scratch space where synth lays out assets that need a different folder shape."""
     core_dir: Path = REPO_ROOT / "layers" / "core"
     gateway_code_dir: Path = REPO_ROOT / "functions" / "gateway"
+    settlement_retry_code_dir: Path = REPO_ROOT / "functions" / "settlement_retry"
 
     @classmethod
     def from_context(cls, node: Node) -> "AppConfig":
@@ -68,6 +69,7 @@ class AppConfig:
             self.tokenizers_dir / "tiktoken": "the tiktoken BPE files ship in the repository",
             self.core_dir / "python" / "paymaster": "the core package ships in the repository",
             self.gateway_code_dir / "run.sh": "the gateway entry point ships in the repository",
+            self.settlement_retry_code_dir / "app.py": "the settlement-retry entry point ships in the repository",
         }
         missing = [f"{path}: {fix}" for path, fix in expected.items() if not path.exists()]
         if missing:

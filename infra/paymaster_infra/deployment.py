@@ -24,18 +24,19 @@ def add_paymaster(app: App, config: AppConfig, *, env: Environment | None = None
         app,
         STATEFUL_STACK_NAME,
         env=env,
-        description="paymaster state: counters and ledger tables, event bus and archive",
+        description="paymaster state: counters and ledger tables, event bus and archive, settlement queue",
     )
     gateway = GatewayStack(
         app,
         GATEWAY_STACK_NAME,
         env=env,
-        description="paymaster gateway: REST API (AWS_IAM, streaming) and gateway Lambda",
+        description="paymaster gateway: REST API (AWS_IAM, streaming), gateway and settlement-retry Lambdas",
         config=config,
         policy=policy,
         counters=state.tables.counters,
         ledger=state.tables.ledger,
         bus=state.events.bus,
+        settlement_queue=state.settlements.queue,
     )
     Tags.of(app).add("project", "paymaster")
     add_checks(app)

@@ -2,13 +2,14 @@
 
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from paymaster import names
 from paymaster.domain.policy import Policy
 from paymaster_infra.config import AppConfig
+from paymaster_infra.counter_access import grant_counter_store
 from paymaster_infra.lambda_defaults import ASSET_EXCLUDES, TIMEOUT, default_function
 from paymaster_infra.layers import POLICY_FILE, TIKTOKEN_DIR, GatewayLayers
 from paymaster_infra.provider_access import ProviderAccess
@@ -34,8 +35,9 @@ def check_provider_timeouts(policy: Policy, function_timeout_s: float) -> None:
 class GatewayFunction(Construct):
     """One function serves every `/v1/*` route.
 
-    It may use the counters, ledger and bus, and the providers of the policy it is deployed with:
-    that policy's Bedrock models and provider API key secrets (`ProviderAccess`).
+    It may use the counters, ledger and bus, send to the settlement queue what the counters could
+    not take, and call the providers of the policy it is deployed with: that policy's Bedrock
+    models and provider API key secrets (`ProviderAccess`).
     """
 
     def __init__(
@@ -49,6 +51,7 @@ class GatewayFunction(Construct):
         counters: dynamodb.ITable,
         ledger: dynamodb.ITable,
         bus: events.IEventBus,
+        settlement_queue: sqs.IQueue,
     ) -> None:
         super().__init__(scope, construct_id)
         check_provider_timeouts(policy, TIMEOUT.to_seconds())
@@ -64,6 +67,7 @@ class GatewayFunction(Construct):
                 names.ENV_COUNTERS_TABLE: counters.table_name,
                 names.ENV_LEDGER_TABLE: ledger.table_name,
                 names.ENV_EVENT_BUS: bus.event_bus_name,
+                names.ENV_SETTLEMENT_QUEUE_URL: settlement_queue.queue_url,
                 names.ENV_POLICY_FILE: POLICY_FILE,
                 names.ENV_TIKTOKEN_DIR: TIKTOKEN_DIR,
                 names.ENV_IDENTITY: IDENTITY_FROM_REQUEST_CONTEXT,
@@ -71,26 +75,8 @@ class GatewayFunction(Construct):
                 names.ENV_ONE_REQUEST_AT_A_TIME: "true",
             },
         )
-        # Exactly what the counter store does, on the table and the one index it reads: the grant_*
-        # helpers would add `index/*`, a wildcard for an index we can name.
-        self.function.add_to_role_policy(
-            iam.PolicyStatement(
-                actions=[
-                    "dynamodb:UpdateItem",
-                    "dynamodb:PutItem",
-                    "dynamodb:BatchGetItem",
-                    "dynamodb:GetItem",
-                    "dynamodb:Query",
-                ],
-                resources=[counters.table_arn],
-            )
-        )
-        self.function.add_to_role_policy(
-            iam.PolicyStatement(
-                actions=["dynamodb:Query"],
-                resources=[f"{counters.table_arn}/index/{names.HELD_INDEX}"],
-            )
-        )
+        grant_counter_store(counters, self.function)
         ledger.grant_read_write_data(self.function)
         bus.grant_put_events_to(self.function)
+        settlement_queue.grant_send_messages(self.function)
         self.provider_access = ProviderAccess(self, "ProviderAccess", policy=policy, function=self.function)

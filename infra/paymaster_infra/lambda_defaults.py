@@ -14,7 +14,8 @@ RUNTIME = lambda_.Runtime.PYTHON_3_13
 ARCHITECTURE = lambda_.Architecture.ARM_64
 
 MEMORY_MB = 1024
-# Streamed completions run for minutes; API Gateway's streaming integration allows up to 15.
+# The gateway's: streamed completions run for minutes; API Gateway's streaming integration allows
+# up to 15. Functions that need less say so (`default_function(timeout=...)`).
 TIMEOUT = Duration.minutes(5)
 LOG_RETENTION = logs.RetentionDays.THREE_MONTHS
 
@@ -32,6 +33,7 @@ def default_function(
     handler: str,
     layers: Sequence[lambda_.ILayerVersion],
     environment: Mapping[str, str],
+    timeout: Duration = TIMEOUT,
 ) -> lambda_.Function:
     """A function with the house defaults: arm64, JSON logs into its own log group, X-Ray on."""
     log_group = logs.LogGroup(scope, f"{construct_id}Logs", retention=LOG_RETENTION)
@@ -42,7 +44,7 @@ def default_function(
         runtime=RUNTIME,
         architecture=ARCHITECTURE,
         memory_size=MEMORY_MB,
-        timeout=TIMEOUT,
+        timeout=timeout,
         tracing=lambda_.Tracing.ACTIVE,
         logging_format=lambda_.LoggingFormat.JSON,
         log_group=log_group,

@@ -18,7 +18,8 @@ _POLICY_LAYER_PATH = Path(POLICY_FILE).relative_to("/opt")
 
 
 class GatewayLayers(Construct):
-    """Everything the gateway function mounts besides its own `run.sh`.
+    """Everything the gateway function mounts besides its own `run.sh`; the other functions mount
+    part of it.
 
     Code and data change at different rates, so each is its own layer: a policy edit publishes a
     small policy layer and leaves the 60 MB dependencies layer alone.
@@ -49,7 +50,12 @@ class GatewayLayers(Construct):
 
     @property
     def all(self) -> list[lambda_.ILayerVersion]:
-        return [self.web_adapter, self.core, self.deps, self.tokenizers, self.policy]
+        return [self.web_adapter, *self.python, self.tokenizers, self.policy]
+
+    @property
+    def python(self) -> list[lambda_.ILayerVersion]:
+        """The core package and its dependencies: what any paymaster handler imports."""
+        return [self.core, self.deps]
 
 
 def _stage_policy(policy_file: Path, layer_dir: Path) -> Path:

@@ -5,6 +5,7 @@ from typing import Any
 from aws_cdk import CfnOutput, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from paymaster.domain.policy import Policy
@@ -13,20 +14,39 @@ from paymaster_infra.event_bus import CostEventBus
 from paymaster_infra.gateway_api import GatewayApi
 from paymaster_infra.gateway_function import GatewayFunction
 from paymaster_infra.layers import GatewayLayers
+from paymaster_infra.settlement_queue import SettlementQueue
+from paymaster_infra.settlement_retry import SettlementRetryFunction
 from paymaster_infra.tables import CounterTables
 
 
 class StatefulStack(Stack):
-    """Tables, bus and archive. Everything here is retained when the stack is deleted."""
+    """Tables, bus, archive and the settlement queue. Everything here is retained when the stack
+    is deleted."""
 
     def __init__(self, scope: Construct, construct_id: str, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.tables = CounterTables(self, "Tables")
         self.events = CostEventBus(self, "Events")
+        self.settlements = SettlementQueue(self, "Settlements")
+
+        dead_letters = self.settlements.dead_letter_queue
+        CfnOutput(
+            self,
+            "SettlementDeadLetterQueueUrl",
+            value=dead_letters.queue_url,
+            description="Settlements that failed every delivery: read them here (infra/README.md)",
+        )
+        CfnOutput(
+            self,
+            "SettlementDeadLetterQueueArn",
+            value=dead_letters.queue_arn,
+            description="Replay them with aws sqs start-message-move-task --source-arn <this>",
+        )
 
 
 class GatewayStack(Stack):
-    """Layers, gateway function and API; holds no data, so it can be destroyed and redeployed."""
+    """Layers, gateway function, API and the settlement-retry function; holds no data, so it can
+    be destroyed and redeployed."""
 
     def __init__(
         self,
@@ -38,6 +58,7 @@ class GatewayStack(Stack):
         counters: dynamodb.ITable,
         ledger: dynamodb.ITable,
         bus: events.IEventBus,
+        settlement_queue: sqs.IQueue,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -51,8 +72,17 @@ class GatewayStack(Stack):
             counters=counters,
             ledger=ledger,
             bus=bus,
+            settlement_queue=settlement_queue,
         )
         self.api = GatewayApi(self, "Api", handler=self.gateway.function)
+        self.settlement_retry = SettlementRetryFunction(
+            self,
+            "SettlementRetry",
+            config=config,
+            layers=self.layers,
+            counters=counters,
+            queue=settlement_queue,
+        )
 
         CfnOutput(
             self,

@@ -11,6 +11,7 @@ import boto3
 
 from paymaster import names
 from paymaster.domain.policy import Policy
+from paymaster.names import SETTLEMENT_MAX_RECEIVES
 
 COUNTERS_TABLE = "paymaster-counters"
 LEDGER_TABLE = "paymaster-ledger"
@@ -22,7 +23,6 @@ SETTLEMENT_DLQ = "paymaster-settlements-dlq"
 # Locally a failed settlement comes back after a few seconds, and goes to the dead-letter queue
 # after as many deliveries as in AWS (infra: the settlement queue construct).
 SETTLEMENT_VISIBILITY_TIMEOUT_S = 5
-SETTLEMENT_MAX_RECEIVES = 10
 FAKE_API_KEY = "sk-local-fake-provider-key"
 
 

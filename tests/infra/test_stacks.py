@@ -1,13 +1,17 @@
 """Template assertions on the synthesised paymaster stacks (one synth per session, in conftest)."""
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aws_cdk import CfnElement, Stack
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk.assertions import Match, Template
 
 from paymaster import names
-from paymaster_infra import lambda_defaults, target, web_adapter
+from paymaster.adapters.settings import Settings
+from paymaster_infra import lambda_defaults, settlement_queue, settlement_retry, target, web_adapter
 from paymaster_infra.config import AppConfig
 from paymaster_infra.deployment import Paymaster
 from paymaster_infra.gateway_api import API_PREFIX, STAGE_NAME
@@ -30,23 +34,54 @@ def import_of(state_template: Template, resource_id: str, attribute: str | None)
     return {"Fn::ImportValue": output["Export"]["Name"]}
 
 
-def gateway_function(gateway_template: Template) -> dict[str, Any]:
-    functions = gateway_template.find_resources("AWS::Lambda::Function")
-    assert len(functions) == 1
-    (function,) = functions.values()
-    return function["Properties"]
+def properties(template: Template, construct: Any) -> dict[str, Any]:
+    resource: dict[str, Any] = template.to_json()["Resources"][logical_id(construct)]["Properties"]
+    return resource
 
 
-def policy_statements(gateway_template: Template) -> list[dict[str, Any]]:
+def gateway_function(gateway_template: Template, paymaster: Paymaster) -> dict[str, Any]:
+    return properties(gateway_template, paymaster.gateway.gateway.function)
+
+
+def retry_function(gateway_template: Template, paymaster: Paymaster) -> dict[str, Any]:
+    return properties(gateway_template, paymaster.gateway.settlement_retry.function)
+
+
+def role_statements(template: Template, function: lambda_.Function) -> list[dict[str, Any]]:
+    """The statements of every policy attached to `function`'s role."""
+    role = {"Ref": logical_id(function.role)}
     return [
         statement
-        for policy in gateway_template.find_resources("AWS::IAM::Policy").values()
+        for policy in template.find_resources("AWS::IAM::Policy").values()
+        if role in policy["Properties"]["Roles"]
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]
     ]
 
 
+def allowed_on(statements: list[dict[str, Any]], resource: Any) -> set[str]:
+    """The actions the statements allow on `resource`."""
+    return {
+        action
+        for s in statements
+        if s["Effect"] == "Allow" and resource in as_list(s["Resource"])
+        for action in as_list(s["Action"])
+    }
+
+
 def as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
+
+
+def settings_of(variables: dict[str, Any]) -> Settings:
+    """What `Settings.from_environ` makes of a function's environment at cold start in Lambda.
+
+    Values CloudFormation fills in at deploy time (imports, references) stand in as
+    `<variable name>`; Lambda sets AWS_REGION itself. A setting the model requires that the
+    environment lacks fails here, as it would fail the function's cold start.
+    """
+    assert names.ENV_REGION not in variables  # reserved: Lambda sets it
+    environ = {name: value if isinstance(value, str) else f"<{name}>" for name, value in variables.items()}
+    return Settings.from_environ({**environ, names.ENV_REGION: "eu-west-1"})
 
 
 # --- API --------------------------------------------------------------------------------------
@@ -144,9 +179,9 @@ def test_outputs_tell_apps_the_url_and_the_arn_to_invoke(gateway_template: Templ
 
 
 def test_gateway_runs_behind_lambda_web_adapter_in_streaming_mode(
-    gateway_template: Template,
+    gateway_template: Template, paymaster: Paymaster
 ) -> None:
-    function = gateway_function(gateway_template)
+    function = gateway_function(gateway_template, paymaster)
     assert function["Handler"] == "run.sh"
     expected = {
         "AWS_LAMBDA_EXEC_WRAPPER": "/opt/bootstrap",
@@ -174,7 +209,7 @@ def test_gateway_runs_behind_lambda_web_adapter_in_streaming_mode(
 def test_gateway_mounts_core_deps_tokenizer_and_policy_layers(gateway_template: Template, paymaster: Paymaster) -> None:
     layers = paymaster.gateway.layers
     own = [layers.core, layers.deps, layers.tokenizers, layers.policy]
-    function = gateway_function(gateway_template)
+    function = gateway_function(gateway_template, paymaster)
     assert [{"Ref": logical_id(layer)} for layer in own] == function["Layers"][1:]
     for layer in gateway_template.find_resources("AWS::Lambda::LayerVersion").values():
         assert layer["Properties"]["CompatibleRuntimes"] == ["python3.13"]
@@ -185,13 +220,24 @@ def test_gateway_environment_names_its_resources(
     gateway_template: Template, state_template: Template, paymaster: Paymaster
 ) -> None:
     tables = paymaster.state.tables
-    variables = gateway_function(gateway_template)["Environment"]["Variables"]
+    variables = gateway_function(gateway_template, paymaster)["Environment"]["Variables"]
     assert variables[names.ENV_COUNTERS_TABLE] == import_of(state_template, logical_id(tables.counters), None)
     assert variables[names.ENV_LEDGER_TABLE] == import_of(state_template, logical_id(tables.ledger), None)
     assert variables[names.ENV_EVENT_BUS] == import_of(state_template, logical_id(paymaster.state.events.bus), None)
+    queue = paymaster.state.settlements.queue
+    assert variables[names.ENV_SETTLEMENT_QUEUE_URL] == import_of(state_template, logical_id(queue), None)
     assert variables[names.ENV_POLICY_FILE] == POLICY_FILE
     assert variables[names.ENV_TIKTOKEN_DIR] == TIKTOKEN_DIR == "/opt/tiktoken"
     assert variables[names.ENV_IDENTITY] == "request-context"
+
+
+def test_gateway_environment_holds_every_setting_the_gateway_requires(
+    gateway_template: Template, paymaster: Paymaster
+) -> None:
+    settings = settings_of(gateway_function(gateway_template, paymaster)["Environment"]["Variables"])
+    assert settings.settlement_queue_url == f"<{names.ENV_SETTLEMENT_QUEUE_URL}>"
+    assert settings.identity == "request-context"
+    assert settings.one_request_at_a_time
 
 
 def test_policy_file_is_staged_where_the_function_reads_it(config: AppConfig) -> None:
@@ -199,12 +245,20 @@ def test_policy_file_is_staged_where_the_function_reads_it(config: AppConfig) ->
     assert staged.read_bytes() == config.policy_file.read_bytes()
 
 
-def test_gateway_function_uses_the_lambda_defaults(gateway_template: Template) -> None:
-    function = gateway_function(gateway_template)
+@pytest.mark.parametrize(
+    ("which", "timeout_s"), [(gateway_function, 300), (retry_function, settlement_queue.CONSUMER_TIMEOUT.to_seconds())]
+)
+def test_functions_use_the_lambda_defaults_with_their_own_timeout(
+    gateway_template: Template,
+    paymaster: Paymaster,
+    which: Callable[[Template, Paymaster], dict[str, Any]],
+    timeout_s: float,
+) -> None:
+    function = which(gateway_template, paymaster)
     assert function["Runtime"] == "python3.13"
     assert function["Architectures"] == ["arm64"]
     assert function["MemorySize"] == 1024
-    assert function["Timeout"] == 300
+    assert function["Timeout"] == timeout_s
     assert function["TracingConfig"] == {"Mode": "Active"}
     assert function["LoggingConfig"]["LogFormat"] == "JSON"
     log_group_id = function["LoggingConfig"]["LogGroup"]["Ref"]
@@ -218,27 +272,21 @@ def test_lambda_defaults_match_the_platform_the_layers_are_built_for() -> None:
     assert target.UV_PLATFORM.startswith("aarch64-")
 
 
-def test_gateway_role_can_update_counters_and_put_events(
+def test_gateway_role_may_send_what_the_counter_store_sends_and_put_events(
     gateway_template: Template, state_template: Template, paymaster: Paymaster
 ) -> None:
     state = paymaster.state
     counters_arn = import_of(state_template, logical_id(state.tables.counters), "Arn")
     bus_arn = import_of(state_template, logical_id(state.events.bus), "Arn")
-    statements = policy_statements(gateway_template)
+    statements = role_statements(gateway_template, paymaster.gateway.gateway.function)
 
-    def allowed(action: str, resource: dict[str, str]) -> bool:
-        return any(
-            s["Effect"] == "Allow" and action in as_list(s["Action"]) and resource in as_list(s["Resource"])
-            for s in statements
-        )
-
-    # What the counter store's transactions, reads and the sweeper's index query need:
-    for action in ("dynamodb:UpdateItem", "dynamodb:PutItem", "dynamodb:BatchGetItem"):
-        assert allowed(action, counters_arn)
+    # The store's transactions (Update and Put items) and counter reads; its index query for the sweeper.
+    assert allowed_on(statements, counters_arn) == {"dynamodb:UpdateItem", "dynamodb:PutItem", "dynamodb:BatchGetItem"}
     held_index = {"Fn::Join": ["", [counters_arn, f"/index/{names.HELD_INDEX}"]]}
-    assert allowed("dynamodb:Query", held_index)
-    assert not allowed("dynamodb:DeleteItem", counters_arn)
-    assert allowed("events:PutEvents", bus_arn)
+    assert allowed_on(statements, held_index) == {"dynamodb:Query"}
+    assert "events:PutEvents" in allowed_on(statements, bus_arn)
+    queue_arn = import_of(state_template, logical_id(state.settlements.queue), "Arn")
+    assert allowed_on(statements, queue_arn) == {"sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"}
     assert not any(
         "*" in as_list(s["Resource"]) and any(a.startswith("dynamodb:") for a in as_list(s["Action"]))
         for s in statements
@@ -281,8 +329,10 @@ DEMO_DIRECT_MODELS = ["amazon.titan-embed-text-v2:0", "cohere.embed-english-v3"]
 BEDROCK_INVOKE = {"bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"}
 
 
-def test_gateway_role_may_invoke_exactly_the_demo_policy_bedrock_models(gateway_template: Template) -> None:
-    bedrock = grants_of(policy_statements(gateway_template), "bedrock")
+def test_gateway_role_may_invoke_exactly_the_demo_policy_bedrock_models(
+    gateway_template: Template, paymaster: Paymaster
+) -> None:
+    bedrock = grants_of(role_statements(gateway_template, paymaster.gateway.gateway.function), "bedrock")
     assert {frozenset(actions) for actions, _, _ in bedrock} == {frozenset(BEDROCK_INVOKE)}
     profiles = [
         f"arn:${{AWS::Partition}}:bedrock:{region}:${{AWS::AccountId}}:inference-profile/us.{model}"
@@ -309,8 +359,10 @@ def test_gateway_role_may_invoke_exactly_the_demo_policy_bedrock_models(gateway_
     )
 
 
-def test_gateway_role_may_read_exactly_the_demo_policy_provider_secrets(gateway_template: Template) -> None:
-    secrets = grants_of(policy_statements(gateway_template), "secretsmanager")
+def test_gateway_role_may_read_exactly_the_demo_policy_provider_secrets(
+    gateway_template: Template, paymaster: Paymaster
+) -> None:
+    secrets = grants_of(role_statements(gateway_template, paymaster.gateway.gateway.function), "secretsmanager")
     assert secrets == [
         (
             {"secretsmanager:GetSecretValue"},
@@ -324,6 +376,93 @@ def test_gateway_role_may_read_exactly_the_demo_policy_provider_secrets(gateway_
     ]
 
 
+# --- settlement-retry function ---------------------------------------------------------------
+
+
+def test_settlement_retry_runs_its_handler_on_the_core_deps_and_policy_layers_only(
+    gateway_template: Template, paymaster: Paymaster
+) -> None:
+    layers = paymaster.gateway.layers
+    function = retry_function(gateway_template, paymaster)
+    assert function["Handler"] == "app.handler"
+    # No tokenizer files (it counts no tokens) and no Lambda Web Adapter (it runs no web app).
+    assert function["Layers"] == [{"Ref": logical_id(layer)} for layer in (layers.core, layers.deps, layers.policy)]
+    assert "AWS_LAMBDA_EXEC_WRAPPER" not in function["Environment"]["Variables"]
+
+
+def test_settlement_retry_reads_the_queue_in_batches_and_reports_each_failed_settlement(
+    gateway_template: Template, state_template: Template, paymaster: Paymaster
+) -> None:
+    queue_arn = import_of(state_template, logical_id(paymaster.state.settlements.queue), "Arn")
+    mappings = gateway_template.find_resources("AWS::Lambda::EventSourceMapping")
+    untagged = [{k: v for k, v in m["Properties"].items() if k != "Tags"} for m in mappings.values()]
+    assert untagged == [
+        {
+            "EventSourceArn": queue_arn,
+            "FunctionName": {"Ref": logical_id(paymaster.gateway.settlement_retry.function)},
+            "BatchSize": 10,
+            "FunctionResponseTypes": ["ReportBatchItemFailures"],
+            "ScalingConfig": {"MaximumConcurrency": settlement_retry.MAX_CONCURRENCY},
+        }
+    ]
+
+
+def test_settlement_queue_visibility_is_at_least_six_times_the_retry_function_timeout(
+    gateway_template: Template, state_template: Template, paymaster: Paymaster
+) -> None:
+    timeout_s = retry_function(gateway_template, paymaster)["Timeout"]
+    visibility_s = properties(state_template, paymaster.state.settlements.queue)["VisibilityTimeout"]
+    assert visibility_s >= 6 * timeout_s
+    assert timeout_s < gateway_function(gateway_template, paymaster)["Timeout"]
+
+
+def test_settlement_retry_environment_holds_every_setting_it_requires(
+    gateway_template: Template, state_template: Template, paymaster: Paymaster
+) -> None:
+    variables = retry_function(gateway_template, paymaster)["Environment"]["Variables"]
+    settings_of(variables)
+    counters = paymaster.state.tables.counters
+    assert variables[names.ENV_COUNTERS_TABLE] == import_of(state_template, logical_id(counters), None)
+    queue = paymaster.state.settlements.queue
+    assert variables[names.ENV_SETTLEMENT_QUEUE_URL] == import_of(state_template, logical_id(queue), None)
+    assert variables[names.ENV_POLICY_FILE] == POLICY_FILE
+
+
+def test_settlement_retry_role_may_only_settle_on_the_counters_and_consume_the_queue(
+    gateway_template: Template, state_template: Template, paymaster: Paymaster
+) -> None:
+    state = paymaster.state
+    counters_arn = import_of(state_template, logical_id(state.tables.counters), "Arn")
+    queue_arn = import_of(state_template, logical_id(state.settlements.queue), "Arn")
+    statements = role_statements(gateway_template, paymaster.gateway.settlement_retry.function)
+
+    # TransactWriteItems' Update and Put items; no reads, no index, no ledger, bus or providers.
+    assert allowed_on(statements, counters_arn) == {"dynamodb:UpdateItem", "dynamodb:PutItem"}
+    assert allowed_on(statements, queue_arn) == {
+        "sqs:ReceiveMessage",
+        "sqs:ChangeMessageVisibility",
+        "sqs:DeleteMessage",
+        "sqs:GetQueueAttributes",
+        "sqs:GetQueueUrl",
+    }
+    assert allowed_on(statements, "*") == {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+    assert {action for s in statements for action in as_list(s["Action"])} == (
+        allowed_on(statements, counters_arn) | allowed_on(statements, queue_arn) | allowed_on(statements, "*")
+    )
+
+
+def test_no_role_is_granted_a_wildcard_action(gateway_template: Template) -> None:
+    actions = {
+        action
+        for policy in gateway_template.find_resources("AWS::IAM::Policy").values()
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        if statement["Effect"] == "Allow"
+        for action in as_list(statement["Action"])
+    }
+    assert actions
+    assert {action for action in actions if "*" in action} == set()
+
+
 # --- state ------------------------------------------------------------------------------------
 
 
@@ -334,8 +473,15 @@ def test_state_lives_apart_from_the_gateway(state_template: Template, gateway_te
         "AWS::DynamoDB::Table",
         "AWS::Events::EventBus",
         "AWS::Events::Archive",
+        "AWS::SQS::Queue",
+        "AWS::SQS::QueuePolicy",
     }
     assert not gateway_types & state_types
+
+
+def test_everything_in_the_state_stack_is_retained(state_template: Template) -> None:
+    resources = state_template.to_json()["Resources"]
+    assert {name for name, resource in resources.items() if resource | RETAINED != resource} == set()
 
 
 def test_tables_are_on_demand_recoverable_and_retained(state_template: Template) -> None:
@@ -399,6 +545,55 @@ def test_event_bus_and_its_archive_are_retained(state_template: Template, paymas
             ),
         },
     )
+
+
+def test_settlement_queue_keeps_messages_two_weeks_and_dead_letters_them_after_max_receives(
+    state_template: Template, paymaster: Paymaster
+) -> None:
+    settlements = paymaster.state.settlements
+    resources = state_template.to_json()["Resources"]
+    queue = resources[logical_id(settlements.queue)]["Properties"]
+    dead_letters = resources[logical_id(settlements.dead_letter_queue)]["Properties"]
+    fourteen_days = 14 * 24 * 3600
+
+    assert queue["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": [logical_id(settlements.dead_letter_queue), "Arn"]},
+        "maxReceiveCount": names.SETTLEMENT_MAX_RECEIVES,
+    }
+    for properties in (queue, dead_letters):
+        assert properties["MessageRetentionPeriod"] == fourteen_days
+        assert properties["SqsManagedSseEnabled"] is True
+        assert "KmsMasterKeyId" not in properties
+        assert "FifoQueue" not in properties  # standard: settling is idempotent and order-free
+    assert "RedrivePolicy" not in dead_letters
+
+
+def test_settlement_queue_visibility_is_six_times_its_consumer_timeout(
+    state_template: Template, paymaster: Paymaster
+) -> None:
+    queue = state_template.to_json()["Resources"][logical_id(paymaster.state.settlements.queue)]["Properties"]
+    assert queue["VisibilityTimeout"] == 6 * settlement_queue.CONSUMER_TIMEOUT.to_seconds() == 720
+
+
+def test_settlement_queues_refuse_requests_without_tls(state_template: Template, paymaster: Paymaster) -> None:
+    settlements = paymaster.state.settlements
+    policies = state_template.find_resources("AWS::SQS::QueuePolicy").values()
+    tls_only = {
+        queue["Ref"]
+        for policy in policies
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        if statement["Effect"] == "Deny"
+        and statement["Action"] == "sqs:*"
+        and statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+        for queue in policy["Properties"]["Queues"]
+    }
+    assert tls_only == {logical_id(settlements.queue), logical_id(settlements.dead_letter_queue)}
+
+
+def test_state_outputs_name_the_dead_letter_queue_for_replay(state_template: Template, paymaster: Paymaster) -> None:
+    dead_letters = logical_id(paymaster.state.settlements.dead_letter_queue)
+    state_template.has_output("SettlementDeadLetterQueueUrl", {"Value": {"Ref": dead_letters}})
+    state_template.has_output("SettlementDeadLetterQueueArn", {"Value": {"Fn::GetAtt": [dead_letters, "Arn"]}})
 
 
 # --- cdk-nag ----------------------------------------------------------------------------------

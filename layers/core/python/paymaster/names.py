@@ -61,6 +61,10 @@ HELD_SHARDS: Final = 16  # spreads held reservations over GSI partitions
 
 HEADER_METADATA_PREFIX: Final = "x-paymaster-meta-"
 
+# The settlement queue: deliveries of a settlement before it goes to the dead-letter queue, the
+# same in AWS (infra's SettlementQueue) and in the local stack.
+SETTLEMENT_MAX_RECEIVES: Final = 10
+
 
 def counter_pk(rule: str, bucket: str) -> str:
     """`RULE#search-monthly#team=search`: one partition per rule and bucket."""

@@ -1,0 +1,41 @@
+"""What the counter store sends to the counters table, granted to each function that uses it.
+
+The store (`paymaster.adapters.dynamodb_counters`) sends three operations:
+- `TransactWriteItems`, to reserve and to settle. IAM authorises each item of a transaction by its
+  own action: the store's `Update` and `Put` items need `dynamodb:UpdateItem` and
+  `dynamodb:PutItem` (a `ConditionCheck` item would need `dynamodb:ConditionCheckItem`, a `Delete`
+  `dynamodb:DeleteItem`; the store sends neither, so neither is granted);
+- `BatchGetItem`, to read counters (`/v1/usage`, remaining-budget headers);
+- `Query` on the held-by-expiry index, for reservations a crash left behind.
+
+`table.grant_read_write_data` would add `index/*`, a wildcard for an index we can name, and
+actions the store never sends (Scan, GetItem, DeleteItem, BatchWriteItem, …).
+"""
+
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+
+from paymaster import names
+
+TRANSACT_WRITE = ("dynamodb:UpdateItem", "dynamodb:PutItem")
+READ_COUNTERS = ("dynamodb:BatchGetItem",)
+QUERY_HELD = ("dynamodb:Query",)
+
+
+def grant_transactions(counters: dynamodb.ITable, function: lambda_.Function) -> None:
+    """Reserve and settle, nothing else: what applying a queued settlement needs."""
+    function.add_to_role_policy(iam.PolicyStatement(actions=list(TRANSACT_WRITE), resources=[counters.table_arn]))
+
+
+def grant_counter_store(counters: dynamodb.ITable, function: lambda_.Function) -> None:
+    """Everything the store sends: transactions, counter reads and the held-index query."""
+    function.add_to_role_policy(
+        iam.PolicyStatement(actions=[*TRANSACT_WRITE, *READ_COUNTERS], resources=[counters.table_arn])
+    )
+    function.add_to_role_policy(
+        iam.PolicyStatement(
+            actions=list(QUERY_HELD),
+            resources=[f"{counters.table_arn}/index/{names.HELD_INDEX}"],
+        )
+    )
