@@ -1,6 +1,5 @@
 """Shared by the bench scripts: a serialised moto DynamoDB in a thread, and a policy with N rules."""
 
-import logging
 import platform
 import subprocess
 from collections.abc import Iterator
@@ -40,7 +39,6 @@ def dynamodb_client(url: str) -> Any:
 @contextmanager
 def moto_dynamodb() -> Iterator[str]:
     """The URL of a fresh serialised moto server with the local stack's tables."""
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     port = free_port()
     server = make_moto_server("127.0.0.1", port)
     Thread(target=server.serve_forever, daemon=True).start()

@@ -1,4 +1,3 @@
-import logging
 from collections.abc import Callable, Iterator
 from threading import Thread
 
@@ -19,7 +18,6 @@ def anyio_backend() -> str:
 @pytest.fixture(scope="session")
 def aws_url() -> Iterator[str]:
     """moto over HTTP with DynamoDB requests serialised, as the local stack runs it."""
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     port = free_port()
     server = make_moto_server("127.0.0.1", port)
     thread = Thread(target=server.serve_forever, daemon=True)

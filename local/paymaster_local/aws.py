@@ -8,6 +8,9 @@ Three things moto 5.2.5 does not do the way the gateway relies on, fixed here:
   at a time here. Other services stay concurrent.
 - **Transactions at a flat cost.** moto copies whole tables to back a transaction up; the local
   server uses `dynamodb_transactions`, which checks first and backs up only what it touches.
+- **Kept-alive connections.** moto's own server (werkzeug's) closes the connection after every
+  answer — a new TCP connection and a new thread per DynamoDB call, on both sides. The local
+  server is waitress, which keeps HTTP/1.1 connections alive, as DynamoDB's endpoint does.
 - **`ClientRequestToken`.** moto ignores it. Here a TransactWriteItems that succeeded with a
   token is answered again, without being applied again, when the same token comes back with the
   same request within the idempotency window; the same token with another request is
@@ -29,10 +32,9 @@ from typing import Any
 
 from moto.server import (  # type: ignore[attr-defined]  # moto does not re-export them
     DomainDispatcherApplication,
-    MotoRequestHandler,
     create_backend_app,
 )
-from werkzeug.serving import BaseWSGIServer, make_server
+from waitress.server import create_server
 
 from paymaster_local import dynamodb_transactions
 
@@ -41,6 +43,7 @@ WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 TRANSACT_WRITE_ITEMS = "DynamoDB_20120810.TransactWriteItems"
 MOTO_RESET = "/moto-api/reset"
 STATS_PATH = "/_standin/stats"  # {"dynamodb_requests": n}: what the soak divides the stand-in's CPU by
+THREADS = 32
 # DynamoDB keeps a client request token for 10 minutes after the request that used it completed.
 TOKEN_WINDOW_S = 600.0
 
@@ -133,11 +136,31 @@ def _json(
     return [body]
 
 
-def make_moto_server(host: str, port: int, *, clock: Callable[[], float] = time.monotonic) -> BaseWSGIServer:
-    """werkzeug's threaded server (HTTP/1.1 keep-alive, a listen backlog of 128) around moto."""
-    dynamodb_transactions.install()
-    app = LocalDynamoDB(DomainDispatcherApplication(create_backend_app), clock)
-    return make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
+class LocalAwsServer:
+    """moto behind waitress: `serve_forever()` in a thread or process, `shutdown()` to stop."""
+
+    def __init__(self, host: str, port: int, clock: Callable[[], float]) -> None:
+        dynamodb_transactions.install()
+        app = LocalDynamoDB(DomainDispatcherApplication(create_backend_app), clock)
+        # Threads: DynamoDB requests queue on one lock, but an SQS long poll holds its thread for
+        # its wait, so there are enough for the pollers and the gateway's pool at once.
+        self._server = create_server(
+            app, host=host, port=port, threads=THREADS, connection_limit=1000, backlog=1024, ident="moto"
+        )
+
+    @property
+    def server_port(self) -> int:
+        return int(self._server.effective_port)
+
+    def serve_forever(self) -> None:
+        self._server.run()
+
+    def shutdown(self) -> None:
+        self._server.close()
+
+
+def make_moto_server(host: str, port: int, *, clock: Callable[[], float] = time.monotonic) -> LocalAwsServer:
+    return LocalAwsServer(host, port, clock)
 
 
 def main() -> None:
@@ -145,8 +168,7 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
-    # One log line per request costs CPU and disk for nothing a developer reads.
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    logging.basicConfig(level=logging.WARNING)
     make_moto_server(args.host, args.port).serve_forever()
 
 

@@ -1,7 +1,6 @@
 """The local DynamoDB stand-in: transactions all or nothing at a cost flat in the table's size,
 and ClientRequestToken honoured as DynamoDB honours it."""
 
-import logging
 from collections.abc import Callable, Iterator
 from threading import Thread
 from typing import Any
@@ -166,7 +165,6 @@ def test_a_cancelled_transaction_is_applied_when_retried_with_its_token(dynamodb
 @pytest.fixture
 def clocked_server() -> Iterator[tuple[Any, Callable[[float], None]]]:
     """A stand-in of its own whose token clock the test moves."""
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     now = [0.0]
     server = make_moto_server("127.0.0.1", free_port(), clock=lambda: now[0])
     Thread(target=server.serve_forever, daemon=True).start()
