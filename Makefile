@@ -62,6 +62,11 @@ bench: $(STAMP) ## run the benchmarks (docs/BENCHMARKS.md records their output)
 	$(PY) -m bench.requests_per_admission
 	$(PY) -m bench.overhead
 	$(PY) -m bench.concurrency
+	$(PY) -m bench.http
+
+.PHONY: bench-http
+bench-http: $(STAMP) ## the gateway's CPU per request over real HTTP at c=8 (non-streamed and streamed)
+	$(PY) -m bench.http
 
 .PHONY: soak
 soak: $(STAMP) ## 10,000 signed requests with provider faults through the local stack; every dollar checked
