@@ -28,8 +28,8 @@ from paymaster.ports import CounterState, Reservation, Settlement
 from paymaster.services.admission import AdmissionService
 from paymaster.services.settlements import SettlementRetry
 from paymaster_local.resources import COUNTERS_TABLE
-from tests.adapters.test_dynamodb_counters import BUDGET, RPM, holds, reservation
 from tests.policies import policy_with
+from tests.reservations import BUDGET, RPM, holds, reservation
 
 SEARCH = Caller(team="search", app="ranker", env="prod", principal="search-ranker", arn="arn")
 NOW = datetime(2026, 11, 29, 18, 25, tzinfo=UTC)
@@ -121,16 +121,6 @@ def test_a_repeat_that_finds_its_own_reservation_is_admitted_even_without_the_to
     assert store.reserve(reservation("r1", held)) == []
 
     assert states(store, held) == [(10, 0), (1, 0)]
-
-
-def test_another_reservation_under_a_request_id_already_held_is_not_admitted(
-    flaky: Callable[..., tuple[DynamoDBCounterStore, CommitsThenTimesOut]],
-) -> None:
-    store, _ = flaky()
-    store.reserve(reservation("r1", holds(BUDGET)))
-
-    with pytest.raises(StoreUnavailableError, match="already reserved"):
-        store.reserve(reservation("r1", holds(BUDGET, RPM)))
 
 
 def test_a_reservation_never_answered_is_an_unknown_outcome(
