@@ -319,6 +319,19 @@ def test_counters_answers_every_key_once_with_zero_for_a_counter_never_used(stor
     assert store.counters([]) == {}
 
 
+def test_counters_answers_for_more_keys_than_dynamodb_reads_in_one_request(store: CounterStore) -> None:
+    """BatchGetItem takes at most 100 keys; /v1/usage asks for one per rule and model bucket."""
+    (budget,) = holds(BUDGET)
+    buckets = [replace(budget, bucket=f"model={i}") for i in range(150)]
+    store.reserve(reservation("r1", (buckets[0],)))
+    store.reserve(reservation("r2", (buckets[149],)))
+
+    found = store.counters([(hold.pk, hold.sk) for hold in buckets])
+
+    assert len(found) == 150
+    assert [found[(hold.pk, hold.sk)].committed for hold in buckets] == [10] + [0] * 148 + [10]
+
+
 # Many threads, one budget: what DynamoDB's per-item atomicity promises.
 
 
