@@ -5,6 +5,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import Literal, TypeVar
 
 from paymaster import names
 from paymaster.domain.errors import StoreUnavailableError
@@ -17,7 +18,9 @@ CLIENT_TOKEN_WINDOW = timedelta(minutes=10)
 # DynamoDB refuses a transaction with more items than this, or one naming an item twice.
 MAX_TRANSACTION_ITEMS = 100
 
+StoreOperation = Literal["reserve", "settle", "counters", "expired"]
 _Key = tuple[str, str]
+_Result = TypeVar("_Result")
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +38,12 @@ class _StoredReservation:
     holds: tuple[_StoredHold, ...]
     held_until: int | None  # epoch seconds, as the held-by-expiry index sorts; None for a fence
     outcome: str | None = None  # None while held; then the settlement's outcome
+
+
+@dataclass(frozen=True, slots=True)
+class _Fault:
+    error: StoreUnavailableError
+    applied: bool
 
 
 class MemoryCounterStore:
@@ -56,12 +65,15 @@ class MemoryCounterStore:
     - `expired`: held reservations whose expiry, in whole epoch seconds, is before `now`, oldest
       first, at most `limit`.
 
-    Not modelled: TTL deletion (which nothing relies on), the index's eventual consistency, and
-    IdempotentParameterMismatchException — a token reused by another request, which DynamoDB
-    answers with a ClientError and no admission can send (the token covers what changes between
-    attempts); here it is StoreUnavailableError, as any other reservation under a used id.
+    Not modelled: conflicts and throttling (DynamoDBCounterStore retries them, then raises
+    StoreUnavailableError, which `fail_next` stands for), TTL deletion (which nothing relies
+    on), the index's eventual consistency, and IdempotentParameterMismatchException — a token
+    reused by another request, which DynamoDB answers with a ClientError and no admission can
+    send (the token covers what changes between attempts); here it is StoreUnavailableError, as
+    any other reservation under a used id.
 
-    `clock` dates client tokens.
+    `clock` dates client tokens. `fail_next` makes the next call of an operation fail, for
+    tests of what the use cases do when the store does not answer.
     """
 
     def __init__(self, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
@@ -70,23 +82,43 @@ class MemoryCounterStore:
         self._reservations: dict[str, _StoredReservation] = {}
         self._tokens: dict[tuple[object, ...], tuple[datetime, tuple[object, ...]]] = {}
         self._token_order: deque[tuple[datetime, tuple[object, ...]]] = deque()
+        self._faults: dict[StoreOperation, deque[_Fault]] = {
+            "reserve": deque(),
+            "settle": deque(),
+            "counters": deque(),
+            "expired": deque(),
+        }
         self._lock = threading.Lock()
 
-    def reserve(self, reservation: Reservation) -> list[Refusal]:
+    def fail_next(self, operation: StoreOperation, error: StoreUnavailableError, *, applied: bool = False) -> None:
+        """The next call of `operation` raises `error`: before changing anything, or — `applied` —
+        after the call took effect, as a store that committed and then never answered
+        (StoreOutcomeUnknownError). Called again, the failures queue up, one call each."""
         with self._lock:
-            return self._reserve(reservation)
+            self._faults[operation].append(_Fault(error, applied))
+
+    def reserve(self, reservation: Reservation) -> list[Refusal]:
+        return self._call("reserve", lambda: self._reserve(reservation))
 
     def settle(self, settlement: Settlement) -> bool:
-        with self._lock:
-            return self._settle(settlement)
+        return self._call("settle", lambda: self._settle(settlement))
 
     def counters(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], CounterState]:
-        with self._lock:
-            return {key: self._counters.get(key, CounterState(0, 0)) for key in keys}
+        return self._call("counters", lambda: {key: self._counters.get(key, CounterState(0, 0)) for key in keys})
 
     def expired(self, now: datetime, limit: int) -> list[HeldReservation]:
+        return self._call("expired", lambda: self._expired(now, limit))
+
+    def _call(self, operation: StoreOperation, apply: Callable[[], _Result]) -> _Result:
+        """One call, as one transaction: under the lock, with the failure queued for it if any."""
         with self._lock:
-            return self._expired(now, limit)
+            fault = self._faults[operation].popleft() if self._faults[operation] else None
+            if fault is not None and not fault.applied:
+                raise fault.error
+            result = apply()
+        if fault is not None:
+            raise fault.error
+        return result
 
     def _reserve(self, reservation: Reservation) -> list[Refusal]:
         request_id = reservation.request_id
