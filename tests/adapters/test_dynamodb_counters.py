@@ -20,6 +20,13 @@ def test_unreachable_store_is_reported_as_unavailable(wire_to: Callable[[str], D
         store.reserve(reservation("r1", holds(BUDGET)))
 
 
+def test_a_missing_table_is_reported_as_unavailable(dynamodb: DynamoDBWire) -> None:
+    store = DynamoDBCounterStore(dynamodb, "no-such-table")
+
+    with pytest.raises(StoreUnavailableError, match="ResourceNotFoundException"):
+        store.reserve(reservation("r1", holds(BUDGET)))
+
+
 def conflicting(times: int) -> tuple[DynamoDBWire, list[int]]:
     """A DynamoDB that cancels the first `times` transactions with TransactionConflict."""
     attempts: list[int] = []
