@@ -3,7 +3,8 @@
 The stand-in here is the local DynamoDB (moto, serialised, with ClientRequestToken) behind a
 transport that forwards each request, lets the stand-in apply it, and then — for as many calls as
 the test says — throws the answer away as a read timeout, as a client sees a store that committed
-and then went quiet.
+and then went quiet. What admission does with a release or settlement the store cannot take at
+all (it queues it) is tested on the in-memory store, in `tests/services/test_store_failures.py`.
 """
 
 import json
@@ -22,14 +23,12 @@ from paymaster.adapters.tokenizer import count_tokens
 from paymaster.domain.chat import ChatRequest, Usage
 from paymaster.domain.errors import StoreOutcomeUnknownError, StoreUnavailableError
 from paymaster.domain.identity import Caller
-from paymaster.domain.limits import Refusal
 from paymaster.domain.metering import Reported
-from paymaster.ports import CounterState, Reservation, Settlement
+from paymaster.ports import CounterState
 from paymaster.services.admission import AdmissionService
-from paymaster.services.settlements import SettlementRetry
 from paymaster_local.resources import COUNTERS_TABLE
-from tests.adapters.test_dynamodb_counters import BUDGET, RPM, holds, reservation
 from tests.policies import policy_with
+from tests.reservations import BUDGET, RPM, holds, reservation
 
 SEARCH = Caller(team="search", app="ranker", env="prod", principal="search-ranker", arn="arn")
 NOW = datetime(2026, 11, 29, 18, 25, tzinfo=UTC)
@@ -41,20 +40,16 @@ TRANSACT = "DynamoDB_20120810.TransactWriteItems"
 
 class CommitsThenTimesOut(httpx.BaseTransport):
     """Forwards every request; the first `lost` TransactWriteItems answers never reach the client.
-    `vanish`: that many TransactWriteItems never reach the store, and time out as lost answers do.
-    `down`: refuse every request without sending it (the store unreachable)."""
+    `vanish`: that many TransactWriteItems never reach the store, and time out as lost answers do."""
 
     def __init__(self, url: str, *, lost: int = 0, vanish: int = 0, strip_token: bool = False) -> None:
         self._inner = httpx.HTTPTransport()
         self.lost = lost
         self.vanish = vanish
-        self.down = False
         self.sent: list[dict[str, Any]] = []
         self._strip_token = strip_token
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        if self.down:
-            raise httpx.ConnectError("the store is unreachable", request=request)
         if request.headers.get("x-amz-target") == TRANSACT:
             body = json.loads(request.content)
             if self._strip_token:  # a stand-in that ignores the token, or a window that has passed
@@ -123,16 +118,6 @@ def test_a_repeat_that_finds_its_own_reservation_is_admitted_even_without_the_to
     assert states(store, held) == [(10, 0), (1, 0)]
 
 
-def test_another_reservation_under_a_request_id_already_held_is_not_admitted(
-    flaky: Callable[..., tuple[DynamoDBCounterStore, CommitsThenTimesOut]],
-) -> None:
-    store, _ = flaky()
-    store.reserve(reservation("r1", holds(BUDGET)))
-
-    with pytest.raises(StoreUnavailableError, match="already reserved"):
-        store.reserve(reservation("r1", holds(BUDGET, RPM)))
-
-
 def test_a_reservation_never_answered_is_an_unknown_outcome(
     flaky: Callable[..., tuple[DynamoDBCounterStore, CommitsThenTimesOut]],
 ) -> None:
@@ -183,42 +168,6 @@ def test_an_admission_that_never_reached_the_store_is_fenced_so_it_cannot_commit
     assert states(store, held) == [(0, 0), (0, 0)]
 
 
-def test_a_release_the_store_cannot_take_is_queued_and_lands_when_retried(
-    flaky: Callable[..., tuple[DynamoDBCounterStore, CommitsThenTimesOut]],
-) -> None:
-    store, transport = flaky(lost=3)
-    queue = MemorySettlementQueue()
-    held = holds(BUDGET, RPM)
-
-    class DownAfterAdmission(DynamoDBCounterStore):
-        """The store goes away right after the admission that it applied without answering."""
-
-        def __init__(self) -> None:
-            pass
-
-        def reserve(self, reservation: Reservation) -> list[Refusal]:
-            return store.reserve(reservation)
-
-        def settle(self, settlement: Settlement) -> bool:
-            transport.down = True
-            try:
-                return store.settle(settlement)
-            finally:
-                transport.down = False
-
-    down_after = DownAfterAdmission()
-    service = AdmissionService(policy_with([BUDGET, RPM]), down_after, count_tokens, lambda: NOW, queue)
-    with pytest.raises(StoreUnavailableError):
-        service.admit(SEARCH, REQUEST, "r1")
-    assert states(store, held) == [(10, 0), (1, 0)]  # held, for now
-
-    (release,) = queue.take()
-    assert SettlementRetry(store).apply(release) is True
-
-    assert states(store, held) == [(0, 0), (0, 0)]
-    assert SettlementRetry(store).apply(release) is False  # delivered twice: counted once
-
-
 def test_a_settlement_whose_answer_was_lost_counts_once(
     flaky: Callable[..., tuple[DynamoDBCounterStore, CommitsThenTimesOut]],
 ) -> None:
@@ -232,21 +181,3 @@ def test_a_settlement_whose_answer_was_lost_counts_once(
     assert bill.cost == 7
     assert states(store, admitted.holds) == [(7, 7), (1, 1)]
     assert queue.take() == []
-
-
-def test_a_settlement_the_store_cannot_take_is_queued_and_applied_later_exactly_once(
-    flaky: Callable[..., tuple[DynamoDBCounterStore, CommitsThenTimesOut]],
-) -> None:
-    store, transport = flaky()
-    service, queue = admission(store)
-    admitted = service.admit(SEARCH, REQUEST, "r1")
-    transport.down = True
-
-    service.settle(admitted, Reported(Usage(0, 7)))
-
-    transport.down = False
-    assert states(store, admitted.holds) == [(10, 0), (1, 0)]
-    (settlement,) = queue.take()
-    retry = SettlementRetry(store)
-    assert [retry.apply(settlement), retry.apply(settlement)] == [True, False]
-    assert states(store, admitted.holds) == [(7, 7), (1, 1)]

@@ -1,16 +1,13 @@
 """Fixtures for the entry-point tests: the sample REST API event, fresh tables, the app."""
 
 import json
-from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 from starlette.testclient import TestClient
 
-from paymaster import names
-from paymaster.adapters.dynamodb_counters import DynamoDBCounterStore
-from paymaster.adapters.dynamodb_wire import DynamoDBWire
+from paymaster.adapters.memory import MemoryCounterStore
 from paymaster.adapters.policy_file import load_policy
 from paymaster_local.resources import create_resources
 from tests.functions.gateway import EVENT, POLICY, RecordingProvider, lambda_entry
@@ -40,12 +37,6 @@ def aws(aws_url: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
 
 
 @pytest.fixture(params=[True, False], ids=["lambda-one-request-at-a-time", "worker-threads"])
-def client(
-    request: pytest.FixtureRequest,
-    provider: RecordingProvider,
-    aws: dict[str, str],
-    aws_url: str,
-    wire_to: Callable[[str], DynamoDBWire],
-) -> TestClient:
-    store = DynamoDBCounterStore(wire_to(aws_url), aws[names.ENV_COUNTERS_TABLE])
-    return lambda_entry(load_policy(POLICY), store, provider, one_request_at_a_time=request.param)
+def client(request: pytest.FixtureRequest, provider: RecordingProvider) -> TestClient:
+    """The gateway app on the in-memory counter store: what is tested is the entry point."""
+    return lambda_entry(load_policy(POLICY), MemoryCounterStore(), provider, one_request_at_a_time=request.param)

@@ -43,6 +43,7 @@ CONFLICT_RETRIES = 4
 # admission races it; each round needs that admission to commit in between, so few suffice.
 FENCE_ATTEMPTS = 3
 FENCED = "fenced"
+BATCH_GET_KEYS = 100  # the most keys one BatchGetItem takes
 _RETRYABLE_REASONS = {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"}
 _UNAVAILABLE_CODES = {
     "ProvisionedThroughputExceededException",
@@ -122,32 +123,34 @@ class DynamoDBCounterStore:
 
     def counters(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], CounterState]:
         unique = list(dict.fromkeys(keys))
-        if not unique:
-            return {}
-        request = {
-            self._table: {
-                "Keys": [{names.PARTITION_KEY: _s(pk), names.SORT_KEY: _s(sk)} for pk, sk in unique],
-                "ConsistentRead": True,
-                "ProjectionExpression": "#pk, #sk, #committed, #spent",
-                "ExpressionAttributeNames": {
-                    "#pk": names.PARTITION_KEY,
-                    "#sk": names.SORT_KEY,
-                    "#committed": names.COMMITTED,
-                    "#spent": names.SPENT,
-                },
-            }
-        }
         found = {key: CounterState(0, 0) for key in unique}
-        while request:
-            with _store_errors():
-                answer = self._client.batch_get_item(RequestItems=request)
-            for item in answer["Responses"].get(self._table, []):
-                key = (item[names.PARTITION_KEY]["S"], item[names.SORT_KEY]["S"])
-                found[key] = CounterState(
-                    committed=int(item.get(names.COMMITTED, {"N": "0"})["N"]),
-                    spent=int(item.get(names.SPENT, {"N": "0"})["N"]),
-                )
-            request = answer.get("UnprocessedKeys") or {}
+        for start in range(0, len(unique), BATCH_GET_KEYS):
+            request = {
+                self._table: {
+                    "Keys": [
+                        {names.PARTITION_KEY: _s(pk), names.SORT_KEY: _s(sk)}
+                        for pk, sk in unique[start : start + BATCH_GET_KEYS]
+                    ],
+                    "ConsistentRead": True,
+                    "ProjectionExpression": "#pk, #sk, #committed, #spent",
+                    "ExpressionAttributeNames": {
+                        "#pk": names.PARTITION_KEY,
+                        "#sk": names.SORT_KEY,
+                        "#committed": names.COMMITTED,
+                        "#spent": names.SPENT,
+                    },
+                }
+            }
+            while request:
+                with _store_errors():
+                    answer = self._client.batch_get_item(RequestItems=request)
+                for item in answer["Responses"].get(self._table, []):
+                    key = (item[names.PARTITION_KEY]["S"], item[names.SORT_KEY]["S"])
+                    found[key] = CounterState(
+                        committed=int(item.get(names.COMMITTED, {"N": "0"})["N"]),
+                        spent=int(item.get(names.SPENT, {"N": "0"})["N"]),
+                    )
+                request = answer.get("UnprocessedKeys") or {}
         return found
 
     def expired(self, now: datetime, limit: int) -> list[HeldReservation]:

@@ -1,5 +1,5 @@
 """Walking a virtual model's route: fallbacks, re-reservation at the fallback's price, and the
-bill on every exit path — against the real counter store (serialised moto)."""
+bill on every exit path — on the in-memory counter store."""
 
 from collections.abc import Generator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from paymaster.adapters.dynamodb_counters import DynamoDBCounterStore
 from paymaster.adapters.memory import MemorySettlementQueue
 from paymaster.adapters.tokenizer import count_tokens
 from paymaster.domain.chat import Completion, Finished, StreamEvent, TextDelta, Usage, UsageReported
@@ -21,13 +20,13 @@ from paymaster.domain.errors import (
     ProviderTimeoutError,
 )
 from paymaster.domain.metering import Bill
-from paymaster.ports import EmbeddingCall, ProviderCall
+from paymaster.ports import CounterStore, EmbeddingCall, ProviderCall
 from paymaster.services.admission import AdmissionService
 from paymaster.services.chat import ChatService
 from paymaster.services.embeddings import EmbeddingsService
 from paymaster.services.routing import Exchange, Router
-from tests.adapters.test_admission import SEARCH, Clock, committed_and_spent, request
 from tests.policies import FIXED_COST_MODEL, policy_with
+from tests.services.test_admission import SEARCH, Clock, committed_and_spent, request
 
 
 class Deployments:
@@ -77,7 +76,7 @@ BUDGET = {"name": "budget", "limit": "0.001000", "unit": "cost_per_month"}
 
 
 def chat(
-    store: DynamoDBCounterStore, deployments: Deployments, limit: str = "0.001000", **models: Any
+    store: CounterStore, deployments: Deployments, limit: str = "0.001000", **models: Any
 ) -> tuple[ChatService, AdmissionService]:
     policy = policy_with([{**BUDGET, "limit": limit}], models=MODELS | models)
     admission = AdmissionService(
@@ -92,7 +91,7 @@ def serve(service: ChatService, max_tokens: int | None = 50) -> tuple[Exchange, 
     return exchange, service.complete(exchange)
 
 
-def test_a_throttled_deployment_falls_to_the_next_on_the_same_hold(store: DynamoDBCounterStore) -> None:
+def test_a_throttled_deployment_falls_to_the_next_on_the_same_hold(store: CounterStore) -> None:
     deployments = Deployments({"p-first": [ProviderThrottledError("429", retry_after_s=2)]})
     service, admission = chat(store, deployments)
 
@@ -104,7 +103,7 @@ def test_a_throttled_deployment_falls_to_the_next_on_the_same_hold(store: Dynamo
     assert committed_and_spent(admission) == {"budget": ("0.000004", "0")}
 
 
-def test_a_fallback_model_is_held_at_its_own_price_before_it_is_called(store: DynamoDBCounterStore) -> None:
+def test_a_fallback_model_is_held_at_its_own_price_before_it_is_called(store: CounterStore) -> None:
     unavailable = [ProviderError("internal", status=500)]
     deployments = Deployments({"p-first": list(unavailable), "p-second": [ProviderTimeoutError("no first byte")]})
     service, admission = chat(store, deployments)
@@ -118,7 +117,7 @@ def test_a_fallback_model_is_held_at_its_own_price_before_it_is_called(store: Dy
     assert committed_and_spent(admission) == {"budget": ("0.000008", "0")}  # primary's hold released
 
 
-def test_a_fallback_that_cannot_afford_max_tokens_is_called_with_fewer(store: DynamoDBCounterStore) -> None:
+def test_a_fallback_that_cannot_afford_max_tokens_is_called_with_fewer(store: CounterStore) -> None:
     """A $0.0006 budget affords 600 output tokens of primary and 300 of backup (2 µUSD each)."""
     deployments = Deployments({"p-first": [ProviderError("down", status=503)], "p-second": [ProviderError("down")]})
     service, _ = chat(store, deployments, limit="0.000600")
@@ -130,7 +129,7 @@ def test_a_fallback_that_cannot_afford_max_tokens_is_called_with_fewer(store: Dy
 
 
 def test_when_every_deployment_fails_the_last_error_is_raised_and_nothing_stays_held(
-    store: DynamoDBCounterStore,
+    store: CounterStore,
 ) -> None:
     deployments = Deployments(
         {
@@ -148,7 +147,7 @@ def test_when_every_deployment_fails_the_last_error_is_raised_and_nothing_stays_
     assert committed_and_spent(admission) == {"budget": ("0", "0")}
 
 
-def test_a_rejected_request_does_not_move_on(store: DynamoDBCounterStore) -> None:
+def test_a_rejected_request_does_not_move_on(store: CounterStore) -> None:
     deployments = Deployments({"p-first": [ProviderRejectedError("bad tool schema", status=400)]})
     service, admission = chat(store, deployments)
 
@@ -159,7 +158,7 @@ def test_a_rejected_request_does_not_move_on(store: DynamoDBCounterStore) -> Non
     assert committed_and_spent(admission) == {"budget": ("0", "0")}
 
 
-def test_an_answer_that_cannot_be_read_is_charged_its_hold_not_retried(store: DynamoDBCounterStore) -> None:
+def test_an_answer_that_cannot_be_read_is_charged_its_hold_not_retried(store: CounterStore) -> None:
     """A 200 that is not JSON: the provider may have billed it; retrying could bill it twice."""
     deployments = Deployments({"p-first": [ProviderResponseError("not JSON", status=200)]})
     service, admission = chat(store, deployments)
@@ -171,7 +170,7 @@ def test_an_answer_that_cannot_be_read_is_charged_its_hold_not_retried(store: Dy
     assert committed_and_spent(admission) == {"budget": ("0.00005", "0")}
 
 
-def test_fallback_on_decides_which_failures_move_on(store: DynamoDBCounterStore) -> None:
+def test_fallback_on_decides_which_failures_move_on(store: CounterStore) -> None:
     primary = {**MODELS["primary"], "fallback_on": ["timeout"]}
     deployments = Deployments({"p-first": [ProviderThrottledError("429")]})
     service, _ = chat(store, deployments, primary=primary)
@@ -182,7 +181,7 @@ def test_fallback_on_decides_which_failures_move_on(store: DynamoDBCounterStore)
     assert [model for model, _ in deployments.calls] == ["p-first"]
 
 
-def test_a_fallback_the_budget_refuses_ends_the_walk_with_the_provider_s_error(store: DynamoDBCounterStore) -> None:
+def test_a_fallback_the_budget_refuses_ends_the_walk_with_the_provider_s_error(store: CounterStore) -> None:
     """Primary (1 µUSD/token) fits 300 tokens in the $0.0004 budget; backup (2 µUSD) cannot
     hold 300 and the caller asked for exactly that, so the fallback is refused, not shrunk."""
     deployments = Deployments({"p-first": [ProviderError("down", status=503)], "p-second": [ProviderError("down")]})
@@ -196,7 +195,7 @@ def test_a_fallback_the_budget_refuses_ends_the_walk_with_the_provider_s_error(s
     assert committed_and_spent(admission) == {"budget": ("0", "0")}
 
 
-def test_a_stream_falls_back_before_its_first_event(store: DynamoDBCounterStore) -> None:
+def test_a_stream_falls_back_before_its_first_event(store: CounterStore) -> None:
     deployments = Deployments({"p-first": [ProviderThrottledError("429")], "p-second": [ProviderError("down")]})
     service, admission = chat(store, deployments)
     exchange = service.plan(SEARCH, request("primary", max_tokens=50), "r1")
@@ -209,7 +208,7 @@ def test_a_stream_falls_back_before_its_first_event(store: DynamoDBCounterStore)
     assert committed_and_spent(admission) == {"budget": ("0.000006", "0")}
 
 
-def test_a_stream_past_its_total_timeout_is_cut_and_charged_what_it_delivered(store: DynamoDBCounterStore) -> None:
+def test_a_stream_past_its_total_timeout_is_cut_and_charged_what_it_delivered(store: CounterStore) -> None:
     ticks = iter([0.0, 1.0, 500.0])  # started, after "one ", after "two " (past total_s = 240)
     deployments = Deployments()
     policy = policy_with([BUDGET], models=MODELS)
@@ -229,7 +228,7 @@ def test_a_stream_past_its_total_timeout_is_cut_and_charged_what_it_delivered(st
     assert exchange.bill.usage.output_tokens == count_tokens("one two ", "cl100k_base")
 
 
-def test_a_request_an_adapter_cannot_translate_is_released(store: DynamoDBCounterStore) -> None:
+def test_a_request_an_adapter_cannot_translate_is_released(store: CounterStore) -> None:
     """Bedrock and Anthropic refuse, before sending, a tool call whose arguments are not JSON."""
     deployments = Deployments({"p-first": [InvalidRequestError("arguments are not JSON")]})  # type: ignore[list-item]
     service, admission = chat(store, deployments)
@@ -260,7 +259,7 @@ EMBEDDINGS_MODEL = {
 
 @pytest.mark.parametrize(("reported", "charged"), [(3, "0.000003"), (None, "0.000004")])
 def test_embeddings_are_charged_the_provider_s_count_or_the_hold_without_one(
-    store: DynamoDBCounterStore, reported: int | None, charged: str
+    store: CounterStore, reported: int | None, charged: str
 ) -> None:
     """'two words' holds 4 µUSD (cl100k: 2 tokens × factor 2); without a count the hold stays."""
     policy = policy_with([BUDGET], models={"vectors": {**EMBEDDINGS_MODEL, "input_token_factor": 2}})

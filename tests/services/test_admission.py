@@ -1,4 +1,4 @@
-"""Admission and settlement with the real counter store and a controlled clock (no sleeping)."""
+"""Admission and settlement on the in-memory counter store, with a controlled clock (no sleeping)."""
 
 from collections.abc import Generator
 from datetime import UTC, datetime, timedelta
@@ -6,8 +6,7 @@ from typing import Any
 
 import pytest
 
-from paymaster.adapters.dynamodb_counters import DynamoDBCounterStore
-from paymaster.adapters.memory import MemorySettlementQueue
+from paymaster.adapters.memory import MemoryCounterStore, MemorySettlementQueue
 from paymaster.adapters.tokenizer import count_tokens
 from paymaster.domain.chat import ChatRequest, Completion, Finished, StreamEvent, TextDelta, Usage, UsageReported
 from paymaster.domain.errors import (
@@ -22,7 +21,7 @@ from paymaster.domain.limits import MIN_USEFUL_OUTPUT_TOKENS
 from paymaster.domain.metering import Reported
 from paymaster.domain.money import format_usd
 from paymaster.domain.policy import Policy
-from paymaster.ports import ProviderCall
+from paymaster.ports import CounterStore, ProviderCall
 from paymaster.services.admission import RESERVATION_LIFETIME, AdmissionService
 from paymaster.services.chat import ChatService
 from paymaster.services.routing import Router
@@ -57,7 +56,7 @@ def output_only_model(output_price: int) -> dict[str, Any]:
     }
 
 
-def service(policy: Policy, store: DynamoDBCounterStore, clock: Clock) -> AdmissionService:
+def service(policy: Policy, store: CounterStore, clock: Clock) -> AdmissionService:
     return AdmissionService(policy, store, count_tokens, clock, MemorySettlementQueue())
 
 
@@ -65,7 +64,7 @@ def committed_and_spent(admission_service: AdmissionService, caller: Caller = SE
     return {rule.rule: (rule.used, rule.reserved) for rule in admission_service.usage(caller)}
 
 
-def test_burst_gets_the_limit_then_the_next_window_refills(store: DynamoDBCounterStore) -> None:
+def test_burst_gets_the_limit_then_the_next_window_refills(store: CounterStore) -> None:
     """Fixed windows: 60/min admits 60 of a burst of 200, and 60 more once the minute turns."""
     clock = Clock(datetime(2026, 11, 29, 18, 25, 30, tzinfo=UTC))
     admission = service(policy_with([{"name": "rpm", "limit": 60, "unit": "requests_per_minute"}]), store, clock)
@@ -88,7 +87,7 @@ def test_burst_gets_the_limit_then_the_next_window_refills(store: DynamoDBCounte
     assert burst("c") == 60
 
 
-def test_missing_max_tokens_shrinks_to_what_the_budget_affords(store: DynamoDBCounterStore) -> None:
+def test_missing_max_tokens_shrinks_to_what_the_budget_affords(store: CounterStore) -> None:
     clock = Clock(datetime(2026, 11, 29, 18, 0, tzinfo=UTC))
     policy = policy_with([{"name": "budget", "limit": "0.001300", "unit": "cost_per_month"}])  # 1300 µUSD
     admission = service(policy, store, clock)
@@ -101,7 +100,7 @@ def test_missing_max_tokens_shrinks_to_what_the_budget_affords(store: DynamoDBCo
     assert policy.models["fixed-cost"].max_output_tokens == 1000
 
 
-def test_refused_when_the_budget_cannot_afford_a_useful_answer(store: DynamoDBCounterStore) -> None:
+def test_refused_when_the_budget_cannot_afford_a_useful_answer(store: CounterStore) -> None:
     clock = Clock(datetime(2026, 11, 29, 18, 0, tzinfo=UTC))
     admission = service(policy_with([{"name": "budget", "limit": "0.001200", "unit": "cost_per_month"}]), store, clock)
     spender = admission.admit(SEARCH, request(max_tokens=1000), "spender")
@@ -116,7 +115,7 @@ def test_refused_when_the_budget_cannot_afford_a_useful_answer(store: DynamoDBCo
     assert small.max_output_tokens == 150
 
 
-def test_month_boundary_follows_the_rule_s_time_zone(store: DynamoDBCounterStore) -> None:
+def test_month_boundary_follows_the_rule_s_time_zone(store: CounterStore) -> None:
     """America/Los_Angeles' December starts at 08:00 UTC on the 1st: not a moment earlier."""
     clock = Clock(datetime(2026, 12, 1, 7, 59, 59, tzinfo=UTC))
     policy = policy_with(
@@ -136,7 +135,7 @@ def test_month_boundary_follows_the_rule_s_time_zone(store: DynamoDBCounterStore
     assert december.holds[0].pk == november.holds[0].pk  # same counter family, a new window item
 
 
-def test_downgrade_past_the_threshold_reserves_at_the_cheaper_price(store: DynamoDBCounterStore) -> None:
+def test_downgrade_past_the_threshold_reserves_at_the_cheaper_price(store: CounterStore) -> None:
     clock = Clock(datetime(2026, 11, 29, 18, 0, tzinfo=UTC))
     cheap = output_only_model(output_price=100_000)
     rule = {
@@ -156,7 +155,7 @@ def test_downgrade_past_the_threshold_reserves_at_the_cheaper_price(store: Dynam
     assert second.holds[0].amount == 20  # 200 tokens at $0.10/M
 
 
-def test_shadow_rule_counts_and_admits_what_it_would_refuse(store: DynamoDBCounterStore) -> None:
+def test_shadow_rule_counts_and_admits_what_it_would_refuse(store: CounterStore) -> None:
     clock = Clock(datetime(2026, 11, 29, 18, 0, tzinfo=UTC))
     shadow = {"name": "trial-cap", "limit": 2, "unit": "requests_per_day", "mode": "shadow"}
     admission = service(policy_with([shadow]), store, clock)
@@ -168,16 +167,18 @@ def test_shadow_rule_counts_and_admits_what_it_would_refuse(store: DynamoDBCount
     assert usage.reserved == "5"  # all five counted, though only two fit
 
 
-def test_store_unreachable_refuses_for_closed_rules_and_admits_for_open_ones(dynamodb: Any) -> None:
+def test_store_unreachable_refuses_for_closed_rules_and_admits_for_open_ones(store: MemoryCounterStore) -> None:
     clock = Clock(datetime(2026, 11, 29, 18, 0, tzinfo=UTC))
-    broken = DynamoDBCounterStore(dynamodb, "no-such-table")
     budget = {"name": "budget", "limit": 100, "unit": "cost_per_month"}  # closed by default
     rpm = {"name": "rpm", "limit": 100, "unit": "requests_per_minute"}  # open by default
     open_budget = budget | {"on_store_error": "open"}
+    unreachable = StoreUnavailableError("the counter store is unreachable: EndpointConnectionError")
 
+    store.fail_next("reserve", unreachable)
     with pytest.raises(StoreUnavailableError, match="budget"):
-        service(policy_with([budget, rpm]), broken, clock).admit(SEARCH, request(), "r1")
-    admitted = service(policy_with([open_budget, rpm]), broken, clock).admit(SEARCH, request(), "r2")
+        service(policy_with([budget, rpm]), store, clock).admit(SEARCH, request(), "r1")
+    store.fail_next("reserve", unreachable)
+    admitted = service(policy_with([open_budget, rpm]), store, clock).admit(SEARCH, request(), "r2")
 
     assert admitted.held is False
 
@@ -208,13 +209,13 @@ class ScriptedProvider:
 BUDGET = {"name": "budget", "limit": "0.001000", "unit": "cost_per_month"}
 
 
-def chat(store: DynamoDBCounterStore, provider: ScriptedProvider) -> tuple[ChatService, AdmissionService]:
+def chat(store: CounterStore, provider: ScriptedProvider) -> tuple[ChatService, AdmissionService]:
     policy = policy_with([BUDGET])
     admission = service(policy, store, Clock(datetime(2026, 11, 29, 18, 0, tzinfo=UTC)))
     return ChatService(policy, dict.fromkeys(policy.providers, provider), Router(policy, admission)), admission
 
 
-def test_success_is_settled_at_the_actual_cost(store: DynamoDBCounterStore) -> None:
+def test_success_is_settled_at_the_actual_cost(store: CounterStore) -> None:
     service_, admission = chat(store, ScriptedProvider())
 
     service_.complete(service_.plan(SEARCH, request(max_tokens=50), "r1"))
@@ -223,7 +224,7 @@ def test_success_is_settled_at_the_actual_cost(store: DynamoDBCounterStore) -> N
 
 
 @pytest.mark.parametrize("failure", [ProviderError("boom", status=500), ProviderTimeoutError("slow")])
-def test_provider_error_or_timeout_releases_the_whole_hold(store: DynamoDBCounterStore, failure: ProviderError) -> None:
+def test_provider_error_or_timeout_releases_the_whole_hold(store: CounterStore, failure: ProviderError) -> None:
     service_, admission = chat(store, ScriptedProvider(fail=failure))
     plan = service_.plan(SEARCH, request(max_tokens=50), "r1")
 
@@ -233,7 +234,7 @@ def test_provider_error_or_timeout_releases_the_whole_hold(store: DynamoDBCounte
     assert committed_and_spent(admission) == {"budget": ("0", "0")}
 
 
-def test_stream_failing_before_any_output_releases_the_hold(store: DynamoDBCounterStore) -> None:
+def test_stream_failing_before_any_output_releases_the_hold(store: CounterStore) -> None:
     service_, admission = chat(store, ScriptedProvider(fail=ProviderTimeoutError("no first byte")))
 
     with pytest.raises(ProviderTimeoutError):
@@ -247,7 +248,7 @@ def delivered_cost(text: str) -> str:
     return format_usd(count_tokens(text, "cl100k_base"))
 
 
-def test_stream_cut_after_output_is_charged_the_delivered_text_never_zero(store: DynamoDBCounterStore) -> None:
+def test_stream_cut_after_output_is_charged_the_delivered_text_never_zero(store: CounterStore) -> None:
     service_, admission = chat(store, ScriptedProvider(cut_after=3))
     exchange = service_.plan(SEARCH, request(max_tokens=50), "r1")
 
@@ -260,7 +261,7 @@ def test_stream_cut_after_output_is_charged_the_delivered_text_never_zero(store:
     assert committed_and_spent(admission) == {"budget": (delivered_cost("w0 w1 w2 "), "0")}
 
 
-def test_client_disconnect_mid_stream_charges_what_was_delivered(store: DynamoDBCounterStore) -> None:
+def test_client_disconnect_mid_stream_charges_what_was_delivered(store: CounterStore) -> None:
     service_, admission = chat(store, ScriptedProvider())
     events = service_.stream(service_.plan(SEARCH, request(max_tokens=50), "r1"))
     next(events), next(events)
@@ -270,7 +271,7 @@ def test_client_disconnect_mid_stream_charges_what_was_delivered(store: DynamoDB
     assert committed_and_spent(admission) == {"budget": (delivered_cost("w0 w1 "), "0")}
 
 
-def test_stream_to_the_end_is_settled_from_the_provider_s_usage(store: DynamoDBCounterStore) -> None:
+def test_stream_to_the_end_is_settled_from_the_provider_s_usage(store: CounterStore) -> None:
     service_, admission = chat(store, ScriptedProvider())
 
     list(service_.stream(service_.plan(SEARCH, request(max_tokens=50), "r1")))
@@ -278,7 +279,7 @@ def test_stream_to_the_end_is_settled_from_the_provider_s_usage(store: DynamoDBC
     assert committed_and_spent(admission) == {"budget": ("0.000006", "0")}
 
 
-def test_crashed_request_s_hold_is_returned_by_the_sweeper_after_expiry(store: DynamoDBCounterStore) -> None:
+def test_crashed_request_s_hold_is_returned_by_the_sweeper_after_expiry(store: CounterStore) -> None:
     clock = Clock(datetime(2026, 11, 29, 18, 0, tzinfo=UTC))
     admission = service(policy_with([BUDGET]), store, clock)
     admission.admit(SEARCH, request(max_tokens=50), "crashed")  # and never settled
@@ -294,7 +295,7 @@ def test_crashed_request_s_hold_is_returned_by_the_sweeper_after_expiry(store: D
     assert committed_and_spent(admission) == {"budget": ("0", "0")}
 
 
-def test_settling_an_admission_twice_counts_once(store: DynamoDBCounterStore) -> None:
+def test_settling_an_admission_twice_counts_once(store: CounterStore) -> None:
     clock = Clock(datetime(2026, 11, 29, 18, 0, tzinfo=UTC))
     admission = service(policy_with([BUDGET]), store, clock)
     admitted = admission.admit(SEARCH, request(max_tokens=50), "r1")
@@ -306,7 +307,7 @@ def test_settling_an_admission_twice_counts_once(store: DynamoDBCounterStore) ->
 
 
 def test_past_the_threshold_downgrades_even_when_the_dear_model_no_longer_fits(
-    store: DynamoDBCounterStore,
+    store: CounterStore,
 ) -> None:
     """At 999 of 1000 µUSD the dearer model cannot fit at all; the cheaper one still can."""
     clock = Clock(datetime(2026, 11, 29, 18, 0, tzinfo=UTC))
