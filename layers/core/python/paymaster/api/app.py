@@ -7,9 +7,12 @@ GET  /v1/usage              the caller's team: every rule's limit, used, reserve
 GET  /healthz               readiness for Lambda Web Adapter (unauthenticated, no data)
 """
 
+import asyncio
 import json
+import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
 from dataclasses import asdict
 from itertools import chain
@@ -335,7 +338,7 @@ class SettlingStream(StreamingResponse):
         events: Generator[StreamEvent | Bill, None, None],
         **kwargs: Any,
     ) -> None:
-        super().__init__(_in_threadpool(lines), **kwargs)
+        super().__init__(_relayed(lines), **kwargs)
         self._closers = (lines.close, events.close)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -347,7 +350,89 @@ class SettlingStream(StreamingResponse):
                     await run_in_threadpool(close)
 
 
-async def _in_threadpool(lines: Generator[bytes, None, None]) -> AsyncIterator[bytes]:
-    """Runs the blocking provider stream in worker threads; `SettlingStream` closes it."""
-    while (line := await run_in_threadpool(next, lines, None)) is not None:
-        yield line
+async def _relayed(lines: Generator[bytes, None, None]) -> AsyncIterator[bytes]:
+    """The blocking provider stream, pulled by one thread of its own for its whole life, and
+    handed to the event loop in batches: whatever arrived since the loop last took some.
+
+    One thread hop per SSE line (as a worker-thread `next` each time) cost more than the rest of
+    a streamed request; a fast provider's burst of lines now costs one wake-up and one write, a
+    slow one's token still goes out as soon as it arrives. When the response ends early (the
+    client gone), the thread stops after the line it is waiting for and closes `lines` itself —
+    a generator can only be closed by the thread running it — and this waits for that, so the
+    stream is settled before the response is done (`SettlingStream` then closes nothing twice).
+    """
+    relay = _Relay(lines, asyncio.get_running_loop())
+    try:
+        async for batch in relay.batches():
+            yield batch
+    finally:
+        await relay.stopped()
+
+
+class _Relay:
+    def __init__(self, lines: Generator[bytes, None, None], loop: asyncio.AbstractEventLoop) -> None:
+        self._lines = lines
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._arrived: deque[bytes] = deque()
+        self._waking = False  # a wake-up is on its way to the loop
+        self._stop = False
+        self._done = False
+        self._error: BaseException | None = None
+        self._ready = asyncio.Event()
+        self._finished = loop.create_future()
+        threading.Thread(target=self._pull, name="paymaster-stream", daemon=True).start()
+
+    async def batches(self) -> AsyncIterator[bytes]:
+        while True:
+            await self._ready.wait()
+            self._ready.clear()
+            with self._lock:
+                batch, done = b"".join(self._arrived), self._done
+                self._arrived.clear()
+            if batch:
+                yield batch
+            if done:
+                break
+        if self._error is not None:
+            raise self._error
+
+    async def stopped(self) -> None:
+        """Asks the thread to stop and waits until it has closed the stream, even if cancelled."""
+        self._stop = True
+        with anyio.CancelScope(shield=True):
+            await self._finished
+
+    def _pull(self) -> None:
+        try:
+            for line in self._lines:
+                self._hand(line)
+                if self._stop:
+                    break
+        except BaseException as error:  # noqa: BLE001 - raised on the loop, by `batches`
+            self._error = error
+        finally:
+            try:
+                self._lines.close()
+            finally:
+                with self._lock:
+                    self._done = True
+                self._hand(None)
+                self._loop.call_soon_threadsafe(self._finish)
+
+    def _hand(self, line: bytes | None) -> None:
+        with self._lock:
+            if line is not None:
+                self._arrived.append(line)
+            waking, self._waking = self._waking, True
+        if not waking:
+            self._loop.call_soon_threadsafe(self._wake)
+
+    def _wake(self) -> None:
+        with self._lock:
+            self._waking = False
+        self._ready.set()
+
+    def _finish(self) -> None:
+        if not self._finished.done():
+            self._finished.set_result(None)
