@@ -36,6 +36,8 @@ STARTUP_TIMEOUT_S = 60.0
 # The stand-in runs one DynamoDB request at a time, so under load (or on a busy machine) its
 # answers queue behind each other: the gateway waits as long as that queue can honestly take.
 LOCAL_STORE_TIMEOUT_S = 30.0
+# The server stack the gateway Lambda runs (functions/gateway/run.sh): uvloop and httptools.
+GATEWAY_SERVER_FLAGS = ("--loop", "uvloop", "--http", "httptools")
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +170,7 @@ def local_stack(
         )
         gateway_args = [
             "-m", "uvicorn", "--factory", "paymaster.composition:gateway_app",
-            "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
+            "--host", "127.0.0.1", "--port", str(port), "--no-access-log", *GATEWAY_SERVER_FLAGS,
         ]  # fmt: skip
         gateway = stack.enter_context(_process(gateway_args, gateway_env, gateway_output))
         runner_log = stack.enter_context((logs / "runner.log").open("wb"))

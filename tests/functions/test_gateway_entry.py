@@ -17,6 +17,7 @@ from paymaster.composition import gateway_app
 from paymaster.domain.chat import Completion, StreamEvent, TextDelta
 from paymaster.domain.errors import ProviderError, ProviderRejectedError, ProviderTimeoutError
 from paymaster.ports import ProviderCall
+from paymaster_local.stack import GATEWAY_SERVER_FLAGS
 from tests.functions.gateway import POLICY, REPO, RecordingProvider, as_lwa_request, lambda_entry
 from tests.policies import policy_with
 
@@ -122,6 +123,8 @@ def test_lambda_handler_script_starts_the_composition_factory() -> None:
 
     assert run_sh.stat().st_mode & stat.S_IXUSR
     assert "--factory paymaster.composition:gateway_app" in run_sh.read_text()
+    # The server stack the local stack measures is the one Lambda runs.
+    assert " ".join(GATEWAY_SERVER_FLAGS) in run_sh.read_text()
     assert os.access(run_sh, os.X_OK)
 
 
