@@ -128,21 +128,20 @@ WAYS_TO_LACK_A_KEY = {
 }
 
 
-@pytest.mark.parametrize("stream", [False, True], ids=["complete", "stream"])
-@pytest.mark.parametrize("way", WAYS_TO_LACK_A_KEY)
-def test_without_a_usable_key_the_call_falls_back_and_only_the_fallback_is_charged(
-    gateway: Callable[..., TestClient],
-    aws_url: str,
-    event: dict[str, Any],
-    upstream: CountingUpstream,
-    way: str,
-    stream: bool,
-) -> None:
-    change_secret, failing_client = WAYS_TO_LACK_A_KEY[way]
+@pytest.fixture(params=WAYS_TO_LACK_A_KEY)
+def keyless(request: pytest.FixtureRequest, gateway: Callable[..., TestClient], aws_url: str) -> TestClient:
+    """The gateway without a usable OpenAI key, in each of the ways a fresh account can lack one."""
+    change_secret, failing_client = WAYS_TO_LACK_A_KEY[request.param]
     if change_secret:
         change_secret(aws_url)
-    client = gateway(FailingSecrets(failing_client) if failing_client else None)
+    return gateway(FailingSecrets(failing_client) if failing_client else None)
 
+
+@pytest.mark.parametrize("stream", [False, True], ids=["complete", "stream"])
+def test_without_a_usable_key_the_call_falls_back_and_only_the_fallback_is_charged(
+    keyless: TestClient, event: dict[str, Any], upstream: CountingUpstream, stream: bool
+) -> None:
+    client = keyless
     response = ask(client, event, "gpt-4o-mini", stream=stream)
 
     assert response.status_code == 200
@@ -154,20 +153,10 @@ def test_without_a_usable_key_the_call_falls_back_and_only_the_fallback_is_charg
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["complete", "stream"])
-@pytest.mark.parametrize("way", WAYS_TO_LACK_A_KEY)
 def test_without_a_usable_key_and_no_fallback_the_caller_gets_a_502_and_nothing_is_charged(
-    gateway: Callable[..., TestClient],
-    aws_url: str,
-    event: dict[str, Any],
-    upstream: CountingUpstream,
-    way: str,
-    stream: bool,
+    keyless: TestClient, event: dict[str, Any], upstream: CountingUpstream, stream: bool
 ) -> None:
-    change_secret, failing_client = WAYS_TO_LACK_A_KEY[way]
-    if change_secret:
-        change_secret(aws_url)
-    client = gateway(FailingSecrets(failing_client) if failing_client else None)
-
+    client = keyless
     response = ask(client, event, "gpt-4o", stream=stream)  # gpt-4o has no fallback
 
     assert response.status_code == 502
