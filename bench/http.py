@@ -7,7 +7,13 @@ The local stack runs with three matching rules (a monthly budget, requests and t
 minute); the OpenAI provider is pointed (`--real-endpoint`) at a mock upstream in this process
 that answers at once or after a delay — a JSON completion, or 8 SSE content chunks, a finish,
 a usage chunk and [DONE] — so the gateway's CPU is all that is measured: its process's user +
-system time from /proc over the measured requests, divided by their number. The client is cheap
+system time from /proc over the measured requests, divided by their number.
+
+DynamoDB is, by default (`--store instant`), a stand-in in this process that answers the
+gateway's three operations at once, as DynamoDB answers in milliseconds at no CPU of the
+gateway's; `--store moto` uses the local stack's own, whose ~13 ms of CPU per request saturates
+a core of this two-core machine and makes every process on it — the gateway included — slower
+per unit of work, so its figures swing by ±40 % between runs. The client is cheap
 on purpose: each connection sends one request signed once (SigV4 allows it within 5 minutes)
 over kept-alive HTTP/1.1 and reads the answer with a small parser, so it takes little of the two
 cores. Latency is the client's, from first byte sent to last byte read.
@@ -32,7 +38,7 @@ from bench._support import machine
 from paymaster.client import SigV4Auth
 from paymaster_local.credentials import session_for
 from paymaster_local.real_endpoints import RealEndpointChoice
-from paymaster_local.stack import LocalStack, free_port, local_stack
+from paymaster_local.stack import GATEWAY_SERVER_FLAGS, LocalStack, free_port, local_stack
 
 REPO = Path(__file__).resolve().parents[1]
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -114,6 +120,31 @@ async def serve_upstream(delay_s: float) -> tuple[asyncio.Server, str]:
     server = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=1024)
     port = server.sockets[0].getsockname()[1]
     return server, f"http://127.0.0.1:{port}"
+
+
+async def serve_instant_dynamodb() -> tuple[asyncio.Server, str]:
+    """DynamoDB as the gateway sees it when it answers at once: every transaction commits, every
+    read finds nothing (so no budget header), every query is empty."""
+    answers = {
+        b"DynamoDB_20120810.TransactWriteItems": b"{}",
+        b"DynamoDB_20120810.BatchGetItem": b'{"Responses":{},"UnprocessedKeys":{}}',
+        b"DynamoDB_20120810.Query": b'{"Items":[],"Count":0}',
+    }
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                await reader.readexactly(int(_header(head, b"content-length") or 0))
+                payload = answers.get(_header(head, b"x-amz-target") or b"", b"{}")
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/x-amz-json-1.0\r\ncontent-length: "
+                             + str(len(payload)).encode() + b"\r\n\r\n" + payload)  # fmt: skip
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=1024)
+    return server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
 
 
 def _header(head: bytes, name: bytes) -> bytes | None:
@@ -203,38 +234,59 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
+def one_stack(args: argparse.Namespace, delay_ms: int) -> dict[str, tuple[Run, float]]:
+    """A fresh local stack and upstream: each kind of answer measured, CPU ms per request."""
+    loop = asyncio.new_event_loop()
+    server, upstream = loop.run_until_complete(serve_upstream(delay_ms / 1000))
+    store, store_url = loop.run_until_complete(serve_instant_dynamodb())
+    environment = {"AWS_ENDPOINT_URL_DYNAMODB": store_url} if args.store == "instant" else {}
+    measured: dict[str, tuple[Run, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="paymaster-http-bench-") as state:
+        policy = Path(state) / "policy.yaml"
+        policy.write_text(yaml.safe_dump(bench_policy(upstream)))
+        with (
+            (Path(state) / "gateway.log").open("wb") as log,
+            local_stack(policy, port=free_port(), state_dir=Path(state), gateway_output=log,
+                        real_endpoints=[RealEndpointChoice("openai", None)],
+                        gateway_environment=environment) as stack,
+        ):  # fmt: skip
+            for label, stream in (("complete", False), ("stream", True)):
+                request = signed_request(stack, stream=stream)
+                measured[label] = loop.run_until_complete(
+                    measure(stack, request, args.concurrency, args.requests, stack.pids["gateway"])
+                )
+    loop.run_until_complete(asyncio.sleep(0.2))  # the servers' handlers see the gateway hang up
+    server.close()
+    store.close()
+    loop.close()
+    return measured
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--delays", default="0,50", help="upstream delays in ms, comma-separated")
+    parser.add_argument("--store", choices=["instant", "moto"], default="instant", help="the DynamoDB it talks to")
+    parser.add_argument("--repeat", type=int, default=3, help="fresh stacks per row: CPU time here varies by run")
     args = parser.parse_args(argv)
     delays = [int(delay) for delay in args.delays.split(",")]
     print(f"machine: {machine()}; {args.requests} requests per row after {WARMUP} warm-up, c={args.concurrency}, "
-          f"3 rules, {len(json.dumps(PROMPT))} B prompt; gateway: uvicorn as make run starts it")  # fmt: skip
+          f"3 rules, {len(json.dumps(PROMPT))} B prompt; gateway: uvicorn as make run starts it "
+          f"({' '.join(GATEWAY_SERVER_FLAGS)}); DynamoDB: {args.store}; {args.repeat} runs per row")  # fmt: skip
     print(f"{'answer':10} {'upstream':>8} {'CPU ms/req':>10} {'p50 ms':>7} {'p99 ms':>7} {'req/s':>7}  statuses")
-    for delay in delays:
-        loop = asyncio.new_event_loop()
-        server, upstream = loop.run_until_complete(serve_upstream(delay / 1000))
-        with tempfile.TemporaryDirectory(prefix="paymaster-http-bench-") as state:
-            policy = Path(state) / "policy.yaml"
-            policy.write_text(yaml.safe_dump(bench_policy(upstream)))
-            with (
-                (Path(state) / "gateway.log").open("wb") as log,
-                local_stack(policy, port=free_port(), state_dir=Path(state), gateway_output=log,
-                            real_endpoints=[RealEndpointChoice("openai", None)]) as stack,
-            ):  # fmt: skip
-                for stream in (False, True):
-                    request = signed_request(stack, stream=stream)
-                    run, cpu_ms = loop.run_until_complete(
-                        measure(stack, request, args.concurrency, args.requests, stack.pids["gateway"])
-                    )
-                    label = "stream" if stream else "complete"
-                    print(f"{label:10} {delay:>6} ms {cpu_ms:>10.2f} {statistics.median(run.latencies_ms):>7.1f} "
-                          f"{percentile(run.latencies_ms, 0.99):>7.1f} {len(run.latencies_ms) / run.seconds:>7.0f}  "
-                          f"{run.statuses}", flush=True)  # fmt: skip
-        server.close()
-        loop.close()
+    cpu: dict[tuple[str, int], list[float]] = {}
+    for _ in range(args.repeat):
+        for delay in delays:
+            for label, (run, cpu_ms) in one_stack(args, delay).items():
+                cpu.setdefault((label, delay), []).append(cpu_ms)
+                print(f"{label:10} {delay:>6} ms {cpu_ms:>10.2f} {statistics.median(run.latencies_ms):>7.1f} "
+                      f"{percentile(run.latencies_ms, 0.99):>7.1f} {len(run.latencies_ms) / run.seconds:>7.0f}  "
+                      f"{run.statuses}", flush=True)  # fmt: skip
+    print("CPU ms per request, median of the runs (min-max):")
+    for (label, delay), values in sorted(cpu.items(), key=lambda item: (item[0][1], item[0][0])):
+        spread = f"{min(values):.2f}-{max(values):.2f}"
+        print(f"  {label:10} {delay:>4} ms upstream  {statistics.median(values):5.2f}  ({spread})")
     return 0
 
 

@@ -17,7 +17,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,8 +108,12 @@ def local_stack(
     gateway_output: IO[bytes] | None = None,
     unclaimed_principals: dict[str, str] | None = None,
     real_endpoints: Sequence[RealEndpointChoice] = (),
+    gateway_environment: Mapping[str, str] | None = None,
 ) -> Iterator[LocalStack]:
     """Starts moto, the fake providers and the gateway; yields when all three answer.
+
+    `gateway_environment` is added to the gateway's environment last (a benchmark pointing it at
+    another DynamoDB endpoint with `AWS_ENDPOINT_URL_DYNAMODB`, say).
 
     `unclaimed_principals` (profile name → IAM ARN) get credentials too although no team claims
     them, to show what the gateway answers a valid signature from a stranger. The providers of
@@ -167,6 +171,7 @@ def local_stack(
                 names.ENV_PROVIDER_ENDPOINTS: json.dumps(endpoints),
                 names.ENV_STORE_TIMEOUT_S: str(LOCAL_STORE_TIMEOUT_S),
             }
+            | dict(gateway_environment or {})
         )
         gateway_args = [
             "-m", "uvicorn", "--factory", "paymaster.composition:gateway_app",
