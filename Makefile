@@ -61,6 +61,10 @@ bench: $(STAMP) ## run the benchmarks (docs/BENCHMARKS.md records their output)
 	$(PY) -m bench.overhead
 	$(PY) -m bench.concurrency
 
+.PHONY: coldstart
+coldstart: $(STAMP) ## cold start of the gateway process to its first answer, OpenAI and Bedrock
+	$(PY) -m bench.coldstart
+
 .PHONY: validate
 validate: $(STAMP) ## validate the policy file (POLICY=file)
 	$(VENV)/bin/paymaster policy validate $(POLICY)
