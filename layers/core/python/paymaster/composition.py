@@ -14,6 +14,8 @@ import httpx
 from botocore.config import Config
 from starlette.applications import Starlette
 
+from paymaster.adapters import aws_environment
+from paymaster.adapters.aws_environment import DYNAMODB, SECRETS_MANAGER
 from paymaster.adapters.dynamodb_counters import DynamoDBCounterStore
 from paymaster.adapters.dynamodb_wire import DynamoDBWire
 from paymaster.adapters.policy_file import load_policy
@@ -23,7 +25,7 @@ from paymaster.adapters.providers.bedrock_embeddings import BedrockEmbeddingsPro
 from paymaster.adapters.providers.openai_compatible import OpenAICompatibleProvider
 from paymaster.adapters.providers.openai_embeddings import OpenAIEmbeddingsProvider
 from paymaster.adapters.request_context import RequestContextAuthenticator
-from paymaster.adapters.secrets import SecretCache
+from paymaster.adapters.secrets import SecretCache, SecretsManagerWire
 from paymaster.adapters.settings import Settings
 from paymaster.adapters.sigv4 import SigV4Authenticator, load_local_credentials
 from paymaster.adapters.tokenizer import count_tokens
@@ -61,12 +63,9 @@ def build_gateway(settings: Settings) -> Starlette:
 
 
 def build_admission(policy: Policy, settings: Settings) -> AdmissionService:
-    session = boto3.Session(region_name=settings.region)
-    credentials = session.get_credentials()
-    if credentials is None:
-        raise RuntimeError("no AWS credentials for DynamoDB (the Lambda role provides them in AWS)")
-    # boto3 resolves the endpoint once (partition, FIPS, AWS_ENDPOINT_URL); requests go out thin.
-    endpoint = session.client("dynamodb").meta.endpoint_url
+    # Found as boto3 would find them, without importing it where the environment decides.
+    credentials = aws_environment.credentials(settings.region, os.environ)
+    endpoint = aws_environment.endpoint_url(DYNAMODB, settings.region, os.environ)
     pool = httpx.HTTPTransport(limits=httpx.Limits(max_keepalive_connections=20))
     dynamodb = DynamoDBWire(pool, endpoint_url=endpoint, region=settings.region, credentials=credentials)
     return AdmissionService(
@@ -93,7 +92,11 @@ def build_providers(
 
     @cache
     def secrets() -> SecretCache:
-        return SecretCache(boto3.client("secretsmanager", region_name=settings.region))
+        endpoint = aws_environment.endpoint_url(SECRETS_MANAGER, settings.region, os.environ)
+        credentials = aws_environment.credentials(settings.region, os.environ)
+        return SecretCache(
+            SecretsManagerWire(pool, endpoint_url=endpoint, region=settings.region, credentials=credentials)
+        )
 
     for model_name, model in policy.models.items():
         for deployment in model.deployments:
