@@ -3,6 +3,7 @@ everything the environment does not decide is still boto3's answer."""
 
 import functools
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import pytest
 from botocore.credentials import EnvProvider
 
 from paymaster.adapters import aws_environment
-from paymaster.adapters.aws_environment import DYNAMODB, SECRETS_MANAGER, Service, StaticCredentials
+from paymaster.adapters.aws_environment import DYNAMODB, SECRETS_MANAGER, DeferredClient, Service, StaticCredentials
 
 STANDARD_REGIONS = boto3.session.Session().get_available_regions("dynamodb")
 OTHER_PARTITIONS = ["cn-north-1", "cn-northwest-1", "us-gov-west-1", "us-iso-east-1", "eusc-de-east-1", "local"]
@@ -133,3 +134,43 @@ def test_a_config_file_s_endpoint_is_boto3_s_to_resolve(
     monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:5001")
 
     assert aws_environment.endpoint_url(service, "us-west-2", os.environ) == boto3_endpoint(service, "us-west-2")
+
+
+class CountingFactory:
+    def __init__(self) -> None:
+        self.built = 0
+
+    def __call__(self) -> Any:
+        self.built += 1
+        return self
+
+    def converse(self) -> str:
+        return "answer"
+
+
+def test_deferred_client_is_built_at_its_first_use_and_only_then() -> None:
+    factory = CountingFactory()
+    client = DeferredClient(factory)
+
+    assert factory.built == 0
+    assert client.converse() == "answer"
+    assert client.converse() == "answer"
+    assert factory.built == 1
+
+
+def test_deferred_client_used_by_many_threads_at_once_is_built_once() -> None:
+    factory = CountingFactory()
+    client = DeferredClient(factory)
+    start = threading.Barrier(16)
+
+    def first_use() -> None:
+        start.wait()
+        client.converse()
+
+    threads = [threading.Thread(target=first_use) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert factory.built == 1

@@ -7,15 +7,14 @@ gateway/run.sh`) start: `uvicorn --factory paymaster.composition:gateway_app`.
 import os
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from functools import cache
+from functools import cache, partial
+from typing import Any
 
-import boto3
 import httpx
-from botocore.config import Config
 from starlette.applications import Starlette
 
 from paymaster.adapters import aws_environment
-from paymaster.adapters.aws_environment import DYNAMODB, SECRETS_MANAGER
+from paymaster.adapters.aws_environment import DYNAMODB, SECRETS_MANAGER, DeferredClient
 from paymaster.adapters.dynamodb_counters import DynamoDBCounterStore
 from paymaster.adapters.dynamodb_wire import DynamoDBWire
 from paymaster.adapters.policy_file import load_policy
@@ -27,10 +26,9 @@ from paymaster.adapters.providers.openai_embeddings import OpenAIEmbeddingsProvi
 from paymaster.adapters.request_context import RequestContextAuthenticator
 from paymaster.adapters.secrets import SecretCache, SecretsManagerWire
 from paymaster.adapters.settings import Settings
-from paymaster.adapters.sigv4 import SigV4Authenticator, load_local_credentials
 from paymaster.adapters.tokenizer import count_tokens
 from paymaster.api.app import create_app
-from paymaster.domain.policy import Policy
+from paymaster.domain.policy import Policy, Provider
 from paymaster.ports import Authenticator, ChatProvider, EmbeddingProvider
 from paymaster.services.admission import AdmissionService
 from paymaster.services.chat import ChatService
@@ -78,6 +76,9 @@ def build_admission(policy: Policy, settings: Settings) -> AdmissionService:
 
 def build_authenticator(settings: Settings) -> Authenticator:
     if settings.identity == "sigv4":
+        # Local only; botocore's signer costs a Lambda cold start 0.15 s it never uses.
+        from paymaster.adapters.sigv4 import SigV4Authenticator, load_local_credentials  # noqa: PLC0415
+
         assert settings.local_principals is not None  # the settings validator guarantees it
         return SigV4Authenticator(load_local_credentials(settings.local_principals), region=settings.region)
     return RequestContextAuthenticator()
@@ -87,7 +88,7 @@ def build_providers(
     policy: Policy, settings: Settings
 ) -> tuple[Mapping[str, ChatProvider], Mapping[str, EmbeddingProvider]]:
     """Each provider's chat and (OpenAI, Bedrock) embeddings adapters, sharing one connection
-    pool, one boto3 client per Bedrock provider and one secrets cache."""
+    pool, one botocore client per Bedrock provider (made at its first call) and one secrets cache."""
     pool = httpx.HTTPTransport(limits=httpx.Limits(max_connections=100, max_keepalive_connections=20))
 
     @cache
@@ -111,19 +112,7 @@ def build_providers(
     for name, config in policy.providers.items():
         endpoint = settings.provider_endpoints.get(name)
         if config.kind == "bedrock":
-            client = boto3.client(
-                "bedrock-runtime",
-                region_name=config.region,
-                endpoint_url=endpoint,
-                config=Config(
-                    connect_timeout=config.timeouts.connect_s,
-                    read_timeout=config.timeouts.first_byte_s,
-                    # The gateway decides about retries and fallbacks; botocore must not hide them.
-                    # (`max_attempts` counts retries after the first call: 1 would still retry.)
-                    retries={"mode": "standard", "total_max_attempts": 1},
-                    max_pool_connections=BEDROCK_POOL_CONNECTIONS,
-                ),
-            )
+            client = DeferredClient(partial(_bedrock_client, config, endpoint))
             chat[name] = BedrockProvider(client)
             embeddings[name] = BedrockEmbeddingsProvider(client, max_concurrency=BEDROCK_POOL_CONNECTIONS)
             continue
@@ -136,6 +125,25 @@ def build_providers(
         chat[name] = OpenAICompatibleProvider(pool, base_url=base_url, api_key=api_key, timeouts=config.timeouts)
         embeddings[name] = OpenAIEmbeddingsProvider(pool, base_url=base_url, api_key=api_key, timeouts=config.timeouts)
     return chat, embeddings
+
+
+def _bedrock_client(config: Provider, endpoint: str | None) -> Any:
+    """Built at the provider's first call, not at cold start (adapters/aws_environment.py)."""
+    from botocore.config import Config  # noqa: PLC0415
+
+    return aws_environment.botocore_session().create_client(
+        "bedrock-runtime",
+        region_name=config.region,
+        endpoint_url=endpoint,
+        config=Config(
+            connect_timeout=config.timeouts.connect_s,
+            read_timeout=config.timeouts.first_byte_s,
+            # The gateway decides about retries and fallbacks; botocore must not hide them.
+            # (`max_attempts` counts retries after the first call: 1 would still retry.)
+            retries={"mode": "standard", "total_max_attempts": 1},
+            max_pool_connections=BEDROCK_POOL_CONNECTIONS,
+        ),
+    )
 
 
 def _api_key(secrets: Callable[[], SecretCache], secret: str | None) -> Callable[[], str | None]:

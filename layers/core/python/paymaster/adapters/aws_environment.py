@@ -1,5 +1,5 @@
 """AWS credentials and endpoints as boto3 would find them, without importing botocore's session
-when the environment alone decides them.
+when the environment alone decides them; and botocore clients built on their first use.
 
 Why: boto3 and botocore's session cost a cold start 0.3–0.5 s to import when they compile from
 source, as in Lambda (docs/BENCHMARKS.md, "Cold start"), and the gateway's own DynamoDB and
@@ -15,11 +15,15 @@ from the environment:
 Anything else — credentials from a profile, SSO, a role or the instance, a shared config file,
 FIPS or dual-stack endpoints, another partition (China, GovCloud, ISO) — is left to botocore,
 as before. A test pins both to what boto3 resolves.
+
+Bedrock's clients are botocore's, made by botocore's session (what `boto3.client` does, minus
+boto3's resource layer and its s3transfer import), when a deployment is first called.
 """
 
 import os
 import re
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, NamedTuple, Protocol
@@ -101,6 +105,9 @@ def _config_file_may_decide(environ: Mapping[str, str]) -> bool:
     return os.path.exists(os.path.expanduser(config_file))
 
 
+_building = threading.Lock()
+
+
 @cache
 def botocore_session(region: str | None = None) -> Any:
     """botocore's session, as `boto3.Session(region_name=region)` makes it (None: boto3's default
@@ -111,3 +118,23 @@ def botocore_session(region: str | None = None) -> Any:
     if region is not None:
         session.set_config_variable("region", region)
     return session
+
+
+class DeferredClient:
+    """A boto3 client built by `build` when first used, once, by whichever thread comes first.
+
+    Example: `DeferredClient(lambda: session.create_client("bedrock-runtime"))` costs nothing until the
+    first `.converse(...)`; a gateway whose first request goes to OpenAI never builds it.
+    """
+
+    def __init__(self, build: Callable[[], Any]) -> None:
+        self._build = build
+        self._client: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._client is None:
+            # One lock for every deferred client: botocore's sessions are not thread-safe.
+            with _building:
+                if self._client is None:
+                    self._client = self._build()
+        return getattr(self._client, name)
