@@ -16,10 +16,11 @@ Per run and model it prints, from the moment the process was started:
     ready   /healthz first answered 200
     answer  the first chat completion was read whole (status 200)
 
-and the first request's own share (answer − ready). `gpt-4o-mini` is an OpenAI-compatible
-deployment (httpx, its key from Secrets Manager, o200k_base); `nova-lite` a Bedrock one (boto3
-bedrock-runtime, cl100k_base). `--importtime` adds the modules `python -X importtime` finds
-slowest.
+the first request's own share (answer − ready), and the CPU time the gateway process used to
+its first answer (less sensitive than wall time to whatever else the machine runs).
+`gpt-4o-mini` is an OpenAI-compatible deployment (httpx, its key from Secrets Manager,
+o200k_base); `nova-lite` a Bedrock one (botocore's bedrock-runtime client, cl100k_base).
+`--importtime` adds the modules `python -X importtime` finds slowest, to the first answer.
 
 Every process compiles its modules from source, as in Lambda, whose layers ship no `.pyc` files
 (`infra/build_layers.py` installs without compiling, the assets exclude `*.pyc`, and `/opt` is
@@ -46,6 +47,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from threading import Thread
+from typing import NamedTuple
 
 from bench._support import machine
 from paymaster import names
@@ -157,8 +159,20 @@ def time_import(env: dict[str, str]) -> float:
     return time.perf_counter() - started
 
 
-def cold_start(env: dict[str, str], model: str, flags: Sequence[str] = ()) -> tuple[float, float, str]:
-    """(seconds to ready, seconds to the first answer, the process's output); times from its start."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used so far (Linux; 10 ms resolution)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class ColdStart(NamedTuple):
+    ready: float  # seconds from the process start to /healthz answering 200
+    answered: float  # seconds from the process start to the first answer, read whole
+    cpu: float  # CPU seconds the gateway process used until then
+    log: str  # what it printed
+
+
+def cold_start(env: dict[str, str], model: str, flags: Sequence[str] = ()) -> ColdStart:
     port = free_port()
     args = [
         sys.executable, *flags, "-m", "uvicorn", "--factory", "paymaster.composition:gateway_app",
@@ -178,13 +192,14 @@ def cold_start(env: dict[str, str], model: str, flags: Sequence[str] = ()) -> tu
         response = connection.getresponse()
         answer = response.read()
         answered = time.perf_counter() - started
+        cpu = cpu_seconds(process.pid)
         connection.close()
     finally:
         process.terminate()
         log, _ = process.communicate(timeout=10)
     if response.status != 200:
         raise RuntimeError(f"{model}: the first request answered {response.status}: {answer[:300]!r}\n{log[-3000:]}")
-    return ready, answered, log
+    return ColdStart(ready, answered, cpu, log)
 
 
 def slowest_imports(log: str, top: int) -> list[tuple[int, str]]:
@@ -234,15 +249,16 @@ def main() -> None:
         imports = [time_import(env) for _ in range(args.runs)]
         print(f"{'import paymaster.composition':32} {summary(imports)}")
         for model, kind in MODELS.items():
-            runs = [cold_start(env, model)[:2] for _ in range(args.runs)]
+            runs = [cold_start(env, model) for _ in range(args.runs)]
             print(f"{model} ({kind})")
-            print(f"  {'ready (/healthz 200)':30} {summary([ready for ready, _ in runs])}")
-            print(f"  {'first answer':30} {summary([answered for _, answered in runs])}")
-            print(f"  {'first request alone':30} {summary([answered - ready for ready, answered in runs])}")
+            print(f"  {'ready (/healthz 200)':30} {summary([run.ready for run in runs])}")
+            print(f"  {'first answer':30} {summary([run.answered for run in runs])}")
+            print(f"  {'first request alone':30} {summary([run.answered - run.ready for run in runs])}")
+            print(f"  {'CPU used, to the first answer':30} {summary([run.cpu for run in runs])}")
         if args.importtime:
             for model in MODELS:
                 print(f"slowest imports of a {model} cold start, to its first answer (cumulative, nested included):")
-                for micros, name in slowest_imports(cold_start(env, model, ["-X", "importtime"])[2], 25):
+                for micros, name in slowest_imports(cold_start(env, model, ["-X", "importtime"]).log, 25):
                     print(f"  {micros / 1000:7.1f} ms  {name}")
 
 
