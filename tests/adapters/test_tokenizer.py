@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import tiktoken.load
 import tiktoken.registry
+from tiktoken_ext import openai_public  # type: ignore[import-untyped]
 
 from paymaster.adapters import tokenizer
 from paymaster.names import ENV_TIKTOKEN_DIR
@@ -99,3 +100,25 @@ def test_cache_dir_set_by_caller_is_kept(monkeypatch: pytest.MonkeyPatch, tmp_pa
 def test_unknown_encoding_is_refused() -> None:
     with pytest.raises(ValueError, match="r50k_base"):
         tokenizer.encoding("r50k_base")
+
+
+@pytest.mark.parametrize("encoding_name", sorted(KNOWN_TOKENS))
+def test_an_encoding_is_loaded_with_tiktoken_s_own_parameters_and_ranks(encoding_name: str) -> None:
+    ours = tokenizer.encoding(encoding_name)
+    # tiktoken's own constructor, reading the same file from the cache directory set above.
+    theirs = tiktoken.Encoding(**openai_public.ENCODING_CONSTRUCTORS[encoding_name]())
+
+    assert ours._pat_str == theirs._pat_str
+    assert ours._special_tokens == theirs._special_tokens
+    assert ours._mergeable_ranks == theirs._mergeable_ranks
+    assert ours.n_vocab == theirs.n_vocab
+
+
+def test_a_file_that_is_not_tiktoken_s_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    name = tokenizer.SHIPPED_FILES["cl100k_base"]
+    original = (tokenizer.REPO_TIKTOKEN_DIR / name).read_bytes()
+    (tmp_path / name).write_bytes(original.replace(b" 0\n", b" 1\n", 1))
+    monkeypatch.setenv(ENV_TIKTOKEN_DIR, str(tmp_path))
+
+    with pytest.raises(ValueError, match="sha256"):
+        tokenizer.encoding("cl100k_base")
