@@ -26,7 +26,7 @@ from paymaster.adapters.providers.openai_embeddings import OpenAIEmbeddingsProvi
 from paymaster.adapters.request_context import RequestContextAuthenticator
 from paymaster.adapters.secrets import SecretCache, SecretsManagerWire
 from paymaster.adapters.settings import Settings
-from paymaster.adapters.tokenizer import count_tokens
+from paymaster.adapters.tokenizer import WarmingTokenCounter
 from paymaster.api.app import create_app
 from paymaster.domain.policy import Policy, Provider
 from paymaster.ports import Authenticator, ChatProvider, EmbeddingProvider
@@ -69,7 +69,8 @@ def build_admission(policy: Policy, settings: Settings) -> AdmissionService:
     return AdmissionService(
         policy,
         DynamoDBCounterStore(dynamodb, settings.counters_table),
-        count_tokens,
+        # Loads an encoding in the background when first needed, counting an upper bound meanwhile.
+        WarmingTokenCounter(),
         lambda: datetime.now(UTC),
     )
 

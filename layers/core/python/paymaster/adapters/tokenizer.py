@@ -15,13 +15,29 @@ Loading is paymaster's own, with tiktoken's parameters (a test pins them to tikt
 file is checked against the sha256 tiktoken declares, then parsed in one `split` instead of
 line by line — o200k_base in 0.07 s instead of tiktoken's 0.3 s; building tiktoken's encoder
 from it takes another 0.1–0.25 s (cl100k_base: 0.03 s + 0.07 s).
+
+A request need not wait for that: `WarmingTokenCounter`, the gateway's counter, loads an
+encoding in a background thread when it is first needed (so on a cold start the load overlaps
+the first request's calls to DynamoDB and the provider), and until it is loaded counts a text
+as its UTF-8 length. That is an upper bound of the token count: a byte-level BPE (cl100k_base,
+o200k_base) splits the text's bytes into tokens of at least one byte each, so it never makes
+more tokens than bytes (a property test checks it). Admission holds an upper bound of the input
+(DESIGN §2.1, `domain/estimate.py`), and a cut stream is charged its input estimate plus its
+delivered text's count, capped at the output limit (`domain/metering.py`): both stay upper
+bounds. What changes for a request counted that way: it holds more than it needs (English
+text is about 4 bytes a token), so near a cap it may be refused, or given a lower
+`max_tokens`, where an exact count would have fitted; answered with the provider's usage it
+settles exactly as always; cut without usage it is charged on the larger input estimate.
 """
 
 import binascii
 import functools
 import hashlib
 import os
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Final
 
@@ -111,8 +127,8 @@ def tiktoken_dir() -> Path:
 def encoding(name: str) -> tiktoken.Encoding:
     """The tiktoken encoding `name` ("cl100k_base" or "o200k_base"), loaded once per process.
 
-    Loading costs about 0.1 s (cl100k_base) / 0.3 s (o200k_base), so it happens on first use,
-    not at import. Raises ValueError for any other name
+    Loading costs about 0.1 s (cl100k_base) / 0.3 s (o200k_base), so it happens on first use
+    (or in `WarmingTokenCounter`'s thread), not at import. Raises ValueError for any other name
     or a file whose sha256 is not tiktoken's, and TokenizerFileMissingError when the file is
     absent, rather than letting tiktoken download it.
     """
@@ -141,3 +157,57 @@ def count_tokens(text: str, encoding_name: str) -> int:
     Example: "hello world" is 2 tokens in both cl100k_base and o200k_base.
     """
     return len(encoding(encoding_name).encode_ordinary(text))
+
+
+def byte_bound(text: str) -> int:
+    """At least as many as any byte-level BPE makes of `text`: its UTF-8 length (a lone
+    surrogate, which tiktoken replaces by U+FFFD, counts its 3 bytes).
+
+    Example: "hello world" → 11 (2 tokens); "naïve" → 6.
+    """
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def _in_a_thread(work: Callable[[], None]) -> None:
+    threading.Thread(target=work, name="paymaster-tokenizer", daemon=True).start()
+
+
+class WarmingTokenCounter:
+    """A TokenCounter that never makes a request wait for an encoding to load.
+
+    The first text counted under an encoding starts loading it (`start` runs the work, in a
+    thread by default) and is counted with `byte_bound`, as is every text until the encoding is
+    loaded; then texts are counted exactly, as `count_tokens` does. An encoding that failed to
+    load is tried again, and raises, where it is next used.
+
+    Example, o200k_base at a cold start: "hello world" is counted 11 by the first request (the
+    encoding starts loading) and by any other before it is loaded 0.2–0.3 s later; then 2.
+    """
+
+    def __init__(
+        self, load: Callable[[str], object] = encoding, start: Callable[[Callable[[], None]], None] = _in_a_thread
+    ) -> None:
+        self._load = load
+        self._start = start
+        self._loaded: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, text: str, encoding_name: str) -> int:
+        loaded = self._loaded.get(encoding_name)
+        if loaded is None:
+            with self._lock:
+                loaded = self._loaded.get(encoding_name)
+                if loaded is None:
+                    loaded = self._loaded[encoding_name] = threading.Event()
+                    self._start(partial(self._load_in_background, encoding_name, loaded))
+        if not loaded.is_set():
+            return byte_bound(text)
+        return count_tokens(text, encoding_name)
+
+    def _load_in_background(self, encoding_name: str, loaded: threading.Event) -> None:
+        try:
+            self._load(encoding_name)
+        except Exception:  # noqa: BLE001, S110 - nobody waits here: the next use loads again and raises
+            pass
+        finally:
+            loaded.set()
