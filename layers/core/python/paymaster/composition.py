@@ -5,6 +5,7 @@ gateway/run.sh`) start: `uvicorn --factory paymaster.composition:gateway_app`.
 """
 
 import os
+import ssl
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from functools import cache, partial
@@ -64,7 +65,7 @@ def build_admission(policy: Policy, settings: Settings) -> AdmissionService:
     # Found as boto3 would find them, without importing it where the environment decides.
     credentials = aws_environment.credentials(settings.region, os.environ)
     endpoint = aws_environment.endpoint_url(DYNAMODB, settings.region, os.environ)
-    pool = httpx.HTTPTransport(limits=httpx.Limits(max_keepalive_connections=20))
+    pool = httpx.HTTPTransport(verify=_tls(), limits=httpx.Limits(max_keepalive_connections=20))
     dynamodb = DynamoDBWire(pool, endpoint_url=endpoint, region=settings.region, credentials=credentials)
     return AdmissionService(
         policy,
@@ -90,7 +91,7 @@ def build_providers(
 ) -> tuple[Mapping[str, ChatProvider], Mapping[str, EmbeddingProvider]]:
     """Each provider's chat and (OpenAI, Bedrock) embeddings adapters, sharing one connection
     pool, one botocore client per Bedrock provider (made at its first call) and one secrets cache."""
-    pool = httpx.HTTPTransport(limits=httpx.Limits(max_connections=100, max_keepalive_connections=20))
+    pool = httpx.HTTPTransport(verify=_tls(), limits=httpx.Limits(max_connections=100, max_keepalive_connections=20))
 
     @cache
     def secrets() -> SecretCache:
@@ -126,6 +127,12 @@ def build_providers(
         chat[name] = OpenAICompatibleProvider(pool, base_url=base_url, api_key=api_key, timeouts=config.timeouts)
         embeddings[name] = OpenAIEmbeddingsProvider(pool, base_url=base_url, api_key=api_key, timeouts=config.timeouts)
     return chat, embeddings
+
+
+@cache
+def _tls() -> ssl.SSLContext:
+    """One trust store for every connection pool: each one httpx loads costs a cold start 20 ms."""
+    return httpx.create_ssl_context()
 
 
 def _bedrock_client(config: Provider, endpoint: str | None) -> Any:
