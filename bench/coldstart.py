@@ -20,7 +20,9 @@ the first request's own share (answer − ready), and the CPU time the gateway p
 its first answer (less sensitive than wall time to whatever else the machine runs).
 `gpt-4o-mini` is an OpenAI-compatible deployment (httpx, its key from Secrets Manager,
 o200k_base); `nova-lite` a Bedrock one (botocore's bedrock-runtime client, cl100k_base).
-`--importtime` adds the modules `python -X importtime` finds slowest, to the first answer.
+`--importtime` adds the modules `python -X importtime` finds slowest, to the first answer;
+`--provider-ms` makes the fake provider answer that late (a fault the fakes script), as a real
+model would: work the gateway does in the background while it waits then shows.
 
 Every process compiles its modules from source, as in Lambda, whose layers ship no `.pyc` files
 (`infra/build_layers.py` installs without compiling, the assets exclude `*.pyc`, and `/opt` is
@@ -28,7 +30,7 @@ read-only, so nothing is cached between cold starts); `--bytecode` measures with
 cache instead. The cache is a temporary directory (`PYTHONPYCACHEPREFIX`): nothing is written
 into the venv or the source tree.
 
-    .venv/bin/python -m bench.coldstart [--runs 5] [--importtime] [--bytecode]
+    .venv/bin/python -m bench.coldstart [--runs 5] [--importtime] [--bytecode] [--provider-ms 500]
 """
 
 import argparse
@@ -53,6 +55,7 @@ from bench._support import machine
 from paymaster import names
 from paymaster.adapters.policy_file import load_policy
 from paymaster_local.aws import make_moto_server
+from paymaster_local.fakes.faults import FAULTS_PATH
 from paymaster_local.resources import create_resources
 from paymaster_local.stack import free_port
 
@@ -172,6 +175,17 @@ class ColdStart(NamedTuple):
     log: str  # what it printed
 
 
+def delay_provider(providers_url: str, model: str, seconds: float) -> None:
+    """The fake provider behind `model` answers its next call `seconds` late, as a real one would."""
+    deployment = load_policy(POLICY).models[model].deployments[0].model
+    body = json.dumps({"model": deployment, "faults": [{"first_byte_delay_s": seconds}]})
+    connection = http.client.HTTPConnection(providers_url.removeprefix("http://"), timeout=5)
+    connection.request("POST", FAULTS_PATH, body=body, headers={"content-type": "application/json"})
+    if connection.getresponse().status != 200:
+        raise RuntimeError("the fake providers refused the delay")
+    connection.close()
+
+
 def cold_start(env: dict[str, str], model: str, flags: Sequence[str] = ()) -> ColdStart:
     port = free_port()
     args = [
@@ -230,6 +244,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--importtime", action="store_true", help="also list the slowest imports of a cold start")
     parser.add_argument("--bytecode", action="store_true", help="with every module's bytecode cached")
+    parser.add_argument(
+        "--provider-ms", type=int, default=0, help="the provider's first byte this late (the fakes answer at once)"
+    )
     args = parser.parse_args()
 
     # Bytecode goes to a cache of this run's own (PYTHONPYCACHEPREFIX), never into the venv or the tree.
@@ -245,11 +262,17 @@ def main() -> None:
             keep_only_stdlib_bytecode(cache)
             env["PYTHONDONTWRITEBYTECODE"] = "1"
         bytecode = "every module's bytecode cached" if args.bytecode else "bytecode for the stdlib only"
-        print(f"machine: {machine()}; {args.runs} cold starts per model, {bytecode}, /healthz polled every 10 ms")
+        latency = f", provider answers after {args.provider_ms} ms" if args.provider_ms else ""
+        runs = f"{args.runs} cold starts per model, {bytecode}{latency}, /healthz polled every 10 ms"
+        print(f"machine: {machine()}; {runs}")
         imports = [time_import(env) for _ in range(args.runs)]
         print(f"{'import paymaster.composition':32} {summary(imports)}")
         for model, kind in MODELS.items():
-            runs = [cold_start(env, model) for _ in range(args.runs)]
+            runs = []
+            for _ in range(args.runs):
+                if args.provider_ms:
+                    delay_provider(providers_url, model, args.provider_ms / 1000)
+                runs.append(cold_start(env, model))
             print(f"{model} ({kind})")
             print(f"  {'ready (/healthz 200)':30} {summary([run.ready for run in runs])}")
             print(f"  {'first answer':30} {summary([run.answered for run in runs])}")
