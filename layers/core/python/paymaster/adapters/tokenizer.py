@@ -17,8 +17,8 @@ line by line — o200k_base in 0.07 s instead of tiktoken's 0.3 s; building tikt
 from it takes another 0.1–0.25 s (cl100k_base: 0.03 s + 0.07 s).
 
 A request need not wait for that: `WarmingTokenCounter`, the gateway's counter, loads an
-encoding in a background thread when it is first needed (so on a cold start the load overlaps
-the first request's calls to DynamoDB and the provider), and until it is loaded counts a text
+encoding in a background thread when it is first needed (timed so that on a cold start the
+load overlaps the first request's wait for the provider), and until it is loaded counts a text
 as its UTF-8 length. That is an upper bound of the token count: a byte-level BPE (cl100k_base,
 o200k_base) splits the text's bytes into tokens of at least one byte each, so it never makes
 more tokens than bytes (a property test checks it). Admission holds an upper bound of the input
@@ -168,24 +168,34 @@ def byte_bound(text: str) -> int:
     return len(text.encode("utf-8", "surrogatepass"))
 
 
-def _in_a_thread(work: Callable[[], None]) -> None:
-    threading.Thread(target=work, name="paymaster-tokenizer", daemon=True).start()
+# CPython runs one thread at a time, and building tiktoken's encoder holds the interpreter for
+# 0.1–0.2 s at a stretch. Started at once, the load would run before the request that needs it
+# has sent its DynamoDB and provider calls, delaying them; started this much later it runs while
+# that request waits for the provider's answer (docs/BENCHMARKS.md, "Cold start", measures both).
+LOAD_DELAY_S: Final = 0.05
+
+
+def _soon_in_a_thread(work: Callable[[], None]) -> None:
+    timer = threading.Timer(LOAD_DELAY_S, work)
+    timer.name = "paymaster-tokenizer"
+    timer.daemon = True
+    timer.start()
 
 
 class WarmingTokenCounter:
     """A TokenCounter that never makes a request wait for an encoding to load.
 
-    The first text counted under an encoding starts loading it (`start` runs the work, in a
-    thread by default) and is counted with `byte_bound`, as is every text until the encoding is
-    loaded; then texts are counted exactly, as `count_tokens` does. An encoding that failed to
-    load is tried again, and raises, where it is next used.
+    The first text counted under an encoding starts loading it (`start` runs the work: by
+    default in a thread, `LOAD_DELAY_S` later) and is counted with `byte_bound`, as is every
+    text until the encoding is loaded; then texts are counted exactly, as `count_tokens` does.
+    An encoding that failed to load is tried again, and raises, where it is next used.
 
     Example, o200k_base at a cold start: "hello world" is counted 11 by the first request (the
     encoding starts loading) and by any other before it is loaded 0.2–0.3 s later; then 2.
     """
 
     def __init__(
-        self, load: Callable[[str], object] = encoding, start: Callable[[Callable[[], None]], None] = _in_a_thread
+        self, load: Callable[[str], object] = encoding, start: Callable[[Callable[[], None]], None] = _soon_in_a_thread
     ) -> None:
         self._load = load
         self._start = start
