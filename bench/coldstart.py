@@ -22,7 +22,8 @@ its first answer (less sensitive than wall time to whatever else the machine run
 o200k_base); `nova-lite` a Bedrock one (botocore's bedrock-runtime client, cl100k_base).
 `--importtime` adds the modules `python -X importtime` finds slowest, to the first answer;
 `--provider-ms` makes the fake provider answer that late (a fault the fakes script), as a real
-model would: work the gateway does in the background while it waits then shows.
+model would: work the gateway does in the background while it waits then shows. On a shared
+machine, `--wait-idle` starts each measurement once the CPUs were 90 % idle for a second.
 
 Every process compiles its modules from source, as in Lambda, whose layers ship no `.pyc` files
 (`infra/build_layers.py` installs without compiling, the assets exclude `*.pyc`, and `/opt` is
@@ -30,7 +31,7 @@ read-only, so nothing is cached between cold starts); `--bytecode` measures with
 cache instead. The cache is a temporary directory (`PYTHONPYCACHEPREFIX`): nothing is written
 into the venv or the source tree.
 
-    .venv/bin/python -m bench.coldstart [--runs 5] [--importtime] [--bytecode] [--provider-ms 500]
+    .venv/bin/python -m bench.coldstart [--runs 5] [--importtime] [--bytecode] [--provider-ms 500] [--wait-idle]
 """
 
 import argparse
@@ -235,6 +236,25 @@ def keep_only_stdlib_bytecode(cache: Path) -> None:
             path.unlink()
 
 
+def _cpu_ticks() -> tuple[int, int]:
+    """(all, idle) jiffies of every CPU since boot (Linux /proc/stat)."""
+    fields = [int(field) for field in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return sum(fields), fields[3] + fields[4]
+
+
+def wait_until_idle(window_s: float = 1.0, idle: float = 0.9, timeout_s: float = 900.0) -> None:
+    """Returns once the machine's CPUs were at least `idle` idle over `window_s`: a cold start
+    measured beside someone else's work measures the neighbour too."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        total, idle_before = _cpu_ticks()
+        time.sleep(window_s)
+        total_after, idle_after = _cpu_ticks()
+        if (idle_after - idle_before) >= idle * max(1, total_after - total):
+            return
+    raise RuntimeError(f"the machine was not idle once in {timeout_s:.0f} s")
+
+
 def summary(values: list[float]) -> str:
     return f"median {statistics.median(values) * 1000:6.0f} ms   max {max(values) * 1000:6.0f} ms"
 
@@ -246,6 +266,9 @@ def main() -> None:
     parser.add_argument("--bytecode", action="store_true", help="with every module's bytecode cached")
     parser.add_argument(
         "--provider-ms", type=int, default=0, help="the provider's first byte this late (the fakes answer at once)"
+    )
+    parser.add_argument(
+        "--wait-idle", action="store_true", help="start each measurement once the CPUs were 90 %% idle for 1 s"
     )
     args = parser.parse_args()
 
@@ -263,15 +286,21 @@ def main() -> None:
             env["PYTHONDONTWRITEBYTECODE"] = "1"
         bytecode = "every module's bytecode cached" if args.bytecode else "bytecode for the stdlib only"
         latency = f", provider answers after {args.provider_ms} ms" if args.provider_ms else ""
-        runs = f"{args.runs} cold starts per model, {bytecode}{latency}, /healthz polled every 10 ms"
+        idle = ", each started on idle CPUs" if args.wait_idle else ""
+        runs = f"{args.runs} cold starts per model, {bytecode}{latency}{idle}, /healthz polled every 10 ms"
         print(f"machine: {machine()}; {runs}")
-        imports = [time_import(env) for _ in range(args.runs)]
+        settle = wait_until_idle if args.wait_idle else lambda: None
+        imports = []
+        for _ in range(args.runs):
+            settle()
+            imports.append(time_import(env))
         print(f"{'import paymaster.composition':32} {summary(imports)}")
         for model, kind in MODELS.items():
             runs = []
             for _ in range(args.runs):
                 if args.provider_ms:
                     delay_provider(providers_url, model, args.provider_ms / 1000)
+                settle()
                 runs.append(cold_start(env, model))
             print(f"{model} ({kind})")
             print(f"  {'ready (/healthz 200)':30} {summary([run.ready for run in runs])}")
