@@ -72,6 +72,10 @@ bench-http: $(STAMP) ## the gateway's CPU per request over real HTTP at c=8 (non
 soak: $(STAMP) ## 10,000 signed requests with provider faults through the local stack; every dollar checked
 	$(PY) -m bench.soak
 
+.PHONY: coldstart
+coldstart: $(STAMP) ## cold start of the gateway process to its first answer, OpenAI and Bedrock
+	$(PY) -m bench.coldstart
+
 .PHONY: validate
 validate: $(STAMP) ## validate the policy file (POLICY=file)
 	$(VENV)/bin/paymaster policy validate $(POLICY)

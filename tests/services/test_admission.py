@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from paymaster.adapters.memory import MemoryCounterStore, MemorySettlementQueue
-from paymaster.adapters.tokenizer import count_tokens
+from paymaster.adapters.tokenizer import WarmingTokenCounter, count_tokens
 from paymaster.domain.chat import ChatRequest, Completion, Finished, StreamEvent, TextDelta, Usage, UsageReported
 from paymaster.domain.errors import (
     BudgetExhaustedError,
@@ -18,7 +18,7 @@ from paymaster.domain.errors import (
 )
 from paymaster.domain.identity import Caller
 from paymaster.domain.limits import MIN_USEFUL_OUTPUT_TOKENS
-from paymaster.domain.metering import Reported
+from paymaster.domain.metering import Delivered, Reported
 from paymaster.domain.money import format_usd
 from paymaster.domain.policy import Policy
 from paymaster.ports import CounterStore, ProviderCall
@@ -326,3 +326,26 @@ def test_past_the_threshold_downgrades_even_when_the_dear_model_no_longer_fits(
 
     assert (last.model_name, last.downgraded_from) == ("cheap", "fixed-cost")
     assert last.max_output_tokens == 1000  # 1000 tokens at $0.001/M cost 1 µUSD: fits the last one
+
+
+def test_while_its_tokenizer_loads_a_request_holds_an_upper_bound_and_a_cut_stream_stays_capped(
+    store: CounterStore,
+) -> None:
+    """A cold start counts UTF-8 bytes until the encoding is loaded (adapters/tokenizer.py)."""
+    clock = Clock(datetime(2026, 11, 29, 18, 25, 30, tzinfo=UTC))
+    policy = policy_with([{"name": "daily-tokens", "limit": 1_000_000, "unit": "tokens_per_day"}])
+    still_loading = WarmingTokenCounter(start=lambda _work: None)  # the load never finishes here
+    warming = AdmissionService(policy, store, still_loading, clock, MemorySettlementQueue())
+    exact = AdmissionService(policy, store, count_tokens, clock, MemorySettlementQueue())
+
+    held = warming.admit(SEARCH, request("gpt-4o-mini", max_tokens=10), "while-loading")
+    exactly = exact.admit(SEARCH, request("gpt-4o-mini", max_tokens=10), "loaded")
+
+    assert held.input_tokens >= len(LONG_PROMPT.encode()) > exactly.input_tokens
+    (hold,) = held.holds
+    assert hold.amount == held.input_tokens + 10
+    cut_long = warming.settle(held, Delivered("word " * 100))  # 500 bytes, more than the 10 sent as max_tokens
+    assert cut_long.usage == Usage(held.input_tokens, 10)
+    short = warming.admit(SEARCH, request("gpt-4o-mini", max_tokens=10), "cut-short")
+    cut_short = warming.settle(short, Delivered("ok"))  # 2 bytes: at least its 1 token
+    assert cut_short.usage == Usage(short.input_tokens, 2)

@@ -5,15 +5,17 @@ gateway/run.sh`) start: `uvicorn --factory paymaster.composition:gateway_app`.
 """
 
 import os
+import ssl
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from functools import cache
+from functools import cache, partial
+from typing import Any
 
-import boto3
 import httpx
-from botocore.config import Config
 from starlette.applications import Starlette
 
+from paymaster.adapters import aws_environment
+from paymaster.adapters.aws_environment import DYNAMODB, SECRETS_MANAGER, DeferredClient
 from paymaster.adapters.dynamodb_counters import DynamoDBCounterStore
 from paymaster.adapters.dynamodb_wire import DynamoDBWire
 from paymaster.adapters.policy_file import load_policy
@@ -23,14 +25,13 @@ from paymaster.adapters.providers.bedrock_embeddings import BedrockEmbeddingsPro
 from paymaster.adapters.providers.openai_compatible import OpenAICompatibleProvider
 from paymaster.adapters.providers.openai_embeddings import OpenAIEmbeddingsProvider
 from paymaster.adapters.request_context import RequestContextAuthenticator
-from paymaster.adapters.secrets import SecretCache
+from paymaster.adapters.secrets import SecretCache, SecretsManagerWire
 from paymaster.adapters.secrets import api_key as provider_api_key
 from paymaster.adapters.settings import Settings
 from paymaster.adapters.settlement_queue import SqsSettlementQueue
-from paymaster.adapters.sigv4 import SigV4Authenticator, load_local_credentials
-from paymaster.adapters.tokenizer import count_tokens
+from paymaster.adapters.tokenizer import WarmingTokenCounter
 from paymaster.api.app import create_app
-from paymaster.domain.policy import Policy
+from paymaster.domain.policy import Policy, Provider
 from paymaster.ports import Authenticator, ChatProvider, EmbeddingProvider
 from paymaster.services.admission import AdmissionService
 from paymaster.services.chat import ChatService
@@ -65,7 +66,12 @@ def build_gateway(settings: Settings) -> Starlette:
 
 def build_admission(policy: Policy, settings: Settings) -> AdmissionService:
     return AdmissionService(
-        policy, build_store(settings), count_tokens, lambda: datetime.now(UTC), build_settlement_queue(settings)
+        policy,
+        build_store(settings),
+        # Loads an encoding in the background when first needed, counting an upper bound meanwhile.
+        WarmingTokenCounter(),
+        lambda: datetime.now(UTC),
+        build_settlement_queue(settings),
     )
 
 
@@ -76,17 +82,18 @@ def settlement_retry() -> SettlementRetry:
 
 
 def build_settlement_queue(settings: Settings) -> SqsSettlementQueue:
-    return SqsSettlementQueue(lambda: boto3.client("sqs", region_name=settings.region), settings.settlement_queue_url)
+    """The SQS client is made the first time the store cannot take a settlement, not at start."""
+    return SqsSettlementQueue(
+        lambda: aws_environment.botocore_session().create_client("sqs", region_name=settings.region),
+        settings.settlement_queue_url,
+    )
 
 
 def build_store(settings: Settings) -> DynamoDBCounterStore:
-    session = boto3.Session(region_name=settings.region)
-    credentials = session.get_credentials()
-    if credentials is None:
-        raise RuntimeError("no AWS credentials for DynamoDB (the Lambda role provides them in AWS)")
-    # boto3 resolves the endpoint once (partition, FIPS, AWS_ENDPOINT_URL); requests go out thin.
-    endpoint = session.client("dynamodb").meta.endpoint_url
-    pool = httpx.HTTPTransport(limits=httpx.Limits(max_keepalive_connections=20))
+    # Found as boto3 would find them, without importing it where the environment decides.
+    credentials = aws_environment.credentials(settings.region, os.environ)
+    endpoint = aws_environment.endpoint_url(DYNAMODB, settings.region, os.environ)
+    pool = httpx.HTTPTransport(verify=_tls(), limits=httpx.Limits(max_keepalive_connections=20))
     dynamodb = DynamoDBWire(
         pool,
         endpoint_url=endpoint,
@@ -99,6 +106,9 @@ def build_store(settings: Settings) -> DynamoDBCounterStore:
 
 def build_authenticator(settings: Settings) -> Authenticator:
     if settings.identity == "sigv4":
+        # Local only; botocore's signer costs a Lambda cold start 0.15 s it never uses.
+        from paymaster.adapters.sigv4 import SigV4Authenticator, load_local_credentials  # noqa: PLC0415
+
         assert settings.local_principals is not None  # the settings validator guarantees it
         return SigV4Authenticator(load_local_credentials(settings.local_principals), region=settings.region)
     return RequestContextAuthenticator()
@@ -108,10 +118,15 @@ def build_providers(
     policy: Policy, settings: Settings
 ) -> tuple[Mapping[str, ChatProvider], Mapping[str, EmbeddingProvider]]:
     """Each provider's chat and (OpenAI, Bedrock) embeddings adapters, sharing one connection
-    pool, one boto3 client per Bedrock provider and one secrets cache."""
-    pool = httpx.HTTPTransport(limits=httpx.Limits(max_connections=100, max_keepalive_connections=20))
+    pool, one botocore client per Bedrock provider (made at its first call) and one secrets cache."""
+    pool = httpx.HTTPTransport(verify=_tls(), limits=httpx.Limits(max_connections=100, max_keepalive_connections=20))
 
-    secrets = SecretCache(lambda: boto3.client("secretsmanager", region_name=settings.region))
+    def secrets_manager() -> SecretsManagerWire:
+        endpoint = aws_environment.endpoint_url(SECRETS_MANAGER, settings.region, os.environ)
+        credentials = aws_environment.credentials(settings.region, os.environ)
+        return SecretsManagerWire(pool, endpoint_url=endpoint, region=settings.region, credentials=credentials)
+
+    secrets = SecretCache(secrets_manager)
 
     for model_name, model in policy.models.items():
         for deployment in model.deployments:
@@ -126,19 +141,7 @@ def build_providers(
     for name, config in policy.providers.items():
         endpoint = settings.provider_endpoints.get(name)
         if config.kind == "bedrock":
-            client = boto3.client(
-                "bedrock-runtime",
-                region_name=config.region,
-                endpoint_url=endpoint,
-                config=Config(
-                    connect_timeout=config.timeouts.connect_s,
-                    read_timeout=config.timeouts.first_byte_s,
-                    # The gateway decides about retries and fallbacks; botocore must not hide them.
-                    # (`max_attempts` counts retries after the first call: 1 would still retry.)
-                    retries={"mode": "standard", "total_max_attempts": 1},
-                    max_pool_connections=BEDROCK_POOL_CONNECTIONS,
-                ),
-            )
+            client = DeferredClient(partial(_bedrock_client, config, endpoint))
             chat[name] = BedrockProvider(client)
             embeddings[name] = BedrockEmbeddingsProvider(client, max_concurrency=BEDROCK_POOL_CONNECTIONS)
             continue
@@ -150,3 +153,28 @@ def build_providers(
         chat[name] = OpenAICompatibleProvider(pool, base_url=base_url, api_key=api_key, timeouts=config.timeouts)
         embeddings[name] = OpenAIEmbeddingsProvider(pool, base_url=base_url, api_key=api_key, timeouts=config.timeouts)
     return chat, embeddings
+
+
+@cache
+def _tls() -> ssl.SSLContext:
+    """One trust store for every connection pool: each one httpx loads costs a cold start 20 ms."""
+    return httpx.create_ssl_context()
+
+
+def _bedrock_client(config: Provider, endpoint: str | None) -> Any:
+    """Built at the provider's first call, not at cold start (adapters/aws_environment.py)."""
+    from botocore.config import Config  # noqa: PLC0415
+
+    return aws_environment.botocore_session().create_client(
+        "bedrock-runtime",
+        region_name=config.region,
+        endpoint_url=endpoint,
+        config=Config(
+            connect_timeout=config.timeouts.connect_s,
+            read_timeout=config.timeouts.first_byte_s,
+            # The gateway decides about retries and fallbacks; botocore must not hide them.
+            # (`max_attempts` counts retries after the first call: 1 would still retry.)
+            retries={"mode": "standard", "total_max_attempts": 1},
+            max_pool_connections=BEDROCK_POOL_CONNECTIONS,
+        ),
+    )

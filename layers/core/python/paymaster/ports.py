@@ -139,6 +139,8 @@ class SettlementQueue(Protocol):
 
 
 class TokenCounter(Protocol):
+    """Tokens in `text` under `encoding` — or, while the encoding loads, an upper bound of them."""
+
     def __call__(self, text: str, encoding: str, /) -> int: ...
 
 

@@ -15,22 +15,28 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
+from paymaster.adapters.aws_environment import CredentialSource
+from paymaster.adapters.aws_json import AwsJsonApi
 from paymaster.domain.errors import ProviderKeyUnavailableError
 
 logger = Logger(service="paymaster")
 
 DEFAULT_TTL_S = 300.0
 FAILURE_TTL_S = 10.0
+# A key is fetched while a caller waits: give up well before the provider's own timeouts would.
+DEFAULT_TIMEOUT = httpx.Timeout(5.0, connect=2.0)
+_RETRYABLE = {"ThrottlingException", "InternalServiceError"}
 
 
 class SecretCache:
     """`get(name)` returns the secret's string, refetching it after `ttl_s` (key rotation).
 
-    `client` builds the Secrets Manager client on first use (a boto3 client costs imports and
-    start-up the gateway need not pay before a provider with a key is called)."""
+    `client` builds the Secrets Manager client (`SecretsManagerWire`) on first use: the gateway
+    need not pay for it before a provider with a key is called."""
 
     def __init__(
         self,
@@ -108,3 +114,36 @@ def api_key(secrets: SecretCache, provider: str, secret: str | None) -> Callable
             ) from None
 
     return key
+
+
+class SecretsManagerWire(AwsJsonApi):
+    """The one Secrets Manager call the gateway makes, with a boto3 client's shapes and errors
+    (`aws_json`): importing boto3 would cost the first request that needs a key about 0.5 s."""
+
+    def __init__(
+        self,
+        transport: httpx.BaseTransport,
+        *,
+        endpoint_url: str,
+        region: str,
+        credentials: CredentialSource,
+        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        max_attempts: int = 3,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        super().__init__(
+            transport,
+            service="secretsmanager",
+            target_prefix="secretsmanager.",
+            content_type="application/x-amz-json-1.1",
+            retryable=_RETRYABLE,
+            endpoint_url=endpoint_url,
+            region=region,
+            credentials=credentials,
+            timeout=timeout,
+            max_attempts=max_attempts,
+            sleep=sleep,
+        )
+
+    def get_secret_value(self, *, SecretId: str) -> dict[str, Any]:
+        return self.call("GetSecretValue", {"SecretId": SecretId})

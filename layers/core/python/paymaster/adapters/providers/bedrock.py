@@ -27,7 +27,6 @@ from collections.abc import Generator, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import urllib3
 from botocore.eventstream import ParserError
 from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, ReadTimeoutError
 
@@ -222,6 +221,10 @@ def _provider_errors(*, accepted: bool = False, read_timeout_accepted: bool = Fa
 
     `accepted`: Bedrock had accepted the call (inside a stream); `read_timeout_accepted`: no
     answer in time after the request was sent may still be a generated, billed answer."""
+    # Here, not at the top: the client that raises these has imported urllib3 by now, and a cold
+    # start whose first request is not Bedrock's need not pay 0.1 s for it.
+    import urllib3  # noqa: PLC0415
+
     try:
         yield
     except ConnectTimeoutError as error:
