@@ -58,7 +58,7 @@ from paymaster.adapters.policy_file import load_policy
 from paymaster_local.aws import make_moto_server
 from paymaster_local.fakes.faults import FAULTS_PATH
 from paymaster_local.resources import create_resources
-from paymaster_local.stack import free_port
+from paymaster_local.stack import GATEWAY_SERVER_FLAGS, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 POLICY = REPO / "policy" / "demo.yaml"
@@ -191,7 +191,7 @@ def cold_start(env: dict[str, str], model: str, flags: Sequence[str] = ()) -> Co
     port = free_port()
     args = [
         sys.executable, *flags, "-m", "uvicorn", "--factory", "paymaster.composition:gateway_app",
-        "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
+        "--host", "127.0.0.1", "--port", str(port), "--no-access-log", *GATEWAY_SERVER_FLAGS,
     ]  # fmt: skip
     body, headers = first_request(model)
     started = time.perf_counter()
