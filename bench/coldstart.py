@@ -52,7 +52,7 @@ from pathlib import Path
 from threading import Thread
 from typing import NamedTuple
 
-from bench._support import machine
+from bench._support import machine, reference_loop
 from paymaster import names
 from paymaster.adapters.policy_file import load_policy
 from paymaster_local.aws import make_moto_server
@@ -307,6 +307,7 @@ def main() -> None:
             print(f"  {'first answer':30} {summary([run.answered for run in runs])}")
             print(f"  {'first request alone':30} {summary([run.answered - run.ready for run in runs])}")
             print(f"  {'CPU used, to the first answer':30} {summary([run.cpu for run in runs])}")
+        print(f"at the end: {reference_loop()}")
         if args.importtime:
             for model in MODELS:
                 print(f"slowest imports of a {model} cold start, to its first answer (cumulative, nested included):")

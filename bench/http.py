@@ -34,7 +34,7 @@ from typing import Any
 import httpx
 import yaml
 
-from bench._support import machine
+from bench._support import machine, reference_loop
 from paymaster.client import SigV4Auth
 from paymaster_local.credentials import session_for
 from paymaster_local.real_endpoints import RealEndpointChoice
@@ -287,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     for (label, delay), values in sorted(cpu.items(), key=lambda item: (item[0][1], item[0][0])):
         spread = f"{min(values):.2f}-{max(values):.2f}"
         print(f"  {label:10} {delay:>4} ms upstream  {statistics.median(values):5.2f}  ({spread})")
+    print(f"at the end: {reference_loop()}")
     return 0
 
 
