@@ -59,9 +59,9 @@ def machine() -> str:
 
 def reference_loop() -> str:
     """The CPU time of a fixed pure-Python loop, so figures from runs on this machine can be read
-    against its speed at the time: on this VM the same loop has taken 0.25 to 0.40 s of CPU
+    against its speed at the time: on this VM the same loop has taken 0.20 to 0.48 s of CPU
     within one hour."""
-    return f"reference loop {reference_seconds():.2f} s CPU (0.25 s at the fastest seen here)"
+    return f"reference loop {reference_seconds():.2f} s CPU (0.20 s at the fastest seen here)"
 
 
 def reference_seconds() -> float:

@@ -36,8 +36,9 @@ STARTUP_TIMEOUT_S = 60.0
 # The stand-in runs one DynamoDB request at a time, so under load (or on a busy machine) its
 # answers queue behind each other: the gateway waits as long as that queue can honestly take.
 LOCAL_STORE_TIMEOUT_S = 30.0
-# The server stack the gateway Lambda runs (functions/gateway/run.sh): uvloop and httptools.
-GATEWAY_SERVER_FLAGS = ("--loop", "uvloop", "--http", "httptools")
+# The server stack the gateway Lambda runs (functions/gateway/run.sh), named so that no package
+# installed beside it changes it: asyncio and h11 (docs/BENCHMARKS.md §5 says why).
+GATEWAY_SERVER_FLAGS = ("--loop", "asyncio", "--http", "h11")
 
 
 @dataclass(frozen=True, slots=True)
