@@ -11,6 +11,8 @@ Example: ``encode_event("messageStop", {"stopReason": "end_turn"})`` is 122 byte
 12 prelude + 81 headers (``:event-type``, ``:content-type``, ``:message-type``) + 25 payload + 4.
 `corrupt_message_crc` makes a frame whose lengths and prelude are right but whose message CRC is
 not, so that a reader takes it in whole and then rejects it (botocore: ``ChecksumMismatch``).
+`encode_exception` frames an error Bedrock reports inside a stream after its 200 (``:message-type``
+= exception, e.g. ``throttlingException``, ``modelStreamErrorException``).
 """
 
 import json
@@ -36,14 +38,22 @@ def _string_header(name: str, value: str) -> bytes:
 
 def encode_event(event_type: str, payload: Mapping[str, object]) -> bytes:
     """Frame ``payload`` as one JSON event named ``event_type`` (``:message-type`` = event)."""
-    headers = b"".join(
-        _string_header(name, value)
-        for name, value in (
-            (":event-type", event_type),
-            (":content-type", "application/json"),
-            (":message-type", "event"),
-        )
+    headers = ((":event-type", event_type), (":content-type", "application/json"), (":message-type", "event"))
+    return _encode(headers, payload)
+
+
+def encode_exception(exception_type: str, message: str) -> bytes:
+    """Frame an in-stream exception as Bedrock sends one: ``{"message": ...}`` under ``:exception-type``."""
+    headers = (
+        (":exception-type", exception_type),
+        (":content-type", "application/json"),
+        (":message-type", "exception"),
     )
+    return _encode(headers, {"message": message})
+
+
+def _encode(string_headers: tuple[tuple[str, str], ...], payload: Mapping[str, object]) -> bytes:
+    headers = b"".join(_string_header(name, value) for name, value in string_headers)
     body = json.dumps(payload, separators=(",", ":")).encode()
     total_length = _PRELUDE_BYTES + len(headers) + len(body) + _MESSAGE_CRC_BYTES
     lengths = struct.pack(">II", total_length, len(headers))

@@ -1,0 +1,460 @@
+"""Every kind of answer Bedrock can give, over real HTTP, and what the gateway's Bedrock providers
+make of it: the result, or the error with its message, `accepted`, status and request id.
+
+The providers are the ones the composition root builds (`build_providers`), pointed at a scripted
+server that answers each request with bytes as Bedrock would send them: JSON, event-stream frames
+(an in-stream exception and a frame with a bad CRC among them), errors with `x-amzn-ErrorType`,
+a bare 503, an answer too late, a stall or a cut in the middle of a stream.
+"""
+
+import contextlib
+import json
+import os
+import socket
+import threading
+import urllib.parse
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from paymaster import composition
+from paymaster.adapters import aws_environment
+from paymaster.adapters.settings import Settings
+from paymaster.domain.chat import Completion, Finished, TextDelta, ToolCall, Usage, UsageReported
+from paymaster.domain.embeddings import Embeddings
+from paymaster.domain.errors import ProviderError
+from paymaster.domain.policy import Policy
+from paymaster.ports import ChatProvider, EmbeddingProvider
+from paymaster_local.fakes.eventstream import corrupt_message_crc, encode_event, encode_exception
+from tests.contract.recordings import chat_call, embedding_call, recorded_json, recorded_jsonl
+from tests.policies import DEMO, demo_raw
+
+PROVIDER = "bedrock-us-east-1"
+FIRST_BYTE_S = 0.3
+LATE_S = 1.0  # past the first-byte timeout
+CALL = chat_call("bedrock/converse_request_expected.json", PROVIDER)
+CONVERSE_REQUEST: dict[str, Any] = recorded_json("bedrock/converse_request_expected.json")["provider_request"]
+EMBED_CALL = embedding_call("bedrock/titan_embed_v2_request_expected.json", PROVIDER)
+REQUEST_ID = "7d3c1a9e-5b2f-4e60-8a14-c2f9e6b1d057"
+STREAM = [encode_event(*next(iter(event.items()))) for event in recorded_jsonl("bedrock/converse_stream_text.jsonl")]
+STREAMED = [
+    TextDelta("Paris: 14 °C"),
+    TextDelta(" with light rain."),
+    TextDelta(" Lyon: 17"),
+    TextDelta(" °C and sunny."),
+    Finished("stop"),
+    UsageReported(Usage(input_tokens=214, output_tokens=24, cache_read_tokens=2048)),
+]
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the server sends for one request. `parts` are bytes sent as they come or pauses in
+    seconds; a stream is chunked, anything else has a Content-Length (`declared` overrides it).
+    `cut` closes the connection after the parts instead of ending the body."""
+
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    parts: Sequence[bytes | float] = ()
+    stream: bool = False
+    cut: bool = False
+    declared: int | None = None
+    head_after_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Failed:
+    """A provider error as the caller sees it."""
+
+    kind: str
+    message: str
+    accepted: bool
+    status: int | None = None
+    request_id: str | None = None
+
+
+def failed(error: ProviderError) -> Failed:
+    return Failed(type(error).__name__, str(error), error.accepted, error.status, error.provider_request_id)
+
+
+class ScriptedBedrock:
+    """Answers each request with the next queued `Reply`, and keeps (method, raw path, body) of each."""
+
+    def __init__(self) -> None:
+        self.replies: list[Reply] = []
+        self.received: list[tuple[str, str, bytes]] = []
+        self.release = threading.Event()  # ends the pauses when a test is over
+
+    def answer(self, handler: BaseHTTPRequestHandler) -> None:
+        body = handler.rfile.read(int(handler.headers.get("content-length", 0)))
+        self.received.append((handler.command, handler.path, body))
+        reply = self.replies.pop(0)
+        if reply.head_after_s and self.release.wait(reply.head_after_s):
+            return
+        sent = b"".join(part for part in reply.parts if isinstance(part, bytes))
+        handler.send_response(reply.status)
+        for name, value in (
+            {"x-amzn-requestid": REQUEST_ID} | {k.lower(): v for k, v in reply.headers.items()}
+        ).items():
+            handler.send_header(name, value)
+        if reply.stream:
+            handler.send_header("transfer-encoding", "chunked")
+        else:
+            handler.send_header("content-length", str(reply.declared if reply.declared is not None else len(sent)))
+        handler.end_headers()
+        for part in reply.parts:
+            if isinstance(part, float):
+                handler.wfile.flush()
+                if self.release.wait(part):
+                    return
+                continue
+            handler.wfile.write(b"%x\r\n%s\r\n" % (len(part), part) if reply.stream else part)
+        if reply.cut:
+            handler.wfile.flush()
+            handler.connection.shutdown(socket.SHUT_RDWR)
+            handler.close_connection = True
+        elif reply.stream:
+            handler.wfile.write(b"0\r\n\r\n")
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[tuple[str, list[ScriptedBedrock]]]:
+    current = [ScriptedBedrock()]
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # a client that gave up
+                current[0].answer(self)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", current
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture
+def bedrock(server: tuple[str, list[ScriptedBedrock]]) -> Iterator[ScriptedBedrock]:
+    server[1][0] = fresh = ScriptedBedrock()
+    yield fresh
+    fresh.release.set()
+
+
+@pytest.fixture(autouse=True)
+def lambda_s_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """Credentials in the environment, as Lambda gives them; nothing else of the machine's AWS settings."""
+    for name in [name for name in os.environ if name.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    aws_environment.botocore_session.cache_clear()
+    yield
+    aws_environment.botocore_session.cache_clear()
+
+
+def build_bedrock(endpoint: str) -> tuple[ChatProvider, EmbeddingProvider]:
+    """The chat and embeddings providers the composition builds for a Bedrock provider whose
+    first-byte timeout is FIRST_BYTE_S, sent to `endpoint` as the local stack sends them."""
+    raw = demo_raw()
+    raw["providers"][PROVIDER]["timeouts"] = {"connect_s": 1, "first_byte_s": FIRST_BYTE_S, "total_s": 10}
+    settings = Settings(
+        policy_file=DEMO,
+        counters_table="counters",
+        settlement_queue_url="https://sqs.local/q",
+        provider_endpoints={PROVIDER: endpoint},
+    )
+    chat, embeddings = composition.build_providers(Policy.model_validate(raw), settings)
+    return chat[PROVIDER], embeddings[PROVIDER]
+
+
+@pytest.fixture
+def providers(server: tuple[str, list[ScriptedBedrock]]) -> tuple[ChatProvider, EmbeddingProvider]:
+    return build_bedrock(server[0])
+
+
+def outcome(run: Callable[[], Any]) -> Any:
+    try:
+        return run()
+    except ProviderError as error:
+        return failed(error)
+
+
+def streamed(provider: ChatProvider) -> list[Any]:
+    """The stream's events, then its error (a `Failed`) if it failed."""
+    events: list[Any] = []
+    try:
+        events.extend(provider.stream(CALL))
+    except ProviderError as error:
+        events.append(failed(error))
+    return events
+
+
+def exchange(name: str) -> Reply:
+    """A recorded HTTP exchange as the server's reply."""
+    recorded = recorded_json(name)
+    headers = {key: value for key, value in recorded["headers"].items() if key not in ("content-length", "connection")}
+    body = json.dumps(recorded["body"], separators=(",", ":"), ensure_ascii=False).encode()
+    return Reply(recorded["status"], headers, [body])
+
+
+def aws_error(status: int, error_type: str, message: str) -> Reply:
+    return Reply(status, {"x-amzn-ErrorType": error_type}, [json.dumps({"message": message}).encode()])
+
+
+THROTTLED = aws_error(429, "ThrottlingException:http://internal.amazon.com/coral/com.amazon.bedrock/", "Too many.")
+EVENT_STREAM = {"content-type": "application/vnd.amazon.eventstream"}
+
+
+# Converse
+
+
+def test_an_answer_is_a_completion_with_the_request_id(bedrock: ScriptedBedrock, providers: Any) -> None:
+    bedrock.replies.append(exchange("bedrock/converse_response_tool_use.json"))
+
+    completion = providers[0].complete(CALL)
+
+    model_id = urllib.parse.quote(CALL.deployment.model, safe="")
+    ((method, path, body),) = bedrock.received
+    assert (method, path) == ("POST", f"/model/{model_id}/converse")
+    assert json.loads(body) == {key: value for key, value in CONVERSE_REQUEST.items() if key != "modelId"}
+    assert completion == Completion(
+        text="I'll check the weather in both cities.",
+        finish_reason="tool_calls",
+        usage=Usage(input_tokens=187, output_tokens=131, cache_write_tokens=2048),
+        provider_request_id="4e8b1a7c-0d2f-4c96-b3e5-7a1f9d6c2b48",
+        tool_calls=(
+            ToolCall(
+                "tooluse_kZJMlvQmRJ6eAyJE5GIl7Q", "get_weather", '{"location": "Paris, France", "unit": "celsius"}'
+            ),
+            ToolCall(
+                "tooluse_Qx3nP8sVtW1yB4cD6fH9jK", "get_weather", '{"location": "Lyon, France", "unit": "celsius"}'
+            ),
+        ),
+    )
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        pytest.param(
+            THROTTLED,
+            Failed("ProviderThrottledError", "Bedrock answered ThrottlingException: Too many.", False, 429, REQUEST_ID),
+            id="throttled",
+        ),
+        pytest.param(
+            aws_error(400, "ValidationException", "The model returned the following errors: bad."),
+            Failed(
+                "ProviderRejectedError",
+                "Bedrock answered ValidationException: The model returned the following errors: bad.",
+                False,
+                400,
+                REQUEST_ID,
+            ),
+            id="rejected",
+        ),
+        pytest.param(
+            aws_error(500, "InternalServerException", "Internal error."),
+            Failed(
+                "ProviderError", "Bedrock answered InternalServerException: Internal error.", False, 500, REQUEST_ID
+            ),
+            id="500 with an error type",
+        ),
+        pytest.param(
+            Reply(503, {}, [b""]),
+            Failed("ProviderError", "Bedrock answered 503: Service Unavailable", False, 503, None),
+            id="bare 503",
+        ),
+        pytest.param(
+            Reply(502, {"content-type": "text/html"}, [b"<html><body>Bad Gateway</body></html>"]),
+            Failed("ProviderError", "Bedrock answered 502: Bad Gateway", False, 502, None),
+            id="502 from a proxy",
+        ),
+        pytest.param(
+            Reply(head_after_s=LATE_S),
+            Failed("ProviderTimeoutError", "Bedrock did not answer in time (ReadTimeoutError)", True),
+            id="no answer in time: it may have been generated",
+        ),
+        pytest.param(
+            Reply(headers={"content-type": "application/json"}, parts=[b'{"output": {"mess'], declared=300, cut=True),
+            Failed("ProviderResponseError", "Bedrock's answer is not a Converse response (KeyError('output'))", True),
+            id="answer cut short",
+        ),
+    ],
+)
+def test_a_converse_failure_is_the_provider_error_the_caller_sees(
+    bedrock: ScriptedBedrock, providers: Any, reply: Reply, expected: Failed
+) -> None:
+    bedrock.replies.append(reply)
+
+    assert outcome(lambda: providers[0].complete(CALL)) == expected
+
+
+def test_an_unreachable_endpoint_is_a_provider_error_nothing_was_sent_to() -> None:
+    with socket.socket() as closed:  # a port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    chat, _ = build_bedrock(f"http://127.0.0.1:{port}")
+
+    assert outcome(lambda: chat.complete(CALL)) == Failed(
+        "ProviderError", "Bedrock could not be reached (EndpointConnectionError)", False
+    )
+
+
+# ConverseStream
+
+
+def test_a_stream_is_its_text_finish_and_usage(bedrock: ScriptedBedrock, providers: Any) -> None:
+    bedrock.replies.append(Reply(headers=EVENT_STREAM, parts=STREAM, stream=True))
+
+    events = streamed(providers[0])
+
+    model_id = urllib.parse.quote(CALL.deployment.model, safe="")
+    assert [(method, path) for method, path, _ in bedrock.received] == [("POST", f"/model/{model_id}/converse-stream")]
+    assert events == STREAMED
+
+
+def test_a_stream_in_pieces_of_any_size_is_put_back_together(bedrock: ScriptedBedrock, providers: Any) -> None:
+    whole = b"".join(STREAM)
+    bedrock.replies.append(
+        Reply(headers=EVENT_STREAM, parts=[whole[start : start + 7] for start in range(0, len(whole), 7)], stream=True)
+    )
+
+    assert streamed(providers[0]) == STREAMED
+
+
+@pytest.mark.parametrize(
+    ("after", "expected"),
+    [
+        pytest.param(
+            [encode_exception("throttlingException", "Too many tokens, please wait.")],
+            Failed(
+                "ProviderResponseError",
+                "Bedrock's stream failed: throttlingException: Too many tokens, please wait.",
+                True,
+            ),
+            id="in-stream throttlingException",
+        ),
+        pytest.param(
+            [encode_exception("modelStreamErrorException", "The model stopped.")],
+            Failed(
+                "ProviderResponseError", "Bedrock's stream failed: modelStreamErrorException: The model stopped.", True
+            ),
+            id="in-stream modelStreamErrorException",
+        ),
+        pytest.param(
+            [corrupt_message_crc(STREAM[3])],
+            Failed("ProviderResponseError", "Bedrock's stream broke (ChecksumMismatch)", True),
+            id="a frame with a bad CRC",
+        ),
+        pytest.param(
+            [LATE_S, *STREAM[3:]],
+            Failed("ProviderTimeoutError", "Bedrock stopped sending mid-stream", True),
+            id="a stall past the first-byte timeout",
+        ),
+    ],
+)
+def test_a_stream_that_fails_after_its_200_is_metered_as_accepted(
+    bedrock: ScriptedBedrock, providers: Any, after: list[bytes | float], expected: Failed
+) -> None:
+    bedrock.replies.append(Reply(headers=EVENT_STREAM, parts=[*STREAM[:3], *after], stream=True))
+
+    assert streamed(providers[0]) == [*STREAMED[:2], expected]
+
+
+def test_a_stream_cut_mid_way_is_metered_as_accepted(bedrock: ScriptedBedrock, providers: Any) -> None:
+    bedrock.replies.append(Reply(headers=EVENT_STREAM, parts=STREAM[:3], stream=True, cut=True))
+
+    assert streamed(providers[0]) == [
+        *STREAMED[:2],
+        Failed("ProviderResponseError", "Bedrock's stream broke (ProtocolError)", True),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        pytest.param(
+            THROTTLED,
+            Failed("ProviderThrottledError", "Bedrock answered ThrottlingException: Too many.", False, 429, REQUEST_ID),
+            id="throttled",
+        ),
+        pytest.param(
+            Reply(head_after_s=LATE_S),
+            Failed("ProviderTimeoutError", "Bedrock did not answer in time (ReadTimeoutError)", False),
+            id="no status line in time: nothing generated yet",
+        ),
+    ],
+)
+def test_a_stream_refused_before_its_200_is_not_accepted(
+    bedrock: ScriptedBedrock, providers: Any, reply: Reply, expected: Failed
+) -> None:
+    bedrock.replies.append(reply)
+
+    assert streamed(providers[0]) == [expected]
+
+
+# InvokeModel (embeddings)
+
+
+def test_an_embedding_answer_is_counted_by_its_header(bedrock: ScriptedBedrock, providers: Any) -> None:
+    bedrock.replies.append(exchange("bedrock/titan_embed_v2_response.json"))
+
+    embeddings = providers[1].embed(EMBED_CALL)
+
+    ((method, path, body),) = bedrock.received
+    expected_request = recorded_json("bedrock/titan_embed_v2_request_expected.json")["provider_request"]
+    model_id = urllib.parse.quote(expected_request["modelId"], safe="")
+    assert (method, path, body) == ("POST", f"/model/{model_id}/invoke", expected_request["body"].encode())
+    vector = tuple(recorded_json("bedrock/titan_embed_v2_response.json")["body"]["embedding"])
+    assert embeddings == Embeddings(
+        vectors=(vector,), input_tokens=12, provider_request_id="2f6a9d3c-8e1b-4a07-b5c2-d9e4f7a1c836"
+    )
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        pytest.param(
+            aws_error(400, "ValidationException", "Malformed input request."),
+            Failed(
+                "ProviderRejectedError",
+                "Bedrock answered ValidationException: Malformed input request.",
+                False,
+                400,
+                REQUEST_ID,
+            ),
+            id="rejected",
+        ),
+        pytest.param(
+            Reply(head_after_s=LATE_S),
+            Failed("ProviderTimeoutError", "Bedrock did not answer in time (ReadTimeoutError)", False),
+            id="no answer in time",
+        ),
+        pytest.param(
+            Reply(headers={"content-type": "application/json"}, parts=[b'{"embedding": [0.1,'], declared=300, cut=True),
+            Failed(
+                "ProviderResponseError", "Bedrock's answer broke off (ResponseStreamingError)", True, None, REQUEST_ID
+            ),
+            id="answer cut short",
+        ),
+    ],
+)
+def test_an_embedding_failure_is_the_provider_error_the_caller_sees(
+    bedrock: ScriptedBedrock, providers: Any, reply: Reply, expected: Failed
+) -> None:
+    bedrock.replies.append(reply)
+
+    assert outcome(lambda: providers[1].embed(EMBED_CALL)) == expected
