@@ -9,7 +9,7 @@ import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
-from botocore.exceptions import ClientError, EndpointConnectionError
+from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError
 
 from paymaster.adapters.dynamodb_wire import CONTENT_TYPE, DynamoDBWire
 
@@ -103,3 +103,11 @@ def test_unreachable_endpoint_is_botocore_s_connection_error() -> None:
 
     with pytest.raises(EndpointConnectionError):
         wire(httpx.MockTransport(refuse)).query(TableName="t")
+
+
+def test_no_free_connection_in_time_is_a_connect_timeout_the_request_was_never_sent() -> None:
+    def busy(request: httpx.Request) -> httpx.Response:
+        raise httpx.PoolTimeout("every connection of the pool is in use", request=request)
+
+    with pytest.raises(ConnectTimeoutError):
+        wire(httpx.MockTransport(busy), attempts=1).query(TableName="t")

@@ -9,8 +9,8 @@ refreshes them, or the environment's: `aws_environment`), the endpoint boto3 wou
 and errors as `botocore.exceptions.ClientError` with the same `Error`, `ResponseMetadata`
 (and DynamoDB's `CancellationReasons`) a boto3 client would give.
 
-Requests are signed here (SigV4 for one fixed shape: POST / with four headers), because
-botocore's general signer costs 0.2 ms a call; a test pins the signature to botocore's.
+Requests are signed here (`aws_http`: SigV4 for POST / with four headers), because botocore's
+general signer costs 0.2 ms a call; a test pins the signature to botocore's.
 
 Throttling, 5xx and lost answers — a timeout, a connection broken after the request was sent
 — are retried with jittered exponential backoff (as botocore's standard mode), each request sent
@@ -19,14 +19,11 @@ transactions carrying a ClientRequestToken or conditions a repeat fails), so tha
 request that did apply is answered as such. Any other error is the caller's to decide.
 """
 
-import functools
-import hmac
 import json
 import random
 import time
 from collections.abc import Callable, Collection
 from datetime import UTC, datetime
-from hashlib import sha256
 from typing import Any
 
 import httpx
@@ -38,6 +35,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
+from paymaster.adapters import aws_http
 from paymaster.adapters.aws_environment import CredentialSource
 
 
@@ -103,60 +101,29 @@ class AwsJsonApi:
 
     def signed_headers(self, operation: str, payload: bytes, now: datetime) -> dict[str, str]:
         """SigV4 headers for `POST /` with this payload, exactly as botocore would sign them."""
-        credentials = self._credentials.get_frozen_credentials()
-        amz_date = now.strftime("%Y%m%dT%H%M%SZ")
-        headers = {
-            "content-type": self._content_type,
-            "host": self._host,
-            "x-amz-date": amz_date,
-            "x-amz-target": self._target_prefix + operation,
-        }
-        if credentials.token:
-            headers["x-amz-security-token"] = credentials.token
-        names = sorted(headers)
-        signed = ";".join(names)
-        canonical = "\n".join(
-            ["POST", "/", "", *(f"{name}:{headers[name]}" for name in names), "", signed, sha256(payload).hexdigest()]
+        return aws_http.signed_headers(
+            self._credentials.get_frozen_credentials(),
+            service=self._service,
+            region=self._region,
+            host=self._host,
+            path="/",
+            headers={"content-type": self._content_type, "x-amz-target": self._target_prefix + operation},
+            payload=payload,
+            now=now,
         )
-        scope = f"{amz_date[:8]}/{self._region}/{self._service}/aws4_request"
-        to_sign = f"AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{sha256(canonical.encode()).hexdigest()}"
-        key = _signing_key(credentials.secret_key, amz_date[:8], self._region, self._service)
-        signature = hmac.new(key, to_sign.encode(), sha256).hexdigest()
-        headers["authorization"] = (
-            f"AWS4-HMAC-SHA256 Credential={credentials.access_key}/{scope}, "
-            f"SignedHeaders={signed}, Signature={signature}"
-        )
-        return headers
 
     def _send(self, operation: str, payload: bytes) -> httpx.Response:
         headers = self.signed_headers(operation, payload, datetime.now(UTC))
         request = httpx.Request(
             "POST", self._parsed_url, content=payload, headers=headers, extensions={"timeout": self._timeout}
         )
-        try:
+        with aws_http.botocore_errors(self._url):
             response = self._transport.handle_request(request)
             try:
                 response.read()
             finally:
                 response.close()
-            return response
-        except httpx.ConnectTimeout:
-            raise ConnectTimeoutError(endpoint_url=self._url) from None
-        except httpx.ConnectError:
-            raise EndpointConnectionError(endpoint_url=self._url) from None
-        except httpx.TimeoutException:
-            raise ReadTimeoutError(endpoint_url=self._url) from None
-        except httpx.TransportError as error:  # broken after the request was sent: it may have applied
-            raise ConnectionClosedError(endpoint_url=self._url) from error
-
-
-@functools.lru_cache(maxsize=8)
-def _signing_key(secret: str, day: str, region: str, service: str) -> bytes:
-    """HMAC chain AWS4<secret> → day → region → service → aws4_request; one per day and key."""
-    key = f"AWS4{secret}".encode()
-    for part in (day, region, service, "aws4_request"):
-        key = hmac.new(key, part.encode(), sha256).digest()
-    return key
+        return response
 
 
 def _client_error(operation: str, response: httpx.Response) -> ClientError:
