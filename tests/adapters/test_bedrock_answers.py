@@ -2,20 +2,17 @@
 make of it: the result, or the error with its message, `accepted`, status and request id.
 
 The providers are the ones the composition root builds (`build_providers`), pointed at a scripted
-server that answers each request with bytes as Bedrock would send them: JSON, event-stream frames
-(an in-stream exception and a frame with a bad CRC among them), errors with `x-amzn-ErrorType`,
-a bare 503, an answer too late, a stall or a cut in the middle of a stream.
+server (`scripted_bedrock`) that answers each request with bytes as Bedrock would send them: JSON,
+event-stream frames (an in-stream exception and a frame with a bad CRC among them), errors with
+`x-amzn-ErrorType`, a bare 503, an answer too late, a stall or a cut in the middle of a stream.
 """
 
-import contextlib
 import json
 import os
 import socket
-import threading
 import urllib.parse
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +26,18 @@ from paymaster.domain.embeddings import Embeddings
 from paymaster.domain.errors import ProviderError
 from paymaster.domain.policy import Policy
 from paymaster.ports import ChatProvider, EmbeddingProvider
-from paymaster_local.fakes.eventstream import corrupt_message_crc, encode_event, encode_exception
-from tests.contract.recordings import chat_call, embedding_call, recorded_json, recorded_jsonl
+from paymaster_local.fakes.eventstream import corrupt_message_crc, encode_exception
+from tests.adapters.scripted_bedrock import (
+    EVENT_STREAM,
+    REQUEST_ID,
+    STREAM,
+    Reply,
+    ScriptedBedrock,
+    aws_error,
+    exchange,
+    serving,
+)
+from tests.contract.recordings import chat_call, embedding_call, recorded_json
 from tests.policies import DEMO, demo_raw
 
 PROVIDER = "bedrock-us-east-1"
@@ -39,8 +46,6 @@ LATE_S = 1.0  # past the first-byte timeout
 CALL = chat_call("bedrock/converse_request_expected.json", PROVIDER)
 CONVERSE_REQUEST: dict[str, Any] = recorded_json("bedrock/converse_request_expected.json")["provider_request"]
 EMBED_CALL = embedding_call("bedrock/titan_embed_v2_request_expected.json", PROVIDER)
-REQUEST_ID = "7d3c1a9e-5b2f-4e60-8a14-c2f9e6b1d057"
-STREAM = [encode_event(*next(iter(event.items()))) for event in recorded_jsonl("bedrock/converse_stream_text.jsonl")]
 STREAMED = [
     TextDelta("Paris: 14 °C"),
     TextDelta(" with light rain."),
@@ -49,21 +54,6 @@ STREAMED = [
     Finished("stop"),
     UsageReported(Usage(input_tokens=214, output_tokens=24, cache_read_tokens=2048)),
 ]
-
-
-@dataclass(frozen=True)
-class Reply:
-    """What the server sends for one request. `parts` are bytes sent as they come or pauses in
-    seconds; a stream is chunked, anything else has a Content-Length (`declared` overrides it).
-    `cut` closes the connection after the parts instead of ending the body."""
-
-    status: int = 200
-    headers: dict[str, str] = field(default_factory=dict)
-    parts: Sequence[bytes | float] = ()
-    stream: bool = False
-    cut: bool = False
-    declared: int | None = None
-    head_after_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -79,76 +69,6 @@ class Failed:
 
 def failed(error: ProviderError) -> Failed:
     return Failed(type(error).__name__, str(error), error.accepted, error.status, error.provider_request_id)
-
-
-class ScriptedBedrock:
-    """Answers each request with the next queued `Reply`, and keeps (method, raw path, body) of each."""
-
-    def __init__(self) -> None:
-        self.replies: list[Reply] = []
-        self.received: list[tuple[str, str, bytes]] = []
-        self.release = threading.Event()  # ends the pauses when a test is over
-
-    def answer(self, handler: BaseHTTPRequestHandler) -> None:
-        body = handler.rfile.read(int(handler.headers.get("content-length", 0)))
-        self.received.append((handler.command, handler.path, body))
-        reply = self.replies.pop(0)
-        if reply.head_after_s and self.release.wait(reply.head_after_s):
-            return
-        sent = b"".join(part for part in reply.parts if isinstance(part, bytes))
-        handler.send_response(reply.status)
-        for name, value in (
-            {"x-amzn-requestid": REQUEST_ID} | {k.lower(): v for k, v in reply.headers.items()}
-        ).items():
-            handler.send_header(name, value)
-        if reply.stream:
-            handler.send_header("transfer-encoding", "chunked")
-        else:
-            handler.send_header("content-length", str(reply.declared if reply.declared is not None else len(sent)))
-        handler.end_headers()
-        for part in reply.parts:
-            if isinstance(part, float):
-                handler.wfile.flush()
-                if self.release.wait(part):
-                    return
-                continue
-            handler.wfile.write(b"%x\r\n%s\r\n" % (len(part), part) if reply.stream else part)
-        if reply.cut:
-            handler.wfile.flush()
-            handler.connection.shutdown(socket.SHUT_RDWR)
-            handler.close_connection = True
-        elif reply.stream:
-            handler.wfile.write(b"0\r\n\r\n")
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[tuple[str, list[ScriptedBedrock]]]:
-    current = [ScriptedBedrock()]
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_POST(self) -> None:
-            with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # a client that gave up
-                current[0].answer(self)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", current
-    httpd.shutdown()
-    httpd.server_close()
-
-
-@pytest.fixture
-def bedrock(server: tuple[str, list[ScriptedBedrock]]) -> Iterator[ScriptedBedrock]:
-    server[1][0] = fresh = ScriptedBedrock()
-    yield fresh
-    fresh.release.set()
 
 
 @pytest.fixture(autouse=True)
@@ -180,6 +100,20 @@ def build_bedrock(endpoint: str) -> tuple[ChatProvider, EmbeddingProvider]:
     return chat[PROVIDER], embeddings[PROVIDER]
 
 
+@pytest.fixture(scope="module")
+def server() -> Iterator[tuple[str, list[ScriptedBedrock]]]:
+    current = [ScriptedBedrock()]
+    with serving(current) as url:
+        yield url, current
+
+
+@pytest.fixture
+def bedrock(server: tuple[str, list[ScriptedBedrock]]) -> Iterator[ScriptedBedrock]:
+    server[1][0] = fresh = ScriptedBedrock()
+    yield fresh
+    fresh.release.set()
+
+
 @pytest.fixture
 def providers(server: tuple[str, list[ScriptedBedrock]]) -> tuple[ChatProvider, EmbeddingProvider]:
     return build_bedrock(server[0])
@@ -202,20 +136,7 @@ def streamed(provider: ChatProvider) -> list[Any]:
     return events
 
 
-def exchange(name: str) -> Reply:
-    """A recorded HTTP exchange as the server's reply."""
-    recorded = recorded_json(name)
-    headers = {key: value for key, value in recorded["headers"].items() if key not in ("content-length", "connection")}
-    body = json.dumps(recorded["body"], separators=(",", ":"), ensure_ascii=False).encode()
-    return Reply(recorded["status"], headers, [body])
-
-
-def aws_error(status: int, error_type: str, message: str) -> Reply:
-    return Reply(status, {"x-amzn-ErrorType": error_type}, [json.dumps({"message": message}).encode()])
-
-
 THROTTLED = aws_error(429, "ThrottlingException:http://internal.amazon.com/coral/com.amazon.bedrock/", "Too many.")
-EVENT_STREAM = {"content-type": "application/vnd.amazon.eventstream"}
 
 
 # Converse
@@ -227,7 +148,7 @@ def test_an_answer_is_a_completion_with_the_request_id(bedrock: ScriptedBedrock,
     completion = providers[0].complete(CALL)
 
     model_id = urllib.parse.quote(CALL.deployment.model, safe="")
-    ((method, path, body),) = bedrock.received
+    ((method, path, _, body),) = bedrock.received
     assert (method, path) == ("POST", f"/model/{model_id}/converse")
     assert json.loads(body) == {key: value for key, value in CONVERSE_REQUEST.items() if key != "modelId"}
     assert completion == Completion(
@@ -322,7 +243,9 @@ def test_a_stream_is_its_text_finish_and_usage(bedrock: ScriptedBedrock, provide
     events = streamed(providers[0])
 
     model_id = urllib.parse.quote(CALL.deployment.model, safe="")
-    assert [(method, path) for method, path, _ in bedrock.received] == [("POST", f"/model/{model_id}/converse-stream")]
+    assert [(method, path) for method, path, _, _ in bedrock.received] == [
+        ("POST", f"/model/{model_id}/converse-stream")
+    ]
     assert events == STREAMED
 
 
@@ -414,7 +337,7 @@ def test_an_embedding_answer_is_counted_by_its_header(bedrock: ScriptedBedrock, 
 
     embeddings = providers[1].embed(EMBED_CALL)
 
-    ((method, path, body),) = bedrock.received
+    ((method, path, _, body),) = bedrock.received
     expected_request = recorded_json("bedrock/titan_embed_v2_request_expected.json")["provider_request"]
     model_id = urllib.parse.quote(expected_request["modelId"], safe="")
     assert (method, path, body) == ("POST", f"/model/{model_id}/invoke", expected_request["body"].encode())
