@@ -1,6 +1,9 @@
 """Every kind of answer Bedrock can give, over real HTTP, and what the gateway's Bedrock providers
 make of it: the result, or the error with its message, `accepted`, status and request id.
 
+First written against botocore's client, which the providers used until the thin one
+(`bedrock_runtime`); two messages changed with it, noted where they are, nothing else.
+
 The providers are the ones the composition root builds (`build_providers`), pointed at a scripted
 server (`scripted_bedrock`) that answers each request with bytes as Bedrock would send them: JSON,
 event-stream frames (an in-stream exception and a frame with a bad CRC among them), errors with
@@ -210,7 +213,9 @@ def test_an_answer_is_a_completion_with_the_request_id(bedrock: ScriptedBedrock,
         ),
         pytest.param(
             Reply(headers={"content-type": "application/json"}, parts=[b'{"output": {"mess'], declared=300, cut=True),
-            Failed("ProviderResponseError", "Bedrock's answer is not a Converse response (KeyError('output'))", True),
+            # With botocore's client: "Bedrock's answer is not a Converse response (KeyError('output'))"
+            # (it read the cut body as far as it went, an answer without `output`).
+            Failed("ProviderResponseError", "Bedrock's answer broke off (ResponseStreamingError)", True),
             id="answer cut short",
         ),
     ],
@@ -302,7 +307,8 @@ def test_a_stream_cut_mid_way_is_metered_as_accepted(bedrock: ScriptedBedrock, p
 
     assert streamed(providers[0]) == [
         *STREAMED[:2],
-        Failed("ProviderResponseError", "Bedrock's stream broke (ProtocolError)", True),
+        # With botocore's client the error was urllib3's, unwrapped: "(ProtocolError)".
+        Failed("ProviderResponseError", "Bedrock's stream broke (ResponseStreamingError)", True),
     ]
 
 

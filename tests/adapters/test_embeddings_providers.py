@@ -1,27 +1,32 @@
 """The embeddings transports: what they send, and each failure as the caller will see it.
 
-OpenAI-compatible through `httpx.MockTransport`; Bedrock through the real boto3 client against a
-small Bedrock-shaped server in this file (its answers: a vector holding each text's length, the
-word count in the metered-token header).
+OpenAI-compatible through `httpx.MockTransport`; Bedrock through the gateway's Bedrock client
+(`bedrock_runtime`) against a small Bedrock-shaped server in this file (its answers: a vector
+holding each text's length, the word count in the metered-token header).
 """
 
 import contextlib
 import json
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import boto3
 import httpx
 import pytest
-from botocore.config import Config
 
+from paymaster import composition
+from paymaster.adapters.aws_environment import StaticCredentials
+from paymaster.adapters.bedrock_runtime import BedrockRuntimeWire
+from paymaster.adapters.policy_file import load_policy
 from paymaster.adapters.providers.bedrock_embeddings import BedrockEmbeddingsProvider
 from paymaster.adapters.providers.openai_embeddings import OpenAIEmbeddingsProvider
-from paymaster.domain.embeddings import EmbeddingRequest
+from paymaster.adapters.settings import Settings
+from paymaster.composition import BEDROCK_POOL_CONNECTIONS
+from paymaster.domain.embeddings import EmbeddingRequest, Embeddings
 from paymaster.domain.errors import (
     InvalidRequestError,
     ProviderError,
@@ -31,6 +36,7 @@ from paymaster.domain.errors import (
 )
 from paymaster.domain.policy import Deployment, Timeouts
 from paymaster.ports import EmbeddingCall
+from tests.policies import DEMO
 
 TITAN_V2 = "amazon.titan-embed-text-v2:0"
 COHERE_V3 = "cohere.embed-english-v3"
@@ -204,23 +210,19 @@ def fake(server: tuple[str, list[FakeBedrock]]) -> Iterator[FakeBedrock]:
     fresh.release.set()
 
 
-def bedrock_client(url: str, read_timeout_s: float = 5) -> Any:
-    return boto3.client(
-        "bedrock-runtime",
+def bedrock_client(url: str, read_timeout_s: float = 5) -> BedrockRuntimeWire:
+    return BedrockRuntimeWire(
+        httpx.HTTPTransport(),
         endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id="x",
-        aws_secret_access_key="y",
-        # With AWS_BEARER_TOKEN_BEDROCK set, boto3 would pick Bearer auth, which refuses http://.
-        config=Config(read_timeout=read_timeout_s, retries={"total_max_attempts": 1}, auth_scheme_preference="sigv4"),
+        region="us-east-1",
+        credentials=StaticCredentials("x", "y"),
+        timeout=httpx.Timeout(read_timeout_s, connect=1),
     )
 
 
 @pytest.fixture
-def bedrock(server: tuple[str, list[FakeBedrock]]) -> Iterator[Any]:
-    client = bedrock_client(server[0])
-    yield client
-    client.close()
+def bedrock(server: tuple[str, list[FakeBedrock]]) -> BedrockRuntimeWire:
+    return bedrock_client(server[0])
 
 
 def test_titan_embeds_each_text_in_its_own_call_and_sums_the_metered_tokens(fake: FakeBedrock, bedrock: Any) -> None:
@@ -285,7 +287,6 @@ def test_bedrock_timeout_is_a_timeout(fake: FakeBedrock, server: tuple[str, list
 
     with pytest.raises(ProviderTimeoutError):
         BedrockEmbeddingsProvider(client).embed(call("slow", TITAN_V2))
-    client.close()
 
 
 def test_token_ids_and_unoffered_dimensions_are_refused_before_any_call(fake: FakeBedrock, bedrock: Any) -> None:
@@ -296,3 +297,39 @@ def test_token_ids_and_unoffered_dimensions_are_refused_before_any_call(fake: Fa
     with pytest.raises(InvalidRequestError, match="dimensions"):
         provider.embed(call("hi", TITAN_V2, dimensions=768))
     assert fake.bodies == []
+
+
+def test_a_composed_bedrock_provider_holds_at_most_its_pool_s_connections(
+    fake: FakeBedrock, server: tuple[str, list[FakeBedrock]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """However many threads embed at once, the composition's Bedrock client has at most
+    BEDROCK_POOL_CONNECTIONS requests out; the others wait for a connection, then go."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    settings = Settings(
+        policy_file=DEMO,
+        counters_table="counters",
+        settlement_queue_url="https://sqs.local/q",
+        provider_endpoints={"bedrock-us-east-1": server[0]},
+    )
+    _, embeddings = composition.build_providers(load_policy(DEMO), settings)
+    provider = embeddings["bedrock-us-east-1"]
+    answered: list[Embeddings] = []
+    callers = [
+        threading.Thread(target=lambda: answered.append(provider.embed(call("slow", TITAN_V2))))
+        for _ in range(BEDROCK_POOL_CONNECTIONS + 3)
+    ]
+    for caller in callers:
+        caller.start()
+
+    deadline = time.monotonic() + 5
+    while fake.in_flight < BEDROCK_POOL_CONNECTIONS and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.3)  # room for a caller beyond the pool to get through, were there room for one
+    held = fake.most_in_flight
+    fake.release.set()
+    for caller in callers:
+        caller.join(timeout=5)
+
+    assert held == BEDROCK_POOL_CONNECTIONS
+    assert len(answered) == BEDROCK_POOL_CONNECTIONS + 3

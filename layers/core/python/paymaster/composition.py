@@ -9,13 +9,13 @@ import ssl
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from functools import cache, partial
-from typing import Any
 
 import httpx
 from starlette.applications import Starlette
 
 from paymaster.adapters import aws_environment
-from paymaster.adapters.aws_environment import DYNAMODB, SECRETS_MANAGER, DeferredClient
+from paymaster.adapters.aws_environment import BEDROCK_RUNTIME, DYNAMODB, SECRETS_MANAGER, DeferredClient
+from paymaster.adapters.bedrock_runtime import BedrockRuntimeWire
 from paymaster.adapters.dynamodb_counters import DynamoDBCounterStore
 from paymaster.adapters.dynamodb_wire import DynamoDBWire
 from paymaster.adapters.policy_file import load_policy
@@ -40,8 +40,8 @@ from paymaster.services.identify import IdentifyService
 from paymaster.services.routing import Router
 from paymaster.services.settlements import SettlementRetry
 
-# One Bedrock client per provider serves chat and embeddings; an embeddings request fans out
-# across at most this many connections.
+# One Bedrock client per provider serves chat and embeddings, over at most this many connections;
+# an embeddings request fans out across as many.
 BEDROCK_POOL_CONNECTIONS = 10
 
 
@@ -118,7 +118,7 @@ def build_providers(
     policy: Policy, settings: Settings
 ) -> tuple[Mapping[str, ChatProvider], Mapping[str, EmbeddingProvider]]:
     """Each provider's chat and (OpenAI, Bedrock) embeddings adapters, sharing one connection
-    pool, one botocore client per Bedrock provider (made at its first call) and one secrets cache."""
+    pool, one Bedrock client per Bedrock provider (made at its first call) and one secrets cache."""
     pool = httpx.HTTPTransport(verify=_tls(), limits=httpx.Limits(max_connections=100, max_keepalive_connections=20))
 
     def secrets_manager() -> SecretsManagerWire:
@@ -141,7 +141,7 @@ def build_providers(
     for name, config in policy.providers.items():
         endpoint = settings.provider_endpoints.get(name)
         if config.kind == "bedrock":
-            client = DeferredClient(partial(_bedrock_client, config, endpoint))
+            client = DeferredClient(partial(_bedrock_client, config, endpoint, settings.region))
             chat[name] = BedrockProvider(client)
             embeddings[name] = BedrockEmbeddingsProvider(client, max_concurrency=BEDROCK_POOL_CONNECTIONS)
             continue
@@ -161,20 +161,25 @@ def _tls() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
-def _bedrock_client(config: Provider, endpoint: str | None) -> Any:
-    """Built at the provider's first call, not at cold start (adapters/aws_environment.py)."""
-    from botocore.config import Config  # noqa: PLC0415
+def _bedrock_client(config: Provider, endpoint: str | None, home_region: str) -> BedrockRuntimeWire:
+    """Built at the provider's first call, not at cold start (adapters/aws_environment.py).
 
-    return aws_environment.botocore_session().create_client(
-        "bedrock-runtime",
-        region_name=config.region,
-        endpoint_url=endpoint,
-        config=Config(
-            connect_timeout=config.timeouts.connect_s,
-            read_timeout=config.timeouts.first_byte_s,
-            # The gateway decides about retries and fallbacks; botocore must not hide them.
-            # (`max_attempts` counts retries after the first call: 1 would still retry.)
-            retries={"mode": "standard", "total_max_attempts": 1},
-            max_pool_connections=BEDROCK_POOL_CONNECTIONS,
+    `endpoint` is the local stack's override; otherwise the one boto3 would call in the provider's
+    region. Credentials are the gateway's own (its region's, as for its other AWS clients)."""
+    assert config.region is not None  # the policy validator guarantees it for Bedrock
+    pool = httpx.HTTPTransport(
+        verify=_tls(),
+        limits=httpx.Limits(
+            max_connections=BEDROCK_POOL_CONNECTIONS, max_keepalive_connections=BEDROCK_POOL_CONNECTIONS
         ),
+    )
+    return BedrockRuntimeWire(
+        pool,
+        endpoint_url=endpoint or aws_environment.endpoint_url(BEDROCK_RUNTIME, config.region, os.environ),
+        region=config.region,
+        credentials=aws_environment.credentials(home_region, os.environ),
+        # Each read waits at most first_byte_s: the answer's start, and any pause in a stream. A
+        # call that waits as long for one of the pool's connections was never sent. Nothing is
+        # retried: the gateway decides about retries and fallbacks.
+        timeout=httpx.Timeout(config.timeouts.first_byte_s, connect=config.timeouts.connect_s),
     )

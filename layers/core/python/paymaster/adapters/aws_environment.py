@@ -1,10 +1,10 @@
 """AWS credentials and endpoints as boto3 would find them, without importing botocore's session
-when the environment alone decides them; and botocore clients built on their first use.
+when the environment alone decides them; and clients built on their first use.
 
 Why: boto3 and botocore's session cost a cold start 0.3–0.5 s to import when they compile from
-source, as in Lambda (docs/BENCHMARKS.md, "Cold start"), and the gateway's own DynamoDB and
-Secrets Manager clients (`aws_json`) only need credentials and an endpoint. In Lambda both come
-from the environment:
+source, as in Lambda (docs/BENCHMARKS.md, "Cold start"), and the gateway's own DynamoDB, Secrets
+Manager (`aws_json`) and Bedrock (`bedrock_runtime`) clients only need credentials and an
+endpoint. In Lambda both come from the environment:
 
     credentials  AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN — what boto3's
                  first credential provider (environment variables) returns, unchanged, when
@@ -16,8 +16,8 @@ Anything else — credentials from a profile, SSO, a role or the instance, a sha
 FIPS or dual-stack endpoints, another partition (China, GovCloud, ISO) — is left to botocore,
 as before. A test pins both to what boto3 resolves.
 
-Bedrock's clients are botocore's, made by botocore's session (what `boto3.client` does, minus
-boto3's resource layer and its s3transfer import), when a deployment is first called.
+Each Bedrock provider's client is built when one of its deployments is first called
+(`DeferredClient`): a gateway whose first request goes elsewhere resolves nothing for it.
 """
 
 import os
@@ -70,6 +70,7 @@ class Service(NamedTuple):
 
 DYNAMODB = Service("dynamodb", "DYNAMODB", "dynamodb")
 SECRETS_MANAGER = Service("secretsmanager", "SECRETS_MANAGER", "secretsmanager")
+BEDROCK_RUNTIME = Service("bedrock-runtime", "BEDROCK_RUNTIME", "bedrock-runtime")
 
 
 def credentials(region: str, environ: Mapping[str, str]) -> CredentialSource:
@@ -121,10 +122,11 @@ def botocore_session(region: str | None = None) -> Any:
 
 
 class DeferredClient:
-    """A boto3 client built by `build` when first used, once, by whichever thread comes first.
+    """A client built by `build` when first used, once, by whichever thread comes first.
 
-    Example: `DeferredClient(lambda: session.create_client("bedrock-runtime"))` costs nothing until the
-    first `.converse(...)`; a gateway whose first request goes to OpenAI never builds it.
+    Example: `DeferredClient(lambda: BedrockRuntimeWire(...))` resolves the endpoint and the
+    credentials only at the first `.converse(...)`; a gateway whose first request goes to OpenAI
+    never builds it.
     """
 
     def __init__(self, build: Callable[[], Any]) -> None:
@@ -133,7 +135,8 @@ class DeferredClient:
 
     def __getattr__(self, name: str) -> Any:
         if self._client is None:
-            # One lock for every deferred client: botocore's sessions are not thread-safe.
+            # One lock for every deferred client: building may use botocore's session (where the
+            # environment does not decide), and botocore's sessions are not thread-safe.
             with _building:
                 if self._client is None:
                     self._client = self._build()

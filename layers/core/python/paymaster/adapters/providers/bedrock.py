@@ -1,4 +1,5 @@
-"""Amazon Bedrock through the Converse / ConverseStream APIs (boto3 `bedrock-runtime`).
+"""Amazon Bedrock through the Converse / ConverseStream APIs, over a client with boto3's
+`bedrock-runtime` shapes and errors (the gateway's own: `adapters/bedrock_runtime.py`).
 
 `system` and `developer` messages become Converse's `system` blocks; consecutive messages of one
 role are merged because Converse requires user and assistant turns to alternate (`turns`).
@@ -28,7 +29,13 @@ from contextlib import contextmanager
 from typing import Any
 
 from botocore.eventstream import ParserError
-from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, ReadTimeoutError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    ReadTimeoutError,
+    ResponseStreamingError,
+)
 
 from paymaster.adapters.providers.sending import before_sending
 from paymaster.adapters.providers.turns import Blocks, StreamedToolCalls, turns
@@ -188,7 +195,7 @@ def events_from_wire(events: Iterable[dict[str, Any]]) -> Iterator[StreamEvent]:
 
 
 class BedrockProvider:
-    """`client` is a boto3 `bedrock-runtime` client for the deployment's region."""
+    """`client` speaks `bedrock-runtime` as a boto3 client does, in the deployment's region."""
 
     def __init__(self, client: Any) -> None:
         self._client = client
@@ -217,21 +224,20 @@ class BedrockProvider:
 
 @contextmanager
 def _provider_errors(*, accepted: bool = False, read_timeout_accepted: bool = False) -> Iterator[None]:
-    """Maps botocore's failures to ProviderError / ProviderTimeoutError, keeping the request id.
+    """Maps the client's failures (botocore's exceptions) to ProviderError / ProviderTimeoutError,
+    keeping the request id.
 
     `accepted`: Bedrock had accepted the call (inside a stream); `read_timeout_accepted`: no
     answer in time after the request was sent may still be a generated, billed answer."""
-    # Here, not at the top: the client that raises these has imported urllib3 by now, and a cold
-    # start whose first request is not Bedrock's need not pay 0.1 s for it.
-    import urllib3  # noqa: PLC0415
-
     try:
         yield
     except ConnectTimeoutError as error:
         raise ProviderTimeoutError(f"Bedrock could not be reached in time ({type(error).__name__})") from None
     except ReadTimeoutError as error:
+        if accepted:
+            raise ProviderTimeoutError("Bedrock stopped sending mid-stream", accepted=True) from None
         raise ProviderTimeoutError(
-            f"Bedrock did not answer in time ({type(error).__name__})", accepted=accepted or read_timeout_accepted
+            f"Bedrock did not answer in time ({type(error).__name__})", accepted=read_timeout_accepted
         ) from None
     except ClientError as error:
         if accepted:
@@ -249,11 +255,10 @@ def _provider_errors(*, accepted: bool = False, read_timeout_accepted: bool = Fa
             ) from None
         kind = ProviderRejectedError if details.get("Code") in _REJECTED else ProviderError
         raise kind(message, status=meta.get("HTTPStatusCode"), provider_request_id=meta.get("RequestId")) from None
+    except (ResponseStreamingError, ParserError) as error:
+        # An answer that broke off after Bedrock's 200, or a frame that fails its checksum: the
+        # call was accepted; what arrived is metered.
+        broke = "stream broke" if accepted else "answer broke off"
+        raise ProviderResponseError(f"Bedrock's {broke} ({type(error).__name__})") from None
     except BotoCoreError as error:
         raise ProviderError(f"Bedrock could not be reached ({type(error).__name__})") from None
-    except urllib3.exceptions.ReadTimeoutError:
-        raise ProviderTimeoutError("Bedrock stopped sending mid-stream", accepted=True) from None
-    except (urllib3.exceptions.HTTPError, ParserError) as error:
-        # A stream that broke off (ProtocolError) or a frame that fails its checksum: botocore
-        # lets both through unwrapped. The call was accepted; what arrived is metered.
-        raise ProviderResponseError(f"Bedrock's stream broke ({type(error).__name__})") from None

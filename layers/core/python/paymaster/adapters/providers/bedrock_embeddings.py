@@ -1,4 +1,4 @@
-"""Amazon Bedrock embeddings through InvokeModel (boto3 `bedrock-runtime`), one body per model family.
+"""Amazon Bedrock embeddings through InvokeModel (`adapters/bedrock_runtime.py`), one body per model family.
 
 The family comes from the deployment's model id — a base model id, an inference profile id
 (`us.cohere.embed-v4:0`) or either's ARN:
@@ -154,9 +154,9 @@ def combined(parts: Sequence[Embeddings]) -> Embeddings:
 
 
 class BedrockEmbeddingsProvider:
-    """`client` is a boto3 `bedrock-runtime` client (thread-safe) for the deployment's region;
-    `max_concurrency` bounds one request's calls in flight — keep it at or below the client's
-    `max_pool_connections` (10 by default) so that none waits for a connection."""
+    """`client` speaks `bedrock-runtime` as a boto3 client does (thread-safe), in the deployment's
+    region; `max_concurrency` bounds one request's calls in flight — keep it at or below the
+    client's connections (`BEDROCK_POOL_CONNECTIONS`) so that none waits for a connection."""
 
     def __init__(self, client: Any, max_concurrency: int = 8) -> None:
         self._client = client
