@@ -1,6 +1,7 @@
-"""The counter store on a fresh counters table in the session's serialised moto server."""
+"""The counter store on a fresh counters table in the session's serialised moto server; a
+scripted Bedrock endpoint per test module."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import boto3
@@ -10,6 +11,7 @@ import pytest
 from paymaster.adapters.dynamodb_counters import DynamoDBCounterStore
 from paymaster.adapters.dynamodb_wire import DynamoDBWire
 from paymaster_local.resources import COUNTERS_TABLE, create_resources
+from tests.adapters.scripted_bedrock import ScriptedBedrock, handler, serve_http
 from tests.policies import policy_with
 
 
@@ -52,3 +54,19 @@ def dynamodb(
 @pytest.fixture
 def store(dynamodb: DynamoDBWire) -> DynamoDBCounterStore:
     return DynamoDBCounterStore(dynamodb, COUNTERS_TABLE)
+
+
+@pytest.fixture(scope="module")
+def scripted_server() -> Iterator[tuple[str, list[ScriptedBedrock]]]:
+    """A scripted Bedrock endpoint (`scripted_bedrock`): its URL, and the script it follows."""
+    current = [ScriptedBedrock()]
+    with serve_http(handler(current)) as url:
+        yield url, current
+
+
+@pytest.fixture
+def scripted(scripted_server: tuple[str, list[ScriptedBedrock]]) -> Iterator[ScriptedBedrock]:
+    """A fresh script for the endpoint: queue replies on it, read what it received."""
+    scripted_server[1][0] = fresh = ScriptedBedrock()
+    yield fresh
+    fresh.release.set()

@@ -18,6 +18,8 @@ REQUEST_ID = "7d3c1a9e-5b2f-4e60-8a14-c2f9e6b1d057"
 EVENT_STREAM = {"content-type": "application/vnd.amazon.eventstream"}
 # The recorded ConverseStream answer, one frame per event.
 STREAM = [encode_event(*next(iter(event.items()))) for event in recorded_jsonl("bedrock/converse_stream_text.jsonl")]
+FIRST_BYTE_S = 0.3  # how long the clients under test wait for each read
+LATE_S = 1.0  # longer than that
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,19 @@ class Reply:
     cut: bool = False
     declared: int | None = None
     head_after_s: float = 0.0
+
+
+LATE = Reply(head_after_s=LATE_S)
+CUT_SHORT = Reply(headers={"content-type": "application/json"}, parts=[b'{"output": {"mess'], declared=300, cut=True)
+
+
+def stream_then(*after: bytes | float, cut: bool = False) -> Reply:
+    """The recorded stream's first three frames (messageStart and two text deltas), then `after`."""
+    return Reply(headers=EVENT_STREAM, parts=[*STREAM[:3], *after], stream=True, cut=cut)
+
+
+STALLED = stream_then(LATE_S, *STREAM[3:])
+CUT_MID_STREAM = stream_then(cut=True)
 
 
 def exchange(name: str) -> Reply:
@@ -90,16 +105,18 @@ class ScriptedBedrock:
             handler.wfile.write(b"0\r\n\r\n")
 
 
-@contextlib.contextmanager
-def serving(current: list[ScriptedBedrock]) -> Iterator[str]:
-    """Serves `current[0]` (a test swaps in a fresh one) on a free port; yields the base URL."""
+def handler(current: list[ScriptedBedrock]) -> type[BaseHTTPRequestHandler]:
+    """A request handler answering as `current[0]` scripts it (a test swaps in a fresh one)."""
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def do_POST(self) -> None:
+        def handle(self) -> None:
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # a client that gave up
-                current[0].answer(self)
+                super().handle()
+
+        def do_POST(self) -> None:
+            current[0].answer(self)
 
         def date_time_string(self, timestamp: float | None = None) -> str:
             return "Sun, 29 Nov 2026 09:14:27 GMT"  # every answer alike, whichever client asked
@@ -107,7 +124,13 @@ def serving(current: list[ScriptedBedrock]) -> Iterator[str]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    return Handler
+
+
+@contextlib.contextmanager
+def serve_http(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Serves `handler` on a free port of 127.0.0.1, a thread per request; yields the base URL."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     httpd.daemon_threads = True
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()

@@ -23,40 +23,40 @@ import pytest
 
 from paymaster import composition
 from paymaster.adapters import aws_environment
+from paymaster.adapters.providers.bedrock import BedrockProvider
 from paymaster.adapters.settings import Settings
-from paymaster.domain.chat import Completion, Finished, TextDelta, ToolCall, Usage, UsageReported
+from paymaster.domain.chat import Completion, ToolCall, Usage
 from paymaster.domain.embeddings import Embeddings
 from paymaster.domain.errors import ProviderError
 from paymaster.domain.policy import Policy
 from paymaster.ports import ChatProvider, EmbeddingProvider
 from paymaster_local.fakes.eventstream import corrupt_message_crc, encode_exception
 from tests.adapters.scripted_bedrock import (
+    CUT_MID_STREAM,
+    CUT_SHORT,
     EVENT_STREAM,
+    FIRST_BYTE_S,
+    LATE,
     REQUEST_ID,
+    STALLED,
     STREAM,
     Reply,
     ScriptedBedrock,
     aws_error,
     exchange,
-    serving,
+    stream_then,
 )
-from tests.contract.recordings import chat_call, embedding_call, recorded_json
+from tests.contract.recordings import StubBedrockRuntime, chat_call, embedding_call, recorded_json, recorded_jsonl
 from tests.policies import DEMO, demo_raw
 
 PROVIDER = "bedrock-us-east-1"
-FIRST_BYTE_S = 0.3
-LATE_S = 1.0  # past the first-byte timeout
 CALL = chat_call("bedrock/converse_request_expected.json", PROVIDER)
 CONVERSE_REQUEST: dict[str, Any] = recorded_json("bedrock/converse_request_expected.json")["provider_request"]
 EMBED_CALL = embedding_call("bedrock/titan_embed_v2_request_expected.json", PROVIDER)
-STREAMED = [
-    TextDelta("Paris: 14 °C"),
-    TextDelta(" with light rain."),
-    TextDelta(" Lyon: 17"),
-    TextDelta(" °C and sunny."),
-    Finished("stop"),
-    UsageReported(Usage(input_tokens=214, output_tokens=24, cache_read_tokens=2048)),
-]
+# What the provider makes of the recorded stream's events (tests/contract/test_bedrock.py pins them).
+STREAMED = list(
+    BedrockProvider(StubBedrockRuntime(events=recorded_jsonl("bedrock/converse_stream_text.jsonl"))).stream(CALL)
+)
 
 
 @dataclass(frozen=True)
@@ -103,23 +103,9 @@ def build_bedrock(endpoint: str) -> tuple[ChatProvider, EmbeddingProvider]:
     return chat[PROVIDER], embeddings[PROVIDER]
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[tuple[str, list[ScriptedBedrock]]]:
-    current = [ScriptedBedrock()]
-    with serving(current) as url:
-        yield url, current
-
-
 @pytest.fixture
-def bedrock(server: tuple[str, list[ScriptedBedrock]]) -> Iterator[ScriptedBedrock]:
-    server[1][0] = fresh = ScriptedBedrock()
-    yield fresh
-    fresh.release.set()
-
-
-@pytest.fixture
-def providers(server: tuple[str, list[ScriptedBedrock]]) -> tuple[ChatProvider, EmbeddingProvider]:
-    return build_bedrock(server[0])
+def providers(scripted_server: tuple[str, list[ScriptedBedrock]]) -> tuple[ChatProvider, EmbeddingProvider]:
+    return build_bedrock(scripted_server[0])
 
 
 def outcome(run: Callable[[], Any]) -> Any:
@@ -145,13 +131,13 @@ THROTTLED = aws_error(429, "ThrottlingException:http://internal.amazon.com/coral
 # Converse
 
 
-def test_an_answer_is_a_completion_with_the_request_id(bedrock: ScriptedBedrock, providers: Any) -> None:
-    bedrock.replies.append(exchange("bedrock/converse_response_tool_use.json"))
+def test_an_answer_is_a_completion_with_the_request_id(scripted: ScriptedBedrock, providers: Any) -> None:
+    scripted.replies.append(exchange("bedrock/converse_response_tool_use.json"))
 
     completion = providers[0].complete(CALL)
 
     model_id = urllib.parse.quote(CALL.deployment.model, safe="")
-    ((method, path, _, body),) = bedrock.received
+    ((method, path, _, body),) = scripted.received
     assert (method, path) == ("POST", f"/model/{model_id}/converse")
     assert json.loads(body) == {key: value for key, value in CONVERSE_REQUEST.items() if key != "modelId"}
     assert completion == Completion(
@@ -170,15 +156,25 @@ def test_an_answer_is_a_completion_with_the_request_id(bedrock: ScriptedBedrock,
     )
 
 
+def complete(providers: tuple[ChatProvider, EmbeddingProvider]) -> Completion:
+    return providers[0].complete(CALL)
+
+
+def embed(providers: tuple[ChatProvider, EmbeddingProvider]) -> Embeddings:
+    return providers[1].embed(EMBED_CALL)
+
+
 @pytest.mark.parametrize(
-    ("reply", "expected"),
+    ("call", "reply", "expected"),
     [
         pytest.param(
+            complete,
             THROTTLED,
             Failed("ProviderThrottledError", "Bedrock answered ThrottlingException: Too many.", False, 429, REQUEST_ID),
-            id="throttled",
+            id="converse: throttled",
         ),
         pytest.param(
+            complete,
             aws_error(400, "ValidationException", "The model returned the following errors: bad."),
             Failed(
                 "ProviderRejectedError",
@@ -187,45 +183,76 @@ def test_an_answer_is_a_completion_with_the_request_id(bedrock: ScriptedBedrock,
                 400,
                 REQUEST_ID,
             ),
-            id="rejected",
+            id="converse: rejected",
         ),
         pytest.param(
+            complete,
             aws_error(500, "InternalServerException", "Internal error."),
             Failed(
                 "ProviderError", "Bedrock answered InternalServerException: Internal error.", False, 500, REQUEST_ID
             ),
-            id="500 with an error type",
+            id="converse: 500 with an error type",
         ),
         pytest.param(
+            complete,
             Reply(503, {}, [b""]),
             Failed("ProviderError", "Bedrock answered 503: Service Unavailable", False, 503, None),
-            id="bare 503",
+            id="converse: bare 503",
         ),
         pytest.param(
+            complete,
             Reply(502, {"content-type": "text/html"}, [b"<html><body>Bad Gateway</body></html>"]),
             Failed("ProviderError", "Bedrock answered 502: Bad Gateway", False, 502, None),
-            id="502 from a proxy",
+            id="converse: 502 from a proxy",
         ),
         pytest.param(
-            Reply(head_after_s=LATE_S),
+            complete,
+            LATE,
             Failed("ProviderTimeoutError", "Bedrock did not answer in time (ReadTimeoutError)", True),
-            id="no answer in time: it may have been generated",
+            id="converse: no answer in time, it may have been generated",
         ),
         pytest.param(
-            Reply(headers={"content-type": "application/json"}, parts=[b'{"output": {"mess'], declared=300, cut=True),
+            complete,
+            CUT_SHORT,
             # With botocore's client: "Bedrock's answer is not a Converse response (KeyError('output'))"
             # (it read the cut body as far as it went, an answer without `output`).
             Failed("ProviderResponseError", "Bedrock's answer broke off (ResponseStreamingError)", True),
-            id="answer cut short",
+            id="converse: answer cut short",
+        ),
+        pytest.param(
+            embed,
+            aws_error(400, "ValidationException", "Malformed input request."),
+            Failed(
+                "ProviderRejectedError",
+                "Bedrock answered ValidationException: Malformed input request.",
+                False,
+                400,
+                REQUEST_ID,
+            ),
+            id="invoke: rejected",
+        ),
+        pytest.param(
+            embed,
+            LATE,
+            Failed("ProviderTimeoutError", "Bedrock did not answer in time (ReadTimeoutError)", False),
+            id="invoke: no answer in time",
+        ),
+        pytest.param(
+            embed,
+            CUT_SHORT,
+            Failed(
+                "ProviderResponseError", "Bedrock's answer broke off (ResponseStreamingError)", True, None, REQUEST_ID
+            ),
+            id="invoke: answer cut short",
         ),
     ],
 )
-def test_a_converse_failure_is_the_provider_error_the_caller_sees(
-    bedrock: ScriptedBedrock, providers: Any, reply: Reply, expected: Failed
+def test_a_failed_call_is_the_provider_error_the_caller_sees(
+    scripted: ScriptedBedrock, providers: Any, call: Callable[[Any], Any], reply: Reply, expected: Failed
 ) -> None:
-    bedrock.replies.append(reply)
+    scripted.replies.append(reply)
 
-    assert outcome(lambda: providers[0].complete(CALL)) == expected
+    assert outcome(lambda: call(providers)) == expected
 
 
 def test_an_unreachable_endpoint_is_a_provider_error_nothing_was_sent_to() -> None:
@@ -242,21 +269,21 @@ def test_an_unreachable_endpoint_is_a_provider_error_nothing_was_sent_to() -> No
 # ConverseStream
 
 
-def test_a_stream_is_its_text_finish_and_usage(bedrock: ScriptedBedrock, providers: Any) -> None:
-    bedrock.replies.append(Reply(headers=EVENT_STREAM, parts=STREAM, stream=True))
+def test_a_stream_is_its_text_finish_and_usage(scripted: ScriptedBedrock, providers: Any) -> None:
+    scripted.replies.append(Reply(headers=EVENT_STREAM, parts=STREAM, stream=True))
 
     events = streamed(providers[0])
 
     model_id = urllib.parse.quote(CALL.deployment.model, safe="")
-    assert [(method, path) for method, path, _, _ in bedrock.received] == [
+    assert [(method, path) for method, path, _, _ in scripted.received] == [
         ("POST", f"/model/{model_id}/converse-stream")
     ]
     assert events == STREAMED
 
 
-def test_a_stream_in_pieces_of_any_size_is_put_back_together(bedrock: ScriptedBedrock, providers: Any) -> None:
+def test_a_stream_in_pieces_of_any_size_is_put_back_together(scripted: ScriptedBedrock, providers: Any) -> None:
     whole = b"".join(STREAM)
-    bedrock.replies.append(
+    scripted.replies.append(
         Reply(headers=EVENT_STREAM, parts=[whole[start : start + 7] for start in range(0, len(whole), 7)], stream=True)
     )
 
@@ -264,86 +291,81 @@ def test_a_stream_in_pieces_of_any_size_is_put_back_together(bedrock: ScriptedBe
 
 
 @pytest.mark.parametrize(
-    ("after", "expected"),
-    [
-        pytest.param(
-            [encode_exception("throttlingException", "Too many tokens, please wait.")],
-            Failed(
-                "ProviderResponseError",
-                "Bedrock's stream failed: throttlingException: Too many tokens, please wait.",
-                True,
-            ),
-            id="in-stream throttlingException",
-        ),
-        pytest.param(
-            [encode_exception("modelStreamErrorException", "The model stopped.")],
-            Failed(
-                "ProviderResponseError", "Bedrock's stream failed: modelStreamErrorException: The model stopped.", True
-            ),
-            id="in-stream modelStreamErrorException",
-        ),
-        pytest.param(
-            [corrupt_message_crc(STREAM[3])],
-            Failed("ProviderResponseError", "Bedrock's stream broke (ChecksumMismatch)", True),
-            id="a frame with a bad CRC",
-        ),
-        pytest.param(
-            [LATE_S, *STREAM[3:]],
-            Failed("ProviderTimeoutError", "Bedrock stopped sending mid-stream", True),
-            id="a stall past the first-byte timeout",
-        ),
-    ],
-)
-def test_a_stream_that_fails_after_its_200_is_metered_as_accepted(
-    bedrock: ScriptedBedrock, providers: Any, after: list[bytes | float], expected: Failed
-) -> None:
-    bedrock.replies.append(Reply(headers=EVENT_STREAM, parts=[*STREAM[:3], *after], stream=True))
-
-    assert streamed(providers[0]) == [*STREAMED[:2], expected]
-
-
-def test_a_stream_cut_mid_way_is_metered_as_accepted(bedrock: ScriptedBedrock, providers: Any) -> None:
-    bedrock.replies.append(Reply(headers=EVENT_STREAM, parts=STREAM[:3], stream=True, cut=True))
-
-    assert streamed(providers[0]) == [
-        *STREAMED[:2],
-        # With botocore's client the error was urllib3's, unwrapped: "(ProtocolError)".
-        Failed("ProviderResponseError", "Bedrock's stream broke (ResponseStreamingError)", True),
-    ]
-
-
-@pytest.mark.parametrize(
     ("reply", "expected"),
     [
         pytest.param(
-            THROTTLED,
-            Failed("ProviderThrottledError", "Bedrock answered ThrottlingException: Too many.", False, 429, REQUEST_ID),
-            id="throttled",
+            stream_then(encode_exception("throttlingException", "Too many tokens, please wait.")),
+            [
+                *STREAMED[:2],
+                Failed(
+                    "ProviderResponseError",
+                    "Bedrock's stream failed: throttlingException: Too many tokens, please wait.",
+                    True,
+                ),
+            ],
+            id="accepted: in-stream throttlingException",
         ),
         pytest.param(
-            Reply(head_after_s=LATE_S),
-            Failed("ProviderTimeoutError", "Bedrock did not answer in time (ReadTimeoutError)", False),
+            stream_then(encode_exception("modelStreamErrorException", "The model stopped.")),
+            [
+                *STREAMED[:2],
+                Failed(
+                    "ProviderResponseError",
+                    "Bedrock's stream failed: modelStreamErrorException: The model stopped.",
+                    True,
+                ),
+            ],
+            id="accepted: in-stream modelStreamErrorException",
+        ),
+        pytest.param(
+            stream_then(corrupt_message_crc(STREAM[3])),
+            [*STREAMED[:2], Failed("ProviderResponseError", "Bedrock's stream broke (ChecksumMismatch)", True)],
+            id="accepted: a frame with a bad CRC",
+        ),
+        pytest.param(
+            STALLED,
+            [*STREAMED[:2], Failed("ProviderTimeoutError", "Bedrock stopped sending mid-stream", True)],
+            id="accepted: a stall past the first-byte timeout",
+        ),
+        pytest.param(
+            CUT_MID_STREAM,
+            # With botocore's client the error was urllib3's, unwrapped: "(ProtocolError)".
+            [*STREAMED[:2], Failed("ProviderResponseError", "Bedrock's stream broke (ResponseStreamingError)", True)],
+            id="accepted: cut mid-way",
+        ),
+        pytest.param(
+            THROTTLED,
+            [
+                Failed(
+                    "ProviderThrottledError", "Bedrock answered ThrottlingException: Too many.", False, 429, REQUEST_ID
+                )
+            ],
+            id="refused before its 200",
+        ),
+        pytest.param(
+            LATE,
+            [Failed("ProviderTimeoutError", "Bedrock did not answer in time (ReadTimeoutError)", False)],
             id="no status line in time: nothing generated yet",
         ),
     ],
 )
-def test_a_stream_refused_before_its_200_is_not_accepted(
-    bedrock: ScriptedBedrock, providers: Any, reply: Reply, expected: Failed
+def test_a_failed_stream_is_what_it_delivered_then_the_provider_error(
+    scripted: ScriptedBedrock, providers: Any, reply: Reply, expected: list[Any]
 ) -> None:
-    bedrock.replies.append(reply)
+    scripted.replies.append(reply)
 
-    assert streamed(providers[0]) == [expected]
+    assert streamed(providers[0]) == expected
 
 
 # InvokeModel (embeddings)
 
 
-def test_an_embedding_answer_is_counted_by_its_header(bedrock: ScriptedBedrock, providers: Any) -> None:
-    bedrock.replies.append(exchange("bedrock/titan_embed_v2_response.json"))
+def test_an_embedding_answer_is_counted_by_its_header(scripted: ScriptedBedrock, providers: Any) -> None:
+    scripted.replies.append(exchange("bedrock/titan_embed_v2_response.json"))
 
     embeddings = providers[1].embed(EMBED_CALL)
 
-    ((method, path, _, body),) = bedrock.received
+    ((method, path, _, body),) = scripted.received
     expected_request = recorded_json("bedrock/titan_embed_v2_request_expected.json")["provider_request"]
     model_id = urllib.parse.quote(expected_request["modelId"], safe="")
     assert (method, path, body) == ("POST", f"/model/{model_id}/invoke", expected_request["body"].encode())
@@ -351,39 +373,3 @@ def test_an_embedding_answer_is_counted_by_its_header(bedrock: ScriptedBedrock, 
     assert embeddings == Embeddings(
         vectors=(vector,), input_tokens=12, provider_request_id="2f6a9d3c-8e1b-4a07-b5c2-d9e4f7a1c836"
     )
-
-
-@pytest.mark.parametrize(
-    ("reply", "expected"),
-    [
-        pytest.param(
-            aws_error(400, "ValidationException", "Malformed input request."),
-            Failed(
-                "ProviderRejectedError",
-                "Bedrock answered ValidationException: Malformed input request.",
-                False,
-                400,
-                REQUEST_ID,
-            ),
-            id="rejected",
-        ),
-        pytest.param(
-            Reply(head_after_s=LATE_S),
-            Failed("ProviderTimeoutError", "Bedrock did not answer in time (ReadTimeoutError)", False),
-            id="no answer in time",
-        ),
-        pytest.param(
-            Reply(headers={"content-type": "application/json"}, parts=[b'{"embedding": [0.1,'], declared=300, cut=True),
-            Failed(
-                "ProviderResponseError", "Bedrock's answer broke off (ResponseStreamingError)", True, None, REQUEST_ID
-            ),
-            id="answer cut short",
-        ),
-    ],
-)
-def test_an_embedding_failure_is_the_provider_error_the_caller_sees(
-    bedrock: ScriptedBedrock, providers: Any, reply: Reply, expected: Failed
-) -> None:
-    bedrock.replies.append(reply)
-
-    assert outcome(lambda: providers[1].embed(EMBED_CALL)) == expected

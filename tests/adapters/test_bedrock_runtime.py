@@ -21,13 +21,18 @@ from paymaster.adapters.aws_environment import StaticCredentials
 from paymaster.adapters.bedrock_runtime import BedrockRuntimeWire
 from paymaster_local.fakes.eventstream import corrupt_message_crc, encode_exception
 from tests.adapters.scripted_bedrock import (
+    CUT_MID_STREAM,
+    CUT_SHORT,
     EVENT_STREAM,
+    FIRST_BYTE_S,
+    LATE,
+    STALLED,
     STREAM,
     Reply,
     ScriptedBedrock,
     aws_error,
     exchange,
-    serving,
+    stream_then,
 )
 from tests.contract.recordings import recorded_json
 
@@ -41,8 +46,6 @@ CONVERSE: dict[str, Any] = recorded_json("bedrock/converse_request_expected.json
     "modelId": PROFILE_ARN
 }
 INVOKE: dict[str, Any] = recorded_json("bedrock/titan_embed_v2_request_expected.json")["provider_request"]
-FIRST_BYTE_S = 0.3
-LATE_S = 1.0
 
 
 def botocore_client(endpoint: str = ENDPOINT) -> Any:
@@ -155,24 +158,10 @@ def test_a_model_arn_is_one_percent_encoded_path_segment_signed_encoded_twice() 
 # What is answered
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[tuple[str, list[ScriptedBedrock]]]:
-    current = [ScriptedBedrock()]
-    with serving(current) as url:
-        yield url, current
-
-
 @pytest.fixture
-def bedrock(server: tuple[str, list[ScriptedBedrock]]) -> Iterator[ScriptedBedrock]:
-    server[1][0] = fresh = ScriptedBedrock()
-    yield fresh
-    fresh.release.set()
-
-
-@pytest.fixture
-def clients(server: tuple[str, list[ScriptedBedrock]]) -> Iterator[tuple[Any, BedrockRuntimeWire]]:
-    theirs = botocore_client(server[0])
-    yield theirs, thin_client(httpx.HTTPTransport(), server[0])
+def clients(scripted_server: tuple[str, list[ScriptedBedrock]]) -> Iterator[tuple[Any, BedrockRuntimeWire]]:
+    theirs = botocore_client(scripted_server[0])
+    yield theirs, thin_client(httpx.HTTPTransport(), scripted_server[0])
     theirs.close()
 
 
@@ -214,9 +203,9 @@ def answered(client: Any, operation: str, arguments: dict[str, Any]) -> Any:
     return answer
 
 
-def both(bedrock: ScriptedBedrock, clients: tuple[Any, BedrockRuntimeWire], operation: str, reply: Reply) -> list[Any]:
+def both(scripted: ScriptedBedrock, clients: tuple[Any, BedrockRuntimeWire], operation: str, reply: Reply) -> list[Any]:
     """What botocore's client, then the thin one, make of the same reply."""
-    bedrock.replies += [reply, reply]
+    scripted.replies += [reply, reply]
     arguments = INVOKE if operation == "invoke_model" else CONVERSE
     return [answered(client, operation, arguments) for client in clients]
 
@@ -231,15 +220,15 @@ ERRORS = [
     pytest.param(Reply(503, {}, [b""]), id="bare 503"),
     pytest.param(Reply(502, {"content-type": "text/html"}, [b"<html><body>Bad Gateway</body></html>"]), id="HTML 502"),
     pytest.param(Reply(504, {}, [b"upstream timed out"]), id="5xx, not JSON"),
-    pytest.param(Reply(head_after_s=LATE_S), id="no answer in time"),
+    pytest.param(LATE, id="no answer in time"),
 ]
 
 
 @pytest.mark.parametrize(
     "reply", [pytest.param(exchange("bedrock/converse_response_tool_use.json"), id="answer"), *ERRORS]
 )
-def test_converse_answers_as_botocore_does(bedrock: ScriptedBedrock, clients: Any, reply: Reply) -> None:
-    theirs, ours = both(bedrock, clients, "converse", reply)
+def test_converse_answers_as_botocore_does(scripted: ScriptedBedrock, clients: Any, reply: Reply) -> None:
+    theirs, ours = both(scripted, clients, "converse", reply)
 
     assert ours == theirs
 
@@ -255,30 +244,18 @@ def in_pieces(frames: list[bytes], size: int = 7) -> list[bytes | float]:
         pytest.param(Reply(headers=EVENT_STREAM, parts=STREAM, stream=True), id="events"),
         pytest.param(Reply(headers=EVENT_STREAM, parts=in_pieces(STREAM), stream=True), id="events in 7-byte pieces"),
         pytest.param(
-            Reply(
-                headers=EVENT_STREAM,
-                parts=[*STREAM[:3], encode_exception("throttlingException", "Slow down.")],
-                stream=True,
-            ),
-            id="in-stream throttlingException",
+            stream_then(encode_exception("throttlingException", "Slow down.")), id="in-stream throttlingException"
         ),
         pytest.param(
-            Reply(
-                headers=EVENT_STREAM,
-                parts=[*STREAM[:3], encode_exception("modelStreamErrorException", "The model stopped.")],
-                stream=True,
-            ),
+            stream_then(encode_exception("modelStreamErrorException", "The model stopped.")),
             id="in-stream modelStreamErrorException",
         ),
-        pytest.param(
-            Reply(headers=EVENT_STREAM, parts=[*STREAM[:3], corrupt_message_crc(STREAM[3])], stream=True),
-            id="a frame with a bad CRC",
-        ),
+        pytest.param(stream_then(corrupt_message_crc(STREAM[3])), id="a frame with a bad CRC"),
         *ERRORS,
     ],
 )
-def test_converse_stream_answers_as_botocore_does(bedrock: ScriptedBedrock, clients: Any, reply: Reply) -> None:
-    theirs, ours = both(bedrock, clients, "converse_stream", reply)
+def test_converse_stream_answers_as_botocore_does(scripted: ScriptedBedrock, clients: Any, reply: Reply) -> None:
+    theirs, ours = both(scripted, clients, "converse_stream", reply)
 
     assert ours == theirs
 
@@ -286,14 +263,10 @@ def test_converse_stream_answers_as_botocore_does(bedrock: ScriptedBedrock, clie
 @pytest.mark.parametrize(
     "reply", [pytest.param(exchange("bedrock/titan_embed_v2_response.json"), id="answer"), *ERRORS]
 )
-def test_invoke_model_answers_as_botocore_does(bedrock: ScriptedBedrock, clients: Any, reply: Reply) -> None:
-    theirs, ours = both(bedrock, clients, "invoke_model", reply)
+def test_invoke_model_answers_as_botocore_does(scripted: ScriptedBedrock, clients: Any, reply: Reply) -> None:
+    theirs, ours = both(scripted, clients, "invoke_model", reply)
 
     assert ours == theirs
-
-
-STALL = Reply(headers=EVENT_STREAM, parts=[*STREAM[:3], LATE_S, *STREAM[3:]], stream=True)
-CUT = Reply(headers=EVENT_STREAM, parts=STREAM[:3], stream=True, cut=True)
 
 
 def events_then_error(client: Any) -> tuple[list[dict[str, Any]], Exception]:
@@ -310,16 +283,16 @@ def events_then_error(client: Any) -> tuple[list[dict[str, Any]], Exception]:
 @pytest.mark.parametrize(
     ("reply", "botocore_lets_through", "thin_raises"),
     [
-        pytest.param(STALL, urllib3.exceptions.ReadTimeoutError, ReadTimeoutError, id="stalled"),
-        pytest.param(CUT, urllib3.exceptions.ProtocolError, ResponseStreamingError, id="cut"),
+        pytest.param(STALLED, urllib3.exceptions.ReadTimeoutError, ReadTimeoutError, id="stalled"),
+        pytest.param(CUT_MID_STREAM, urllib3.exceptions.ProtocolError, ResponseStreamingError, id="cut"),
     ],
 )
 def test_a_stream_that_stalls_or_breaks_off_raises_botocore_s_error_where_botocore_lets_urllib3_s_through(
-    bedrock: ScriptedBedrock, clients: Any, reply: Reply, botocore_lets_through: type, thin_raises: type
+    scripted: ScriptedBedrock, clients: Any, reply: Reply, botocore_lets_through: type, thin_raises: type
 ) -> None:
     """botocore's event stream lets urllib3's errors through unwrapped; the thin client raises what
     botocore's StreamingBody raises for a body (the providers meter both as accepted)."""
-    bedrock.replies += [reply, reply]
+    scripted.replies += [reply, reply]
     (their_events, theirs), (our_events, ours) = (events_then_error(client) for client in clients)
 
     assert our_events == their_events
@@ -328,13 +301,12 @@ def test_a_stream_that_stalls_or_breaks_off_raises_botocore_s_error_where_botoco
     assert type(ours) is thin_raises
 
 
-def test_a_200_body_cut_short_is_a_response_streaming_error(bedrock: ScriptedBedrock, clients: Any) -> None:
+def test_a_200_body_cut_short_is_a_response_streaming_error(scripted: ScriptedBedrock, clients: Any) -> None:
     """botocore reads a cut Converse body as far as it got and parses that to an answer without
     `output`; an InvokeModel body it reads as a ResponseStreamingError. The thin client raises
     ResponseStreamingError for both."""
-    cut = Reply(headers={"content-type": "application/json"}, parts=[b'{"output": {"mess'], declared=300, cut=True)
-    converse_theirs, converse_ours = both(bedrock, clients, "converse", cut)
-    invoke_theirs, invoke_ours = both(bedrock, clients, "invoke_model", cut)
+    converse_theirs, converse_ours = both(scripted, clients, "converse", CUT_SHORT)
+    invoke_theirs, invoke_ours = both(scripted, clients, "invoke_model", CUT_SHORT)
 
     assert set(converse_theirs) == {"ResponseMetadata"}
     assert converse_ours[0] == "ResponseStreamingError"

@@ -12,7 +12,7 @@ import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import httpx
@@ -36,6 +36,7 @@ from paymaster.domain.errors import (
 )
 from paymaster.domain.policy import Deployment, Timeouts
 from paymaster.ports import EmbeddingCall
+from tests.adapters.scripted_bedrock import serve_http
 from tests.policies import DEMO
 
 TITAN_V2 = "amazon.titan-embed-text-v2:0"
@@ -194,13 +195,8 @@ def server() -> Iterator[tuple[str, list[FakeBedrock]]]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", current
-    httpd.shutdown()
-    httpd.server_close()
+    with serve_http(Handler) as url:
+        yield url, current
 
 
 @pytest.fixture
