@@ -19,7 +19,7 @@ Per run and model it prints, from the moment the process was started:
 the first request's own share (answer − ready), and the CPU time the gateway process used to
 its first answer (less sensitive than wall time to whatever else the machine runs).
 `gpt-4o-mini` is an OpenAI-compatible deployment (httpx, its key from Secrets Manager,
-o200k_base); `nova-lite` a Bedrock one (botocore's bedrock-runtime client, cl100k_base).
+o200k_base); `nova-lite` a Bedrock one (the thin bedrock-runtime client over httpx, cl100k_base).
 `--importtime` adds the modules `python -X importtime` finds slowest, to the first answer;
 `--provider-ms` makes the fake provider answer that late (a fault the fakes script), as a real
 model would: work the gateway does in the background while it waits then shows. On a shared
