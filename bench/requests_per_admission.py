@@ -17,6 +17,7 @@ import httpx
 from botocore.credentials import Credentials
 
 from bench._support import dynamodb_client, machine, moto_dynamodb, policy_with_rules
+from paymaster import schema
 from paymaster.adapters.dynamodb_counters import DynamoDBCounterStore
 from paymaster.adapters.dynamodb_wire import DynamoDBWire
 from paymaster.adapters.memory import MemorySettlementQueue
@@ -97,8 +98,13 @@ def measure(url: str, rules: int) -> str:
         sent.clear()
         admitted = service.admit(CALLER, REQUEST, f"r{rules}-{round_}")
         admitting += sent
-        keys = [{"pk": {"S": f"RES#r{rules}-{round_}"}, "sk": {"S": "RESERVATION"}}]
-        keys += [{"pk": {"S": hold.pk}, "sk": {"S": hold.sk}} for hold in admitted.holds]
+        keys = [
+            {
+                schema.PARTITION_KEY: {"S": schema.reservation_pk(f"r{rules}-{round_}")},
+                schema.SORT_KEY: {"S": schema.RESERVATION_SORT_KEY},
+            }
+        ]
+        keys += [{schema.PARTITION_KEY: {"S": hold.pk}, schema.SORT_KEY: {"S": hold.sk}} for hold in admitted.holds]
         # Before this admission the reservation did not exist and the counters were as last settled.
         before = [0, *counter_sizes] if counter_sizes else [0] * len(keys)
         after_admission = sizes(reader, keys)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Literal, TypeVar
 
-from paymaster import names
+from paymaster import schema
 from paymaster.domain.errors import StoreUnavailableError
 from paymaster.domain.limits import Hold, Refusal
 from paymaster.ports import CounterChange, CounterState, HeldReservation, Reservation, Settlement
@@ -199,7 +199,7 @@ def _fits(hold: Hold, counter: CounterState | None) -> bool:
 def _one_transaction(request_id: str, counters: list[_Key]) -> None:
     """What DynamoDB refuses in a transaction on a reservation and its counters before looking at
     any condition (a ValidationException there)."""
-    keys = [(names.reservation_pk(request_id), names.RESERVATION_SORT_KEY), *counters]
+    keys = [(schema.reservation_pk(request_id), schema.RESERVATION_SORT_KEY), *counters]
     if len(keys) > MAX_TRANSACTION_ITEMS:
         raise ValueError(f"a transaction holds at most {MAX_TRANSACTION_ITEMS} items, not {len(keys)}")
     if len(set(keys)) != len(keys):
