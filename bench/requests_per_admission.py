@@ -25,10 +25,21 @@ from paymaster.adapters.tokenizer import count_tokens
 from paymaster.domain.chat import ChatRequest, Usage
 from paymaster.domain.identity import Caller
 from paymaster.domain.metering import Reported
+from paymaster.ports import CallRecord
 from paymaster.services.admission import AdmissionService
 from paymaster_local.resources import COUNTERS_TABLE
 
-CALLER = Caller(team="search", app="ranker", env="prod", principal="search-ranker", arn="arn")
+# A caller as IAM names an assumed role's session, with two metadata labels and a user: what a
+# reservation item records for the ledger, at a typical size.
+CALLER = Caller(
+    team="search",
+    app="ranker",
+    env="prod",
+    principal="search-ranker",
+    arn="arn:aws:sts::111111111111:assumed-role/search-ranker-prod/i-0a1b2c3d4e5f67890",
+)
+METADATA = {"feature": "query-rewrite", "tenant": "acme-eu"}
+CALL = CallRecord("openai/gpt-4o-mini", ("openai/gpt-4o-mini",), "chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT", 812, 240)
 REQUEST = ChatRequest.model_validate(
     {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello " * 40}], "max_tokens": 256, "user": "u1"}
 )
@@ -96,7 +107,7 @@ def measure(url: str, rules: int) -> str:
     counter_sizes: list[int] = []  # each counter as the last settlement left it
     for round_ in range(ROUNDS):
         sent.clear()
-        admitted = service.admit(CALLER, REQUEST, f"r{rules}-{round_}")
+        admitted = service.admit(CALLER, REQUEST, f"r{rules}-{round_}", METADATA)
         admitting += sent
         keys = [
             {
@@ -110,21 +121,23 @@ def measure(url: str, rules: int) -> str:
         after_admission = sizes(reader, keys)
         admit_units += write_units(before, after_admission)
         sent.clear()
-        service.settle(admitted, Reported(Usage(200, 100)))
+        service.settle(admitted, Reported(Usage(200, 100)), CALL)
         settling += sent
         after_settlement = sizes(reader, keys)
         settle_units += write_units(after_admission, after_settlement)
         counter_sizes = after_settlement[1:]
+        reservation_sizes = (after_admission[0], after_settlement[0])
     return (
         f"{rules:>5}  {admitting.total() / ROUNDS:>18.2f}  {settling.total() / ROUNDS:>19.2f}"
-        f"  {admit_units / ROUNDS:>13.1f}  {settle_units / ROUNDS:>14.1f}   {dict(admitting)} / {dict(settling)}"
+        f"  {admit_units / ROUNDS:>13.1f}  {settle_units / ROUNDS:>14.1f}"
+        f"  {reservation_sizes[0]:>5} B / {reservation_sizes[1]:>5} B   {dict(admitting)} / {dict(settling)}"
     )
 
 
 def main() -> None:
     print(f"machine: {machine()}; {ROUNDS} admissions + settlements per row")
     print(f"{'rules':>5}  {'requests/admission':>18}  {'requests/settlement':>19}  {'WCU/admission':>13}", end="")
-    print(f"  {'WCU/settlement':>14}   operations (admission / settlement)")
+    print(f"  {'WCU/settlement':>14}  reservation item (held / settled)   operations (admission / settlement)")
     for rules in (1, 3, 6):
         with moto_dynamodb() as url:
             print(measure(url, rules))

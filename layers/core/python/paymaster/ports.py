@@ -8,6 +8,7 @@ from typing import Literal, Protocol
 
 from paymaster.domain.chat import ChatRequest, Completion, StreamEvent, Usage
 from paymaster.domain.limits import Hold, Refusal
+from paymaster.domain.metering import Basis
 from paymaster.domain.policy import Deployment
 
 
@@ -50,6 +51,19 @@ class Authenticator(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class Asked:
+    """Who asked for what, as the ledger records an admitted request (the counters need none of it)."""
+
+    admitted_at: datetime
+    principal_arn: str
+    env: str
+    user: str | None = None
+    metadata: tuple[tuple[str, str], ...] = ()
+    reserved: int = 0  # micro-USD: the most the request can cost, as held
+    downgraded_from: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Reservation:
     """What admission holds for one request until it is settled or expires."""
 
@@ -59,6 +73,18 @@ class Reservation:
     team: str
     app: str
     model: str
+    asked: Asked | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    """How a request was served, as the ledger records it with its settlement."""
+
+    deployment: str | None  # the deployment that served (or failed last)
+    tried: tuple[str, ...]  # every deployment tried under this hold, in order
+    provider_request_id: str | None
+    latency_ms: int  # admission to settlement
+    first_token_ms: int | None  # admission to the first streamed token
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +113,8 @@ class Settlement:
     usage: Usage | None
     flags: tuple[str, ...] = ()
     fence: bool = False
+    billed_on: Basis | None = None
+    call: CallRecord | None = None
 
 
 @dataclass(frozen=True, slots=True)

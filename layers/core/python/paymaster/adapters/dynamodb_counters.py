@@ -29,7 +29,7 @@ from botocore.exceptions import BotoCoreError, ClientError, ConnectionClosedErro
 from paymaster import schema
 from paymaster.domain.errors import StoreOutcomeUnknownError, StoreUnavailableError
 from paymaster.domain.limits import Hold, Refusal
-from paymaster.ports import CounterChange, CounterState, HeldReservation, Reservation, Settlement
+from paymaster.ports import Asked, CallRecord, CounterChange, CounterState, HeldReservation, Reservation, Settlement
 from paymaster.schema import HELD
 
 # Keep a window's counter this long after it ends: /v1/usage history, audits. TTL deletes it later.
@@ -229,6 +229,7 @@ class DynamoDBCounterStore:
                     schema.HELD_SHARD: _s(schema.held_shard(shard)),
                     schema.HELD_UNTIL: _n(_epoch(reservation.held_until)),
                     schema.TTL_ATTRIBUTE: _n(_epoch(reservation.held_until + RESERVATION_RETENTION)),
+                    **(_asked(reservation.asked) if reservation.asked is not None else {}),
                 },
                 "ConditionExpression": "attribute_not_exists(#pk)",
                 "ExpressionAttributeNames": {"#pk": schema.PARTITION_KEY},
@@ -291,17 +292,25 @@ class DynamoDBCounterStore:
             ":cost": _n(settlement.cost),
             ":flags": {"L": [_s(flag) for flag in settlement.flags]},
         }
-        assignments = "#state = :outcome, #cost = :cost, #flags = :flags"
+        names = {"#state": schema.STATE, "#cost": schema.COST, "#flags": schema.FLAGS, "#shard": schema.HELD_SHARD}
+        recorded: dict[str, dict[str, Any]] = {}
         if settlement.usage is not None:
-            values[":usage"] = {
+            recorded[schema.USAGE] = {
                 "M": {
-                    "input_tokens": _n(settlement.usage.input_tokens),
-                    "output_tokens": _n(settlement.usage.output_tokens),
-                    "cache_read_tokens": _n(settlement.usage.cache_read_tokens),
-                    "cache_write_tokens": _n(settlement.usage.cache_write_tokens),
+                    schema.USAGE_INPUT: _n(settlement.usage.input_tokens),
+                    schema.USAGE_OUTPUT: _n(settlement.usage.output_tokens),
+                    schema.USAGE_CACHE_READ: _n(settlement.usage.cache_read_tokens),
+                    schema.USAGE_CACHE_WRITE: _n(settlement.usage.cache_write_tokens),
                 }
             }
-            assignments += ", #usage = :usage"
+        if settlement.billed_on is not None:
+            recorded[schema.BILLED_ON] = _s(settlement.billed_on)
+        if settlement.call is not None:
+            recorded |= _call(settlement.call)
+        assignments = "#state = :outcome, #cost = :cost, #flags = :flags"
+        for number, (attribute, value) in enumerate(recorded.items()):
+            names[f"#a{number}"], values[f":a{number}"] = attribute, value
+            assignments += f", #a{number} = :a{number}"
         return {
             "Update": {
                 "TableName": self._table,
@@ -313,13 +322,7 @@ class DynamoDBCounterStore:
                 "ConditionExpression": "#state = :held",
                 # Whether a reservation exists at all, for a fencing release.
                 "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-                "ExpressionAttributeNames": {
-                    "#state": schema.STATE,
-                    "#cost": schema.COST,
-                    "#flags": schema.FLAGS,
-                    "#shard": schema.HELD_SHARD,
-                    **({"#usage": schema.USAGE} if settlement.usage is not None else {}),
-                },
+                "ExpressionAttributeNames": names,
                 "ExpressionAttributeValues": values,
             }
         }
@@ -334,6 +337,42 @@ class DynamoDBCounterStore:
                 "ExpressionAttributeValues": {":delta": _n(change.delta), ":spent": _n(change.spent)},
             }
         }
+
+
+def _label(value: str) -> dict[str, str]:
+    return _s(value[: schema.MAX_LABEL_CHARS])
+
+
+def _asked(asked: Asked) -> dict[str, Any]:
+    """Who asked for what, for the ledger; what the caller controls is capped (`schema`)."""
+    item: dict[str, Any] = {
+        schema.ADMITTED_AT: _n(int(asked.admitted_at.timestamp() * 1000)),
+        schema.PRINCIPAL: _s(asked.principal_arn),
+        schema.ENV: _s(asked.env),
+        schema.RESERVED: _n(asked.reserved),
+    }
+    if asked.user is not None:
+        item[schema.USER] = _label(asked.user)
+    if asked.metadata:
+        kept = asked.metadata[: schema.MAX_METADATA_KEYS]
+        item[schema.METADATA] = {"M": {key[: schema.MAX_LABEL_CHARS]: _label(value) for key, value in kept}}
+    if asked.downgraded_from is not None:
+        item[schema.DOWNGRADED_FROM] = _s(asked.downgraded_from)
+    return item
+
+
+def _call(call: CallRecord) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        schema.TRIED: {"L": [_s(label) for label in call.tried]},
+        schema.LATENCY_MS: _n(call.latency_ms),
+    }
+    if call.deployment is not None:
+        item[schema.DEPLOYMENT] = _s(call.deployment)
+    if call.provider_request_id is not None:
+        item[schema.PROVIDER_REQUEST_ID] = _label(call.provider_request_id)
+    if call.first_token_ms is not None:
+        item[schema.FIRST_TOKEN_MS] = _n(call.first_token_ms)
+    return item
 
 
 def _client_token(reservation: Reservation) -> str:

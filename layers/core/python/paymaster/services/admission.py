@@ -48,6 +48,8 @@ from paymaster.domain.limits import (
 from paymaster.domain.metering import Bill, Delivered, Outcome, Reported, Unknown, delivered_output_tokens
 from paymaster.domain.policy import Model, Policy, Rule
 from paymaster.ports import (
+    Asked,
+    CallRecord,
     Clock,
     CounterChange,
     CounterState,
@@ -159,7 +161,21 @@ class AdmissionService:
             if not holds:
                 return admission
             reservation = Reservation(
-                request_id, tuple(holds), now + RESERVATION_LIFETIME, caller.team, caller.app, model_name
+                request_id,
+                tuple(holds),
+                now + RESERVATION_LIFETIME,
+                caller.team,
+                caller.app,
+                model_name,
+                Asked(
+                    now,
+                    caller.arn,
+                    caller.env,
+                    request.user,
+                    tuple(sorted(facts.metadata.items())),
+                    int(max_cost(model, prompt, output)),
+                    downgraded_from,
+                ),
             )
             try:
                 refusals = self._store.reserve(reservation)
@@ -202,9 +218,10 @@ class AdmissionService:
             raise StoreUnavailableError(f"Could not reserve for request {request_id} in {MAX_ATTEMPTS} attempts.")
         raise _refusal_error(tightest(enforced), now)
 
-    def settle(self, admission: Admission, outcome: Outcome) -> Bill:
+    def settle(self, admission: Admission, outcome: Outcome, call: CallRecord | None = None) -> Bill:
         """Replaces the hold by what the request used (see `metering` for each outcome) and says
-        what it was charged. Every charge without the provider's usage is flagged."""
+        what it was charged. Every charge without the provider's usage is flagged. `call`: how
+        it was served, for the ledger."""
         model = admission.model
         flags: list[str] = []
         usage: Usage | None = None
@@ -246,7 +263,11 @@ class AdmissionService:
             CounterChange(hold.pk, hold.sk, delta=amount - hold.amount, spent=amount)
             for hold, amount in zip(admission.holds, amounts, strict=True)
         )
-        self._apply(Settlement(admission.request_id, changes, settled, bill.cost, usage, tuple(flags)))
+        self._apply(
+            Settlement(
+                admission.request_id, changes, settled, bill.cost, usage, tuple(flags), billed_on=bill.basis, call=call
+            )
+        )
         return bill
 
     def _apply(self, settlement: Settlement) -> None:
