@@ -134,7 +134,7 @@ def test_a_settlement_the_gateway_queued_is_applied_by_the_function_the_runner_f
         policy, down, count_tokens, lambda: datetime.now(UTC), SqsSettlementQueue(lambda: sqs(aws_url), queue_url)
     )
     admitted = gateway.admit(SEARCH, REQUEST, "queued-1")
-    gateway.settle(admitted, Reported(Usage(0, 7)))
+    gateway.settle(admitted, Reported(Usage(30, 7)))
     (before,) = gateway.usage(SEARCH)
     assert (before.used, before.reserved) == ("0", "0.00001")
 

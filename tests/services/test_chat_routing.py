@@ -46,7 +46,7 @@ class Deployments:
     def complete(self, call: ProviderCall) -> Completion:
         if fault := self._next_fault(call):
             raise fault
-        return Completion("ok", "stop", Usage(0, 4))
+        return Completion("ok", "stop", Usage(30, 4))
 
     def stream(self, call: ProviderCall) -> Generator[StreamEvent, None, None]:
         if fault := self._next_fault(call):
@@ -54,7 +54,7 @@ class Deployments:
         for word in ("one ", "two ", "three "):
             yield TextDelta(word)
         yield Finished("stop")
-        yield UsageReported(Usage(0, 3))
+        yield UsageReported(Usage(30, 3))
 
 
 # `primary` costs 1 µUSD per output token, `backup` 2: a fallback's hold is visibly its own.
@@ -114,7 +114,7 @@ def test_a_fallback_model_is_held_at_its_own_price_before_it_is_called(store: Co
     assert exchange.tried == ["openai/p-first", "openai/p-second", "anthropic/b-only"]
     assert exchange.admission.model_name == "backup"
     assert exchange.admission.request_id == "r1~2"
-    assert exchange.bill == Bill(Usage(0, 4), 8, "provider_usage")  # 4 tokens at backup's 2 µUSD
+    assert exchange.bill == Bill(Usage(30, 4), 8, "provider_usage")  # 4 tokens at backup's 2 µUSD
     assert committed_and_spent(admission) == {"budget": ("0.000008", "0")}  # primary's hold released
 
 
@@ -204,7 +204,7 @@ def test_a_stream_falls_back_before_its_first_event(store: CounterStore) -> None
     events = list(service.stream(exchange))
 
     assert exchange.deployment.label == "anthropic/b-only"
-    assert events[-1] == Bill(Usage(0, 3), 6, "provider_usage")
+    assert events[-1] == Bill(Usage(30, 3), 6, "provider_usage")
     assert not any(isinstance(event, UsageReported) for event in events)  # the bill replaces it
     assert committed_and_spent(admission) == {"budget": ("0.000006", "0")}
 
@@ -328,3 +328,40 @@ def test_each_hold_records_who_asked_and_each_settlement_how_its_hop_was_served(
     assert settled.call is not None
     assert (settled.call.deployment, settled.call.latency_ms) == ("anthropic/b-only", 1250)
     assert settled.call.tried == ("openai/p-first", "openai/p-second", "anthropic/b-only")
+
+
+class NoInputReported(Deployments):
+    """A provider whose usage says the prompt had no tokens at all."""
+
+    def complete(self, call: ProviderCall) -> Completion:
+        return Completion("ok", "stop", Usage(0, 4))
+
+    def stream(self, call: ProviderCall) -> Generator[StreamEvent, None, None]:
+        yield TextDelta("one two ")
+        yield Finished("stop")
+        yield UsageReported(Usage(0, 3))
+
+
+def test_a_stream_whose_usage_reports_no_input_is_charged_what_it_delivered_and_flagged() -> None:
+    store = Recording()
+    service, _ = chat(store, NoInputReported())
+    exchange = service.plan(SEARCH, request("primary", max_tokens=50), "r1")
+
+    *_, bill = service.stream(exchange)
+
+    assert isinstance(bill, Bill)
+    assert bill.basis == "delivered_text"
+    assert bill.usage.input_tokens == exchange.admission.input_tokens  # the estimate, not 0
+    (settled,) = store.settlements
+    assert "usage_reported_no_input" in settled.flags
+
+
+def test_an_answer_whose_usage_reports_no_input_is_charged_its_hold_and_flagged() -> None:
+    store = Recording()
+    service, _ = chat(store, NoInputReported())
+
+    exchange, _ = serve(service)
+
+    assert exchange.bill == Bill(Usage(exchange.admission.input_tokens, 50), 50, "reservation")
+    (settled,) = store.settlements
+    assert {"usage_reported_no_input", "usage_unknown"} <= set(settled.flags)

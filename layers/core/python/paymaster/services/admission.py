@@ -45,7 +45,7 @@ from paymaster.domain.limits import (
     reserve_amount,
     tightest,
 )
-from paymaster.domain.metering import Bill, Delivered, Outcome, Reported, Unknown, delivered_output_tokens
+from paymaster.domain.metering import Bill, Delivered, Outcome, Reported, Unknown, believed, delivered_output_tokens
 from paymaster.domain.policy import Model, Policy, Rule
 from paymaster.ports import (
     Asked,
@@ -225,6 +225,10 @@ class AdmissionService:
         model = admission.model
         flags: list[str] = []
         usage: Usage | None = None
+        if (trusted := believed(outcome, admission.input_tokens)) is not outcome:
+            flags.append("usage_reported_no_input")
+            logger.warning("the provider reported no input tokens", extra={"request_id": admission.request_id})
+            outcome = trusted
         settled: Literal["settled", "released", "charged_delivered", "charged_reservation"]
         if isinstance(outcome, Reported):
             usage = outcome.usage

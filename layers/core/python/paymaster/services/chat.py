@@ -175,7 +175,8 @@ class _Seen:
 
     def outcome(self) -> Outcome:
         """What the stream is charged: its usage, else what it delivered."""
-        return Reported(self.usage) if self.usage is not None else Delivered("".join(self.delivered))
+        delivered = "".join(self.delivered)
+        return Reported(self.usage, delivered) if self.usage is not None else Delivered(delivered)
 
 
 def _call(exchange: Exchange, hop: Hop) -> ProviderCall:
