@@ -279,7 +279,9 @@ def test_stream_to_the_end_is_settled_from_the_provider_s_usage(store: CounterSt
     assert committed_and_spent(admission) == {"budget": ("0.000006", "0")}
 
 
-def test_crashed_request_s_hold_is_returned_by_the_sweeper_after_expiry(store: CounterStore) -> None:
+def test_crashed_request_s_hold_is_charged_by_the_sweeper_after_expiry(store: CounterStore) -> None:
+    """The process died between reserve and settle: the provider may have billed the call, so
+    the hold is charged, flagged — never returned as $0 (docs/COUNTERS.md)."""
     clock = Clock(datetime(2026, 11, 29, 18, 0, tzinfo=UTC))
     admission = service(policy_with([BUDGET]), store, clock)
     admission.admit(SEARCH, request(max_tokens=50), "crashed")  # and never settled
@@ -292,7 +294,7 @@ def test_crashed_request_s_hold_is_returned_by_the_sweeper_after_expiry(store: C
     assert admission.sweep() == 1
     assert admission.sweep() == 0
 
-    assert committed_and_spent(admission) == {"budget": ("0", "0")}
+    assert committed_and_spent(admission) == {"budget": ("0.00005", "0")}
 
 
 def test_settling_an_admission_twice_counts_once(store: CounterStore) -> None:

@@ -119,10 +119,15 @@ class Settlement:
 
 @dataclass(frozen=True, slots=True)
 class HeldReservation:
-    """A reservation as the store keeps it: enough to release it without the gateway's memory."""
+    """A reservation as the store keeps it: enough to settle it without the gateway's memory."""
 
     request_id: str
-    changes: tuple[CounterChange, ...]  # the release: −amount on each counter
+    held: tuple[tuple[str, str, int], ...]  # (pk, sk, amount) on each counter
+    reserved: int  # micro-USD: the most the request could cost (0 if written before it was kept)
+
+    def charged_in_full(self) -> tuple[CounterChange, ...]:
+        """Every hold becomes spend: committed stays, spent grows by the amount held."""
+        return tuple(CounterChange(pk, sk, delta=0, spent=amount) for pk, sk, amount in self.held)
 
 
 @dataclass(frozen=True, slots=True)

@@ -162,17 +162,13 @@ class DynamoDBCounterStore:
                     Limit=limit,
                 )
             for item in answer.get("Items", []):
-                changes = tuple(
-                    CounterChange(
-                        pk=hold[schema.HOLD_PK]["S"],
-                        sk=hold[schema.HOLD_SK]["S"],
-                        delta=-int(hold[schema.HOLD_AMOUNT]["N"]),
-                        spent=0,
-                    )
+                held = tuple(
+                    (hold[schema.HOLD_PK]["S"], hold[schema.HOLD_SK]["S"], int(hold[schema.HOLD_AMOUNT]["N"]))
                     for hold in (entry["M"] for entry in item[schema.HOLDS]["L"])
                 )
                 request_id = schema.request_id_of(item[schema.PARTITION_KEY]["S"])
-                found.append((int(item[schema.HELD_UNTIL]["N"]), HeldReservation(request_id, changes)))
+                reserved = int(item.get(schema.RESERVED, {"N": "0"})["N"])
+                found.append((int(item[schema.HELD_UNTIL]["N"]), HeldReservation(request_id, held, reserved)))
         return [reservation for _, reservation in sorted(found, key=lambda pair: pair[0])][:limit]
 
     def _transact(self, items: list[dict[str, Any]], token: str | None = None) -> list[dict[str, Any]] | None:

@@ -288,13 +288,25 @@ class AdmissionService:
             self._queue.put(settlement)
 
     def sweep(self, limit: int = 100) -> int:
-        """Returns holds that outlived RESERVATION_LIFETIME (a crashed request). Idempotent."""
+        """Charges holds that outlived RESERVATION_LIFETIME at their reservation, flagged
+        `expired_unsettled`: the process died between reserve and settle, and the provider may
+        have billed the call — never $0 by accident (docs/COUNTERS.md). Idempotent."""
         swept = 0
         for held in self._store.expired(self._clock(), limit):
-            settlement = Settlement(held.request_id, held.changes, "expired", 0, None, ("expired",))
+            settlement = Settlement(
+                held.request_id,
+                held.charged_in_full(),
+                "expired",
+                held.reserved,
+                None,
+                ("expired_unsettled",),
+                billed_on="reservation",
+            )
             if self._store.settle(settlement):
                 swept += 1
-                logger.warning("expired reservation returned", extra={"request_id": held.request_id})
+                logger.warning(
+                    "expired reservation charged", extra={"request_id": held.request_id, "cost": held.reserved}
+                )
         return swept
 
     def usage(self, caller: Caller, user: str | None = None) -> list[RuleUsage]:
