@@ -13,6 +13,7 @@ EVENT_SOURCE: Final = "paymaster"
 COST_RECORDED: Final = "CostRecorded"
 BUDGET_THRESHOLD_CROSSED: Final = "BudgetThresholdCrossed"
 REQUEST_DENIED: Final = "RequestDenied"
+RESERVATION_EXPIRED: Final = "ReservationExpired"
 
 # Environment variables read by the settings at cold start.
 ENV_COUNTERS_TABLE: Final = "PAYMASTER_COUNTERS_TABLE"

@@ -4,11 +4,11 @@
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Protocol
 
 from paymaster.domain.chat import ChatRequest, Completion, StreamEvent, Usage
 from paymaster.domain.limits import Hold, Refusal
-from paymaster.domain.metering import Basis
+from paymaster.domain.metering import Basis, SettlementOutcome
 from paymaster.domain.policy import Deployment
 
 
@@ -108,7 +108,7 @@ class Settlement:
 
     request_id: str
     changes: tuple[CounterChange, ...]
-    outcome: Literal["settled", "released", "charged_delivered", "charged_reservation", "expired"]
+    outcome: SettlementOutcome
     cost: int  # micro-USD, for the ledger
     usage: Usage | None
     flags: tuple[str, ...] = ()

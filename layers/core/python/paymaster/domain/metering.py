@@ -17,6 +17,8 @@ from typing import Literal
 from paymaster.domain.chat import Usage
 
 Basis = Literal["provider_usage", "delivered_text", "reservation", "released"]
+# What became of a reservation: the store's record of it, the ledger's and the events'.
+SettlementOutcome = Literal["settled", "released", "charged_delivered", "charged_reservation", "expired"]
 
 
 @dataclass(frozen=True, slots=True)
