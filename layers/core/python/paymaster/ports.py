@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Protocol
 
 from paymaster.domain.chat import ChatRequest, Completion, StreamEvent, Usage
+from paymaster.domain.events import PaymasterEvent
 from paymaster.domain.limits import Hold, Refusal
 from paymaster.domain.metering import Basis, SettlementOutcome
 from paymaster.domain.policy import Deployment
@@ -169,6 +170,27 @@ class SettlementQueue(Protocol):
     the settlement-retry function, until they land. Never raises: a settlement is never dropped."""
 
     def put(self, settlement: Settlement) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Unpublished:
+    """An event the bus did not take, and why: the bus's error code (`ThrottlingException`,
+    `MalformedDetail`, …) or the transport's (`ReadTimeoutError`) and its message."""
+
+    event: PaymasterEvent
+    code: str
+    message: str
+
+
+class EventPublisher(Protocol):
+    """Puts events on paymaster's bus, at least once: a consumer de-duplicates on request id.
+
+    Never raises for the bus: returns the events it could not publish after its own retries
+    (empty when the bus took every one), so that a stream consumer can report those records as
+    failed and have them delivered again.
+    """
+
+    def publish(self, events: Sequence[PaymasterEvent]) -> list[Unpublished]: ...
 
 
 class TokenCounter(Protocol):

@@ -70,6 +70,7 @@ class Service(NamedTuple):
 
 DYNAMODB = Service("dynamodb", "DYNAMODB", "dynamodb")
 SECRETS_MANAGER = Service("secretsmanager", "SECRETS_MANAGER", "secretsmanager")
+EVENTS = Service("events", "EVENTBRIDGE", "events")
 
 
 def credentials(region: str, environ: Mapping[str, str]) -> CredentialSource:
