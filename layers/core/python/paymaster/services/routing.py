@@ -31,6 +31,7 @@ from paymaster.domain.policy import Deployment, Policy
 from paymaster.domain.routing import Hop, may_fall_back, route
 from paymaster.ports import CallRecord, CounterState
 from paymaster.services.admission import Admission, AdmissionService
+from paymaster.services.denials import DenialEvents
 
 logger = Logger(service="paymaster")
 
@@ -68,18 +69,21 @@ class Exchange:
 
 
 class Router:
-    """`draw` picks among weighted deployments (a float in [0, 1)); `monotonic` times calls."""
+    """`draw` picks among weighted deployments (a float in [0, 1)); `monotonic` times calls;
+    `denials` publishes a RequestDenied for each refusal the caller is answered with (None: none)."""
 
     def __init__(
         self,
         policy: Policy,
         admission: AdmissionService,
         *,
+        denials: DenialEvents | None = None,
         draw: Callable[[], float] = random.random,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._policy = policy
         self._admission = admission
+        self._denials = denials
         self._draw = draw
         self._monotonic = monotonic
 
@@ -90,9 +94,22 @@ class Router:
         request_id: str,
         metadata: Mapping[str, str] | None = None,
     ) -> Exchange:
-        """Admits the request; raises what the caller must be told with a status code."""
+        """Admits the request; raises what the caller must be told with a status code — a rule's
+        refusal once its RequestDenied is published (or given up on: `denials`)."""
         planned_at = self._monotonic()
-        admission = self._admission.admit(caller, request, request_id, metadata)
+        try:
+            admission = self._admission.admit(caller, request, request_id, metadata)
+        except LimitRefusedError as refusal:
+            if self._denials is not None:
+                self._denials.refused(
+                    refusal,
+                    caller,
+                    request_id=request_id,
+                    model=request.model,
+                    user=request.user,
+                    metadata=metadata or {},
+                )
+            raise
         hops = self._servable(route(self._policy, admission.model_name, self._draw), request, admission)
         return Exchange(
             caller, request, request_id, dict(metadata or {}), admission, hops, hops[0], planned_at=planned_at
