@@ -1,11 +1,13 @@
 """The EventBridge publisher: what boto3 would send, delivered through a rule to a queue (moto),
 in batches PutEvents takes, and a partial failure retried without losing or doubling an event."""
 
+import io
 import json
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -23,9 +25,16 @@ from paymaster.adapters.event_bus import (
     NoEventBus,
     entry_size,
 )
-from paymaster.domain.events import PaymasterEvent, ReservationExpired
+from paymaster.cli import tail_events
+from paymaster.domain.events import CostRecorded, PaymasterEvent, RequestDenied, ReservationExpired
 from paymaster.ports import EventPublisher
 
+PUBLISHED = Path(__file__).resolve().parents[2] / "events" / "published"
+PUBLISHED_SAMPLES: list[tuple[str, type[PaymasterEvent]]] = [
+    ("cost-recorded.json", CostRecorded),
+    ("request-denied.json", RequestDenied),
+    ("reservation-expired.json", ReservationExpired),
+]
 NOW = datetime(2026, 11, 29, 14, 25, 0, 318_000, tzinfo=UTC)
 BUS = "paymaster-events"
 
@@ -352,3 +361,33 @@ def test_without_a_bus_nothing_is_sent_and_nothing_fails() -> None:
     bus: EventPublisher = NoEventBus()
 
     assert bus.publish([expired("r0")]) == []
+
+
+# --- `paymaster events tail`, reading the queue a rule delivers to ---
+
+
+def test_events_tail_prints_each_published_event_on_one_line_and_deletes_it(
+    aws_url: str, queue: tuple[Any, str]
+) -> None:
+    sqs, url = queue
+    events = [
+        model.model_validate(json.loads((PUBLISHED / name).read_text())["detail"]) for name, model in PUBLISHED_SAMPLES
+    ]
+    bus = url.rsplit("/", 1)[-1]
+    assert EventBridgePublisher(wire(aws_url, httpx.HTTPTransport()), bus).publish(events) == []
+    out = io.StringIO()
+
+    assert tail_events(url, count=3, seconds=20, sqs=sqs, out=out) == 0
+
+    lines = sorted(out.getvalue().splitlines())
+    assert lines == sorted(
+        [
+            "2026-11-29T14:03:07.095Z  RequestDenied       e41f7a3c9d2b4f6a8c0e1d5b7a9f3c2e  search/ranker  gpt-4o"
+            "  denied by search-monthly (insufficient_quota)",
+            "2026-11-29T14:03:09.252Z  CostRecorded        b7c5e0f2a94d4c1e8f36a2d9c0e1f4a7  search/ranker  gpt-4o-mini"
+            "  $0.000526",
+            "2026-11-29T14:25:00.318Z  ReservationExpired  3a9c5e7f1b2d4c6e8a0f2b4d6c8e0a1f  search/ranker  gpt-4o-mini"
+            "  $0.00081",
+        ]
+    )
+    assert sqs.receive_message(QueueUrl=url, WaitTimeSeconds=0).get("Messages", []) == []
