@@ -118,7 +118,7 @@ def test_cost_recorded_from_the_sample_s_values_is_the_sample_s_detail() -> None
         model="gpt-4o-mini",
         downgraded_from=None,
         deployment="openai/gpt-4o-mini",
-        tried=(),
+        tried=("openai/gpt-4o-mini",),
         provider_request_id="req_5f0c8e2d9b7a4e1f",
         usage=TokenUsage(input_tokens=1234, output_tokens=567),
         reserved_usd_micros=810,
@@ -127,7 +127,7 @@ def test_cost_recorded_from_the_sample_s_values_is_the_sample_s_detail() -> None
         outcome="settled",
         flags=(),
         latency_ms=1840,
-        time_to_first_token_ms=312,
+        first_token_ms=312,
         metadata={"feature": "query-rewrite"},
     )
 

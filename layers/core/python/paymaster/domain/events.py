@@ -96,7 +96,8 @@ class CostRecorded(PaymasterEvent):
     """A settled request: who called, what served it, the tokens charged and what they cost.
 
     `model` is the virtual model that served (the cheaper one after a downgrade, named in
-    `downgraded_from`); `tried` the deployments that failed before `deployment` served, in order.
+    `downgraded_from`); `tried` every deployment tried, in order, `deployment` last (the ledger's
+    `CallRecord.tried`): more than one means a fallback.
     `usage` is what was charged: the provider's count (`billed_on: provider_usage`), the input
     estimate and the delivered output (`delivered_text`), or the whole hold (`reservation`).
     """
@@ -120,7 +121,7 @@ class CostRecorded(PaymasterEvent):
     outcome: SettlementOutcome
     flags: tuple[str, ...]
     latency_ms: Count | None
-    time_to_first_token_ms: Count | None
+    first_token_ms: Count | None
     metadata: dict[str, str]
 
 
