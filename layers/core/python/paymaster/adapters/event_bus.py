@@ -30,7 +30,6 @@ from typing import Any
 import httpx
 from botocore.exceptions import BotoCoreError, ClientError
 
-from paymaster.adapters.aws_environment import CredentialSource
 from paymaster.adapters.aws_json import AwsJsonApi
 from paymaster.domain.events import PaymasterEvent
 from paymaster.ports import Unpublished
@@ -48,30 +47,11 @@ Entry = dict[str, Any]
 class EventBridgeWire(AwsJsonApi):
     """The one EventBridge call paymaster makes, with a boto3 client's shapes and errors."""
 
-    def __init__(
-        self,
-        transport: httpx.BaseTransport,
-        *,
-        endpoint_url: str,
-        region: str,
-        credentials: CredentialSource,
-        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
-        max_attempts: int = 3,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        super().__init__(
-            transport,
-            service="events",
-            target_prefix="AWSEvents.",
-            content_type="application/x-amz-json-1.1",
-            retryable=_RETRYABLE,
-            endpoint_url=endpoint_url,
-            region=region,
-            credentials=credentials,
-            timeout=timeout,
-            max_attempts=max_attempts,
-            sleep=sleep,
-        )
+    _service = "events"
+    _target_prefix = "AWSEvents."
+    _content_type = "application/x-amz-json-1.1"
+    _retryable = frozenset(_RETRYABLE)
+    _default_timeout = DEFAULT_TIMEOUT
 
     def put_events(self, *, Entries: list[Entry]) -> dict[str, Any]:
         return self.call("PutEvents", {"Entries": Entries})
