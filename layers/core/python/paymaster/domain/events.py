@@ -74,6 +74,18 @@ class PaymasterEvent(_Detail):
         }
 
 
+class RequestEvent(PaymasterEvent):
+    """An event about one request: who made it — the IAM principal the gateway verified and the
+    team, app and env the policy maps it to; `user` is the caller's own claim — and the model."""
+
+    team: str
+    app: str
+    env: str
+    user: str | None
+    principal_arn: str
+    model: str
+
+
 class TokenUsage(_Detail):
     """Tokens by kind, named as `domain.chat.Usage` names them."""
 
@@ -92,7 +104,7 @@ class TokenUsage(_Detail):
         )
 
 
-class CostRecorded(PaymasterEvent):
+class CostRecorded(RequestEvent):
     """A settled request: who called, what served it, the tokens charged and what they cost.
 
     `model` is the virtual model that served (the cheaper one after a downgrade, named in
@@ -104,12 +116,6 @@ class CostRecorded(PaymasterEvent):
 
     detail_type: ClassVar[str] = names.COST_RECORDED
 
-    team: str
-    app: str
-    env: str
-    user: str | None
-    principal_arn: str
-    model: str
     downgraded_from: str | None
     deployment: str
     tried: tuple[str, ...]
@@ -140,7 +146,7 @@ class RefusingRule(_Detail):
     resets_at: UtcTime
 
 
-class RequestDenied(PaymasterEvent):
+class RequestDenied(RequestEvent):
     """A request a rule refused before any provider was called: it was charged nothing.
 
     `model` is the model the caller asked for; `code` the OpenAI error code the caller got
@@ -149,12 +155,6 @@ class RequestDenied(PaymasterEvent):
 
     detail_type: ClassVar[str] = names.REQUEST_DENIED
 
-    team: str
-    app: str
-    env: str
-    user: str | None
-    principal_arn: str
-    model: str
     rule: RefusingRule
     code: Literal["rate_limit_exceeded", "insufficient_quota"]
     status: Literal[429]

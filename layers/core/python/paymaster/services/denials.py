@@ -18,15 +18,12 @@ event before the 429 is sent, so every 429 has its event on the bus or in the lo
 
 import threading
 from collections import Counter
-from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as WaitedTooLong
 
 from aws_lambda_powertools import Logger
 
-from paymaster.domain.errors import LimitRefusedError
-from paymaster.domain.events import RequestDenied, request_denied
-from paymaster.domain.identity import Caller
+from paymaster.domain.events import RequestDenied
 from paymaster.ports import EventPublisher, Unpublished
 
 logger = Logger(service="paymaster")
@@ -51,18 +48,8 @@ class DenialEvents:
         self._lock = threading.Lock()
         self.outcomes = Counter[str]()  # published, failed, late, dropped: this container's, logged
 
-    def refused(
-        self,
-        error: LimitRefusedError,
-        caller: Caller,
-        *,
-        request_id: str,
-        model: str,
-        user: str | None,
-        metadata: Mapping[str, str],
-    ) -> None:
-        """Publishes the refusal's RequestDenied, waiting at most `wait_s`; never raises for the bus."""
-        event = request_denied(error, caller, request_id=request_id, model=model, user=user, metadata=metadata)
+    def publish(self, event: RequestDenied) -> None:
+        """Publishes the refusal's event, waiting at most `wait_s`; never raises for the bus."""
         if not self._slots.acquire(blocking=False):
             self._record(event, "dropped", f"{self._max_in_flight} denial events already waiting for the bus")
             return

@@ -25,6 +25,7 @@ from paymaster.domain.errors import (
     ProviderError,
     StoreUnavailableError,
 )
+from paymaster.domain.events import request_denied
 from paymaster.domain.identity import Caller
 from paymaster.domain.metering import Bill, NotAccepted, Outcome, Reported, Unknown
 from paymaster.domain.policy import Deployment, Policy
@@ -101,13 +102,15 @@ class Router:
             admission = self._admission.admit(caller, request, request_id, metadata)
         except LimitRefusedError as refusal:
             if self._denials is not None:
-                self._denials.refused(
-                    refusal,
-                    caller,
-                    request_id=request_id,
-                    model=request.model,
-                    user=request.user,
-                    metadata=metadata or {},
+                self._denials.publish(
+                    request_denied(
+                        refusal,
+                        caller,
+                        request_id=request_id,
+                        model=request.model,
+                        user=request.user,
+                        metadata=metadata or {},
+                    )
                 )
             raise
         hops = self._servable(route(self._policy, admission.model_name, self._draw), request, admission)
