@@ -15,7 +15,7 @@ import httpx
 from starlette.applications import Starlette
 
 from paymaster.adapters import aws_environment
-from paymaster.adapters.aws_environment import DYNAMODB, EVENTS, SECRETS_MANAGER, DeferredClient
+from paymaster.adapters.aws_environment import DYNAMODB, SECRETS_MANAGER, DeferredClient
 from paymaster.adapters.dynamodb_counters import DynamoDBCounterStore
 from paymaster.adapters.dynamodb_wire import DynamoDBWire
 from paymaster.adapters.event_bus import EventBridgePublisher, EventBridgeWire, NoEventBus
@@ -107,7 +107,7 @@ def build_event_publisher(
         return NoEventBus()
     wire = EventBridgeWire(
         httpx.HTTPTransport(verify=_tls(), limits=httpx.Limits(max_keepalive_connections=4)),
-        endpoint_url=aws_environment.endpoint_url(EVENTS, settings.region, os.environ),
+        endpoint_url=aws_environment.endpoint_url(aws_environment.EVENTS, settings.region, os.environ),
         region=settings.region,
         credentials=aws_environment.credentials(settings.region, os.environ),
         timeout=timeout,

@@ -68,9 +68,9 @@ class Service(NamedTuple):
     host_prefix: str  # <host_prefix>.<region>.amazonaws.com
 
 
+EVENTS = Service("events", "EVENTBRIDGE", "events")
 DYNAMODB = Service("dynamodb", "DYNAMODB", "dynamodb")
 SECRETS_MANAGER = Service("secretsmanager", "SECRETS_MANAGER", "secretsmanager")
-EVENTS = Service("events", "EVENTBRIDGE", "events")
 
 
 def credentials(region: str, environ: Mapping[str, str]) -> CredentialSource:
