@@ -45,10 +45,6 @@ from paymaster.services.settlements import SettlementRetry
 # One Bedrock client per provider serves chat and embeddings; an embeddings request fans out
 # across at most this many connections.
 BEDROCK_POOL_CONNECTIONS = 10
-# A refusal waits for its RequestDenied (services/denials.py) at most DENIAL_EVENT_WAIT_S: the
-# first attempt fits in it; one retry of the call may still land after the 429; an entry PutEvents
-# failed is not sent again, as the wait would be over before it could land.
-DENIAL_EVENT_TIMEOUT = httpx.Timeout(DENIAL_EVENT_WAIT_S / 2, connect=DENIAL_EVENT_WAIT_S / 4)
 
 
 def gateway_app() -> Starlette:
@@ -59,7 +55,9 @@ def build_gateway(settings: Settings) -> Starlette:
     policy = load_policy(settings.policy_file)
     admission = build_admission(policy, settings)
     denials = DenialEvents(
-        build_event_publisher(settings, timeout=DENIAL_EVENT_TIMEOUT, max_attempts=2, entry_attempts=1)
+        build_event_publisher(
+            settings.event_bus, settings.region, timeout=DENIAL_EVENT_TIMEOUT, max_attempts=2, entry_attempts=1
+        )
     )
     router = Router(policy, admission, denials=denials)
     chat_providers, embedding_providers = build_providers(policy, settings)
@@ -98,22 +96,28 @@ def build_settlement_queue(settings: Settings) -> SqsSettlementQueue:
     )
 
 
+# A refusal waits for its RequestDenied (services/denials.py) at most DENIAL_EVENT_WAIT_S: the
+# first attempt fits in it; one retry of the call may still land after the 429; an entry PutEvents
+# failed is not sent again, as the wait would be over before it could land.
+DENIAL_EVENT_TIMEOUT = httpx.Timeout(DENIAL_EVENT_WAIT_S / 2, connect=DENIAL_EVENT_WAIT_S / 4)
+
+
 def build_event_publisher(
-    settings: Settings, *, timeout: httpx.Timeout, max_attempts: int, entry_attempts: int
+    bus_name: str | None, region: str, *, timeout: httpx.Timeout, max_attempts: int, entry_attempts: int
 ) -> EventPublisher:
-    """The bus the settings name, or none. `max_attempts` sends of a whole call (throttled, 5xx,
-    no answer); `entry_attempts` sends of an entry PutEvents failed in a call that answered."""
-    if settings.event_bus is None:
+    """The bus named, or none (None). `max_attempts` sends of a whole call (throttled, 5xx, no
+    answer); `entry_attempts` sends of an entry PutEvents failed in a call that answered."""
+    if bus_name is None:
         return NoEventBus()
     wire = EventBridgeWire(
         httpx.HTTPTransport(verify=_tls(), limits=httpx.Limits(max_keepalive_connections=4)),
-        endpoint_url=aws_environment.endpoint_url(aws_environment.EVENTS, settings.region, os.environ),
-        region=settings.region,
-        credentials=aws_environment.credentials(settings.region, os.environ),
+        endpoint_url=aws_environment.endpoint_url(aws_environment.EVENTS, region, os.environ),
+        region=region,
+        credentials=aws_environment.credentials(region, os.environ),
         timeout=timeout,
         max_attempts=max_attempts,
     )
-    return EventBridgePublisher(wire, settings.event_bus, entry_attempts=entry_attempts)
+    return EventBridgePublisher(wire, bus_name, entry_attempts=entry_attempts)
 
 
 def build_store(settings: Settings) -> DynamoDBCounterStore:
