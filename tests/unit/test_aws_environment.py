@@ -13,16 +13,10 @@ import pytest
 from botocore.credentials import EnvProvider
 
 from paymaster.adapters import aws_environment
-from paymaster.adapters.aws_environment import (
-    DYNAMODB,
-    EVENTS,
-    SECRETS_MANAGER,
-    DeferredClient,
-    Service,
-    StaticCredentials,
-)
+from paymaster.adapters.aws_environment import DYNAMODB, SECRETS_MANAGER, DeferredClient, Service, StaticCredentials
 
 STANDARD_REGIONS = boto3.session.Session().get_available_regions("dynamodb")
+SERVICES = [DYNAMODB, SECRETS_MANAGER, aws_environment.EVENTS]
 OTHER_PARTITIONS = ["cn-north-1", "cn-northwest-1", "us-gov-west-1", "us-iso-east-1", "eusc-de-east-1", "local"]
 
 
@@ -103,7 +97,7 @@ def test_static_credentials_do_not_show_their_secret() -> None:
     assert "secret" not in repr(StaticCredentials("AKID", "secret", "token"))
 
 
-@pytest.mark.parametrize("service", [DYNAMODB, SECRETS_MANAGER, EVENTS], ids=lambda service: service.client_name)
+@pytest.mark.parametrize("service", SERVICES, ids=lambda service: service.client_name)
 @pytest.mark.parametrize("region", STANDARD_REGIONS + OTHER_PARTITIONS)
 def test_endpoint_is_the_one_boto3_resolves_in_every_region(service: Service, region: str) -> None:
     assert aws_environment.endpoint_url(service, region, os.environ) == boto3_endpoint(service, region, plain_session())
@@ -113,16 +107,16 @@ def test_endpoint_is_the_one_boto3_resolves_in_every_region(service: Service, re
     "settings",
     [
         {"AWS_ENDPOINT_URL": "http://127.0.0.1:5000"},
+        {"AWS_ENDPOINT_URL_EVENTBRIDGE": "http://127.0.0.1:5005"},
         {"AWS_ENDPOINT_URL_DYNAMODB": "http://127.0.0.1:5001"},
         {"AWS_ENDPOINT_URL_SECRETS_MANAGER": "http://127.0.0.1:5002"},
-        {"AWS_ENDPOINT_URL_EVENTBRIDGE": "http://127.0.0.1:5004"},
         {"AWS_ENDPOINT_URL": "http://127.0.0.1:5000", "AWS_ENDPOINT_URL_DYNAMODB": "http://127.0.0.1:5001"},
         {"AWS_USE_FIPS_ENDPOINT": "true"},
         {"AWS_USE_DUALSTACK_ENDPOINT": "true"},
         {"AWS_ENDPOINT_URL": "http://127.0.0.1:5000", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS": "true"},
     ],
 )
-@pytest.mark.parametrize("service", [DYNAMODB, SECRETS_MANAGER, EVENTS], ids=lambda service: service.client_name)
+@pytest.mark.parametrize("service", SERVICES, ids=lambda service: service.client_name)
 def test_endpoint_settings_in_the_environment_are_honoured_as_boto3_honours_them(
     monkeypatch: pytest.MonkeyPatch, settings: dict[str, str], service: Service
 ) -> None:
@@ -132,7 +126,7 @@ def test_endpoint_settings_in_the_environment_are_honoured_as_boto3_honours_them
     assert aws_environment.endpoint_url(service, "us-west-2", os.environ) == boto3_endpoint(service, "us-west-2")
 
 
-@pytest.mark.parametrize("service", [DYNAMODB, SECRETS_MANAGER, EVENTS], ids=lambda service: service.client_name)
+@pytest.mark.parametrize("service", SERVICES, ids=lambda service: service.client_name)
 def test_a_config_file_s_endpoint_is_boto3_s_to_resolve(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, service: Service
 ) -> None:
