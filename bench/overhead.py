@@ -6,7 +6,12 @@ identity from the request context, tiktoken on a 4 KB prompt, planning holds, bu
 signing and parsing the DynamoDB calls, the provider call's translation, settlement and the
 response. The ASGI app is called directly, as uvicorn would, one request at a time.
 
-    .venv/bin/python -m bench.overhead [--requests 3000]
+With --denied, every request is refused by its rule (the admission transaction is cancelled)
+and answered 429: once without events, once publishing its RequestDenied through the gateway's
+EventBridge client to a bus that answers at once — what the publish costs the gateway itself
+(building, signing, the worker thread), not EventBridge's round trip.
+
+    .venv/bin/python -m bench.overhead [--requests 3000] [--denied]
 """
 
 import argparse
@@ -24,14 +29,17 @@ from bench._support import machine, policy_with_rules
 from paymaster import names
 from paymaster.adapters.dynamodb_counters import DynamoDBCounterStore
 from paymaster.adapters.dynamodb_wire import DynamoDBWire
+from paymaster.adapters.event_bus import EventBridgePublisher, EventBridgeWire
 from paymaster.adapters.memory import MemorySettlementQueue
 from paymaster.adapters.providers.openai_compatible import OpenAICompatibleProvider
 from paymaster.adapters.request_context import RequestContextAuthenticator
 from paymaster.adapters.tokenizer import count_tokens
 from paymaster.api.app import create_app
+from paymaster.composition import DENIAL_EVENT_TIMEOUT
 from paymaster.domain.policy import Timeouts
 from paymaster.services.admission import AdmissionService
 from paymaster.services.chat import ChatService
+from paymaster.services.denials import DenialEvents
 from paymaster.services.embeddings import EmbeddingsService
 from paymaster.services.identify import IdentifyService
 from paymaster.services.routing import Router
@@ -53,11 +61,23 @@ COMPLETION = {
 }
 
 
-def instant_dynamodb() -> DynamoDBWire:
-    """The gateway's DynamoDB client, answered at once by the transport: {} or empty responses."""
+def instant_dynamodb(*, refusing: bool = False) -> DynamoDBWire:
+    """The gateway's DynamoDB client, answered at once by the transport: {} or empty responses;
+    `refusing`: every admission cancelled by its counters, each full at its cap."""
 
     def answer(request: httpx.Request) -> httpx.Response:
         operation = request.headers["x-amz-target"].rsplit(".", 1)[-1]
+        if refusing and operation == "TransactWriteItems":
+            holds = len(json.loads(request.content)["TransactItems"]) - 1
+            full = {"Code": "ConditionalCheckFailed", "Item": {names.COMMITTED: {"N": str(10**12)}}}
+            return httpx.Response(
+                400,
+                json={
+                    "__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
+                    "message": "Transaction cancelled",
+                    "CancellationReasons": [{"Code": "None"}] + [full] * holds,
+                },
+            )
         return httpx.Response(200, json={"Responses": {}} if operation == "BatchGetItem" else {})
 
     return DynamoDBWire(
@@ -68,11 +88,24 @@ def instant_dynamodb() -> DynamoDBWire:
     )
 
 
-def build_app(rules: int, *, one_request_at_a_time: bool = False) -> Any:
+def instant_bus() -> EventBridgePublisher:
+    """The gateway's EventBridge publisher, as composed for denials, answered at once."""
+    wire = EventBridgeWire(
+        httpx.MockTransport(lambda _: httpx.Response(200, json={"FailedEntryCount": 0, "Entries": [{"EventId": "e"}]})),
+        endpoint_url="https://events.us-east-1.amazonaws.com",
+        region="us-east-1",
+        credentials=Credentials("bench", "bench"),
+        timeout=DENIAL_EVENT_TIMEOUT,
+        max_attempts=2,
+    )
+    return EventBridgePublisher(wire, "paymaster-events", entry_attempts=1)
+
+
+def build_app(rules: int, *, one_request_at_a_time: bool = False, refusing: bool = False, events: bool = False) -> Any:
     policy = policy_with_rules(rules)
-    store = DynamoDBCounterStore(instant_dynamodb(), "counters")
+    store = DynamoDBCounterStore(instant_dynamodb(refusing=refusing), "counters")
     admission = AdmissionService(policy, store, count_tokens, lambda: datetime.now(UTC), MemorySettlementQueue())
-    router = Router(policy, admission)
+    router = Router(policy, admission, denials=DenialEvents(instant_bus()) if events else None)
     provider = OpenAICompatibleProvider(
         httpx.MockTransport(lambda _: httpx.Response(200, json=COMPLETION)),
         base_url="https://provider.invalid/v1",
@@ -123,9 +156,9 @@ async def one_request(app: Any) -> int:
     return status
 
 
-async def measure(app: Any, count: int) -> tuple[list[float], float]:
+async def measure(app: Any, count: int, status: int = 200) -> tuple[list[float], float]:
     for _ in range(200):
-        assert await one_request(app) == 200
+        assert await one_request(app) == status
     wall: list[float] = []
     cpu_start = time.process_time()
     for _ in range(count):
@@ -138,12 +171,20 @@ async def measure(app: Any, count: int) -> tuple[list[float], float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--denied", action="store_true", help="every request refused (429), with and without events")
     args = parser.parse_args()
-    print(f"machine: {machine()}; {args.requests} requests per row, 4 KB prompt, non-streamed")
+    what = "refused (429)" if args.denied else "non-streamed"
+    print(f"machine: {machine()}; {args.requests} requests per row, 4 KB prompt, {what}")
     print(f"{'mode':<24}  {'rules':>5}  {'p50 ms':>7}  {'p90 ms':>7}  {'p99 ms':>7}  {'CPU ms/request':>14}")
-    for mode, inline in (("Lambda (on the loop)", True), ("local (worker threads)", False)):
+    rows = (
+        [("Lambda, no events", True, False), ("Lambda, RequestDenied", True, True)]
+        if args.denied
+        else [("Lambda (on the loop)", True, False), ("local (worker threads)", False, False)]
+    )
+    for mode, inline, events in rows:
         for rules in (1, 3, 6):
-            wall, cpu = asyncio.run(measure(build_app(rules, one_request_at_a_time=inline), args.requests))
+            app = build_app(rules, one_request_at_a_time=inline, refusing=args.denied, events=events)
+            wall, cpu = asyncio.run(measure(app, args.requests, 429 if args.denied else 200))
             cuts = statistics.quantiles(wall, n=100)
             print(f"{mode:<24}  {rules:>5}  {cuts[49]:>7.2f}  {cuts[89]:>7.2f}  {cuts[98]:>7.2f}  {cpu:>14.2f}")
 

@@ -17,6 +17,7 @@ import httpx
 from botocore.credentials import Credentials
 
 from bench._support import dynamodb_client, machine, moto_dynamodb, policy_with_rules
+from paymaster import schema
 from paymaster.adapters.dynamodb_counters import DynamoDBCounterStore
 from paymaster.adapters.dynamodb_wire import DynamoDBWire
 from paymaster.adapters.memory import MemorySettlementQueue
@@ -24,10 +25,21 @@ from paymaster.adapters.tokenizer import count_tokens
 from paymaster.domain.chat import ChatRequest, Usage
 from paymaster.domain.identity import Caller
 from paymaster.domain.metering import Reported
+from paymaster.ports import CallRecord
 from paymaster.services.admission import AdmissionService
 from paymaster_local.resources import COUNTERS_TABLE
 
-CALLER = Caller(team="search", app="ranker", env="prod", principal="search-ranker", arn="arn")
+# A caller as IAM names an assumed role's session, with two metadata labels and a user: what a
+# reservation item records for the ledger, at a typical size.
+CALLER = Caller(
+    team="search",
+    app="ranker",
+    env="prod",
+    principal="search-ranker",
+    arn="arn:aws:sts::111111111111:assumed-role/search-ranker-prod/i-0a1b2c3d4e5f67890",
+)
+METADATA = {"feature": "query-rewrite", "tenant": "acme-eu"}
+CALL = CallRecord("openai/gpt-4o-mini", ("openai/gpt-4o-mini",), "chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT", 812, 240)
 REQUEST = ChatRequest.model_validate(
     {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello " * 40}], "max_tokens": 256, "user": "u1"}
 )
@@ -95,30 +107,37 @@ def measure(url: str, rules: int) -> str:
     counter_sizes: list[int] = []  # each counter as the last settlement left it
     for round_ in range(ROUNDS):
         sent.clear()
-        admitted = service.admit(CALLER, REQUEST, f"r{rules}-{round_}")
+        admitted = service.admit(CALLER, REQUEST, f"r{rules}-{round_}", METADATA)
         admitting += sent
-        keys = [{"pk": {"S": f"RES#r{rules}-{round_}"}, "sk": {"S": "RESERVATION"}}]
-        keys += [{"pk": {"S": hold.pk}, "sk": {"S": hold.sk}} for hold in admitted.holds]
+        keys = [
+            {
+                schema.PARTITION_KEY: {"S": schema.reservation_pk(f"r{rules}-{round_}")},
+                schema.SORT_KEY: {"S": schema.RESERVATION_SORT_KEY},
+            }
+        ]
+        keys += [{schema.PARTITION_KEY: {"S": hold.pk}, schema.SORT_KEY: {"S": hold.sk}} for hold in admitted.holds]
         # Before this admission the reservation did not exist and the counters were as last settled.
         before = [0, *counter_sizes] if counter_sizes else [0] * len(keys)
         after_admission = sizes(reader, keys)
         admit_units += write_units(before, after_admission)
         sent.clear()
-        service.settle(admitted, Reported(Usage(200, 100)))
+        service.settle(admitted, Reported(Usage(200, 100)), CALL)
         settling += sent
         after_settlement = sizes(reader, keys)
         settle_units += write_units(after_admission, after_settlement)
         counter_sizes = after_settlement[1:]
+        reservation_sizes = (after_admission[0], after_settlement[0])
     return (
         f"{rules:>5}  {admitting.total() / ROUNDS:>18.2f}  {settling.total() / ROUNDS:>19.2f}"
-        f"  {admit_units / ROUNDS:>13.1f}  {settle_units / ROUNDS:>14.1f}   {dict(admitting)} / {dict(settling)}"
+        f"  {admit_units / ROUNDS:>13.1f}  {settle_units / ROUNDS:>14.1f}"
+        f"  {reservation_sizes[0]:>5} B / {reservation_sizes[1]:>5} B   {dict(admitting)} / {dict(settling)}"
     )
 
 
 def main() -> None:
     print(f"machine: {machine()}; {ROUNDS} admissions + settlements per row")
     print(f"{'rules':>5}  {'requests/admission':>18}  {'requests/settlement':>19}  {'WCU/admission':>13}", end="")
-    print(f"  {'WCU/settlement':>14}   operations (admission / settlement)")
+    print(f"  {'WCU/settlement':>14}  reservation item (held / settled)   operations (admission / settlement)")
     for rules in (1, 3, 6):
         with moto_dynamodb() as url:
             print(measure(url, rules))

@@ -40,6 +40,7 @@ import httpx
 import yaml
 
 from bench._support import machine, reference_seconds
+from paymaster import schema
 from paymaster.client import SigV4Auth
 from paymaster_local.aws import STATS_PATH
 from paymaster_local.credentials import session_for
@@ -263,15 +264,17 @@ def settled_state(stack: LocalStack) -> tuple[dict[str, int], int, int, dict[str
     charged: dict[str, int] = defaultdict(int)
     for page in dynamodb.get_paginator("scan").paginate(TableName=COUNTERS_TABLE):
         for item in page["Items"]:
-            pk = item["pk"]["S"]
-            if pk.startswith("RES#"):
-                held += item["state"]["S"] == "held"
-                charged[pk.removeprefix("RES#").split("~", 1)[0]] += int(item.get("cost", {"N": "0"})["N"])
+            pk = item[schema.PARTITION_KEY]["S"]
+            if pk.startswith(schema.reservation_pk("")):
+                held += item[schema.STATE]["S"] == schema.HELD
+                request_id = schema.request_id_of(pk).split("~", 1)[0]
+                charged[request_id] += int(item.get(schema.COST, {"N": "0"})["N"])
                 continue
-            committed, settled = int(item.get("committed", {"N": "0"})["N"]), int(item.get("spent", {"N": "0"})["N"])
+            committed = int(item.get(schema.COMMITTED, {"N": "0"})["N"])
+            settled = int(item.get(schema.SPENT, {"N": "0"})["N"])
             unsettled += committed != settled
             for team, rule in BUDGETS.items():
-                if pk.startswith(f"RULE#{rule}#"):
+                if pk.startswith(schema.counter_pk(rule, "")):
                     spent[team] = spent.get(team, 0) + settled
     return spent, held, unsettled, charged
 

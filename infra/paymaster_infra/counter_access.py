@@ -16,7 +16,7 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 
-from paymaster import names
+from paymaster import schema
 
 TRANSACT_WRITE = ("dynamodb:UpdateItem", "dynamodb:PutItem")
 READ_COUNTERS = ("dynamodb:BatchGetItem",)
@@ -36,6 +36,6 @@ def grant_counter_store(counters: dynamodb.ITable, function: lambda_.Function) -
     function.add_to_role_policy(
         iam.PolicyStatement(
             actions=list(QUERY_HELD),
-            resources=[f"{counters.table_arn}/index/{names.HELD_INDEX}"],
+            resources=[f"{counters.table_arn}/index/{schema.HELD_INDEX}"],
         )
     )

@@ -1,56 +1,53 @@
-"""DynamoDB tables: counters (windows, buckets, reservations) and the ledger."""
+"""DynamoDB tables: counters (windows, buckets, reservations) and the ledger, as
+`paymaster.schema` defines them — the same definitions the local stack creates its tables from."""
 
 from aws_cdk import RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
 from constructs import Construct
 
-from paymaster import names
+from paymaster import schema
+
+_TYPES = {"S": dynamodb.AttributeType.STRING, "N": dynamodb.AttributeType.NUMBER}
 
 
 class CounterTables(Construct):
-    """Both tables keyed `pk`/`sk` (strings), on demand, with point-in-time recovery, retained.
+    """Both tables on demand, with point-in-time recovery and deletion protection, retained.
 
-    Counter items expire through TTL once their window is over. The counters' stream carries old
-    and new images so that the ledger and the cost events can be derived from settled requests
-    off the hot path.
+    Items expire through TTL (a counter once its window is over, a reservation and a ledger entry
+    after their retention). The counters' stream carries old and new images so that the ledger
+    and the cost events are derived from settled requests off the hot path.
     """
 
     def __init__(self, scope: Construct, construct_id: str) -> None:
         super().__init__(scope, construct_id)
-        self.counters = _table(
-            self,
-            names.COUNTERS_TABLE_ID,
-            time_to_live_attribute=names.TTL_ATTRIBUTE,
-            stream=dynamodb.StreamViewType.NEW_AND_OLD_IMAGES,
-        )
-        # Sparse: only reservations still held carry the key, so the sweeper reads just those.
-        self.counters.add_global_secondary_index(
-            index_name=names.HELD_INDEX,
-            partition_key=dynamodb.Attribute(name=names.HELD_SHARD, type=dynamodb.AttributeType.STRING),
-            sort_key=dynamodb.Attribute(name=names.HELD_UNTIL, type=dynamodb.AttributeType.NUMBER),
-            projection_type=dynamodb.ProjectionType.ALL,
-        )
-        self.ledger = _table(self, names.LEDGER_TABLE_ID)
+        self.counters = _table(self, schema.COUNTERS)
+        self.ledger = _table(self, schema.LEDGER)
 
 
-def _table(
-    scope: Construct,
-    construct_id: str,
-    *,
-    time_to_live_attribute: str | None = None,
-    stream: dynamodb.StreamViewType | None = None,
-) -> dynamodb.Table:
-    return dynamodb.Table(
+def _attribute(attribute: schema.Attribute) -> dynamodb.Attribute:
+    return dynamodb.Attribute(name=attribute.name, type=_TYPES[attribute.type])
+
+
+def _table(scope: Construct, definition: schema.Table) -> dynamodb.Table:
+    table = dynamodb.Table(
         scope,
-        construct_id,
-        partition_key=dynamodb.Attribute(name=names.PARTITION_KEY, type=dynamodb.AttributeType.STRING),
-        sort_key=dynamodb.Attribute(name=names.SORT_KEY, type=dynamodb.AttributeType.STRING),
+        definition.construct_id,
+        partition_key=_attribute(definition.partition_key),
+        sort_key=_attribute(definition.sort_key),
         billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
         point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
             point_in_time_recovery_enabled=True
         ),
-        time_to_live_attribute=time_to_live_attribute,
-        stream=stream,
+        time_to_live_attribute=definition.ttl_attribute,
+        stream=dynamodb.StreamViewType.NEW_AND_OLD_IMAGES if definition.stream else None,
         deletion_protection=True,
         removal_policy=RemovalPolicy.RETAIN,
     )
+    for index in definition.indexes:
+        table.add_global_secondary_index(
+            index_name=index.name,
+            partition_key=_attribute(index.partition_key),
+            sort_key=_attribute(index.sort_key),
+            projection_type=dynamodb.ProjectionType.ALL,
+        )
+    return table

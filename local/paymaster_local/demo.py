@@ -22,7 +22,7 @@ import openai
 from openai import OpenAI
 from openai.types.chat import ChatCompletionMessageParam
 
-from paymaster import names
+from paymaster import names, schema
 from paymaster.adapters.policy_file import load_policy
 from paymaster.client import SigV4Auth
 from paymaster.domain.limits import RequestFacts, bucket
@@ -58,10 +58,10 @@ def seed_month(stack: LocalStack, spent_usd: str) -> None:
     ).put_item(
         TableName=COUNTERS_TABLE,
         Item={
-            names.PARTITION_KEY: {"S": names.counter_pk(rule.name, bucket(rule, facts))},
-            names.SORT_KEY: {"S": month.id},
-            names.COMMITTED: {"N": amount},
-            names.SPENT: {"N": amount},
+            schema.PARTITION_KEY: {"S": schema.counter_pk(rule.name, bucket(rule, facts))},
+            schema.SORT_KEY: {"S": month.id},
+            schema.COMMITTED: {"N": amount},
+            schema.SPENT: {"N": amount},
             "rule": {"S": rule.name},
         },
     )

@@ -15,7 +15,12 @@ after ~1,300. This replacement does what DynamoDB does, in two phases:
 Conditions in one transaction never see each other's writes: each item appears once (DynamoDB
 refuses a transaction that names an item twice), so checking them all first is exact.
 
-`install()` swaps it into moto's DynamoDB backend; the local AWS server calls it at start.
+`install()` swaps it into moto's DynamoDB backend; the local AWS server calls it at start. It
+also stops moto keeping every DynamoDB item, stream record and shard iterator ever made:
+moto's `BaseModel` appends each instance to its class's `instances_tracked` (for its
+dashboard) and never lets go, and every update deep-copies its item once in moto and once
+here — 11 dead items per gateway call, which was most of the ~19 KB a soak's stand-in grew per
+request; a stream poller makes a new shard iterator every poll.
 """
 
 import copy
@@ -30,7 +35,8 @@ from moto.dynamodb.exceptions import (
 )
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.dynamo_type import DynamoType, Item
-from moto.dynamodb.models.table import Table
+from moto.dynamodb.models.table import StreamRecord, Table
+from moto.dynamodbstreams.models import ShardIterator
 
 MAX_TRANSACT_ITEMS = 100
 OPERATIONS = frozenset({"ConditionCheck", "Put", "Delete", "Update"})
@@ -42,6 +48,15 @@ Reason = tuple[str, str, dict[str, Any] | None] | tuple[None, None, None]
 def install() -> None:
     """Replaces moto's TransactWriteItems with `transact_write_items` (idempotent)."""
     DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign,assignment]
+    # `object.__new__` instead of BaseModel's, which records the instance; /moto-api/reset
+    # resets the list, so emptying it once would not last. moto's dashboard (/moto-api/data.json)
+    # then lists no DynamoDB items — the tables are still there to read through DynamoDB itself.
+    for model in (Item, StreamRecord, ShardIterator):
+        model.__new__ = staticmethod(_untracked)  # type: ignore[method-assign]
+
+
+def _untracked(cls: type[Any], *_args: Any, **_kwargs: Any) -> Any:
+    return object.__new__(cls)
 
 
 def transact_write_items(backend: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:

@@ -1,7 +1,7 @@
 """Everything the gateway needs in AWS, created in the local moto server at start.
 
-The key schema comes from `paymaster.names`, as in the CDK app, so local and deployed tables
-agree. Returns the environment the gateway reads them from.
+The tables come from `paymaster.schema`, as in the CDK app, so local and deployed tables agree.
+Returns the environment the gateway reads them from.
 """
 
 import json
@@ -9,7 +9,7 @@ from typing import Any
 
 import boto3
 
-from paymaster import names
+from paymaster import names, schema
 from paymaster.domain.policy import Policy
 from paymaster.names import SETTLEMENT_MAX_RECEIVES
 
@@ -39,44 +39,9 @@ def create_resources(endpoint_url: str | None, policy: Policy) -> dict[str, str]
         return session.client(service, endpoint_url=endpoint_url)
 
     dynamodb = client("dynamodb")
-    keys = [
-        {"AttributeName": names.PARTITION_KEY, "KeyType": "HASH"},
-        {"AttributeName": names.SORT_KEY, "KeyType": "RANGE"},
-    ]
-    dynamodb.create_table(
-        TableName=COUNTERS_TABLE,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[
-            {"AttributeName": names.PARTITION_KEY, "AttributeType": "S"},
-            {"AttributeName": names.SORT_KEY, "AttributeType": "S"},
-            {"AttributeName": names.HELD_SHARD, "AttributeType": "S"},
-            {"AttributeName": names.HELD_UNTIL, "AttributeType": "N"},
-        ],
-        KeySchema=keys,
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": names.HELD_INDEX,
-                "KeySchema": [
-                    {"AttributeName": names.HELD_SHARD, "KeyType": "HASH"},
-                    {"AttributeName": names.HELD_UNTIL, "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            }
-        ],
-    )
-    dynamodb.create_table(
-        TableName=LEDGER_TABLE,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[
-            {"AttributeName": names.PARTITION_KEY, "AttributeType": "S"},
-            {"AttributeName": names.SORT_KEY, "AttributeType": "S"},
-        ],
-        KeySchema=keys,
-    )
-    dynamodb.update_time_to_live(
-        TableName=COUNTERS_TABLE,
-        TimeToLiveSpecification={"Enabled": True, "AttributeName": names.TTL_ATTRIBUTE},
-    )
+    for definition, table_name in ((schema.COUNTERS, COUNTERS_TABLE), (schema.LEDGER, LEDGER_TABLE)):
+        dynamodb.create_table(**definition.create_table_request(table_name))
+        dynamodb.update_time_to_live(**definition.ttl_request(table_name))
 
     events, sqs, sns = client("events"), client("sqs"), client("sns")
     events.create_event_bus(Name=EVENT_BUS)

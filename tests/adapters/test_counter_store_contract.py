@@ -25,7 +25,7 @@ from paymaster.domain.errors import StoreUnavailableError
 from paymaster.domain.limits import Hold
 from paymaster.domain.policy import Rule
 from paymaster.domain.windows import window
-from paymaster.ports import CounterChange, CounterState, CounterStore, Reservation, Settlement
+from paymaster.ports import Asked, CounterChange, CounterState, CounterStore, Reservation, Settlement
 from paymaster_local.resources import COUNTERS_TABLE
 from tests.reservations import BUDGET, NOW, RPM, holds, release, reservation, settlement
 
@@ -267,14 +267,17 @@ def test_a_fencing_release_after_the_settlement_changes_nothing(store: CounterSt
 
 def test_expired_lists_only_held_reservations_past_their_expiry(store: CounterStore) -> None:
     held = holds(BUDGET)
-    store.reserve(reservation("old", held, until=NOW + timedelta(minutes=1)))
+    asked = Asked(NOW, "arn:aws:iam::111111111111:role/ranker", "prod", reserved=42)
+    store.reserve(replace(reservation("old", held, until=NOW + timedelta(minutes=1)), asked=asked))
     store.reserve(reservation("settled", held, until=NOW + timedelta(minutes=1)))
     store.settle(settlement("settled", held, 1))
     store.reserve(reservation("young", held, until=NOW + timedelta(minutes=30)))
 
     expired = store.expired(NOW + timedelta(minutes=5), 10)
 
-    assert [(entry.request_id, entry.changes[0].delta) for entry in expired] == [("old", -10)]
+    assert [(entry.request_id, entry.held, entry.reserved) for entry in expired] == [
+        ("old", ((held[0].pk, held[0].sk, 10),), 42)
+    ]
 
 
 def test_expired_lists_the_oldest_first_and_at_most_the_limit(store: CounterStore) -> None:
@@ -295,15 +298,15 @@ def test_a_reservation_expires_only_once_its_expiry_second_has_passed(store: Cou
     assert [entry.request_id for entry in store.expired(until + timedelta(seconds=1), 10)] == ["r1"]
 
 
-def test_an_expired_reservation_is_returned_by_settling_what_expired_lists_once(store: CounterStore) -> None:
+def test_an_expired_reservation_is_charged_in_full_by_settling_what_expired_lists_once(store: CounterStore) -> None:
     held = holds(BUDGET, RPM)
     store.reserve(reservation("crashed", held))
     (entry,) = store.expired(NOW + timedelta(hours=1), 10)
-    swept = Settlement(entry.request_id, entry.changes, "expired", 0, None, ("expired",))
+    swept = Settlement(entry.request_id, entry.charged_in_full(), "expired", 0, None, ("expired_unsettled",))
 
     assert [store.settle(swept), store.settle(swept)] == [True, False]
 
-    assert [state_of(store, hold) for hold in held] == [(0, 0), (0, 0)]
+    assert [state_of(store, hold) for hold in held] == [(10, 10), (1, 1)]  # spent what was held
     assert still_held(store) == []
 
 

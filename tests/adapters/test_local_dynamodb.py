@@ -1,6 +1,7 @@
 """The local DynamoDB stand-in: transactions all or nothing at a cost flat in the table's size,
 and ClientRequestToken honoured as DynamoDB honours it."""
 
+import gc
 from collections.abc import Callable, Iterator
 from threading import Thread
 from typing import Any
@@ -124,6 +125,24 @@ def test_a_transaction_backs_up_only_the_items_it_touches(dynamodb: Any, monkeyp
 
     assert not [value for value in copied if isinstance(value, Table)]  # moto copied the whole table
     assert {value.hash_key.value for value in copied if isinstance(value, Item)} == {"filler-1", "filler-2"}
+
+
+def test_updating_one_item_over_and_over_leaves_no_items_behind(dynamodb: Any) -> None:
+    """moto records every Item it makes, copies included (BaseModel.instances_tracked), so the
+    stand-in grew by every copy an update made, forever. The copies must die with the request."""
+
+    def live_items() -> int:
+        gc.collect()
+        return sum(1 for value in gc.get_objects() if isinstance(value, Item))
+
+    dynamodb.transact_write_items(TransactItems=[add("counter", 1), add("other", 1)])
+    before = live_items()
+    for _ in range(40):
+        dynamodb.transact_write_items(TransactItems=[add("counter", 1), add("other", 1)])
+        dynamodb.update_item(**add("counter", 1)["Update"])
+
+    assert live_items() - before < 5  # the two items themselves, whatever else runs beside
+    assert dynamodb.get_item(TableName=TABLE, Key={"pk": {"S": "counter"}})["Item"]["n"] == {"N": "81"}
 
 
 def test_two_writes_to_one_item_in_one_transaction_are_refused(dynamodb: Any) -> None:

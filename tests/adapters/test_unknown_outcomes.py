@@ -176,7 +176,7 @@ def test_a_settlement_whose_answer_was_lost_counts_once(
     admitted = service.admit(SEARCH, REQUEST, "r1")
     transport.lost = 1
 
-    bill = service.settle(admitted, Reported(Usage(0, 7)))
+    bill = service.settle(admitted, Reported(Usage(30, 7)))
 
     assert bill.cost == 7
     assert states(store, admitted.holds) == [(7, 7), (1, 1)]

@@ -6,14 +6,18 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import boto3
 import httpx
 import openai
 import pytest
 import yaml
 from openai import OpenAI
 
+from paymaster import names
 from paymaster.client import SigV4Auth
+from paymaster.domain.events import RequestDenied
 from paymaster_local.credentials import session_for
+from paymaster_local.resources import COST_EVENTS_QUEUE
 from paymaster_local.stack import LocalStack, free_port, local_stack
 from tests.policies import policy_with
 
@@ -140,6 +144,42 @@ def test_rate_limit_answers_with_retry_after_and_openai_headers(client_for: Call
     assert headers["x-ratelimit-limit-requests"] == "3"
     assert headers["x-ratelimit-remaining-requests"] == "0"
     assert headers["x-ratelimit-reset-requests"] == f"{headers['retry-after']}s"
+
+
+def drained(sqs: Any, queue_url: str) -> Iterator[dict[str, Any]]:
+    """Every message on the queue (the racing test's refusals are there too), deleted as read."""
+    while messages := sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []):
+        for message in messages:
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+            yield json.loads(message["Body"])
+
+
+def test_a_429_is_on_the_bus_as_request_denied_by_the_time_it_is_answered(
+    enforcing: LocalStack, client_for: Callable[..., OpenAI]
+) -> None:
+    """The local stack's rule (`source: paymaster`) delivers the bus's events to its queue."""
+    client = client_for("search-ranker-dev")
+    for _ in range(3):  # dev-three-a-day: spent here or by the test above
+        try:
+            ask(client, "gpt-4o-mini", max_tokens=5)
+        except openai.RateLimitError:
+            break
+    with pytest.raises(openai.RateLimitError) as refused:
+        ask(client, "gpt-4o-mini", max_tokens=5)
+    request_id = refused.value.response.headers[names.HEADER_REQUEST_ID]
+    sqs = boto3.client(
+        "sqs", endpoint_url=enforcing.aws_url, region_name="us-east-1", aws_access_key_id="l", aws_secret_access_key="l"
+    )
+    queue_url = sqs.get_queue_url(QueueName=COST_EVENTS_QUEUE)["QueueUrl"]
+
+    denied = next(body for body in drained(sqs, queue_url) if body["detail"]["request_id"] == request_id)
+
+    assert denied["detail-type"] == names.REQUEST_DENIED
+    event = RequestDenied.model_validate(denied["detail"])
+    assert (event.team, event.app, event.env, event.model) == ("search", "ranker-dev", "dev", "gpt-4o-mini")
+    assert (event.rule.name, event.rule.limit, event.rule.used, event.code) == (
+        "dev-three-a-day", 3, 3, "rate_limit_exceeded"
+    )  # fmt: skip
 
 
 def test_success_carries_the_tightest_budget_and_usage_reports_it(client_for: Callable[..., OpenAI]) -> None:

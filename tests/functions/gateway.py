@@ -24,6 +24,7 @@ from paymaster.domain.policy import Policy
 from paymaster.ports import ChatProvider, CounterStore, ProviderCall
 from paymaster.services.admission import AdmissionService
 from paymaster.services.chat import ChatService
+from paymaster.services.denials import DenialEvents
 from paymaster.services.embeddings import EmbeddingsService
 from paymaster.services.identify import IdentifyService
 from paymaster.services.routing import Router
@@ -75,12 +76,13 @@ def lambda_entry(
     provider: ChatProvider | Mapping[str, ChatProvider],
     *,
     one_request_at_a_time: bool = True,
+    denials: DenialEvents | None = None,
 ) -> TestClient:
     """The gateway app as composed for Lambda, with `provider` behind every deployment (or each
-    provider of the mapping behind its own)."""
+    provider of the mapping behind its own), and `denials` publishing the refusals' events."""
     providers = provider if isinstance(provider, Mapping) else dict.fromkeys(policy.providers, provider)
     admission = AdmissionService(policy, store, count_tokens, lambda: datetime.now(UTC), MemorySettlementQueue())
-    router = Router(policy, admission)
+    router = Router(policy, admission, denials=denials)
     app = create_app(
         identify=IdentifyService(RequestContextAuthenticator(), policy),
         chat=ChatService(policy, providers, router),

@@ -71,6 +71,20 @@ def test_the_sample_is_a_settlement(environment: dict[str, str]) -> None:
 
     assert settlement_to_json(settlement) == record["body"]
     assert (settlement.outcome, settlement.cost, settlement.fence) == ("settled", 30, False)
+    assert settlement.call is not None
+    assert settlement.call.deployment == "openai/gpt-4o-mini"
+
+
+def test_a_settlement_queued_before_the_ledger_existed_still_settles(environment: dict[str, str]) -> None:
+    """A gateway deployed before `billed_on` and `call` existed may have queued messages that
+    the new retry function receives: they settle, with nothing to record of the call."""
+    (record,) = sample()["Records"]
+    older = json.loads(record["body"])
+    del older["billed_on"], older["call"]
+
+    settlement = settlement_from_json(json.dumps(older))
+
+    assert (settlement.billed_on, settlement.call, settlement.cost) == (None, None, 30)
 
 
 def test_a_settlement_for_no_reservation_is_done_not_retried(
@@ -120,7 +134,7 @@ def test_a_settlement_the_gateway_queued_is_applied_by_the_function_the_runner_f
         policy, down, count_tokens, lambda: datetime.now(UTC), SqsSettlementQueue(lambda: sqs(aws_url), queue_url)
     )
     admitted = gateway.admit(SEARCH, REQUEST, "queued-1")
-    gateway.settle(admitted, Reported(Usage(0, 7)))
+    gateway.settle(admitted, Reported(Usage(30, 7)))
     (before,) = gateway.usage(SEARCH)
     assert (before.used, before.reserved) == ("0", "0.00001")
 

@@ -9,7 +9,7 @@ from aws_cdk import CfnElement, Stack
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk.assertions import Match, Template
 
-from paymaster import names
+from paymaster import names, schema
 from paymaster.adapters.settings import Settings
 from paymaster_infra import lambda_defaults, settlement_queue, settlement_retry, target, web_adapter
 from paymaster_infra.config import AppConfig
@@ -282,7 +282,7 @@ def test_gateway_role_may_send_what_the_counter_store_sends_and_put_events(
 
     # The store's transactions (Update and Put items) and counter reads; its index query for the sweeper.
     assert allowed_on(statements, counters_arn) == {"dynamodb:UpdateItem", "dynamodb:PutItem", "dynamodb:BatchGetItem"}
-    held_index = {"Fn::Join": ["", [counters_arn, f"/index/{names.HELD_INDEX}"]]}
+    held_index = {"Fn::Join": ["", [counters_arn, f"/index/{schema.HELD_INDEX}"]]}
     assert allowed_on(statements, held_index) == {"dynamodb:Query"}
     assert "events:PutEvents" in allowed_on(statements, bus_arn)
     queue_arn = import_of(state_template, logical_id(state.settlements.queue), "Arn")
@@ -491,8 +491,8 @@ def test_tables_are_on_demand_recoverable_and_retained(state_template: Template)
         assert table | RETAINED == table
         properties = table["Properties"]
         assert properties["KeySchema"] == [
-            {"AttributeName": names.PARTITION_KEY, "KeyType": "HASH"},
-            {"AttributeName": names.SORT_KEY, "KeyType": "RANGE"},
+            {"AttributeName": schema.PARTITION_KEY, "KeyType": "HASH"},
+            {"AttributeName": schema.SORT_KEY, "KeyType": "RANGE"},
         ]
         assert {
             a["AttributeType"] for a in properties["AttributeDefinitions"] if a["AttributeName"] in ("pk", "sk")
@@ -502,28 +502,42 @@ def test_tables_are_on_demand_recoverable_and_retained(state_template: Template)
         assert properties["DeletionProtectionEnabled"] is True
 
 
-def test_counters_expire_by_ttl_and_stream_old_and_new_images(state_template: Template, paymaster: Paymaster) -> None:
-    tables = state_template.to_json()["Resources"]
-    counters = tables[logical_id(paymaster.state.tables.counters)]["Properties"]
-    ledger = tables[logical_id(paymaster.state.tables.ledger)]["Properties"]
-    assert counters["TimeToLiveSpecification"] == {
-        "AttributeName": names.TTL_ATTRIBUTE,
+@pytest.mark.parametrize("definition", [schema.COUNTERS, schema.LEDGER], ids=lambda table: table.construct_id)
+def test_each_table_is_deployed_as_the_schema_defines_it_and_the_local_stack_creates_it(
+    state_template: Template, paymaster: Paymaster, definition: schema.Table
+) -> None:
+    """One definition: the CDK template's keys, indexes, stream and TTL are what
+    `create_table_request` (what the local stack sends to moto) asks for."""
+    table = {"counters": paymaster.state.tables.counters, "ledger": paymaster.state.tables.ledger}[
+        definition.construct_id.lower()
+    ]
+    deployed = state_template.to_json()["Resources"][logical_id(table)]["Properties"]
+    created = definition.create_table_request("local")
+
+    assert deployed["KeySchema"] == created["KeySchema"]
+    assert sorted(deployed["AttributeDefinitions"], key=str) == sorted(created["AttributeDefinitions"], key=str)
+    assert deployed.get("GlobalSecondaryIndexes", []) == created.get("GlobalSecondaryIndexes", [])
+    streamed = {"StreamViewType": created["StreamSpecification"]["StreamViewType"]} if definition.stream else None
+    assert deployed.get("StreamSpecification") == streamed
+    assert deployed["TimeToLiveSpecification"] == {
+        "AttributeName": definition.ttl_request("local")["TimeToLiveSpecification"]["AttributeName"],
         "Enabled": True,
     }
+
+
+def test_counters_stream_old_and_new_images_and_index_held_reservations_by_expiry(
+    state_template: Template, paymaster: Paymaster
+) -> None:
+    counters = state_template.to_json()["Resources"][logical_id(paymaster.state.tables.counters)]["Properties"]
+
     assert counters["StreamSpecification"] == {"StreamViewType": "NEW_AND_OLD_IMAGES"}
-    assert "TimeToLiveSpecification" not in ledger
-
-
-def test_sweeper_index_holds_reservations_by_expiry(state_template: Template, paymaster: Paymaster) -> None:
-    tables = state_template.to_json()["Resources"]
-    counters = tables[logical_id(paymaster.state.tables.counters)]["Properties"]
-
+    assert counters["TimeToLiveSpecification"] == {"AttributeName": schema.TTL_ATTRIBUTE, "Enabled": True}
     assert counters["GlobalSecondaryIndexes"] == [
         {
-            "IndexName": names.HELD_INDEX,
+            "IndexName": schema.HELD_INDEX,
             "KeySchema": [
-                {"AttributeName": names.HELD_SHARD, "KeyType": "HASH"},
-                {"AttributeName": names.HELD_UNTIL, "KeyType": "RANGE"},
+                {"AttributeName": schema.HELD_SHARD, "KeyType": "HASH"},
+                {"AttributeName": schema.HELD_UNTIL, "KeyType": "RANGE"},
             ],
             "Projection": {"ProjectionType": "ALL"},
         }

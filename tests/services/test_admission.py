@@ -146,7 +146,7 @@ def test_downgrade_past_the_threshold_reserves_at_the_cheaper_price(store: Count
     }
     admission = service(policy_with([rule], models={"cheap": cheap}), store, clock)
     first = admission.admit(SEARCH, request(max_tokens=700), "r1")  # 700 of 1000 µUSD: below 80 %
-    admission.settle(first, Reported(Usage(0, 700)))
+    admission.settle(first, Reported(Usage(30, 700)))
 
     second = admission.admit(SEARCH, request(max_tokens=200), "r2")  # 700 + 200 > 800: downgrade
 
@@ -193,7 +193,7 @@ class ScriptedProvider:
     def complete(self, call: ProviderCall) -> Completion:
         if self.fail:
             raise self.fail
-        return Completion("ok", "stop", Usage(0, 4))
+        return Completion("ok", "stop", Usage(30, 4))
 
     def stream(self, call: ProviderCall) -> Generator[StreamEvent, None, None]:
         if self.fail and self.cut_after is None:
@@ -203,7 +203,7 @@ class ScriptedProvider:
                 raise ProviderError("the provider's stream broke")
             yield TextDelta(f"w{i} ")
         yield Finished("stop")
-        yield UsageReported(Usage(0, 6))
+        yield UsageReported(Usage(30, 6))
 
 
 BUDGET = {"name": "budget", "limit": "0.001000", "unit": "cost_per_month"}
@@ -279,7 +279,9 @@ def test_stream_to_the_end_is_settled_from_the_provider_s_usage(store: CounterSt
     assert committed_and_spent(admission) == {"budget": ("0.000006", "0")}
 
 
-def test_crashed_request_s_hold_is_returned_by_the_sweeper_after_expiry(store: CounterStore) -> None:
+def test_crashed_request_s_hold_is_charged_by_the_sweeper_after_expiry(store: CounterStore) -> None:
+    """The process died between reserve and settle: the provider may have billed the call, so
+    the hold is charged, flagged — never returned as $0 (docs/COUNTERS.md)."""
     clock = Clock(datetime(2026, 11, 29, 18, 0, tzinfo=UTC))
     admission = service(policy_with([BUDGET]), store, clock)
     admission.admit(SEARCH, request(max_tokens=50), "crashed")  # and never settled
@@ -292,7 +294,7 @@ def test_crashed_request_s_hold_is_returned_by_the_sweeper_after_expiry(store: C
     assert admission.sweep() == 1
     assert admission.sweep() == 0
 
-    assert committed_and_spent(admission) == {"budget": ("0", "0")}
+    assert committed_and_spent(admission) == {"budget": ("0.00005", "0")}
 
 
 def test_settling_an_admission_twice_counts_once(store: CounterStore) -> None:
@@ -300,8 +302,8 @@ def test_settling_an_admission_twice_counts_once(store: CounterStore) -> None:
     admission = service(policy_with([BUDGET]), store, clock)
     admitted = admission.admit(SEARCH, request(max_tokens=50), "r1")
 
-    admission.settle(admitted, Reported(Usage(0, 7)))
-    admission.settle(admitted, Reported(Usage(0, 7)))
+    admission.settle(admitted, Reported(Usage(30, 7)))
+    admission.settle(admitted, Reported(Usage(30, 7)))
 
     assert committed_and_spent(admission) == {"budget": ("0.000007", "0")}
 
@@ -320,7 +322,7 @@ def test_past_the_threshold_downgrades_even_when_the_dear_model_no_longer_fits(
     }
     admission = service(policy_with([rule], models={"cheap": cheap}), store, clock)
     spender = admission.admit(SEARCH, request(max_tokens=999), "spender")
-    admission.settle(spender, Reported(Usage(0, 999)))
+    admission.settle(spender, Reported(Usage(30, 999)))
 
     last = admission.admit(SEARCH, request(max_tokens=None), "last")
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from paymaster.adapters.memory import MemorySettlementQueue
+from paymaster.adapters.memory import MemoryCounterStore, MemorySettlementQueue
 from paymaster.adapters.tokenizer import count_tokens
 from paymaster.domain.chat import Completion, Finished, StreamEvent, TextDelta, Usage, UsageReported
 from paymaster.domain.embeddings import EmbeddingRequest, Embeddings
@@ -19,8 +19,9 @@ from paymaster.domain.errors import (
     ProviderThrottledError,
     ProviderTimeoutError,
 )
+from paymaster.domain.limits import Refusal
 from paymaster.domain.metering import Bill
-from paymaster.ports import CounterStore, EmbeddingCall, ProviderCall
+from paymaster.ports import CallRecord, CounterStore, EmbeddingCall, ProviderCall, Reservation, Settlement
 from paymaster.services.admission import AdmissionService
 from paymaster.services.chat import ChatService
 from paymaster.services.embeddings import EmbeddingsService
@@ -45,7 +46,7 @@ class Deployments:
     def complete(self, call: ProviderCall) -> Completion:
         if fault := self._next_fault(call):
             raise fault
-        return Completion("ok", "stop", Usage(0, 4))
+        return Completion("ok", "stop", Usage(30, 4))
 
     def stream(self, call: ProviderCall) -> Generator[StreamEvent, None, None]:
         if fault := self._next_fault(call):
@@ -53,7 +54,7 @@ class Deployments:
         for word in ("one ", "two ", "three "):
             yield TextDelta(word)
         yield Finished("stop")
-        yield UsageReported(Usage(0, 3))
+        yield UsageReported(Usage(30, 3))
 
 
 # `primary` costs 1 µUSD per output token, `backup` 2: a fallback's hold is visibly its own.
@@ -113,7 +114,7 @@ def test_a_fallback_model_is_held_at_its_own_price_before_it_is_called(store: Co
     assert exchange.tried == ["openai/p-first", "openai/p-second", "anthropic/b-only"]
     assert exchange.admission.model_name == "backup"
     assert exchange.admission.request_id == "r1~2"
-    assert exchange.bill == Bill(Usage(0, 4), 8, "provider_usage")  # 4 tokens at backup's 2 µUSD
+    assert exchange.bill == Bill(Usage(30, 4), 8, "provider_usage")  # 4 tokens at backup's 2 µUSD
     assert committed_and_spent(admission) == {"budget": ("0.000008", "0")}  # primary's hold released
 
 
@@ -203,7 +204,7 @@ def test_a_stream_falls_back_before_its_first_event(store: CounterStore) -> None
     events = list(service.stream(exchange))
 
     assert exchange.deployment.label == "anthropic/b-only"
-    assert events[-1] == Bill(Usage(0, 3), 6, "provider_usage")
+    assert events[-1] == Bill(Usage(30, 3), 6, "provider_usage")
     assert not any(isinstance(event, UsageReported) for event in events)  # the bill replaces it
     assert committed_and_spent(admission) == {"budget": ("0.000006", "0")}
 
@@ -273,3 +274,94 @@ def test_embeddings_are_charged_the_provider_s_count_or_the_hold_without_one(
     assert exchange.bill is not None
     assert exchange.bill.basis == ("provider_usage" if reported else "reservation")
     assert committed_and_spent(admission) == {"budget": (charged, "0")}
+
+
+class Recording(MemoryCounterStore):
+    """The in-memory store, keeping every reservation and settlement it was given."""
+
+    def __init__(self) -> None:
+        super().__init__(clock=lambda: datetime(2026, 11, 29, 18, 0, tzinfo=UTC))
+        self.reservations: list[Reservation] = []
+        self.settlements: list[Settlement] = []
+
+    def reserve(self, reservation: Reservation) -> list[Refusal]:
+        self.reservations.append(reservation)
+        return super().reserve(reservation)
+
+    def settle(self, settlement: Settlement) -> bool:
+        self.settlements.append(settlement)
+        return super().settle(settlement)
+
+
+def test_each_hold_records_who_asked_and_each_settlement_how_its_hop_was_served() -> None:
+    """What the ledger reads back from the reservation items: the released primary hold and
+    the fallback's settled one, each with the deployments tried under it and its timings."""
+    store = Recording()
+    deployments = Deployments({"p-first": [ProviderError("down", status=500)], "p-second": [ProviderError("down")]})
+    policy = policy_with([BUDGET], models=MODELS)
+    admission = AdmissionService(
+        policy, store, count_tokens, Clock(datetime(2026, 11, 29, 18, 0, tzinfo=UTC)), MemorySettlementQueue()
+    )
+    # planned, served from, primary released, backup settled, served until
+    ticks = iter([10.0, 10.0, 10.4, 11.25, 11.25])
+    router = Router(policy, admission, draw=lambda: 0.0, monotonic=lambda: next(ticks))
+    service = ChatService(policy, dict.fromkeys(policy.providers, deployments), router)
+
+    exchange = service.plan(SEARCH, request("primary", max_tokens=50, user="u-7"), "r1", {"tenant": "acme"})
+    service.complete(exchange)
+
+    first, fallback = store.reservations
+    assert first.asked is not None
+    assert (first.asked.principal_arn, first.asked.env, first.asked.user) == ("arn", "prod", "u-7")
+    assert first.asked.metadata == (("tenant", "acme"),)
+    assert first.asked.reserved == 50  # 50 output tokens at primary's 1 µUSD
+    assert fallback.asked is not None
+    assert (fallback.request_id, fallback.asked.reserved) == ("r1~2", 100)
+    released, settled = store.settlements
+    assert (released.outcome, released.billed_on, settled.outcome, settled.billed_on) == (
+        "released",
+        "released",
+        "settled",
+        "provider_usage",
+    )
+    assert released.call == CallRecord("openai/p-second", ("openai/p-first", "openai/p-second"), None, 400, None)
+    assert settled.call is not None
+    assert (settled.call.deployment, settled.call.latency_ms) == ("anthropic/b-only", 1250)
+    assert settled.call.tried == ("openai/p-first", "openai/p-second", "anthropic/b-only")
+
+
+class NoInputReported(Deployments):
+    """A provider whose usage says the prompt had no tokens at all."""
+
+    def complete(self, call: ProviderCall) -> Completion:
+        return Completion("ok", "stop", Usage(0, 4))
+
+    def stream(self, call: ProviderCall) -> Generator[StreamEvent, None, None]:
+        yield TextDelta("one two ")
+        yield Finished("stop")
+        yield UsageReported(Usage(0, 3))
+
+
+def test_a_stream_whose_usage_reports_no_input_is_charged_what_it_delivered_and_flagged() -> None:
+    store = Recording()
+    service, _ = chat(store, NoInputReported())
+    exchange = service.plan(SEARCH, request("primary", max_tokens=50), "r1")
+
+    *_, bill = service.stream(exchange)
+
+    assert isinstance(bill, Bill)
+    assert bill.basis == "delivered_text"
+    assert bill.usage.input_tokens == exchange.admission.input_tokens  # the estimate, not 0
+    (settled,) = store.settlements
+    assert "usage_reported_no_input" in settled.flags
+
+
+def test_an_answer_whose_usage_reports_no_input_is_charged_its_hold_and_flagged() -> None:
+    store = Recording()
+    service, _ = chat(store, NoInputReported())
+
+    exchange, _ = serve(service)
+
+    assert exchange.bill == Bill(Usage(exchange.admission.input_tokens, 50), 50, "reservation")
+    (settled,) = store.settlements
+    assert {"usage_reported_no_input", "usage_unknown"} <= set(settled.flags)

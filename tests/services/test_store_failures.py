@@ -59,7 +59,7 @@ def test_a_settlement_the_store_cannot_take_is_queued_and_applied_later_exactly_
     admitted = service.admit(SEARCH, REQUEST, "r1")
     store.fail_next("settle", UNREACHABLE)
 
-    service.settle(admitted, Reported(Usage(0, 7)))
+    service.settle(admitted, Reported(Usage(30, 7)))
 
     assert states(store, admitted.holds) == [(10, 0), (1, 0)]
     (settlement,) = queue.take()

@@ -23,7 +23,7 @@ from paymaster.adapters.aws_environment import (
 )
 
 STANDARD_REGIONS = boto3.session.Session().get_available_regions("dynamodb")
-SERVICES = [DYNAMODB, SECRETS_MANAGER, BEDROCK_RUNTIME]
+SERVICES = [DYNAMODB, SECRETS_MANAGER, aws_environment.EVENTS, BEDROCK_RUNTIME]
 OTHER_PARTITIONS = ["cn-north-1", "cn-northwest-1", "us-gov-west-1", "us-iso-east-1", "eusc-de-east-1", "local"]
 
 
@@ -114,6 +114,7 @@ def test_endpoint_is_the_one_boto3_resolves_in_every_region(service: Service, re
     "settings",
     [
         {"AWS_ENDPOINT_URL": "http://127.0.0.1:5000"},
+        {"AWS_ENDPOINT_URL_EVENTBRIDGE": "http://127.0.0.1:5005"},
         {"AWS_ENDPOINT_URL_DYNAMODB": "http://127.0.0.1:5001"},
         {"AWS_ENDPOINT_URL_SECRETS_MANAGER": "http://127.0.0.1:5002"},
         {"AWS_ENDPOINT_URL_BEDROCK_RUNTIME": "http://127.0.0.1:5004"},

@@ -3,15 +3,27 @@
 paymaster local [--policy FILE] [--port N] [--real-endpoint NAME[=env:VAR|file:PATH]]...
                                             run the local stack (needs the dev install)
 paymaster policy validate FILE              check a policy file; every error with its place
+paymaster events tail [--queue-url URL] [--count N] [--seconds S]
+                                            print paymaster's events, one line each, as they
+                                            arrive on an SQS queue a bus rule delivers them to
 """
 
 import argparse
 import importlib
+import json
+import os
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
+from typing import Any, TextIO
 
+from paymaster import names
 from paymaster.adapters.policy_file import PolicyFileError, load_policy
+from paymaster.domain.money import format_usd
+
+# The queue `paymaster events tail` reads when --queue-url is not given.
+ENV_EVENTS_QUEUE_URL = "PAYMASTER_EVENTS_QUEUE_URL"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,11 +40,30 @@ def main(argv: list[str] | None = None) -> int:
     validate = policy_commands.add_parser("validate", help="validate a policy file")
     validate.add_argument("file", type=Path)
 
+    events = commands.add_parser("events", help="paymaster's published events")
+    events_commands = events.add_subparsers(dest="events_command", required=True)
+    tail = events_commands.add_parser(
+        "tail",
+        help="print events as they arrive on an SQS queue that a rule on paymaster's bus delivers to; "
+        "each message is deleted once printed",
+    )
+    tail.add_argument(
+        "--queue-url",
+        default=os.environ.get(ENV_EVENTS_QUEUE_URL),
+        help=f"the queue (default: ${ENV_EVENTS_QUEUE_URL})",
+    )
+    tail.add_argument("--count", type=int, help="stop after this many events (default: never)")
+    tail.add_argument("--seconds", type=float, help="stop after this long (default: never)")
+
     args = parser.parse_args(argv)
     if args.command == "local":
         if local_cli is None:
             parser.error("the local stack needs the development install: `make run` or `uv sync --extra dev`")
         return int(local_cli.run(args))
+    if args.command == "events":
+        if not args.queue_url:
+            parser.error(f"events tail needs --queue-url or ${ENV_EVENTS_QUEUE_URL}")
+        return tail_events(args.queue_url, count=args.count, seconds=args.seconds)
     return _validate(args.file)
 
 
@@ -54,6 +85,66 @@ def _validate(path: Path) -> int:
         return 1
     print(f"{path}: valid — {len(policy.teams)} teams, {len(policy.models)} models, {len(policy.providers)} providers")
     return 0
+
+
+def tail_events(
+    queue_url: str,
+    *,
+    count: int | None = None,
+    seconds: float | None = None,
+    sqs: Any = None,
+    out: TextIO = sys.stdout,
+) -> int:
+    """Long-polls the queue and prints each event (`event_line`) until `count` or `seconds`, or
+    Ctrl-C. `sqs` is a boto3 SQS client; by default one for the environment (AWS_ENDPOINT_URL
+    points it at the local stack)."""
+    if sqs is None:
+        import boto3  # noqa: PLC0415 - only this command needs it
+
+        sqs = boto3.client("sqs", region_name=os.environ.get(names.ENV_REGION) or _queue_region(queue_url))
+    deadline = None if seconds is None else time.monotonic() + seconds
+    printed = 0
+    try:
+        while (count is None or printed < count) and (deadline is None or time.monotonic() < deadline):
+            wait = 20 if deadline is None else max(0, min(20, int(deadline - time.monotonic())))
+            answer = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=wait)
+            for message in answer.get("Messages", []):
+                print(event_line(message["Body"]), file=out, flush=True)
+                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+                printed += 1
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def event_line(body: str) -> str:
+    """One line per event: when, what, which request, whose, which model, and its money.
+
+    `2026-11-29T14:03:09.252Z  CostRecorded        b7c5e0f2…  search/ranker  gpt-4o-mini  $0.000526`
+    """
+    try:
+        event = json.loads(body)
+        detail = event["detail"]
+        kind = str(event["detail-type"])
+    except (ValueError, KeyError, TypeError):
+        return f"(not an EventBridge event) {body[:200]}"
+    if not isinstance(detail, dict):
+        return f"{kind} (no detail)"
+    what = ""
+    if kind == names.REQUEST_DENIED:
+        rule = detail.get("rule") or {}
+        what = f"denied by {rule.get('name')} ({detail.get('code')})"
+    elif "cost_usd_micros" in detail:
+        what = f"${format_usd(int(detail['cost_usd_micros']))}"
+    when, whose = detail.get("time", event.get("time")), f"{detail.get('team')}/{detail.get('app')}"
+    return f"{when}  {kind:<18}  {detail.get('request_id')}  {whose}  {detail.get('model')}  {what}".rstrip()
+
+
+def _queue_region(queue_url: str) -> str:
+    """`https://sqs.eu-central-1.amazonaws.com/…` → eu-central-1; anything else: the local region."""
+    host = queue_url.split("/")[2] if queue_url.count("/") >= 2 else ""
+    parts = host.split(".")
+    return parts[1] if len(parts) > 3 and parts[0] == "sqs" else names.LOCAL_REGION
 
 
 if __name__ == "__main__":

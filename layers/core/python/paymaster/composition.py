@@ -18,6 +18,7 @@ from paymaster.adapters.aws_environment import BEDROCK_RUNTIME, DYNAMODB, SECRET
 from paymaster.adapters.bedrock_runtime import BedrockRuntimeWire
 from paymaster.adapters.dynamodb_counters import DynamoDBCounterStore
 from paymaster.adapters.dynamodb_wire import DynamoDBWire
+from paymaster.adapters.event_bus import EventBridgePublisher, EventBridgeWire, NoEventBus
 from paymaster.adapters.policy_file import load_policy
 from paymaster.adapters.providers.anthropic import AnthropicProvider
 from paymaster.adapters.providers.bedrock import BedrockProvider
@@ -32,9 +33,10 @@ from paymaster.adapters.settlement_queue import SqsSettlementQueue
 from paymaster.adapters.tokenizer import WarmingTokenCounter
 from paymaster.api.app import create_app
 from paymaster.domain.policy import Policy, Provider
-from paymaster.ports import Authenticator, ChatProvider, EmbeddingProvider
+from paymaster.ports import Authenticator, ChatProvider, EmbeddingProvider, EventPublisher
 from paymaster.services.admission import AdmissionService
 from paymaster.services.chat import ChatService
+from paymaster.services.denials import DENIAL_EVENT_WAIT_S, DenialEvents
 from paymaster.services.embeddings import EmbeddingsService
 from paymaster.services.identify import IdentifyService
 from paymaster.services.routing import Router
@@ -52,7 +54,12 @@ def gateway_app() -> Starlette:
 def build_gateway(settings: Settings) -> Starlette:
     policy = load_policy(settings.policy_file)
     admission = build_admission(policy, settings)
-    router = Router(policy, admission)
+    denials = DenialEvents(
+        build_event_publisher(
+            settings.event_bus, settings.region, timeout=DENIAL_EVENT_TIMEOUT, max_attempts=2, entry_attempts=1
+        )
+    )
+    router = Router(policy, admission, denials=denials)
     chat_providers, embedding_providers = build_providers(policy, settings)
     return create_app(
         identify=IdentifyService(build_authenticator(settings), policy),
@@ -87,6 +94,30 @@ def build_settlement_queue(settings: Settings) -> SqsSettlementQueue:
         lambda: aws_environment.botocore_session().create_client("sqs", region_name=settings.region),
         settings.settlement_queue_url,
     )
+
+
+# A refusal waits for its RequestDenied (services/denials.py) at most DENIAL_EVENT_WAIT_S: the
+# first attempt fits in it; one retry of the call may still land after the 429; an entry PutEvents
+# failed is not sent again, as the wait would be over before it could land.
+DENIAL_EVENT_TIMEOUT = httpx.Timeout(DENIAL_EVENT_WAIT_S / 2, connect=DENIAL_EVENT_WAIT_S / 4)
+
+
+def build_event_publisher(
+    bus_name: str | None, region: str, *, timeout: httpx.Timeout, max_attempts: int, entry_attempts: int
+) -> EventPublisher:
+    """The bus named, or none (None). `max_attempts` sends of a whole call (throttled, 5xx, no
+    answer); `entry_attempts` sends of an entry PutEvents failed in a call that answered."""
+    if bus_name is None:
+        return NoEventBus()
+    wire = EventBridgeWire(
+        httpx.HTTPTransport(verify=_tls(), limits=httpx.Limits(max_keepalive_connections=4)),
+        endpoint_url=aws_environment.endpoint_url(aws_environment.EVENTS, region, os.environ),
+        region=region,
+        credentials=aws_environment.credentials(region, os.environ),
+        timeout=timeout,
+        max_attempts=max_attempts,
+    )
+    return EventBridgePublisher(wire, bus_name, entry_attempts=entry_attempts)
 
 
 def build_store(settings: Settings) -> DynamoDBCounterStore:

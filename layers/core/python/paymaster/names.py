@@ -6,19 +6,14 @@ adapters, constructs (`infra/`), the local stack and test fixtures import them.
 
 from typing import Final
 
-# DynamoDB: one table for counters (windows, buckets, reservations), one for the ledger.
-PARTITION_KEY: Final = "pk"
-SORT_KEY: Final = "sk"
-TTL_ATTRIBUTE: Final = "expires_at"
-
-COUNTERS_TABLE_ID: Final = "Counters"
-LEDGER_TABLE_ID: Final = "Ledger"
+# DynamoDB tables and items: `paymaster.schema`.
 
 # EventBridge.
 EVENT_SOURCE: Final = "paymaster"
 COST_RECORDED: Final = "CostRecorded"
 BUDGET_THRESHOLD_CROSSED: Final = "BudgetThresholdCrossed"
 REQUEST_DENIED: Final = "RequestDenied"
+RESERVATION_EXPIRED: Final = "ReservationExpired"
 
 # Environment variables read by the settings at cold start.
 ENV_COUNTERS_TABLE: Final = "PAYMASTER_COUNTERS_TABLE"
@@ -49,27 +44,8 @@ SIGV4_SERVICE: Final = "execute-api"
 LOCAL_REGION: Final = "us-east-1"
 ENV_PROVIDER_ENDPOINTS: Final = "PAYMASTER_PROVIDER_ENDPOINTS"  # local only: {"provider": "url"}
 
-# Counter and reservation items (one table). A counter is keyed by its window: a new window is a
-# new item, so nothing ever resets a live counter.
-COMMITTED: Final = "committed"  # reserved + settled, in the rule's unit; what admission checks
-SPENT: Final = "spent"  # settled only
-RESERVATION_SORT_KEY: Final = "RESERVATION"
-HELD_INDEX: Final = "held-by-expiry"  # sparse GSI: reservations still held, by expiry
-HELD_SHARD: Final = "held_shard"  # GSI partition key, removed when a reservation is settled
-HELD_UNTIL: Final = "held_until"  # GSI sort key, epoch seconds
-HELD_SHARDS: Final = 16  # spreads held reservations over GSI partitions
-
 HEADER_METADATA_PREFIX: Final = "x-paymaster-meta-"
 
 # The settlement queue: deliveries of a settlement before it goes to the dead-letter queue, the
 # same in AWS (infra's SettlementQueue) and in the local stack.
 SETTLEMENT_MAX_RECEIVES: Final = 10
-
-
-def counter_pk(rule: str, bucket: str) -> str:
-    """`RULE#search-monthly#team=search`: one partition per rule and bucket."""
-    return f"RULE#{rule}#{bucket}"
-
-
-def reservation_pk(request_id: str) -> str:
-    return f"RES#{request_id}"

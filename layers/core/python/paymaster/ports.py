@@ -4,10 +4,12 @@
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Protocol
 
 from paymaster.domain.chat import ChatRequest, Completion, StreamEvent, Usage
+from paymaster.domain.events import PaymasterEvent
 from paymaster.domain.limits import Hold, Refusal
+from paymaster.domain.metering import Basis, SettlementOutcome
 from paymaster.domain.policy import Deployment
 
 
@@ -50,6 +52,19 @@ class Authenticator(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class Asked:
+    """Who asked for what, as the ledger records an admitted request (the counters need none of it)."""
+
+    admitted_at: datetime
+    principal_arn: str
+    env: str
+    user: str | None = None
+    metadata: tuple[tuple[str, str], ...] = ()
+    reserved: int = 0  # micro-USD: the most the request can cost, as held
+    downgraded_from: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Reservation:
     """What admission holds for one request until it is settled or expires."""
 
@@ -59,6 +74,18 @@ class Reservation:
     team: str
     app: str
     model: str
+    asked: Asked | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    """How a request was served, as the ledger records it with its settlement."""
+
+    deployment: str | None  # the deployment that served (or failed last)
+    tried: tuple[str, ...]  # every deployment tried under this hold, in order
+    provider_request_id: str | None
+    latency_ms: int  # admission to settlement
+    first_token_ms: int | None  # admission to the first streamed token
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,19 +109,26 @@ class Settlement:
 
     request_id: str
     changes: tuple[CounterChange, ...]
-    outcome: Literal["settled", "released", "charged_delivered", "charged_reservation", "expired"]
+    outcome: SettlementOutcome
     cost: int  # micro-USD, for the ledger
     usage: Usage | None
     flags: tuple[str, ...] = ()
     fence: bool = False
+    billed_on: Basis | None = None
+    call: CallRecord | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class HeldReservation:
-    """A reservation as the store keeps it: enough to release it without the gateway's memory."""
+    """A reservation as the store keeps it: enough to settle it without the gateway's memory."""
 
     request_id: str
-    changes: tuple[CounterChange, ...]  # the release: −amount on each counter
+    held: tuple[tuple[str, str, int], ...]  # (pk, sk, amount) on each counter
+    reserved: int  # micro-USD: the most the request could cost (0 if written before it was kept)
+
+    def charged_in_full(self) -> tuple[CounterChange, ...]:
+        """Every hold becomes spend: committed stays, spent grows by the amount held."""
+        return tuple(CounterChange(pk, sk, delta=0, spent=amount) for pk, sk, amount in self.held)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +170,27 @@ class SettlementQueue(Protocol):
     the settlement-retry function, until they land. Never raises: a settlement is never dropped."""
 
     def put(self, settlement: Settlement) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Unpublished:
+    """An event the bus did not take, and why: the bus's error code (`ThrottlingException`,
+    `MalformedDetail`, …) or the transport's (`ReadTimeoutError`) and its message."""
+
+    event: PaymasterEvent
+    code: str
+    message: str
+
+
+class EventPublisher(Protocol):
+    """Puts events on paymaster's bus, at least once: a consumer de-duplicates on request id.
+
+    Never raises for the bus: returns the events it could not publish after its own retries
+    (empty when the bus took every one), so that a stream consumer can report those records as
+    failed and have them delivered again.
+    """
+
+    def publish(self, events: Sequence[PaymasterEvent]) -> list[Unpublished]: ...
 
 
 class TokenCounter(Protocol):

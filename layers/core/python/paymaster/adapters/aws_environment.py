@@ -68,6 +68,7 @@ class Service(NamedTuple):
     host_prefix: str  # <host_prefix>.<region>.amazonaws.com
 
 
+EVENTS = Service("events", "EVENTBRIDGE", "events")
 DYNAMODB = Service("dynamodb", "DYNAMODB", "dynamodb")
 SECRETS_MANAGER = Service("secretsmanager", "SECRETS_MANAGER", "secretsmanager")
 BEDROCK_RUNTIME = Service("bedrock-runtime", "BEDROCK_RUNTIME", "bedrock-runtime")

@@ -41,31 +41,35 @@ from paymaster.adapters.aws_environment import CredentialSource
 
 class AwsJsonApi:
     """One service's JSON API: `call("TransactWriteItems", {...})` answers the parsed body or
-    raises as boto3 would. `service` is the SigV4 signing name ("dynamodb", "secretsmanager")."""
+    raises as boto3 would.
+
+    Each service's client is a subclass that names its protocol — `_service` (the SigV4 signing
+    name: "dynamodb", "secretsmanager", "events"), `_target_prefix` (`X-Amz-Target` before the
+    operation), `_content_type`, `_retryable` (the error codes sent again, besides any 5xx) and
+    `_default_timeout` — and its operations, each one `call`.
+    """
+
+    _service: str
+    _target_prefix: str
+    _content_type: str
+    _retryable: Collection[str]
+    _default_timeout: httpx.Timeout
 
     def __init__(
         self,
         transport: httpx.BaseTransport,
         *,
-        service: str,
-        target_prefix: str,
-        content_type: str,
-        retryable: Collection[str],
         endpoint_url: str,
         region: str,
         credentials: CredentialSource,
-        timeout: httpx.Timeout,
+        timeout: httpx.Timeout | None = None,
         max_attempts: int = 3,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         # The transport itself (a kept-alive connection pool), not an httpx.Client: the client's
         # cookie, redirect, auth and hook machinery cost 0.13 ms a call and do nothing here.
         self._transport = transport
-        self._service = service
-        self._target_prefix = target_prefix
-        self._content_type = content_type
-        self._retryable = frozenset(retryable)
-        self._timeout = timeout.as_dict()
+        self._timeout = (timeout or self._default_timeout).as_dict()
         self._url = endpoint_url.rstrip("/") + "/"
         self._parsed_url = httpx.URL(self._url)
         self._host = self._parsed_url.netloc.decode()

@@ -1,9 +1,6 @@
 """Counters and reservations in DynamoDB: one TransactWriteItems to reserve, one to settle.
 
-Items (one table, `pk`/`sk`):
-
-    RULE#<rule>#<bucket> / <window id>   a counter: committed (reserved + settled), spent (settled)
-    RES#<request id>     / RESERVATION   a reservation: what it holds, its state, its expiry
+Items: `paymaster.schema` (a counter per rule, bucket and window; a reservation per request).
 
 Admission puts the reservation (`attribute_not_exists`) and adds each amount to its counter
 under `committed <= cap - amount` (conditions have no arithmetic, so `cap - amount` is computed
@@ -29,12 +26,12 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionClosedError, ReadTimeoutError
 
-from paymaster import names
+from paymaster import schema
 from paymaster.domain.errors import StoreOutcomeUnknownError, StoreUnavailableError
 from paymaster.domain.limits import Hold, Refusal
-from paymaster.ports import CounterChange, CounterState, HeldReservation, Reservation, Settlement
+from paymaster.ports import Asked, CallRecord, CounterChange, CounterState, HeldReservation, Reservation, Settlement
+from paymaster.schema import HELD
 
-HELD = "held"
 # Keep a window's counter this long after it ends: /v1/usage history, audits. TTL deletes it later.
 COUNTER_RETENTION = timedelta(days=400)
 RESERVATION_RETENTION = timedelta(days=30)
@@ -42,7 +39,6 @@ CONFLICT_RETRIES = 4
 # A fencing release alternates between "release the hold" and "fence the id" while a late
 # admission races it; each round needs that admission to commit in between, so few suffice.
 FENCE_ATTEMPTS = 3
-FENCED = "fenced"
 BATCH_GET_KEYS = 100  # the most keys one BatchGetItem takes
 _RETRYABLE_REASONS = {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"}
 _UNAVAILABLE_CODES = {
@@ -128,16 +124,16 @@ class DynamoDBCounterStore:
             request = {
                 self._table: {
                     "Keys": [
-                        {names.PARTITION_KEY: _s(pk), names.SORT_KEY: _s(sk)}
+                        {schema.PARTITION_KEY: _s(pk), schema.SORT_KEY: _s(sk)}
                         for pk, sk in unique[start : start + BATCH_GET_KEYS]
                     ],
                     "ConsistentRead": True,
                     "ProjectionExpression": "#pk, #sk, #committed, #spent",
                     "ExpressionAttributeNames": {
-                        "#pk": names.PARTITION_KEY,
-                        "#sk": names.SORT_KEY,
-                        "#committed": names.COMMITTED,
-                        "#spent": names.SPENT,
+                        "#pk": schema.PARTITION_KEY,
+                        "#sk": schema.SORT_KEY,
+                        "#committed": schema.COMMITTED,
+                        "#spent": schema.SPENT,
                     },
                 }
             }
@@ -145,33 +141,34 @@ class DynamoDBCounterStore:
                 with _store_errors():
                     answer = self._client.batch_get_item(RequestItems=request)
                 for item in answer["Responses"].get(self._table, []):
-                    key = (item[names.PARTITION_KEY]["S"], item[names.SORT_KEY]["S"])
+                    key = (item[schema.PARTITION_KEY]["S"], item[schema.SORT_KEY]["S"])
                     found[key] = CounterState(
-                        committed=int(item.get(names.COMMITTED, {"N": "0"})["N"]),
-                        spent=int(item.get(names.SPENT, {"N": "0"})["N"]),
+                        committed=int(item.get(schema.COMMITTED, {"N": "0"})["N"]),
+                        spent=int(item.get(schema.SPENT, {"N": "0"})["N"]),
                     )
                 request = answer.get("UnprocessedKeys") or {}
         return found
 
     def expired(self, now: datetime, limit: int) -> list[HeldReservation]:
         found: list[tuple[int, HeldReservation]] = []
-        for shard in range(names.HELD_SHARDS):
+        for shard in range(schema.HELD_SHARDS):
             with _store_errors():
                 answer = self._client.query(
                     TableName=self._table,
-                    IndexName=names.HELD_INDEX,
+                    IndexName=schema.HELD_INDEX,
                     KeyConditionExpression="#shard = :shard AND #until < :now",
-                    ExpressionAttributeNames={"#shard": names.HELD_SHARD, "#until": names.HELD_UNTIL},
-                    ExpressionAttributeValues={":shard": _s(f"HELD#{shard}"), ":now": _n(_epoch(now))},
+                    ExpressionAttributeNames={"#shard": schema.HELD_SHARD, "#until": schema.HELD_UNTIL},
+                    ExpressionAttributeValues={":shard": _s(schema.held_shard(shard)), ":now": _n(_epoch(now))},
                     Limit=limit,
                 )
             for item in answer.get("Items", []):
-                changes = tuple(
-                    CounterChange(pk=hold["pk"]["S"], sk=hold["sk"]["S"], delta=-int(hold["amount"]["N"]), spent=0)
-                    for hold in (entry["M"] for entry in item["holds"]["L"])
+                held = tuple(
+                    (hold[schema.HOLD_PK]["S"], hold[schema.HOLD_SK]["S"], int(hold[schema.HOLD_AMOUNT]["N"]))
+                    for hold in (entry["M"] for entry in item[schema.HOLDS]["L"])
                 )
-                request_id = item[names.PARTITION_KEY]["S"].removeprefix("RES#")
-                found.append((int(item[names.HELD_UNTIL]["N"]), HeldReservation(request_id, changes)))
+                request_id = schema.request_id_of(item[schema.PARTITION_KEY]["S"])
+                reserved = int(item.get(schema.RESERVED, {"N": "0"})["N"])
+                found.append((int(item[schema.HELD_UNTIL]["N"]), HeldReservation(request_id, held, reserved)))
         return [reservation for _, reservation in sorted(found, key=lambda pair: pair[0])][:limit]
 
     def _transact(self, items: list[dict[str, Any]], token: str | None = None) -> list[dict[str, Any]] | None:
@@ -202,28 +199,36 @@ class DynamoDBCounterStore:
         raise AssertionError("unreachable")
 
     def _put_reservation(self, reservation: Reservation) -> dict[str, Any]:
-        shard = zlib.crc32(reservation.request_id.encode()) % names.HELD_SHARDS
+        shard = zlib.crc32(reservation.request_id.encode()) % schema.HELD_SHARDS
         holds = [
-            {"M": {"pk": _s(hold.pk), "sk": _s(hold.sk), "amount": _n(hold.amount), "rule": _s(hold.rule.name)}}
+            {
+                "M": {
+                    schema.HOLD_PK: _s(hold.pk),
+                    schema.HOLD_SK: _s(hold.sk),
+                    schema.HOLD_AMOUNT: _n(hold.amount),
+                    schema.HOLD_RULE: _s(hold.rule.name),
+                }
+            }
             for hold in reservation.holds
         ]
         return {
             "Put": {
                 "TableName": self._table,
                 "Item": {
-                    names.PARTITION_KEY: _s(names.reservation_pk(reservation.request_id)),
-                    names.SORT_KEY: _s(names.RESERVATION_SORT_KEY),
-                    "state": _s(HELD),
-                    "holds": {"L": holds},
-                    "team": _s(reservation.team),
-                    "app": _s(reservation.app),
-                    "model": _s(reservation.model),
-                    names.HELD_SHARD: _s(f"HELD#{shard}"),
-                    names.HELD_UNTIL: _n(_epoch(reservation.held_until)),
-                    names.TTL_ATTRIBUTE: _n(_epoch(reservation.held_until + RESERVATION_RETENTION)),
+                    schema.PARTITION_KEY: _s(schema.reservation_pk(reservation.request_id)),
+                    schema.SORT_KEY: _s(schema.RESERVATION_SORT_KEY),
+                    schema.STATE: _s(HELD),
+                    schema.HOLDS: {"L": holds},
+                    schema.TEAM: _s(reservation.team),
+                    schema.APP: _s(reservation.app),
+                    schema.MODEL: _s(reservation.model),
+                    schema.HELD_SHARD: _s(schema.held_shard(shard)),
+                    schema.HELD_UNTIL: _n(_epoch(reservation.held_until)),
+                    schema.TTL_ATTRIBUTE: _n(_epoch(reservation.held_until + RESERVATION_RETENTION)),
+                    **(_asked(reservation.asked) if reservation.asked is not None else {}),
                 },
                 "ConditionExpression": "attribute_not_exists(#pk)",
-                "ExpressionAttributeNames": {"#pk": names.PARTITION_KEY},
+                "ExpressionAttributeNames": {"#pk": schema.PARTITION_KEY},
                 "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
             }
         }
@@ -234,30 +239,30 @@ class DynamoDBCounterStore:
             "Put": {
                 "TableName": self._table,
                 "Item": {
-                    names.PARTITION_KEY: _s(names.reservation_pk(settlement.request_id)),
-                    names.SORT_KEY: _s(names.RESERVATION_SORT_KEY),
-                    "state": _s(settlement.outcome),
-                    "holds": {"L": []},
-                    "cost": _n(0),
-                    "flags": {"L": [_s(flag) for flag in (*settlement.flags, FENCED)]},
-                    names.TTL_ATTRIBUTE: _n(_epoch(self._clock() + RESERVATION_RETENTION)),
+                    schema.PARTITION_KEY: _s(schema.reservation_pk(settlement.request_id)),
+                    schema.SORT_KEY: _s(schema.RESERVATION_SORT_KEY),
+                    schema.STATE: _s(settlement.outcome),
+                    schema.HOLDS: {"L": []},
+                    schema.COST: _n(0),
+                    schema.FLAGS: {"L": [_s(flag) for flag in (*settlement.flags, schema.FENCED)]},
+                    schema.TTL_ATTRIBUTE: _n(_epoch(self._clock() + RESERVATION_RETENTION)),
                 },
                 "ConditionExpression": "attribute_not_exists(#pk)",
-                "ExpressionAttributeNames": {"#pk": names.PARTITION_KEY},
+                "ExpressionAttributeNames": {"#pk": schema.PARTITION_KEY},
             }
         }
 
     def _hold(self, hold: Hold) -> dict[str, Any]:
         update: dict[str, Any] = {
             "TableName": self._table,
-            "Key": {names.PARTITION_KEY: _s(hold.pk), names.SORT_KEY: _s(hold.sk)},
+            "Key": {schema.PARTITION_KEY: _s(hold.pk), schema.SORT_KEY: _s(hold.sk)},
             "UpdateExpression": "ADD #committed :amount SET #rule = :rule, #window_end = :window_end, "
             "#expires = if_not_exists(#expires, :expires)",
             "ExpressionAttributeNames": {
-                "#committed": names.COMMITTED,
-                "#rule": "rule",
-                "#window_end": "window_end",
-                "#expires": names.TTL_ATTRIBUTE,
+                "#committed": schema.COMMITTED,
+                "#rule": schema.RULE,
+                "#window_end": schema.WINDOW_END,
+                "#expires": schema.TTL_ATTRIBUTE,
             },
             "ExpressionAttributeValues": {
                 ":amount": _n(hold.amount),
@@ -283,35 +288,37 @@ class DynamoDBCounterStore:
             ":cost": _n(settlement.cost),
             ":flags": {"L": [_s(flag) for flag in settlement.flags]},
         }
-        assignments = "#state = :outcome, #cost = :cost, #flags = :flags"
+        names = {"#state": schema.STATE, "#cost": schema.COST, "#flags": schema.FLAGS, "#shard": schema.HELD_SHARD}
+        recorded: dict[str, dict[str, Any]] = {}
         if settlement.usage is not None:
-            values[":usage"] = {
+            recorded[schema.USAGE] = {
                 "M": {
-                    "input_tokens": _n(settlement.usage.input_tokens),
-                    "output_tokens": _n(settlement.usage.output_tokens),
-                    "cache_read_tokens": _n(settlement.usage.cache_read_tokens),
-                    "cache_write_tokens": _n(settlement.usage.cache_write_tokens),
+                    schema.USAGE_INPUT: _n(settlement.usage.input_tokens),
+                    schema.USAGE_OUTPUT: _n(settlement.usage.output_tokens),
+                    schema.USAGE_CACHE_READ: _n(settlement.usage.cache_read_tokens),
+                    schema.USAGE_CACHE_WRITE: _n(settlement.usage.cache_write_tokens),
                 }
             }
-            assignments += ", #usage = :usage"
+        if settlement.billed_on is not None:
+            recorded[schema.BILLED_ON] = _s(settlement.billed_on)
+        if settlement.call is not None:
+            recorded |= _call(settlement.call)
+        assignments = "#state = :outcome, #cost = :cost, #flags = :flags"
+        for number, (attribute, value) in enumerate(recorded.items()):
+            names[f"#a{number}"], values[f":a{number}"] = attribute, value
+            assignments += f", #a{number} = :a{number}"
         return {
             "Update": {
                 "TableName": self._table,
                 "Key": {
-                    names.PARTITION_KEY: _s(names.reservation_pk(settlement.request_id)),
-                    names.SORT_KEY: _s(names.RESERVATION_SORT_KEY),
+                    schema.PARTITION_KEY: _s(schema.reservation_pk(settlement.request_id)),
+                    schema.SORT_KEY: _s(schema.RESERVATION_SORT_KEY),
                 },
                 "UpdateExpression": f"SET {assignments} REMOVE #shard",
                 "ConditionExpression": "#state = :held",
                 # Whether a reservation exists at all, for a fencing release.
                 "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-                "ExpressionAttributeNames": {
-                    "#state": "state",
-                    "#cost": "cost",
-                    "#flags": "flags",
-                    "#shard": names.HELD_SHARD,
-                    **({"#usage": "usage"} if settlement.usage is not None else {}),
-                },
+                "ExpressionAttributeNames": names,
                 "ExpressionAttributeValues": values,
             }
         }
@@ -320,12 +327,48 @@ class DynamoDBCounterStore:
         return {
             "Update": {
                 "TableName": self._table,
-                "Key": {names.PARTITION_KEY: _s(change.pk), names.SORT_KEY: _s(change.sk)},
+                "Key": {schema.PARTITION_KEY: _s(change.pk), schema.SORT_KEY: _s(change.sk)},
                 "UpdateExpression": "ADD #committed :delta, #spent :spent",
-                "ExpressionAttributeNames": {"#committed": names.COMMITTED, "#spent": names.SPENT},
+                "ExpressionAttributeNames": {"#committed": schema.COMMITTED, "#spent": schema.SPENT},
                 "ExpressionAttributeValues": {":delta": _n(change.delta), ":spent": _n(change.spent)},
             }
         }
+
+
+def _label(value: str) -> dict[str, str]:
+    return _s(value[: schema.MAX_LABEL_CHARS])
+
+
+def _asked(asked: Asked) -> dict[str, Any]:
+    """Who asked for what, for the ledger; what the caller controls is capped (`schema`)."""
+    item: dict[str, Any] = {
+        schema.ADMITTED_AT: _n(int(asked.admitted_at.timestamp() * 1000)),
+        schema.PRINCIPAL: _s(asked.principal_arn),
+        schema.ENV: _s(asked.env),
+        schema.RESERVED: _n(asked.reserved),
+    }
+    if asked.user is not None:
+        item[schema.USER] = _label(asked.user)
+    if asked.metadata:
+        kept = asked.metadata[: schema.MAX_METADATA_KEYS]
+        item[schema.METADATA] = {"M": {key[: schema.MAX_LABEL_CHARS]: _label(value) for key, value in kept}}
+    if asked.downgraded_from is not None:
+        item[schema.DOWNGRADED_FROM] = _s(asked.downgraded_from)
+    return item
+
+
+def _call(call: CallRecord) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        schema.TRIED: {"L": [_s(label) for label in call.tried]},
+        schema.LATENCY_MS: _n(call.latency_ms),
+    }
+    if call.deployment is not None:
+        item[schema.DEPLOYMENT] = _s(call.deployment)
+    if call.provider_request_id is not None:
+        item[schema.PROVIDER_REQUEST_ID] = _label(call.provider_request_id)
+    if call.first_token_ms is not None:
+        item[schema.FIRST_TOKEN_MS] = _n(call.first_token_ms)
+    return item
 
 
 def _client_token(reservation: Reservation) -> str:
@@ -340,12 +383,12 @@ def _holds_of(item: dict[str, Any] | None) -> Any:
     """A stored reservation's state and holds, to recognise one's own (None for no item)."""
     if not item:
         return None
-    return item.get("state"), item.get("holds")
+    return item.get(schema.STATE), item.get(schema.HOLDS)
 
 
 def _committed(reason: dict[str, Any]) -> int:
     item = reason.get("Item") or {}
-    return int(item.get(names.COMMITTED, {"N": "0"})["N"])
+    return int(item.get(schema.COMMITTED, {"N": "0"})["N"])
 
 
 @contextmanager

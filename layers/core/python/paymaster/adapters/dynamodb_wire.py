@@ -8,13 +8,10 @@ store sends is safe to repeat (reads; transactions with a ClientRequestToken or 
 a repeat fails), which `aws_json` relies on to repeat a request whose answer was lost.
 """
 
-import time
-from collections.abc import Callable
 from typing import Any
 
 import httpx
 
-from paymaster.adapters.aws_environment import CredentialSource
 from paymaster.adapters.aws_json import AwsJsonApi
 
 TARGET_PREFIX = "DynamoDB_20120810."
@@ -33,30 +30,11 @@ _RETRYABLE = {
 class DynamoDBWire(AwsJsonApi):
     """The subset of a boto3 DynamoDB client the counter store calls, with the same shapes."""
 
-    def __init__(
-        self,
-        transport: httpx.BaseTransport,
-        *,
-        endpoint_url: str,
-        region: str,
-        credentials: CredentialSource,
-        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
-        max_attempts: int = 3,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        super().__init__(
-            transport,
-            service="dynamodb",
-            target_prefix=TARGET_PREFIX,
-            content_type=CONTENT_TYPE,
-            retryable=_RETRYABLE,
-            endpoint_url=endpoint_url,
-            region=region,
-            credentials=credentials,
-            timeout=timeout,
-            max_attempts=max_attempts,
-            sleep=sleep,
-        )
+    _service = "dynamodb"
+    _target_prefix = TARGET_PREFIX
+    _content_type = CONTENT_TYPE
+    _retryable = frozenset(_RETRYABLE)
+    _default_timeout = DEFAULT_TIMEOUT
 
     def transact_write_items(self, **body: Any) -> dict[str, Any]:
         return self.call("TransactWriteItems", body)

@@ -7,10 +7,10 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Literal, TypeVar
 
-from paymaster import names
+from paymaster import schema
 from paymaster.domain.errors import StoreUnavailableError
 from paymaster.domain.limits import Hold, Refusal
-from paymaster.ports import CounterChange, CounterState, HeldReservation, Reservation, Settlement
+from paymaster.ports import CounterState, HeldReservation, Reservation, Settlement
 
 # DynamoDB answers a repeat of a transaction that committed under the same ClientRequestToken
 # with success, without applying it again, for this long after the first one completed.
@@ -38,6 +38,7 @@ class _StoredReservation:
     holds: tuple[_StoredHold, ...]
     held_until: int | None  # epoch seconds, as the held-by-expiry index sorts; None for a fence
     outcome: str | None = None  # None while held; then the settlement's outcome
+    reserved: int = 0  # micro-USD, as the reservation item keeps it
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +148,10 @@ class MemoryCounterStore:
         for hold in reservation.holds:
             counter = self._counters.get((hold.pk, hold.sk), CounterState(0, 0))
             self._counters[(hold.pk, hold.sk)] = CounterState(counter.committed + hold.amount, counter.spent)
-        self._reservations[request_id] = _StoredReservation(stored_holds, _epoch(reservation.held_until))
+        reserved = reservation.asked.reserved if reservation.asked is not None else 0
+        self._reservations[request_id] = _StoredReservation(
+            stored_holds, _epoch(reservation.held_until), reserved=reserved
+        )
         self._tokens[token] = (now, body)
         self._token_order.append((now, token))
         return []
@@ -174,15 +178,17 @@ class MemoryCounterStore:
         before = _epoch(now)
         due = sorted(
             (
-                (stored.held_until, request_id, stored.holds)
+                (stored.held_until, request_id, stored)
                 for request_id, stored in self._reservations.items()
                 if stored.outcome is None and stored.held_until is not None and stored.held_until < before
             ),
             key=lambda entry: entry[0],
         )
         return [
-            HeldReservation(request_id, tuple(CounterChange(hold.pk, hold.sk, -hold.amount, 0) for hold in holds))
-            for _, request_id, holds in due[:limit]
+            HeldReservation(
+                request_id, tuple((hold.pk, hold.sk, hold.amount) for hold in stored.holds), stored.reserved
+            )
+            for _, request_id, stored in due[:limit]
         ]
 
 
@@ -199,7 +205,7 @@ def _fits(hold: Hold, counter: CounterState | None) -> bool:
 def _one_transaction(request_id: str, counters: list[_Key]) -> None:
     """What DynamoDB refuses in a transaction on a reservation and its counters before looking at
     any condition (a ValidationException there)."""
-    keys = [(names.reservation_pk(request_id), names.RESERVATION_SORT_KEY), *counters]
+    keys = [(schema.reservation_pk(request_id), schema.RESERVATION_SORT_KEY), *counters]
     if len(keys) > MAX_TRANSACTION_ITEMS:
         raise ValueError(f"a transaction holds at most {MAX_TRANSACTION_ITEMS} items, not {len(keys)}")
     if len(set(keys)) != len(keys):

@@ -19,7 +19,6 @@ import httpx
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
-from paymaster.adapters.aws_environment import CredentialSource
 from paymaster.adapters.aws_json import AwsJsonApi
 from paymaster.domain.errors import ProviderKeyUnavailableError
 
@@ -120,30 +119,11 @@ class SecretsManagerWire(AwsJsonApi):
     """The one Secrets Manager call the gateway makes, with a boto3 client's shapes and errors
     (`aws_json`): importing boto3 would cost the first request that needs a key about 0.5 s."""
 
-    def __init__(
-        self,
-        transport: httpx.BaseTransport,
-        *,
-        endpoint_url: str,
-        region: str,
-        credentials: CredentialSource,
-        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
-        max_attempts: int = 3,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        super().__init__(
-            transport,
-            service="secretsmanager",
-            target_prefix="secretsmanager.",
-            content_type="application/x-amz-json-1.1",
-            retryable=_RETRYABLE,
-            endpoint_url=endpoint_url,
-            region=region,
-            credentials=credentials,
-            timeout=timeout,
-            max_attempts=max_attempts,
-            sleep=sleep,
-        )
+    _service = "secretsmanager"
+    _target_prefix = "secretsmanager."
+    _content_type = "application/x-amz-json-1.1"
+    _retryable = frozenset(_RETRYABLE)
+    _default_timeout = DEFAULT_TIMEOUT
 
     def get_secret_value(self, *, SecretId: str) -> dict[str, Any]:
         return self.call("GetSecretValue", {"SecretId": SecretId})

@@ -19,6 +19,8 @@ class Settings(BaseModel):
     counters_table: str = Field(min_length=1)
     # Settlements the counter store could not take now wait here for the settlement-retry function.
     settlement_queue_url: str = Field(min_length=1)
+    # paymaster's EventBridge bus; None (tests, a gateway without one) publishes nothing.
+    event_bus: str | None = Field(default=None, min_length=1)
     identity: Literal["request-context", "sigv4"] = "request-context"
     local_principals: Path | None = None
     region: str = names.LOCAL_REGION
@@ -44,6 +46,7 @@ class Settings(BaseModel):
             "policy_file": environ.get(names.ENV_POLICY_FILE),
             "counters_table": environ.get(names.ENV_COUNTERS_TABLE),
             "settlement_queue_url": environ.get(names.ENV_SETTLEMENT_QUEUE_URL),
+            "event_bus": environ.get(names.ENV_EVENT_BUS) or None,
             "identity": environ.get(names.ENV_IDENTITY),
             "local_principals": environ.get(names.ENV_LOCAL_PRINCIPALS),
             "region": environ.get(names.ENV_REGION),

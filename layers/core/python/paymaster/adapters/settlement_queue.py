@@ -25,7 +25,7 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
 from paymaster.domain.chat import Usage
-from paymaster.ports import CounterChange, Settlement
+from paymaster.ports import CallRecord, CounterChange, Settlement
 
 logger = Logger(service="paymaster")
 
@@ -35,9 +35,11 @@ def settlement_to_json(settlement: Settlement) -> str:
 
 
 def settlement_from_json(body: str) -> Settlement:
-    """The settlement a message holds; ValueError/KeyError/TypeError if it holds none."""
+    """The settlement a message holds; ValueError/KeyError/TypeError if it holds none. A message
+    queued by a gateway from before the ledger (no `billed_on`, no `call`) still settles."""
     raw = json.loads(body)
     usage = raw["usage"]
+    call = raw.get("call")
     return Settlement(
         request_id=str(raw["request_id"]),
         changes=tuple(
@@ -49,6 +51,16 @@ def settlement_from_json(body: str) -> Settlement:
         usage=None if usage is None else Usage(**{key: int(value) for key, value in usage.items()}),
         flags=tuple(str(flag) for flag in raw["flags"]),
         fence=bool(raw["fence"]),
+        billed_on=raw.get("billed_on"),
+        call=None
+        if call is None
+        else CallRecord(
+            deployment=call["deployment"],
+            tried=tuple(str(label) for label in call["tried"]),
+            provider_request_id=call["provider_request_id"],
+            latency_ms=int(call["latency_ms"]),
+            first_token_ms=None if call["first_token_ms"] is None else int(call["first_token_ms"]),
+        ),
     )
 
 

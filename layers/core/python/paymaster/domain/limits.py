@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-from paymaster import names
+from paymaster import schema
 from paymaster.domain.chat import Usage
 from paymaster.domain.money import MicroUsd, format_usd, token_cost
 from paymaster.domain.policy import Model, Rule, When
@@ -75,7 +75,7 @@ class Hold:
 
     @property
     def pk(self) -> str:
-        return names.counter_pk(self.rule.name, self.bucket)
+        return schema.counter_pk(self.rule.name, self.bucket)
 
     @property
     def sk(self) -> str:

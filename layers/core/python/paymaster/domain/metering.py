@@ -17,13 +17,17 @@ from typing import Literal
 from paymaster.domain.chat import Usage
 
 Basis = Literal["provider_usage", "delivered_text", "reservation", "released"]
+# What became of a reservation: the store's record of it, the ledger's and the events'.
+SettlementOutcome = Literal["settled", "released", "charged_delivered", "charged_reservation", "expired"]
 
 
 @dataclass(frozen=True, slots=True)
 class Reported:
-    """The provider reported what the call used."""
+    """The provider reported what the call used; `delivered`, for a stream, is all the output
+    that reached the gateway (what it is charged if the usage cannot be believed)."""
 
     usage: Usage
+    delivered: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +49,23 @@ class NotAccepted:
 
 
 Outcome = Reported | Delivered | Unknown | NotAccepted
+
+
+def believed(outcome: Outcome, input_estimate: int) -> Outcome:
+    """The outcome to charge: a reported usage with no input tokens of any kind for a prompt the
+    gateway counted as non-empty is a provider's omission, not a free call — it is charged as
+    missing usage (what a stream delivered, else the whole hold), never as $0 of input.
+
+    Example: a stream reports Usage(0, 12) for a prompt estimated at 40 tokens and delivered
+    "Paris." → Delivered("Paris."): the 40 estimated input tokens and the text's count are
+    charged. The same answer non-streamed → Unknown(): the whole hold.
+    """
+    if not isinstance(outcome, Reported) or input_estimate == 0:
+        return outcome
+    usage = outcome.usage
+    if usage.input_tokens + usage.cache_read_tokens + usage.cache_write_tokens > 0:
+        return outcome
+    return Unknown() if outcome.delivered is None else Delivered(outcome.delivered)
 
 
 @dataclass(frozen=True, slots=True)

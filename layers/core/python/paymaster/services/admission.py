@@ -45,9 +45,11 @@ from paymaster.domain.limits import (
     reserve_amount,
     tightest,
 )
-from paymaster.domain.metering import Bill, Delivered, Outcome, Reported, Unknown, delivered_output_tokens
+from paymaster.domain.metering import Bill, Delivered, Outcome, Reported, Unknown, believed, delivered_output_tokens
 from paymaster.domain.policy import Model, Policy, Rule
 from paymaster.ports import (
+    Asked,
+    CallRecord,
     Clock,
     CounterChange,
     CounterState,
@@ -159,7 +161,21 @@ class AdmissionService:
             if not holds:
                 return admission
             reservation = Reservation(
-                request_id, tuple(holds), now + RESERVATION_LIFETIME, caller.team, caller.app, model_name
+                request_id,
+                tuple(holds),
+                now + RESERVATION_LIFETIME,
+                caller.team,
+                caller.app,
+                model_name,
+                Asked(
+                    now,
+                    caller.arn,
+                    caller.env,
+                    request.user,
+                    tuple(sorted(facts.metadata.items())),
+                    int(max_cost(model, prompt, output)),
+                    downgraded_from,
+                ),
             )
             try:
                 refusals = self._store.reserve(reservation)
@@ -202,12 +218,17 @@ class AdmissionService:
             raise StoreUnavailableError(f"Could not reserve for request {request_id} in {MAX_ATTEMPTS} attempts.")
         raise _refusal_error(tightest(enforced), now)
 
-    def settle(self, admission: Admission, outcome: Outcome) -> Bill:
+    def settle(self, admission: Admission, outcome: Outcome, call: CallRecord | None = None) -> Bill:
         """Replaces the hold by what the request used (see `metering` for each outcome) and says
-        what it was charged. Every charge without the provider's usage is flagged."""
+        what it was charged. Every charge without the provider's usage is flagged. `call`: how
+        it was served, for the ledger."""
         model = admission.model
         flags: list[str] = []
         usage: Usage | None = None
+        if (trusted := believed(outcome, admission.input_tokens)) is not outcome:
+            flags.append("usage_reported_no_input")
+            logger.warning("the provider reported no input tokens", extra={"request_id": admission.request_id})
+            outcome = trusted
         settled: Literal["settled", "released", "charged_delivered", "charged_reservation"]
         if isinstance(outcome, Reported):
             usage = outcome.usage
@@ -246,7 +267,11 @@ class AdmissionService:
             CounterChange(hold.pk, hold.sk, delta=amount - hold.amount, spent=amount)
             for hold, amount in zip(admission.holds, amounts, strict=True)
         )
-        self._apply(Settlement(admission.request_id, changes, settled, bill.cost, usage, tuple(flags)))
+        self._apply(
+            Settlement(
+                admission.request_id, changes, settled, bill.cost, usage, tuple(flags), billed_on=bill.basis, call=call
+            )
+        )
         return bill
 
     def _apply(self, settlement: Settlement) -> None:
@@ -263,13 +288,25 @@ class AdmissionService:
             self._queue.put(settlement)
 
     def sweep(self, limit: int = 100) -> int:
-        """Returns holds that outlived RESERVATION_LIFETIME (a crashed request). Idempotent."""
+        """Charges holds that outlived RESERVATION_LIFETIME at their reservation, flagged
+        `expired_unsettled`: the process died between reserve and settle, and the provider may
+        have billed the call — never $0 by accident (docs/COUNTERS.md). Idempotent."""
         swept = 0
         for held in self._store.expired(self._clock(), limit):
-            settlement = Settlement(held.request_id, held.changes, "expired", 0, None, ("expired",))
+            settlement = Settlement(
+                held.request_id,
+                held.charged_in_full(),
+                "expired",
+                held.reserved,
+                None,
+                ("expired_unsettled",),
+                billed_on="reservation",
+            )
             if self._store.settle(settlement):
                 swept += 1
-                logger.warning("expired reservation returned", extra={"request_id": held.request_id})
+                logger.warning(
+                    "expired reservation charged", extra={"request_id": held.request_id, "cost": held.reserved}
+                )
         return swept
 
     def usage(self, caller: Caller, user: str | None = None) -> list[RuleUsage]:

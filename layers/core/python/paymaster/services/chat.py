@@ -55,9 +55,12 @@ class ChatService:
         return self._router.plan(caller, request, request_id, metadata)
 
     def complete(self, exchange: Exchange) -> Completion:
-        return self._router.serve(
-            exchange, lambda hop: self._provider(hop).complete(_call(exchange, hop)), lambda answer: answer.usage
-        )
+        def attempt(hop: Hop) -> Completion:
+            completion = self._provider(hop).complete(_call(exchange, hop))
+            exchange.provider_request_id = completion.provider_request_id
+            return completion
+
+        return self._router.serve(exchange, attempt, lambda answer: answer.usage)
 
     def stream(self, exchange: Exchange) -> Generator[StreamEvent | Bill, None, None]:
         """The provider's events, then the `Bill` once settled. Usage is not passed on: the bill
@@ -93,7 +96,9 @@ class ChatService:
                 raise
             before = None
             deadline = started + self._policy.providers[exchange.deployment.provider].timeouts.total_s
-            yield from seen.relay(events, lambda: self._monotonic() > deadline)
+            yield from seen.relay(
+                events, lambda: self._monotonic() > deadline, lambda: self._router.first_output(exchange)
+            )
             if seen.usage is None:
                 logger.warning("stream ended without usage", extra={"request_id": exchange.request_id})
             bill = self._router.settle(exchange, seen.outcome())
@@ -143,11 +148,16 @@ class _Seen:
 
     delivered: list[str] = field(default_factory=list)
     usage: Usage | None = None
+    delivered_any: bool = False
 
     def relay(
-        self, events: Iterator[StreamEvent], past_deadline: Callable[[], bool]
+        self,
+        events: Iterator[StreamEvent],
+        past_deadline: Callable[[], bool],
+        first_output: Callable[[], None],
     ) -> Generator[StreamEvent, None, None]:
-        """Passes the events on, keeping the usage back and noting the output."""
+        """Passes the events on, keeping the usage back and noting the output; `first_output`
+        is called as its first piece comes."""
         for event in events:
             if isinstance(event, UsageReported):
                 self.usage = event.usage
@@ -156,13 +166,17 @@ class _Seen:
                 self.delivered.append(event.text)
             elif isinstance(event, ToolCallDelta):
                 self.delivered.append((event.name or "") + event.arguments)
+            if not self.delivered_any and isinstance(event, TextDelta | ToolCallDelta):
+                self.delivered_any = True
+                first_output()
             yield event
             if past_deadline():
                 raise ProviderTimeoutError("the provider's stream ran past its total timeout", accepted=True)
 
     def outcome(self) -> Outcome:
         """What the stream is charged: its usage, else what it delivered."""
-        return Reported(self.usage) if self.usage is not None else Delivered("".join(self.delivered))
+        delivered = "".join(self.delivered)
+        return Reported(self.usage, delivered) if self.usage is not None else Delivered(delivered)
 
 
 def _call(exchange: Exchange, hop: Hop) -> ProviderCall:

@@ -25,12 +25,14 @@ from paymaster.domain.errors import (
     ProviderError,
     StoreUnavailableError,
 )
+from paymaster.domain.events import request_denied
 from paymaster.domain.identity import Caller
 from paymaster.domain.metering import Bill, NotAccepted, Outcome, Reported, Unknown
 from paymaster.domain.policy import Deployment, Policy
 from paymaster.domain.routing import Hop, may_fall_back, route
-from paymaster.ports import CounterState
+from paymaster.ports import CallRecord, CounterState
 from paymaster.services.admission import Admission, AdmissionService
+from paymaster.services.denials import DenialEvents
 
 logger = Logger(service="paymaster")
 
@@ -58,6 +60,9 @@ class Exchange:
     hop: Hop
     tried: list[str] = field(default_factory=list)  # deployment labels, in order
     bill: Bill | None = None
+    planned_at: float = 0.0  # the router's monotonic clock, at admission
+    first_token_at: float | None = None  # when a stream delivered its first output
+    provider_request_id: str | None = None
 
     @property
     def deployment(self) -> Deployment:
@@ -65,18 +70,21 @@ class Exchange:
 
 
 class Router:
-    """`draw` picks among weighted deployments (a float in [0, 1)); `monotonic` times calls."""
+    """`draw` picks among weighted deployments (a float in [0, 1)); `monotonic` times calls;
+    `denials` publishes a RequestDenied for each refusal the caller is answered with (None: none)."""
 
     def __init__(
         self,
         policy: Policy,
         admission: AdmissionService,
         *,
+        denials: DenialEvents | None = None,
         draw: Callable[[], float] = random.random,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._policy = policy
         self._admission = admission
+        self._denials = denials
         self._draw = draw
         self._monotonic = monotonic
 
@@ -87,10 +95,28 @@ class Router:
         request_id: str,
         metadata: Mapping[str, str] | None = None,
     ) -> Exchange:
-        """Admits the request; raises what the caller must be told with a status code."""
-        admission = self._admission.admit(caller, request, request_id, metadata)
+        """Admits the request; raises what the caller must be told with a status code — a rule's
+        refusal once its RequestDenied is published (or given up on: `denials`)."""
+        planned_at = self._monotonic()
+        try:
+            admission = self._admission.admit(caller, request, request_id, metadata)
+        except LimitRefusedError as refusal:
+            if self._denials is not None:
+                self._denials.publish(
+                    request_denied(
+                        refusal,
+                        caller,
+                        request_id=request_id,
+                        model=request.model,
+                        user=request.user,
+                        metadata=metadata or {},
+                    )
+                )
+            raise
         hops = self._servable(route(self._policy, admission.model_name, self._draw), request, admission)
-        return Exchange(caller, request, request_id, dict(metadata or {}), admission, hops, hops[0])
+        return Exchange(
+            caller, request, request_id, dict(metadata or {}), admission, hops, hops[0], planned_at=planned_at
+        )
 
     def walk(self, exchange: Exchange, attempt: Callable[[Hop], T]) -> T:
         """`attempt` on each hop of the route until one succeeds or a failure may not move on."""
@@ -103,6 +129,7 @@ class Router:
             try:
                 return attempt(hop)
             except ProviderError as error:
+                exchange.provider_request_id = error.provider_request_id
                 last = index == len(exchange.route) - 1
                 moving_on = not last and may_fall_back(error, hop.model)
                 logger.warning(
@@ -157,8 +184,21 @@ class Router:
         failure.bill = exchange.bill if exchange.bill is not None else self.settle(exchange, Unknown())
         return failure
 
+    def first_output(self, exchange: Exchange) -> None:
+        """A stream's first piece of output reached the gateway: its time to first token."""
+        exchange.first_token_at = self._monotonic()
+
     def settle(self, exchange: Exchange, outcome: Outcome) -> Bill:
-        exchange.bill = self._admission.settle(exchange.admission, outcome)
+        now = self._monotonic()
+        first = exchange.first_token_at
+        call = CallRecord(
+            deployment=exchange.deployment.label,
+            tried=tuple(exchange.tried),
+            provider_request_id=exchange.provider_request_id,
+            latency_ms=_ms(now - exchange.planned_at),
+            first_token_ms=None if first is None else _ms(first - exchange.planned_at),
+        )
+        exchange.bill = self._admission.settle(exchange.admission, outcome, call)
         return exchange.bill
 
     def budgets(self, exchange: Exchange) -> BudgetView:
@@ -226,6 +266,10 @@ class Router:
             exchange.admission = replace(exchange.admission, held=False)
             failed.message += f" The fallback to `{hop.model_name}` was not admitted: {refusal.message}"
             raise failed from None
+
+
+def _ms(seconds: float) -> int:
+    return max(0, round(seconds * 1000))
 
 
 def _naming_deployments(message: str, tried: list[str]) -> str:

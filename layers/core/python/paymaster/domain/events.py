@@ -1,0 +1,215 @@
+"""The events paymaster publishes on its EventBridge bus: the contracts its consumers rely on.
+
+Each event is a frozen model whose JSON is the EventBridge `detail`; `events/published/` holds a
+sample of each as a consumer receives it, which the tests hold the models to.
+
+    CostRecorded          one per settled request: what it used and what it was charged
+    RequestDenied         one per request a rule refused (429): which rule, and its figures
+    ReservationExpired    one per hold a crash left behind, charged when it expired
+
+- Money is integer micro-USD, in fields named `*_usd_micros` (1 USD = 1_000_000).
+- Times are ISO-8601 UTC with milliseconds: `2026-11-29T14:03:07.412Z`.
+- Every event carries the gateway's `request_id`. Delivery is at least once (a PutEvents whose
+  answer was lost is sent again; a stream record delivered twice publishes twice): consumers
+  de-duplicate on detail-type + `request_id`.
+- `version` is the detail's schema version. Adding a field keeps it; removing, renaming or
+  changing the meaning of one bumps it. These models refuse fields they do not know, so that a
+  sample and its model cannot drift apart; a consumer outside paymaster should ignore them.
+"""
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
+
+from paymaster import names
+from paymaster.domain.chat import Usage
+from paymaster.domain.errors import BudgetExhaustedError, LimitRefusedError
+from paymaster.domain.identity import Caller
+from paymaster.domain.metering import Basis, SettlementOutcome
+from paymaster.domain.policy import Unit
+
+
+def _in_utc(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        raise ValueError("a time must carry its time zone")
+    return moment.astimezone(UTC)
+
+
+def _iso_utc(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+UtcTime = Annotated[datetime, AfterValidator(_in_utc), PlainSerializer(_iso_utc, return_type=str)]
+# Counts and money: JSON integers only (a "12" or 12.0 is refused, not converted).
+Count = Annotated[int, Field(strict=True, ge=0)]
+UsdMicros = Annotated[int, Field(strict=True, ge=0)]
+# A rule's figures are whatever its counter holds: not checked for sign, so that reporting a
+# refusal can never fail on a counter some bug drove below zero.
+Amount = Annotated[int, Field(strict=True)]
+
+
+class _Detail(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class PaymasterEvent(_Detail):
+    """What every event carries. `detail_type` is its EventBridge `detail-type`."""
+
+    detail_type: ClassVar[str]
+
+    version: Literal[1] = 1
+    request_id: str = Field(min_length=1)
+    time: UtcTime
+
+    def put_events_entry(self, bus_name: str) -> dict[str, Any]:
+        """The PutEvents entry as AWS's JSON protocol sends it: `Time` in epoch seconds."""
+        return {
+            "Source": names.EVENT_SOURCE,
+            "DetailType": self.detail_type,
+            "Detail": self.model_dump_json(),
+            "EventBusName": bus_name,
+            "Time": int(self.time.timestamp()),
+        }
+
+
+class RequestEvent(PaymasterEvent):
+    """An event about one request: who made it — the IAM principal the gateway verified and the
+    team, app and env the policy maps it to; `user` is the caller's own claim — and the model."""
+
+    team: str
+    app: str
+    env: str
+    user: str | None
+    principal_arn: str
+    model: str
+
+
+class TokenUsage(_Detail):
+    """Tokens by kind, named as `domain.chat.Usage` names them."""
+
+    input_tokens: Count
+    output_tokens: Count
+    cache_read_tokens: Count = 0
+    cache_write_tokens: Count = 0
+
+    @classmethod
+    def of(cls, usage: Usage) -> "TokenUsage":
+        return cls(
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cache_read_tokens=usage.cache_read_tokens,
+            cache_write_tokens=usage.cache_write_tokens,
+        )
+
+
+class CostRecorded(RequestEvent):
+    """A settled request: who called, what served it, the tokens charged and what they cost.
+
+    `model` is the virtual model that served (the cheaper one after a downgrade, named in
+    `downgraded_from`); `tried` every deployment tried, in order, `deployment` last (the ledger's
+    `CallRecord.tried`): more than one means a fallback.
+    `usage` is what was charged: the provider's count (`billed_on: provider_usage`), the input
+    estimate and the delivered output (`delivered_text`), or the whole hold (`reservation`).
+    """
+
+    detail_type: ClassVar[str] = names.COST_RECORDED
+
+    downgraded_from: str | None
+    deployment: str
+    tried: tuple[str, ...]
+    provider_request_id: str | None
+    usage: TokenUsage
+    reserved_usd_micros: UsdMicros
+    cost_usd_micros: UsdMicros
+    billed_on: Basis
+    outcome: SettlementOutcome
+    flags: tuple[str, ...]
+    latency_ms: Count | None
+    first_token_ms: Count | None
+    metadata: dict[str, str]
+
+
+class RefusingRule(_Detail):
+    """The rule that refused, as it stood: amounts are integers in the rule's `unit` — micro-USD
+    for `cost_per_*`, tokens for `tokens_per_*`, requests for `requests_per_*`."""
+
+    name: str
+    scope: str  # the rule's bucket, e.g. "team=search/user=alice"
+    unit: Unit
+    limit: Amount
+    used: Amount  # the counter's committed value (settled + held) when admission checked it
+    remaining: Amount
+    requested: Amount  # the most this request could have used: what it asked to hold
+    window: str  # e.g. "2026-11", "2026-11-29T18:25Z"
+    resets_at: UtcTime
+
+
+class RequestDenied(RequestEvent):
+    """A request a rule refused before any provider was called: it was charged nothing.
+
+    `model` is the model the caller asked for; `code` the OpenAI error code the caller got
+    (`rate_limit_exceeded` or `insufficient_quota`) with HTTP `status`.
+    """
+
+    detail_type: ClassVar[str] = names.REQUEST_DENIED
+
+    rule: RefusingRule
+    code: Literal["rate_limit_exceeded", "insufficient_quota"]
+    status: Literal[429]
+    metadata: dict[str, str]
+
+
+class ReservationExpired(PaymasterEvent):
+    """A hold that outlived its expiry unsettled (the gateway stopped between reserve and settle),
+    charged at its reservation: the provider may have billed the call."""
+
+    detail_type: ClassVar[str] = names.RESERVATION_EXPIRED
+
+    team: str
+    app: str
+    model: str
+    reserved_usd_micros: UsdMicros
+    cost_usd_micros: UsdMicros
+    held_until: UtcTime
+    flags: tuple[str, ...]
+
+
+def request_denied(
+    error: LimitRefusedError,
+    caller: Caller,
+    *,
+    request_id: str,
+    model: str,
+    user: str | None,
+    metadata: Mapping[str, str],
+) -> RequestDenied:
+    """The event for a refusal the caller is answered with. Every rule refusal is a 429
+    (`api.errors`; a test holds the two together)."""
+    refusal = error.refusal
+    rule = refusal.rule
+    return RequestDenied(
+        request_id=request_id,
+        time=error.now,
+        team=caller.team,
+        app=caller.app,
+        env=caller.env,
+        user=user,
+        principal_arn=caller.arn,
+        model=model,
+        rule=RefusingRule(
+            name=rule.name,
+            scope=refusal.hold.bucket,
+            unit=rule.unit,
+            limit=rule.cap,
+            used=refusal.used,
+            remaining=refusal.remaining,
+            requested=refusal.hold.amount,
+            window=refusal.hold.window.id,
+            resets_at=refusal.hold.window.end,
+        ),
+        code="insufficient_quota" if isinstance(error, BudgetExhaustedError) else "rate_limit_exceeded",
+        status=429,
+        metadata=dict(metadata),
+    )

@@ -1,0 +1,172 @@
+"""paymaster's DynamoDB tables and items, defined once.
+
+The counter store writes these items, the ledger's stream consumer reads them back from the
+counters table's stream, the local stack creates the tables from `create_table_request` and the
+CDK app (`infra/paymaster_infra/tables.py`) from the same definitions. A name or key prefix
+spelled anywhere else is a bug.
+
+Counters table (`pk` / `sk`, stream NEW_AND_OLD_IMAGES, TTL `expires_at`):
+
+    RULE#<rule>#<bucket> / <window id>   a counter: committed (reserved + settled), spent (settled)
+    RES#<request id>     / RESERVATION   a reservation: what it holds, who asked, its outcome
+"""
+
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+AttributeType = Literal["S", "N"]
+
+PARTITION_KEY: Final = "pk"
+SORT_KEY: Final = "sk"
+TTL_ATTRIBUTE: Final = "expires_at"
+
+
+@dataclass(frozen=True, slots=True)
+class Attribute:
+    name: str
+    type: AttributeType
+
+
+@dataclass(frozen=True, slots=True)
+class Index:
+    """A global secondary index projecting every attribute."""
+
+    name: str
+    partition_key: Attribute
+    sort_key: Attribute
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """One table: `pk`/`sk` strings, on demand; `construct_id` names it in the CDK app."""
+
+    construct_id: str
+    stream: bool = False  # NEW_AND_OLD_IMAGES
+    indexes: tuple[Index, ...] = ()
+    ttl_attribute: str = TTL_ATTRIBUTE
+    partition_key: Attribute = Attribute(PARTITION_KEY, "S")
+    sort_key: Attribute = Attribute(SORT_KEY, "S")
+
+    def create_table_request(self, table_name: str) -> dict[str, Any]:
+        """The CreateTable request for this table (TTL takes its own call: `ttl_request`)."""
+        attributes = {self.partition_key, self.sort_key}
+        for index in self.indexes:
+            attributes |= {index.partition_key, index.sort_key}
+        request: dict[str, Any] = {
+            "TableName": table_name,
+            "BillingMode": "PAY_PER_REQUEST",
+            "AttributeDefinitions": [
+                {"AttributeName": attribute.name, "AttributeType": attribute.type}
+                for attribute in sorted(attributes, key=lambda attribute: attribute.name)
+            ],
+            "KeySchema": _key_schema(self.partition_key, self.sort_key),
+        }
+        if self.indexes:
+            request["GlobalSecondaryIndexes"] = [
+                {
+                    "IndexName": index.name,
+                    "KeySchema": _key_schema(index.partition_key, index.sort_key),
+                    "Projection": {"ProjectionType": "ALL"},
+                }
+                for index in self.indexes
+            ]
+        if self.stream:
+            request["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}
+        return request
+
+    def ttl_request(self, table_name: str) -> dict[str, Any]:
+        return {
+            "TableName": table_name,
+            "TimeToLiveSpecification": {"Enabled": True, "AttributeName": self.ttl_attribute},
+        }
+
+
+def _key_schema(partition_key: Attribute, sort_key: Attribute) -> list[dict[str, str]]:
+    return [
+        {"AttributeName": partition_key.name, "KeyType": "HASH"},
+        {"AttributeName": sort_key.name, "KeyType": "RANGE"},
+    ]
+
+
+# --- the counters table ------------------------------------------------------------------------
+
+# A counter is keyed by its window: a new window is a new item, so nothing ever resets a live one.
+COMMITTED: Final = "committed"  # reserved + settled, in the rule's unit; what admission checks
+SPENT: Final = "spent"  # settled only
+RULE: Final = "rule"
+WINDOW_END: Final = "window_end"
+
+# A reservation. Written whole at admission; its outcome and what the call used at settlement.
+RESERVATION_SORT_KEY: Final = "RESERVATION"
+STATE: Final = "state"  # "held", then the settlement's outcome
+HELD: Final = "held"
+HOLDS: Final = "holds"  # [{pk, sk, amount, rule}]: what was added to each counter
+HOLD_PK: Final = "pk"
+HOLD_SK: Final = "sk"
+HOLD_AMOUNT: Final = "amount"
+HOLD_RULE: Final = "rule"
+HELD_INDEX: Final = "held-by-expiry"  # sparse GSI: reservations still held, by expiry
+HELD_SHARD: Final = "held_shard"  # GSI partition key, removed when a reservation is settled
+HELD_UNTIL: Final = "held_until"  # GSI sort key, epoch seconds
+HELD_SHARDS: Final = 16  # spreads held reservations over GSI partitions
+TEAM: Final = "team"
+APP: Final = "app"
+MODEL: Final = "model"
+COST: Final = "cost"  # micro-USD charged
+FLAGS: Final = "flags"
+USAGE: Final = "usage"  # the provider's, when it reported one:
+USAGE_INPUT: Final = "input_tokens"
+USAGE_OUTPUT: Final = "output_tokens"
+USAGE_CACHE_READ: Final = "cache_read_tokens"
+USAGE_CACHE_WRITE: Final = "cache_write_tokens"
+# Who asked, written at admission, for the ledger (the counters need none of it).
+ADMITTED_AT: Final = "admitted_at"  # epoch milliseconds
+PRINCIPAL: Final = "principal"  # the caller's IAM ARN
+ENV: Final = "env"
+USER: Final = "user"
+METADATA: Final = "meta"  # {key: value}, the caller's x-paymaster-meta-* labels
+RESERVED: Final = "reserved"  # micro-USD: the most the request could cost
+DOWNGRADED_FROM: Final = "downgraded_from"
+# How it was served, written at settlement, for the ledger.
+BILLED_ON: Final = "billed_on"  # provider_usage | delivered_text | reservation | released
+DEPLOYMENT: Final = "deployment"
+TRIED: Final = "tried"
+PROVIDER_REQUEST_ID: Final = "provider_request_id"
+LATENCY_MS: Final = "latency_ms"
+FIRST_TOKEN_MS: Final = "first_token_ms"  # noqa: S105 - an attribute name, not a secret
+# What the caller controls is capped, so that a reservation stays near one write unit (1 KB):
+# labels longer than this are cut, metadata past this many keys (sorted) is left out of the
+# record. Measured (bench/requests_per_admission.py): 357 B held / 604 B settled with 1 rule,
+# 725 / 973 B with 6, for an assumed-role ARN, a user and two labels; four labels at the cap
+# add ~0.5 KB, and an item past 1 KB costs twice per write.
+MAX_LABEL_CHARS: Final = 64
+MAX_METADATA_KEYS: Final = 4
+FENCED: Final = "fenced"  # the flag of a released reservation put where none was (an unknown admission)
+
+COUNTERS: Final = Table(
+    "Counters",
+    stream=True,
+    indexes=(Index(HELD_INDEX, Attribute(HELD_SHARD, "S"), Attribute(HELD_UNTIL, "N")),),
+)
+
+
+def counter_pk(rule: str, bucket: str) -> str:
+    """`RULE#search-monthly#team=search`: one partition per rule and bucket."""
+    return f"RULE#{rule}#{bucket}"
+
+
+def reservation_pk(request_id: str) -> str:
+    return f"RES#{request_id}"
+
+
+def request_id_of(reservation_pk_value: str) -> str:
+    return reservation_pk_value.removeprefix("RES#")
+
+
+def held_shard(shard: int) -> str:
+    return f"HELD#{shard}"
+
+
+# --- the ledger table ----------------------------------------------------------------------------
+
+LEDGER: Final = Table("Ledger")
