@@ -14,12 +14,15 @@ from datetime import timedelta
 from decimal import Decimal
 from itertools import count
 
+import httpx
 import pytest
+from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from paymaster.adapters.dynamodb_counters import DynamoDBCounterStore
+from paymaster.adapters.dynamodb_wire import DynamoDBWire
 from paymaster.adapters.memory import MemoryCounterStore
 from paymaster.domain.errors import StoreUnavailableError
 from paymaster.domain.limits import Hold
@@ -34,7 +37,19 @@ from tests.reservations import BUDGET, NOW, RPM, holds, release, reservation, se
 def store(request: pytest.FixtureRequest) -> CounterStore:
     if request.param == "memory":
         return MemoryCounterStore(clock=lambda: NOW)
-    return DynamoDBCounterStore(request.getfixturevalue("dynamodb"), COUNTERS_TABLE)
+    request.getfixturevalue("dynamodb")  # a fresh counters table
+    # The wire as the gateway builds it: a connection the server drops is sent again (a
+    # reservation with its ClientRequestToken, a settlement under `state = held`), so what is
+    # checked here is the store's semantics, retries included — not one socket's luck under
+    # 32 threads (a reset kept-alive connection failed a run in about four before).
+    wire = DynamoDBWire(
+        httpx.HTTPTransport(),
+        endpoint_url=request.getfixturevalue("aws_url"),
+        timeout=httpx.Timeout(5.0, connect=1.0),
+        region="us-east-1",
+        credentials=Credentials("local", "local"),
+    )
+    return DynamoDBCounterStore(wire, COUNTERS_TABLE)
 
 
 def state_of(store: CounterStore, hold: Hold) -> tuple[int, int]:
