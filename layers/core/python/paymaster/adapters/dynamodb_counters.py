@@ -12,22 +12,20 @@ Why transactions, and their price (DESIGN §3 a–c): counters stay separate sma
 so 2 write units each inside a transaction) instead of one item per team that would grow with
 every in-flight reservation and cost more per write as it grew. The cost is that concurrent
 transactions on one hot counter can cancel each other (`TransactionConflict`); those are retried
-here with jittered backoff. docs/COUNTERS.md has the numbers and the sharding plan.
+with jittered backoff (`dynamodb_transact`). docs/COUNTERS.md has the numbers and the sharding plan.
 """
 
 import hashlib
 import random
 import time
 import zlib
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError, ConnectionClosedError, ReadTimeoutError
-
 from paymaster import schema
-from paymaster.domain.errors import StoreOutcomeUnknownError, StoreUnavailableError
+from paymaster.adapters.dynamodb_transact import Transactions, store_errors
+from paymaster.domain.errors import StoreUnavailableError
 from paymaster.domain.limits import Hold, Refusal
 from paymaster.ports import Asked, CallRecord, CounterChange, CounterState, HeldReservation, Reservation, Settlement
 from paymaster.schema import HELD
@@ -35,22 +33,11 @@ from paymaster.schema import HELD
 # Keep a window's counter this long after it ends: /v1/usage history, audits. TTL deletes it later.
 COUNTER_RETENTION = timedelta(days=400)
 RESERVATION_RETENTION = timedelta(days=30)
-CONFLICT_RETRIES = 4
+STORE = "the counter store"
 # A fencing release alternates between "release the hold" and "fence the id" while a late
 # admission races it; each round needs that admission to commit in between, so few suffice.
 FENCE_ATTEMPTS = 3
 BATCH_GET_KEYS = 100  # the most keys one BatchGetItem takes
-_RETRYABLE_REASONS = {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"}
-_UNAVAILABLE_CODES = {
-    "ProvisionedThroughputExceededException",
-    "ThrottlingException",
-    "RequestLimitExceeded",
-    "InternalServerError",
-    "ServiceUnavailable",
-    "ResourceNotFoundException",
-    "AccessDeniedException",
-    "UnrecognizedClientException",
-}
 
 _FITS_UNDER_CAP = "#committed <= :cap_minus_amount"
 _FIRST_USE_OF_WINDOW = "attribute_not_exists(#committed)"
@@ -82,13 +69,12 @@ class DynamoDBCounterStore:
     ) -> None:
         self._client = client
         self._table = table
-        self._sleep = sleep
-        self._jitter = jitter
+        self._transactions = Transactions(client, STORE, sleep=sleep, jitter=jitter)
         self._clock = clock
 
     def reserve(self, reservation: Reservation) -> list[Refusal]:
         items = [self._put_reservation(reservation)] + [self._hold(hold) for hold in reservation.holds]
-        reasons = self._transact(items, token=_client_token(reservation))
+        reasons = self._transactions.write(items, token=_client_token(reservation))
         if reasons is None:
             return []
         if reasons[0].get("Code") == "ConditionalCheckFailed":
@@ -104,7 +90,7 @@ class DynamoDBCounterStore:
     def settle(self, settlement: Settlement) -> bool:
         items = [self._close_reservation(settlement)] + [self._move(change) for change in settlement.changes]
         for _ in range(FENCE_ATTEMPTS):
-            reasons = self._transact(items)
+            reasons = self._transactions.write(items)
             if reasons is None:
                 return True
             if reasons[0].get("Code") != "ConditionalCheckFailed":
@@ -113,7 +99,7 @@ class DynamoDBCounterStore:
                 return False  # settled, released or swept before: nothing to do
             # No reservation at all: fence the request id so that a late admission cannot commit.
             # If one committed in between, the fence fails and the release is tried again.
-            if self._transact([self._fence(settlement)]) is None:
+            if self._transactions.write([self._fence(settlement)]) is None:
                 return False
         raise StoreUnavailableError(f"could neither release nor fence {settlement.request_id}")
 
@@ -138,7 +124,7 @@ class DynamoDBCounterStore:
                 }
             }
             while request:
-                with _store_errors():
+                with store_errors(STORE):
                     answer = self._client.batch_get_item(RequestItems=request)
                 for item in answer["Responses"].get(self._table, []):
                     key = (item[schema.PARTITION_KEY]["S"], item[schema.SORT_KEY]["S"])
@@ -152,7 +138,7 @@ class DynamoDBCounterStore:
     def expired(self, now: datetime, limit: int) -> list[HeldReservation]:
         found: list[tuple[int, HeldReservation]] = []
         for shard in range(schema.HELD_SHARDS):
-            with _store_errors():
+            with store_errors(STORE):
                 answer = self._client.query(
                     TableName=self._table,
                     IndexName=schema.HELD_INDEX,
@@ -170,33 +156,6 @@ class DynamoDBCounterStore:
                 reserved = int(item.get(schema.RESERVED, {"N": "0"})["N"])
                 found.append((int(item[schema.HELD_UNTIL]["N"]), HeldReservation(request_id, held, reserved)))
         return [reservation for _, reservation in sorted(found, key=lambda pair: pair[0])][:limit]
-
-    def _transact(self, items: list[dict[str, Any]], token: str | None = None) -> list[dict[str, Any]] | None:
-        """None when the transaction committed; the per-item reasons when a condition failed.
-
-        Conflicts and throttling are retried with jittered exponential backoff, then reported as
-        StoreUnavailableError so the rule's `on_store_error` decides. `token` makes a repeat of a
-        transaction that committed an answered no-op (DynamoDB's ClientRequestToken, 10 minutes).
-        """
-        request: dict[str, Any] = {"TransactItems": items}
-        if token is not None:
-            request["ClientRequestToken"] = token
-        for attempt in range(CONFLICT_RETRIES + 1):
-            try:
-                with _store_errors():
-                    self._client.transact_write_items(**request)
-                return None
-            except ClientError as error:
-                if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
-                    raise
-                reasons: list[dict[str, Any]] = error.response.get("CancellationReasons", [])
-                codes = {reason.get("Code") for reason in reasons}
-                if "ConditionalCheckFailed" in codes:
-                    return reasons
-                if not codes & _RETRYABLE_REASONS or attempt == CONFLICT_RETRIES:
-                    raise StoreUnavailableError(f"the counter store cancelled the transaction: {codes}") from None
-                self._sleep(0.005 * (2**attempt) * (0.5 + self._jitter()))
-        raise AssertionError("unreachable")
 
     def _put_reservation(self, reservation: Reservation) -> dict[str, Any]:
         shard = zlib.crc32(reservation.request_id.encode()) % schema.HELD_SHARDS
@@ -389,25 +348,3 @@ def _holds_of(item: dict[str, Any] | None) -> Any:
 def _committed(reason: dict[str, Any]) -> int:
     item = reason.get("Item") or {}
     return int(item.get(schema.COMMITTED, {"N": "0"})["N"])
-
-
-@contextmanager
-def _store_errors() -> Iterator[None]:
-    """DynamoDB failing to answer (throttling, 5xx, network, credentials) → StoreUnavailableError.
-
-    A cancelled transaction passes through: its reasons say whether a condition refused it.
-    """
-    try:
-        yield
-    except ClientError as error:
-        code = error.response.get("Error", {}).get("Code", "")
-        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        if code != "TransactionCanceledException" and status >= 500:
-            raise StoreOutcomeUnknownError(f"the counter store failed: {code}") from None
-        if code != "TransactionCanceledException" and code in _UNAVAILABLE_CODES:
-            raise StoreUnavailableError(f"the counter store failed: {code}") from None
-        raise
-    except (ReadTimeoutError, ConnectionClosedError) as error:
-        raise StoreOutcomeUnknownError(f"the counter store did not answer: {type(error).__name__}") from None
-    except BotoCoreError as error:
-        raise StoreUnavailableError(f"the counter store is unreachable: {type(error).__name__}") from None
