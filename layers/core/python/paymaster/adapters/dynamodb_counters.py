@@ -24,10 +24,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from paymaster import schema
+from paymaster.adapters.dynamodb_records import asked_attributes, call_attributes, n, s, usage_attribute
 from paymaster.adapters.dynamodb_transact import Transactions, store_errors
 from paymaster.domain.errors import StoreUnavailableError
 from paymaster.domain.limits import Hold, Refusal
-from paymaster.ports import Asked, CallRecord, CounterChange, CounterState, HeldReservation, Reservation, Settlement
+from paymaster.ports import CounterChange, CounterState, HeldReservation, Reservation, Settlement
 from paymaster.schema import HELD
 
 # Keep a window's counter this long after it ends: /v1/usage history, audits. TTL deletes it later.
@@ -41,14 +42,6 @@ BATCH_GET_KEYS = 100  # the most keys one BatchGetItem takes
 
 _FITS_UNDER_CAP = "#committed <= :cap_minus_amount"
 _FIRST_USE_OF_WINDOW = "attribute_not_exists(#committed)"
-
-
-def _n(value: int) -> dict[str, str]:
-    return {"N": str(value)}
-
-
-def _s(value: str) -> dict[str, str]:
-    return {"S": value}
 
 
 def _epoch(moment: datetime) -> int:
@@ -110,7 +103,7 @@ class DynamoDBCounterStore:
             request = {
                 self._table: {
                     "Keys": [
-                        {schema.PARTITION_KEY: _s(pk), schema.SORT_KEY: _s(sk)}
+                        {schema.PARTITION_KEY: s(pk), schema.SORT_KEY: s(sk)}
                         for pk, sk in unique[start : start + BATCH_GET_KEYS]
                     ],
                     "ConsistentRead": True,
@@ -144,7 +137,7 @@ class DynamoDBCounterStore:
                     IndexName=schema.HELD_INDEX,
                     KeyConditionExpression="#shard = :shard AND #until < :now",
                     ExpressionAttributeNames={"#shard": schema.HELD_SHARD, "#until": schema.HELD_UNTIL},
-                    ExpressionAttributeValues={":shard": _s(schema.held_shard(shard)), ":now": _n(_epoch(now))},
+                    ExpressionAttributeValues={":shard": s(schema.held_shard(shard)), ":now": n(_epoch(now))},
                     Limit=limit,
                 )
             for item in answer.get("Items", []):
@@ -162,10 +155,10 @@ class DynamoDBCounterStore:
         holds = [
             {
                 "M": {
-                    schema.HOLD_PK: _s(hold.pk),
-                    schema.HOLD_SK: _s(hold.sk),
-                    schema.HOLD_AMOUNT: _n(hold.amount),
-                    schema.HOLD_RULE: _s(hold.rule.name),
+                    schema.HOLD_PK: s(hold.pk),
+                    schema.HOLD_SK: s(hold.sk),
+                    schema.HOLD_AMOUNT: n(hold.amount),
+                    schema.HOLD_RULE: s(hold.rule.name),
                 }
             }
             for hold in reservation.holds
@@ -174,17 +167,17 @@ class DynamoDBCounterStore:
             "Put": {
                 "TableName": self._table,
                 "Item": {
-                    schema.PARTITION_KEY: _s(schema.reservation_pk(reservation.request_id)),
-                    schema.SORT_KEY: _s(schema.RESERVATION_SORT_KEY),
-                    schema.STATE: _s(HELD),
+                    schema.PARTITION_KEY: s(schema.reservation_pk(reservation.request_id)),
+                    schema.SORT_KEY: s(schema.RESERVATION_SORT_KEY),
+                    schema.STATE: s(HELD),
                     schema.HOLDS: {"L": holds},
-                    schema.TEAM: _s(reservation.team),
-                    schema.APP: _s(reservation.app),
-                    schema.MODEL: _s(reservation.model),
-                    schema.HELD_SHARD: _s(schema.held_shard(shard)),
-                    schema.HELD_UNTIL: _n(_epoch(reservation.held_until)),
-                    schema.TTL_ATTRIBUTE: _n(_epoch(reservation.held_until + RESERVATION_RETENTION)),
-                    **(_asked(reservation.asked) if reservation.asked is not None else {}),
+                    schema.TEAM: s(reservation.team),
+                    schema.APP: s(reservation.app),
+                    schema.MODEL: s(reservation.model),
+                    schema.HELD_SHARD: s(schema.held_shard(shard)),
+                    schema.HELD_UNTIL: n(_epoch(reservation.held_until)),
+                    schema.TTL_ATTRIBUTE: n(_epoch(reservation.held_until + RESERVATION_RETENTION)),
+                    **(asked_attributes(reservation.asked) if reservation.asked is not None else {}),
                 },
                 "ConditionExpression": "attribute_not_exists(#pk)",
                 "ExpressionAttributeNames": {"#pk": schema.PARTITION_KEY},
@@ -198,13 +191,13 @@ class DynamoDBCounterStore:
             "Put": {
                 "TableName": self._table,
                 "Item": {
-                    schema.PARTITION_KEY: _s(schema.reservation_pk(settlement.request_id)),
-                    schema.SORT_KEY: _s(schema.RESERVATION_SORT_KEY),
-                    schema.STATE: _s(settlement.outcome),
+                    schema.PARTITION_KEY: s(schema.reservation_pk(settlement.request_id)),
+                    schema.SORT_KEY: s(schema.RESERVATION_SORT_KEY),
+                    schema.STATE: s(settlement.outcome),
                     schema.HOLDS: {"L": []},
-                    schema.COST: _n(0),
-                    schema.FLAGS: {"L": [_s(flag) for flag in (*settlement.flags, schema.FENCED)]},
-                    schema.TTL_ATTRIBUTE: _n(_epoch(self._clock() + RESERVATION_RETENTION)),
+                    schema.COST: n(0),
+                    schema.FLAGS: {"L": [s(flag) for flag in (*settlement.flags, schema.FENCED)]},
+                    schema.TTL_ATTRIBUTE: n(_epoch(self._clock() + RESERVATION_RETENTION)),
                 },
                 "ConditionExpression": "attribute_not_exists(#pk)",
                 "ExpressionAttributeNames": {"#pk": schema.PARTITION_KEY},
@@ -214,7 +207,7 @@ class DynamoDBCounterStore:
     def _hold(self, hold: Hold) -> dict[str, Any]:
         update: dict[str, Any] = {
             "TableName": self._table,
-            "Key": {schema.PARTITION_KEY: _s(hold.pk), schema.SORT_KEY: _s(hold.sk)},
+            "Key": {schema.PARTITION_KEY: s(hold.pk), schema.SORT_KEY: s(hold.sk)},
             "UpdateExpression": "ADD #committed :amount SET #rule = :rule, #window_end = :window_end, "
             "#expires = if_not_exists(#expires, :expires)",
             "ExpressionAttributeNames": {
@@ -224,10 +217,10 @@ class DynamoDBCounterStore:
                 "#expires": schema.TTL_ATTRIBUTE,
             },
             "ExpressionAttributeValues": {
-                ":amount": _n(hold.amount),
-                ":rule": _s(hold.rule.name),
-                ":window_end": _s(hold.window.end.isoformat()),
-                ":expires": _n(_epoch(hold.window.end + COUNTER_RETENTION)),
+                ":amount": n(hold.amount),
+                ":rule": s(hold.rule.name),
+                ":window_end": s(hold.window.end.isoformat()),
+                ":expires": n(_epoch(hold.window.end + COUNTER_RETENTION)),
             },
             "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
         }
@@ -237,31 +230,24 @@ class DynamoDBCounterStore:
             update["ConditionExpression"] = (
                 f"{_FIRST_USE_OF_WINDOW} OR {_FITS_UNDER_CAP}" if room >= 0 else _FITS_UNDER_CAP
             )
-            update["ExpressionAttributeValues"][":cap_minus_amount"] = _n(room)
+            update["ExpressionAttributeValues"][":cap_minus_amount"] = n(room)
         return {"Update": update}
 
     def _close_reservation(self, settlement: Settlement) -> dict[str, Any]:
         values: dict[str, Any] = {
-            ":held": _s(HELD),
-            ":outcome": _s(settlement.outcome),
-            ":cost": _n(settlement.cost),
-            ":flags": {"L": [_s(flag) for flag in settlement.flags]},
+            ":held": s(HELD),
+            ":outcome": s(settlement.outcome),
+            ":cost": n(settlement.cost),
+            ":flags": {"L": [s(flag) for flag in settlement.flags]},
         }
         names = {"#state": schema.STATE, "#cost": schema.COST, "#flags": schema.FLAGS, "#shard": schema.HELD_SHARD}
         recorded: dict[str, dict[str, Any]] = {}
         if settlement.usage is not None:
-            recorded[schema.USAGE] = {
-                "M": {
-                    schema.USAGE_INPUT: _n(settlement.usage.input_tokens),
-                    schema.USAGE_OUTPUT: _n(settlement.usage.output_tokens),
-                    schema.USAGE_CACHE_READ: _n(settlement.usage.cache_read_tokens),
-                    schema.USAGE_CACHE_WRITE: _n(settlement.usage.cache_write_tokens),
-                }
-            }
+            recorded[schema.USAGE] = usage_attribute(settlement.usage)
         if settlement.billed_on is not None:
-            recorded[schema.BILLED_ON] = _s(settlement.billed_on)
+            recorded[schema.BILLED_ON] = s(settlement.billed_on)
         if settlement.call is not None:
-            recorded |= _call(settlement.call)
+            recorded |= call_attributes(settlement.call)
         assignments = "#state = :outcome, #cost = :cost, #flags = :flags"
         for number, (attribute, value) in enumerate(recorded.items()):
             names[f"#a{number}"], values[f":a{number}"] = attribute, value
@@ -270,8 +256,8 @@ class DynamoDBCounterStore:
             "Update": {
                 "TableName": self._table,
                 "Key": {
-                    schema.PARTITION_KEY: _s(schema.reservation_pk(settlement.request_id)),
-                    schema.SORT_KEY: _s(schema.RESERVATION_SORT_KEY),
+                    schema.PARTITION_KEY: s(schema.reservation_pk(settlement.request_id)),
+                    schema.SORT_KEY: s(schema.RESERVATION_SORT_KEY),
                 },
                 "UpdateExpression": f"SET {assignments} REMOVE #shard",
                 "ConditionExpression": "#state = :held",
@@ -286,48 +272,12 @@ class DynamoDBCounterStore:
         return {
             "Update": {
                 "TableName": self._table,
-                "Key": {schema.PARTITION_KEY: _s(change.pk), schema.SORT_KEY: _s(change.sk)},
+                "Key": {schema.PARTITION_KEY: s(change.pk), schema.SORT_KEY: s(change.sk)},
                 "UpdateExpression": "ADD #committed :delta, #spent :spent",
                 "ExpressionAttributeNames": {"#committed": schema.COMMITTED, "#spent": schema.SPENT},
-                "ExpressionAttributeValues": {":delta": _n(change.delta), ":spent": _n(change.spent)},
+                "ExpressionAttributeValues": {":delta": n(change.delta), ":spent": n(change.spent)},
             }
         }
-
-
-def _label(value: str) -> dict[str, str]:
-    return _s(value[: schema.MAX_LABEL_CHARS])
-
-
-def _asked(asked: Asked) -> dict[str, Any]:
-    """Who asked for what, for the ledger; what the caller controls is capped (`schema`)."""
-    item: dict[str, Any] = {
-        schema.ADMITTED_AT: _n(int(asked.admitted_at.timestamp() * 1000)),
-        schema.PRINCIPAL: _s(asked.principal_arn),
-        schema.ENV: _s(asked.env),
-        schema.RESERVED: _n(asked.reserved),
-    }
-    if asked.user is not None:
-        item[schema.USER] = _label(asked.user)
-    if asked.metadata:
-        kept = asked.metadata[: schema.MAX_METADATA_KEYS]
-        item[schema.METADATA] = {"M": {key[: schema.MAX_LABEL_CHARS]: _label(value) for key, value in kept}}
-    if asked.downgraded_from is not None:
-        item[schema.DOWNGRADED_FROM] = _s(asked.downgraded_from)
-    return item
-
-
-def _call(call: CallRecord) -> dict[str, Any]:
-    item: dict[str, Any] = {
-        schema.TRIED: {"L": [_s(label) for label in call.tried]},
-        schema.LATENCY_MS: _n(call.latency_ms),
-    }
-    if call.deployment is not None:
-        item[schema.DEPLOYMENT] = _s(call.deployment)
-    if call.provider_request_id is not None:
-        item[schema.PROVIDER_REQUEST_ID] = _label(call.provider_request_id)
-    if call.first_token_ms is not None:
-        item[schema.FIRST_TOKEN_MS] = _n(call.first_token_ms)
-    return item
 
 
 def _client_token(reservation: Reservation) -> str:
