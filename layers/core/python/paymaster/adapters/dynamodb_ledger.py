@@ -26,7 +26,7 @@ entry. docs/LEDGER.md has the measured numbers and the hot-partition ceiling.
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping
-from datetime import UTC, timedelta
+from datetime import timedelta
 from typing import Any
 
 from paymaster import schema
@@ -144,13 +144,12 @@ class DynamoDBLedger:
 
     def _put(self, entry: LedgerEntry, expires_at: dict[str, str]) -> dict[str, Any]:
         reservation_id = entry.request_id + (f"{schema.HOP_SEPARATOR}{entry.hop}" if entry.hop else "")
-        admitted = entry.admitted_at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         return {
             "Put": {
                 "TableName": self._table,
                 "Item": {
                     schema.PARTITION_KEY: s(schema.calls_pk(entry.team, entry.month)),
-                    schema.SORT_KEY: s(schema.entry_sk(admitted, reservation_id)),
+                    schema.SORT_KEY: s(schema.entry_sk(entry.admitted, reservation_id)),
                     schema.REQUEST_ID: s(entry.request_id),
                     schema.HOP: n(entry.hop),
                     schema.OUTCOME: s(entry.outcome),
@@ -163,17 +162,21 @@ class DynamoDBLedger:
         }
 
     def _add(self, rollup: Rollup, adds: Totals, expires_at: dict[str, str]) -> dict[str, Any]:
+        """ADD what the entry adds (a zero is left out: an absent total reads as 0); the expiry is
+        the same for every entry of the period, so it is simply set."""
         pk, sk = _rollup_key(rollup)
-        names = {f"#{field}": name for name, field in _TOTALS.items()}
-        values = {f":{field}": n(getattr(adds, field)) for field in _TOTALS.values()}
-        added = ", ".join(f"#{field} :{field}" for field in _TOTALS.values())
+        added = {name: field for name, field in _TOTALS.items() if getattr(adds, field)}
         return {
             "Update": {
                 "TableName": self._table,
                 "Key": {schema.PARTITION_KEY: s(pk), schema.SORT_KEY: s(sk)},
-                "UpdateExpression": f"ADD {added} SET #expires = if_not_exists(#expires, :expires)",
-                "ExpressionAttributeNames": names | {"#expires": schema.TTL_ATTRIBUTE},
-                "ExpressionAttributeValues": values | {":expires": expires_at},
+                "UpdateExpression": "ADD "
+                + ", ".join(f"#{field} :{field}" for field in added.values())
+                + " SET #expires = :expires",
+                "ExpressionAttributeNames": {f"#{field}": name for name, field in added.items()}
+                | {"#expires": schema.TTL_ATTRIBUTE},
+                "ExpressionAttributeValues": {f":{field}": n(getattr(adds, field)) for field in added.values()}
+                | {":expires": expires_at},
             }
         }
 
