@@ -9,43 +9,17 @@ import pytest
 from paymaster import schema
 from paymaster.adapters.dynamodb_ledger import LEDGER_RETENTION, DynamoDBLedger
 from paymaster.adapters.dynamodb_wire import DynamoDBWire
-from paymaster.domain.chat import Usage
 from paymaster.domain.errors import StoreUnavailableError
-from paymaster.domain.ledger import LedgerEntry, Rollup, Totals
+from paymaster.domain.ledger import Rollup, Totals
 from paymaster_local.resources import LEDGER_TABLE
 from tests.dynamodb_answers import conflicting
-
-ADMITTED = datetime(2026, 12, 3, 10, 15, 42, 123_000, tzinfo=UTC)
-ENTRY = LedgerEntry(
-    request_id="r1",
-    hop=0,
-    admitted_at=ADMITTED,
-    team="search",
-    app="ranker",
-    env="prod",
-    principal="arn:aws:sts::111111111111:assumed-role/ranker/i-1",
-    model="gpt-4o-mini",
-    outcome="settled",
-    reserved=90,
-    cost=30,
-    user="u-7",
-    billed_on="provider_usage",
-    usage=Usage(21, 4),
-    deployment="openai/gpt-4o-mini",
-    tried=("openai/gpt-4o-mini",),
-    latency_ms=412,
-)
+from tests.ledger_entries import ADMITTED, ENTRY, fresh_ledger
 
 
 @pytest.fixture
 def ledger(dynamodb: DynamoDBWire, aws_url: str) -> DynamoDBLedger:
-    """The ledger on a fresh table (the `dynamodb` fixture has just reset the stand-in), written
-    through the gateway's own DynamoDB client, as the ledger function writes it."""
-    client = boto3.client(
-        "dynamodb", endpoint_url=aws_url, region_name="us-east-1", aws_access_key_id="l", aws_secret_access_key="l"
-    )
-    client.create_table(**schema.LEDGER.create_table_request(LEDGER_TABLE))
-    return DynamoDBLedger(dynamodb, LEDGER_TABLE)
+    """Written through the gateway's own DynamoDB client, as the ledger function writes it."""
+    return fresh_ledger(aws_url, dynamodb)
 
 
 def test_an_entry_is_recorded_once_with_its_rollups(ledger: DynamoDBLedger) -> None:

@@ -53,6 +53,11 @@ class LedgerEntry:
     first_token_ms: int | None = None
 
     @property
+    def admitted(self) -> str:
+        """`2026-12-03T10:15:42.123Z`: ISO 8601 in UTC to the millisecond, which sorts as it reads."""
+        return self.admitted_at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+    @property
     def month(self) -> str:
         return self.admitted_at.astimezone(UTC).strftime("%Y-%m")
 
