@@ -2,6 +2,7 @@
 
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
@@ -17,6 +18,7 @@ from paymaster_infra.web_adapter import HANDLER, web_adapter_environment
 
 # In AWS the caller is the IAM principal API Gateway verified, read from the request context.
 IDENTITY_FROM_REQUEST_CONTEXT = "request-context"
+READ_LEDGER = ("dynamodb:GetItem", "dynamodb:Query")
 # What the gateway needs after a provider's total timeout: settle the hold and answer.
 SETTLE_MARGIN_S = 15
 
@@ -35,8 +37,8 @@ def check_provider_timeouts(policy: Policy, function_timeout_s: float) -> None:
 class GatewayFunction(Construct):
     """One function serves every `/v1/*` route.
 
-    It may use the counters, ledger and bus, send to the settlement queue what the counters could
-    not take, and call the providers of the policy it is deployed with: that policy's Bedrock
+    It may use the counters and bus, read the ledger, send to the settlement queue what the counters
+    could not take, and call the providers of the policy it is deployed with: that policy's Bedrock
     models and provider API key secrets (`ProviderAccess`).
     """
 
@@ -76,7 +78,9 @@ class GatewayFunction(Construct):
             },
         )
         grant_counter_store(counters, self.function)
-        ledger.grant_read_write_data(self.function)
+        # The ledger is written by the ledger function alone, from the counters' stream; the gateway
+        # may read its rollups (GET /v1/usage by app, model, user), not the request-id index.
+        self.function.add_to_role_policy(iam.PolicyStatement(actions=list(READ_LEDGER), resources=[ledger.table_arn]))
         bus.grant_put_events_to(self.function)
         settlement_queue.grant_send_messages(self.function)
         self.provider_access = ProviderAccess(self, "ProviderAccess", policy=policy, function=self.function)
