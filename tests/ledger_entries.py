@@ -3,13 +3,12 @@
 from datetime import UTC, datetime
 from typing import Any
 
-import boto3
-
 from paymaster import schema
 from paymaster.adapters.dynamodb_ledger import DynamoDBLedger
 from paymaster.domain.chat import Usage
 from paymaster.domain.ledger import LedgerEntry
 from paymaster_local.resources import LEDGER_TABLE
+from tests.local_aws import local_client
 
 ADMITTED = datetime(2026, 12, 3, 10, 15, 42, 123_000, tzinfo=UTC)
 ENTRY = LedgerEntry(
@@ -35,7 +34,5 @@ ENTRY = LedgerEntry(
 
 def fresh_ledger(aws_url: str, client: Any) -> DynamoDBLedger:
     """The ledger on a new table in the stand-in (which the caller has just reset), through `client`."""
-    boto3.client(
-        "dynamodb", endpoint_url=aws_url, region_name="us-east-1", aws_access_key_id="l", aws_secret_access_key="l"
-    ).create_table(**schema.LEDGER.create_table_request(LEDGER_TABLE))
+    local_client("dynamodb", aws_url).create_table(**schema.LEDGER.create_table_request(LEDGER_TABLE))
     return DynamoDBLedger(client, LEDGER_TABLE)

@@ -2,11 +2,10 @@
 the counters' stream that kept failing — so that no settled call leaves the ledger unseen."""
 
 from aws_cdk import RemovalPolicies
-from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from paymaster_infra.nag import acknowledge
-from paymaster_infra.settlement_queue import RETENTION
+from paymaster_infra.settlement_queue import kept_queue
 
 
 class LedgerFailureQueue(Construct):
@@ -20,13 +19,7 @@ class LedgerFailureQueue(Construct):
 
     def __init__(self, scope: Construct, construct_id: str) -> None:
         super().__init__(scope, construct_id)
-        self.queue = sqs.Queue(
-            self,
-            "Queue",
-            retention_period=RETENTION,
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-        )
+        self.queue = kept_queue(self, "Queue")
         RemovalPolicies.of(self).retain()
         acknowledge(
             self.queue,

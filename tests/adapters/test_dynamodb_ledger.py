@@ -3,7 +3,6 @@
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-import boto3
 import pytest
 
 from paymaster import schema
@@ -14,6 +13,7 @@ from paymaster.domain.ledger import Rollup, Totals
 from paymaster_local.resources import LEDGER_TABLE
 from tests.dynamodb_answers import conflicting
 from tests.ledger_entries import ADMITTED, ENTRY, fresh_ledger
+from tests.local_aws import local_client
 
 
 @pytest.fixture
@@ -45,8 +45,12 @@ def test_a_request_that_fell_back_has_an_entry_per_hop_found_by_its_id(ledger: D
 
 def test_a_teams_month_lists_its_calls_in_order_of_admission_and_nothing_else(ledger: DynamoDBLedger) -> None:
     later = replace(ENTRY, request_id="r2", admitted_at=ADMITTED + timedelta(seconds=1))
-    for entry in (later, ENTRY, replace(ENTRY, request_id="r3", team="support"),
-                  replace(ENTRY, request_id="r4", admitted_at=datetime(2026, 11, 30, 23, 59, tzinfo=UTC))):  # fmt: skip
+    for entry in (
+        later,
+        ENTRY,
+        replace(ENTRY, request_id="r3", team="support"),
+        replace(ENTRY, request_id="r4", admitted_at=datetime(2026, 11, 30, 23, 59, tzinfo=UTC)),
+    ):
         ledger.record(entry)
 
     assert [entry.request_id for entry in ledger.calls("search", "2026-12")] == ["r1", "r2"]
@@ -58,9 +62,7 @@ def test_a_call_without_a_user_adds_to_no_user_rollup_and_nothing_is_kept_foreve
     ledger: DynamoDBLedger, aws_url: str
 ) -> None:
     ledger.record(replace(ENTRY, user=None))
-    client = boto3.client(
-        "dynamodb", endpoint_url=aws_url, region_name="us-east-1", aws_access_key_id="l", aws_secret_access_key="l"
-    )
+    client = local_client("dynamodb", aws_url)
 
     items = client.scan(TableName=LEDGER_TABLE)["Items"]
 

@@ -14,8 +14,17 @@ from paymaster.domain.chat import Usage
 from paymaster_local.resources import LEDGER_TABLE
 from tests.ledger_entries import ADMITTED, ENTRY, fresh_ledger
 
-FALLBACK = replace(ENTRY, request_id="r2", hop=1, admitted_at=ADMITTED + timedelta(seconds=3), model="nova-lite",
-                   cost=1_234_567, usage=Usage(1000, 2000, 300, 0), downgraded_from="gpt-4o", user=None)  # fmt: skip
+FALLBACK = replace(
+    ENTRY,
+    request_id="r2",
+    hop=1,
+    admitted_at=ADMITTED + timedelta(seconds=3),
+    model="nova-lite",
+    cost=1_234_567,
+    usage=Usage(1000, 2000, 300, 0),
+    downgraded_from="gpt-4o",
+    user=None,
+)
 
 
 @pytest.fixture
@@ -53,8 +62,10 @@ def test_exports_every_field_of_every_call_as_csv(
     cli.main(["ledger", "--team", "search", "--month", "2026-12", "--csv", str(exported)])
 
     rows = list(csv.DictReader(exported.open()))
-    assert [(row["request_id"], row["hop"], row["cost_usd"]) for row in rows] == [("r1", "0", "0.00003"),
-                                                                                 ("r2", "1", "1.234567")]  # fmt: skip
+    assert [(row["request_id"], row["hop"], row["cost_usd"]) for row in rows] == [
+        ("r1", "0", "0.00003"),
+        ("r2", "1", "1.234567"),
+    ]
     assert rows[1] | {"admitted_at": "-"} == {
         "admitted_at": "-",
         "request_id": "r2",

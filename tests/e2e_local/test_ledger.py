@@ -1,7 +1,6 @@
 """Every settled call reaches the ledger through the counters' stream, under concurrency, exactly
 once — and the ledger, the counters and what the callers were told agree to the micro-dollar."""
 
-import json
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -10,10 +9,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-import boto3
 import httpx
 import pytest
-import yaml
 
 from paymaster import cli, names
 from paymaster.adapters.dynamodb_ledger import DynamoDBLedger
@@ -22,8 +19,9 @@ from paymaster.domain.ledger import LedgerEntry, Rollup
 from paymaster.domain.money import MICRO_PER_USD, format_usd
 from paymaster_local.credentials import session_for
 from paymaster_local.resources import LEDGER_TABLE
-from paymaster_local.stack import LocalStack, free_port, local_stack
-from tests.policies import policy_with
+from paymaster_local.stack import LocalStack
+from tests.e2e_local.conftest import stack_with_rules
+from tests.local_aws import local_client
 
 # One budget per team, in UTC like the ledger, so that a month is the same month in both.
 RULES = [
@@ -37,13 +35,7 @@ LEDGER_WAIT_S = 60
 
 @pytest.fixture(scope="module")
 def ledgered(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    state = tmp_path_factory.mktemp("ledger")
-    policy_file = state / "policy.yaml"
-    policy_file.write_text(yaml.safe_dump(json.loads(policy_with(RULES).model_dump_json(exclude_none=True))))
-    with (
-        (state / "gateway.log").open("wb") as log,
-        local_stack(policy_file, port=free_port(), state_dir=state, gateway_output=log) as running,
-    ):
+    with stack_with_rules(RULES, tmp_path_factory.mktemp("ledger")) as running:
         yield running
 
 
@@ -87,10 +79,7 @@ def test_200_concurrent_calls_of_two_teams_are_200_entries_that_add_up_to_spent_
     with ThreadPoolExecutor(32) as pool:
         answers = list(pool.map(call, range(REQUESTS)))
 
-    dynamodb = boto3.client(
-        "dynamodb", endpoint_url=ledgered.aws_url, region_name="us-east-1",
-        aws_access_key_id="local", aws_secret_access_key="local",
-    )  # fmt: skip
+    dynamodb = local_client("dynamodb", ledgered.aws_url)
     ledger = DynamoDBLedger(dynamodb, LEDGER_TABLE)
     echoed: dict[str, dict[str, int]] = defaultdict(dict)
     for team, request_id, cost in answers:

@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
@@ -26,6 +25,7 @@ from paymaster.domain.metering import NotAccepted, Reported
 from paymaster.ports import CallRecord
 from paymaster.services.admission import AdmissionService
 from paymaster_local.runner import LambdaContext, StreamConsumer, load_handler
+from tests.local_aws import local_client
 from tests.policies import policy_with
 
 EVENT = Path(__file__).resolve().parents[2] / "events" / "dynamodb" / "counters-stream.json"
@@ -51,9 +51,7 @@ def handler() -> Handler:
 
 @pytest.fixture
 def dynamodb(aws_url: str) -> Any:
-    return boto3.client(
-        "dynamodb", endpoint_url=aws_url, region_name="us-east-1", aws_access_key_id="l", aws_secret_access_key="l"
-    )
+    return local_client("dynamodb", aws_url)
 
 
 @pytest.fixture
@@ -134,9 +132,13 @@ def test_while_the_ledger_is_unavailable_the_invocation_fails_so_the_batch_comes
 
 
 def test_the_runner_feeds_the_function_what_the_counter_store_writes_and_a_replay_counts_nothing_twice(
-    environment: dict[str, str], handler: Handler, ledger: DynamoDBLedger, aws_url: str, dynamodb: Any,
+    environment: dict[str, str],
+    handler: Handler,
+    ledger: DynamoDBLedger,
+    aws_url: str,
+    dynamodb: Any,
     wire_to: Callable[[str], DynamoDBWire],
-) -> None:  # fmt: skip
+) -> None:
     """Admission and settlement through the real counter store; their records read off moto's
     stream by the local runner and handed to the function. Then the whole stream once more,
     from its start, as a redelivery would: the ledger stays as it was."""
@@ -152,10 +154,7 @@ def test_the_runner_feeds_the_function_what_the_counter_store_writes_and_a_repla
         gateway.settle(gateway.admit(caller, request, f"r{number}"), Reported(Usage(5, 7)), call)
     gateway.settle(gateway.admit(caller, request, "refused-by-provider"), NotAccepted(), call)
     stream_arn = dynamodb.describe_table(TableName=environment[names.ENV_COUNTERS_TABLE])["Table"]["LatestStreamArn"]
-    streams = boto3.client(
-        "dynamodbstreams", endpoint_url=aws_url, region_name="us-east-1", aws_access_key_id="l",
-        aws_secret_access_key="l",
-    )  # fmt: skip
+    streams = local_client("dynamodbstreams", aws_url)
     set_aside: list[dict[str, Any]] = []
 
     def consumer() -> StreamConsumer:

@@ -86,6 +86,13 @@ def as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
+def assert_grants_exactly(statements: list[dict[str, Any]], grants: list[tuple[Any, set[str]]]) -> None:
+    """Each (resource, actions): the statements allow exactly those actions on it, and no others anywhere."""
+    for resource, actions in grants:
+        assert allowed_on(statements, resource) == actions, resource
+    assert {action for s in statements for action in as_list(s["Action"])} == set().union(*(a for _, a in grants))
+
+
 def settings_of(variables: dict[str, Any]) -> Settings:
     """What `Settings.from_environ` makes of a function's environment at cold start in Lambda.
 
@@ -452,17 +459,20 @@ def test_settlement_retry_role_may_only_settle_on_the_counters_and_consume_the_q
     statements = role_statements(gateway_template, paymaster.gateway.settlement_retry.function)
 
     # TransactWriteItems' Update and Put items; no reads, no index, no ledger, bus or providers.
-    assert allowed_on(statements, counters_arn) == {"dynamodb:UpdateItem", "dynamodb:PutItem"}
-    assert allowed_on(statements, queue_arn) == {
+    consume = {
         "sqs:ReceiveMessage",
         "sqs:ChangeMessageVisibility",
         "sqs:DeleteMessage",
         "sqs:GetQueueAttributes",
         "sqs:GetQueueUrl",
     }
-    assert allowed_on(statements, "*") == {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
-    assert {action for s in statements for action in as_list(s["Action"])} == (
-        allowed_on(statements, counters_arn) | allowed_on(statements, queue_arn) | allowed_on(statements, "*")
+    assert_grants_exactly(
+        statements,
+        [
+            (counters_arn, {"dynamodb:UpdateItem", "dynamodb:PutItem"}),
+            (queue_arn, consume),
+            ("*", {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}),
+        ],
     )
 
 
@@ -514,19 +524,14 @@ def test_ledger_role_may_read_the_stream_write_the_ledger_and_set_aside_failures
     statements = role_statements(gateway_template, paymaster.gateway.ledger.function)
 
     # TransactWriteItems' Put and Update items: no reads, no index, no counters table.
-    assert allowed_on(statements, ledger_arn) == {"dynamodb:UpdateItem", "dynamodb:PutItem"}
-    assert allowed_on(statements, stream_arn) == {
-        "dynamodb:DescribeStream",
-        "dynamodb:GetRecords",
-        "dynamodb:GetShardIterator",
-    }
-    assert allowed_on(statements, failures_arn) == {"sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"}
-    assert allowed_on(statements, "*") == {"dynamodb:ListStreams", "xray:PutTraceSegments", "xray:PutTelemetryRecords"}
-    assert {action for s in statements for action in as_list(s["Action"])} == (
-        allowed_on(statements, ledger_arn)
-        | allowed_on(statements, stream_arn)
-        | allowed_on(statements, failures_arn)
-        | allowed_on(statements, "*")
+    assert_grants_exactly(
+        statements,
+        [
+            (ledger_arn, {"dynamodb:UpdateItem", "dynamodb:PutItem"}),
+            (stream_arn, {"dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"}),
+            (failures_arn, {"sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"}),
+            ("*", {"dynamodb:ListStreams", "xray:PutTraceSegments", "xray:PutTelemetryRecords"}),
+        ],
     )
 
 

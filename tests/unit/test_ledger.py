@@ -7,24 +7,11 @@ import pytest
 
 from paymaster import schema
 from paymaster.domain.chat import Usage
-from paymaster.domain.ledger import LedgerEntry, Rollup, Totals, rollups, totals
+from paymaster.domain.ledger import Rollup, Totals, rollups, totals
+from tests.ledger_entries import ENTRY as LEDGER_ENTRY
 
 LOS_ANGELES = timezone(timedelta(hours=-8))
-ENTRY = LedgerEntry(
-    request_id="r1",
-    hop=0,
-    admitted_at=datetime(2026, 12, 3, 10, 15, 42, 123_000, tzinfo=UTC),
-    team="search",
-    app="ranker",
-    env="prod",
-    principal="arn:aws:sts::111111111111:assumed-role/ranker/i-1",
-    model="gpt-4o-mini",
-    outcome="settled",
-    reserved=90,
-    cost=30,
-    user="u-7",
-    usage=Usage(21, 4, 3, 1),
-)
+ENTRY = replace(LEDGER_ENTRY, usage=Usage(21, 4, 3, 1))
 
 
 def test_an_entry_belongs_to_the_utc_month_and_day_of_its_admission() -> None:
