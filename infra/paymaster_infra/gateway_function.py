@@ -3,7 +3,6 @@
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
@@ -11,7 +10,7 @@ from paymaster import names
 from paymaster.domain.policy import Policy
 from paymaster_infra.config import AppConfig
 from paymaster_infra.counter_access import grant_counter_store
-from paymaster_infra.lambda_defaults import ASSET_EXCLUDES, TIMEOUT, default_function
+from paymaster_infra.lambda_defaults import TIMEOUT, default_function
 from paymaster_infra.layers import POLICY_FILE, TIKTOKEN_DIR, GatewayLayers
 from paymaster_infra.provider_access import ProviderAccess
 from paymaster_infra.web_adapter import HANDLER, web_adapter_environment
@@ -61,7 +60,7 @@ class GatewayFunction(Construct):
             self,
             "Function",
             description="paymaster gateway: identify, admit, route, call, settle, publish",
-            code=lambda_.Code.from_asset(str(config.gateway_code_dir), exclude=ASSET_EXCLUDES),
+            code_dir=config.gateway_code_dir,
             handler=HANDLER,
             layers=layers.all,
             environment={

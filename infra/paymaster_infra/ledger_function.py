@@ -10,11 +10,10 @@ from constructs import Construct
 from paymaster import names
 from paymaster_infra.config import AppConfig
 from paymaster_infra.counter_access import grant_transactions
-from paymaster_infra.lambda_defaults import ASSET_EXCLUDES, default_function
+from paymaster_infra.lambda_defaults import EVENT_HANDLER, default_function
 from paymaster_infra.layers import GatewayLayers
 from paymaster_infra.nag import acknowledge
 
-HANDLER = "app.handler"
 # A batch of names.LEDGER_BATCH_SIZE records takes well under a second (one transaction per
 # settled reservation); with DynamoDB not answering, each gives up after 3 attempts × 5 s, so a
 # batch can run out of time, which fails it whole: it is retried (bisected), never lost.
@@ -47,8 +46,8 @@ class LedgerFunction(Construct):
             self,
             "Function",
             description="paymaster ledger: an entry and its rollups for every reservation the stream settles",
-            code=lambda_.Code.from_asset(str(config.ledger_code_dir), exclude=ASSET_EXCLUDES),
-            handler=HANDLER,
+            code_dir=config.ledger_code_dir,
+            handler=EVENT_HANDLER,
             layers=layers.python,
             environment={names.ENV_LEDGER_TABLE: ledger.table_name},
             timeout=TIMEOUT,
