@@ -55,4 +55,6 @@ SETTLEMENT_MAX_RECEIVES: Final = 10
 # batch, and retries of a batch that keeps failing before it is set aside on the failure queue.
 LEDGER_BATCH_SIZE: Final = 100
 LEDGER_RETRY_ATTEMPTS: Final = 10
-ENV_LEDGER_FAILURE_QUEUE_URL: Final = "PAYMASTER_LEDGER_FAILURE_QUEUE_URL"  # local only: the runner's
+# Local only: where the runner sets aside a stream record that kept failing (in AWS, the event
+# source's on-failure destination).
+ENV_LEDGER_FAILURE_QUEUE_URL: Final = "PAYMASTER_LEDGER_FAILURE_QUEUE_URL"
