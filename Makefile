@@ -63,6 +63,7 @@ bench: $(STAMP) ## run the benchmarks (docs/BENCHMARKS.md records their output)
 	$(PY) -m bench.overhead
 	$(PY) -m bench.concurrency
 	$(PY) -m bench.http
+	$(PY) -m bench.ledger_writes
 
 .PHONY: bench-http
 bench-http: $(STAMP) ## the gateway's CPU per request over real HTTP at c=8 (non-streamed and streamed)

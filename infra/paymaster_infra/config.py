@@ -45,6 +45,7 @@ class AppConfig:
     core_dir: Path = REPO_ROOT / "layers" / "core"
     gateway_code_dir: Path = REPO_ROOT / "functions" / "gateway"
     settlement_retry_code_dir: Path = REPO_ROOT / "functions" / "settlement_retry"
+    ledger_code_dir: Path = REPO_ROOT / "functions" / "ledger"
 
     @classmethod
     def from_context(cls, node: Node) -> "AppConfig":
@@ -70,6 +71,7 @@ class AppConfig:
             self.core_dir / "python" / "paymaster": "the core package ships in the repository",
             self.gateway_code_dir / "run.sh": "the gateway entry point ships in the repository",
             self.settlement_retry_code_dir / "app.py": "the settlement-retry entry point ships in the repository",
+            self.ledger_code_dir / "app.py": "the ledger entry point ships in the repository",
         }
         missing = [f"{path}: {fix}" for path, fix in expected.items() if not path.exists()]
         if missing:

@@ -23,9 +23,11 @@ READ_COUNTERS = ("dynamodb:BatchGetItem",)
 QUERY_HELD = ("dynamodb:Query",)
 
 
-def grant_transactions(counters: dynamodb.ITable, function: lambda_.Function) -> None:
-    """Reserve and settle, nothing else: what applying a queued settlement needs."""
-    function.add_to_role_policy(iam.PolicyStatement(actions=list(TRANSACT_WRITE), resources=[counters.table_arn]))
+def grant_transactions(table: dynamodb.ITable, function: lambda_.Function) -> None:
+    """The Put and Update items of a TransactWriteItems on `table`, nothing else: what applying a
+    queued settlement to the counters needs, and what recording a ledger entry with its rollups
+    needs on the ledger (`paymaster.adapters.dynamodb_ledger`)."""
+    function.add_to_role_policy(iam.PolicyStatement(actions=list(TRANSACT_WRITE), resources=[table.table_arn]))
 
 
 def grant_counter_store(counters: dynamodb.ITable, function: lambda_.Function) -> None:

@@ -24,19 +24,20 @@ def add_paymaster(app: App, config: AppConfig, *, env: Environment | None = None
         app,
         STATEFUL_STACK_NAME,
         env=env,
-        description="paymaster state: counters and ledger tables, event bus and archive, settlement queue",
+        description="paymaster state: counters and ledger tables, event bus and archive, settlement and ledger queues",
     )
     gateway = GatewayStack(
         app,
         GATEWAY_STACK_NAME,
         env=env,
-        description="paymaster gateway: REST API (AWS_IAM, streaming), gateway and settlement-retry Lambdas",
+        description="paymaster gateway: REST API (AWS_IAM, streaming), gateway, settlement-retry and ledger Lambdas",
         config=config,
         policy=policy,
         counters=state.tables.counters,
         ledger=state.tables.ledger,
         bus=state.events.bus,
         settlement_queue=state.settlements.queue,
+        ledger_failures=state.ledger_failures.queue,
     )
     Tags.of(app).add("project", "paymaster")
     add_checks(app)

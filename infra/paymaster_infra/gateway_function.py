@@ -2,7 +2,7 @@
 
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
-from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
@@ -10,13 +10,14 @@ from paymaster import names
 from paymaster.domain.policy import Policy
 from paymaster_infra.config import AppConfig
 from paymaster_infra.counter_access import grant_counter_store
-from paymaster_infra.lambda_defaults import ASSET_EXCLUDES, TIMEOUT, default_function
+from paymaster_infra.lambda_defaults import TIMEOUT, default_function
 from paymaster_infra.layers import POLICY_FILE, TIKTOKEN_DIR, GatewayLayers
 from paymaster_infra.provider_access import ProviderAccess
 from paymaster_infra.web_adapter import HANDLER, web_adapter_environment
 
 # In AWS the caller is the IAM principal API Gateway verified, read from the request context.
 IDENTITY_FROM_REQUEST_CONTEXT = "request-context"
+READ_LEDGER = ("dynamodb:GetItem", "dynamodb:Query")
 # What the gateway needs after a provider's total timeout: settle the hold and answer.
 SETTLE_MARGIN_S = 15
 
@@ -35,8 +36,8 @@ def check_provider_timeouts(policy: Policy, function_timeout_s: float) -> None:
 class GatewayFunction(Construct):
     """One function serves every `/v1/*` route.
 
-    It may use the counters, ledger and bus, send to the settlement queue what the counters could
-    not take, and call the providers of the policy it is deployed with: that policy's Bedrock
+    It may use the counters and bus, read the ledger, send to the settlement queue what the counters
+    could not take, and call the providers of the policy it is deployed with: that policy's Bedrock
     models and provider API key secrets (`ProviderAccess`).
     """
 
@@ -59,7 +60,7 @@ class GatewayFunction(Construct):
             self,
             "Function",
             description="paymaster gateway: identify, admit, route, call, settle, publish",
-            code=lambda_.Code.from_asset(str(config.gateway_code_dir), exclude=ASSET_EXCLUDES),
+            code_dir=config.gateway_code_dir,
             handler=HANDLER,
             layers=layers.all,
             environment={
@@ -76,7 +77,9 @@ class GatewayFunction(Construct):
             },
         )
         grant_counter_store(counters, self.function)
-        ledger.grant_read_write_data(self.function)
+        # The ledger is written by the ledger function alone, from the counters' stream; the gateway
+        # may read its rollups (GET /v1/usage by app, model, user), not the request-id index.
+        self.function.add_to_role_policy(iam.PolicyStatement(actions=list(READ_LEDGER), resources=[ledger.table_arn]))
         bus.grant_put_events_to(self.function)
         settlement_queue.grant_send_messages(self.function)
         self.provider_access = ProviderAccess(self, "ProviderAccess", policy=policy, function=self.function)

@@ -1,6 +1,7 @@
 """Lambda defaults, in one place: every paymaster function and layer is made here."""
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from aws_cdk import Duration
 from aws_cdk import aws_lambda as lambda_
@@ -20,6 +21,8 @@ TIMEOUT = Duration.minutes(5)
 LOG_RETENTION = logs.RetentionDays.THREE_MONTHS
 
 ASSET_EXCLUDES = ["**/__pycache__", "**/*.pyc"]
+# The entry point of every function that Lambda invokes with an event (`functions/<name>/app.py`).
+EVENT_HANDLER = "app.handler"
 
 _BASIC_EXECUTION_POLICY = "arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
 
@@ -29,13 +32,14 @@ def default_function(
     construct_id: str,
     *,
     description: str,
-    code: lambda_.Code,
+    code_dir: Path,
     handler: str,
     layers: Sequence[lambda_.ILayerVersion],
     environment: Mapping[str, str],
     timeout: Duration = TIMEOUT,
 ) -> lambda_.Function:
-    """A function with the house defaults: arm64, JSON logs into its own log group, X-Ray on."""
+    """A function with the house defaults: arm64, JSON logs into its own log group, X-Ray on;
+    its code the folder `code_dir` (`functions/<name>`)."""
     log_group = logs.LogGroup(scope, f"{construct_id}Logs", retention=LOG_RETENTION)
     function = lambda_.Function(
         scope,
@@ -48,7 +52,7 @@ def default_function(
         tracing=lambda_.Tracing.ACTIVE,
         logging_format=lambda_.LoggingFormat.JSON,
         log_group=log_group,
-        code=code,
+        code=lambda_.Code.from_asset(str(code_dir), exclude=ASSET_EXCLUDES),
         handler=handler,
         layers=list(layers),
         environment=dict(environment),

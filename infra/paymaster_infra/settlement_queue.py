@@ -4,6 +4,8 @@ A message is money owed to a counter (a settlement, or a release of a hold), so 
 dead-letter queue live with the tables and are retained with them.
 """
 
+from typing import Any
+
 from aws_cdk import Duration, RemovalPolicies
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
@@ -39,20 +41,11 @@ class SettlementQueue(Construct):
 
     def __init__(self, scope: Construct, construct_id: str) -> None:
         super().__init__(scope, construct_id)
-        self.dead_letter_queue = sqs.Queue(
-            self,
-            "DeadLetters",
-            retention_period=RETENTION,
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-        )
-        self.queue = sqs.Queue(
+        self.dead_letter_queue = kept_queue(self, "DeadLetters")
+        self.queue = kept_queue(
             self,
             "Queue",
-            retention_period=RETENTION,
             visibility_timeout=VISIBILITY_TIMEOUT,
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
             dead_letter_queue=sqs.DeadLetterQueue(
                 max_receive_count=names.SETTLEMENT_MAX_RECEIVES, queue=self.dead_letter_queue
             ),
@@ -60,3 +53,15 @@ class SettlementQueue(Construct):
         # Queues and their TLS-only policies: a queue left behind by a deleted stack still refuses
         # plain HTTP.
         RemovalPolicies.of(self).retain()
+
+
+def kept_queue(scope: Construct, construct_id: str, **options: Any) -> sqs.Queue:
+    """A queue of money owed or records missed: SSE-SQS, TLS only, kept `RETENTION`."""
+    return sqs.Queue(
+        scope,
+        construct_id,
+        retention_period=RETENTION,
+        encryption=sqs.QueueEncryption.SQS_MANAGED,
+        enforce_ssl=True,
+        **options,
+    )

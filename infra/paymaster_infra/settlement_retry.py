@@ -1,7 +1,6 @@
 """The settlement-retry function: applies the settlements the gateway queued, until they land."""
 
 from aws_cdk import aws_dynamodb as dynamodb
-from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
@@ -9,11 +8,10 @@ from constructs import Construct
 from paymaster import names
 from paymaster_infra.config import AppConfig
 from paymaster_infra.counter_access import grant_transactions
-from paymaster_infra.lambda_defaults import ASSET_EXCLUDES, default_function
+from paymaster_infra.lambda_defaults import EVENT_HANDLER, default_function
 from paymaster_infra.layers import POLICY_FILE, GatewayLayers
 from paymaster_infra.settlement_queue import CONSUMER_BATCH_SIZE, CONSUMER_TIMEOUT
 
-HANDLER = "app.handler"
 # Batches in flight at once. When the store is back after an outage the queue holds a backlog;
 # this drains it at a few hundred settlements a second while leaving the account's concurrency
 # to the gateway and the hot counters to live traffic (settlements and admissions touching one
@@ -47,8 +45,8 @@ class SettlementRetryFunction(Construct):
             self,
             "Function",
             description="paymaster settlement retry: applies settlements the counter store could not take",
-            code=lambda_.Code.from_asset(str(config.settlement_retry_code_dir), exclude=ASSET_EXCLUDES),
-            handler=HANDLER,
+            code_dir=config.settlement_retry_code_dir,
+            handler=EVENT_HANDLER,
             layers=[*layers.python, layers.policy],
             environment={
                 names.ENV_COUNTERS_TABLE: counters.table_name,

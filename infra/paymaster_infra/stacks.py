@@ -14,20 +14,23 @@ from paymaster_infra.event_bus import CostEventBus
 from paymaster_infra.gateway_api import GatewayApi
 from paymaster_infra.gateway_function import GatewayFunction
 from paymaster_infra.layers import GatewayLayers
+from paymaster_infra.ledger_failures import LedgerFailureQueue
+from paymaster_infra.ledger_function import LedgerFunction
 from paymaster_infra.settlement_queue import SettlementQueue
 from paymaster_infra.settlement_retry import SettlementRetryFunction
 from paymaster_infra.tables import CounterTables
 
 
 class StatefulStack(Stack):
-    """Tables, bus, archive and the settlement queue. Everything here is retained when the stack
-    is deleted."""
+    """Tables, bus, archive, the settlement queue and the ledger's failure queue. Everything here
+    is retained when the stack is deleted."""
 
     def __init__(self, scope: Construct, construct_id: str, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.tables = CounterTables(self, "Tables")
         self.events = CostEventBus(self, "Events")
         self.settlements = SettlementQueue(self, "Settlements")
+        self.ledger_failures = LedgerFailureQueue(self, "LedgerFailures")
 
         dead_letters = self.settlements.dead_letter_queue
         CfnOutput(
@@ -42,11 +45,17 @@ class StatefulStack(Stack):
             value=dead_letters.queue_arn,
             description="Replay them with aws sqs start-message-move-task --source-arn <this>",
         )
+        CfnOutput(
+            self,
+            "LedgerFailureQueueUrl",
+            value=self.ledger_failures.queue.queue_url,
+            description="Stream batches the ledger function failed every retry on (docs/LEDGER.md)",
+        )
 
 
 class GatewayStack(Stack):
-    """Layers, gateway function, API and the settlement-retry function; holds no data, so it can
-    be destroyed and redeployed."""
+    """Layers, gateway function, API, the settlement-retry and the ledger functions; holds no
+    data, so it can be destroyed and redeployed."""
 
     def __init__(
         self,
@@ -59,6 +68,7 @@ class GatewayStack(Stack):
         ledger: dynamodb.ITable,
         bus: events.IEventBus,
         settlement_queue: sqs.IQueue,
+        ledger_failures: sqs.IQueue,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -82,6 +92,15 @@ class GatewayStack(Stack):
             layers=self.layers,
             counters=counters,
             queue=settlement_queue,
+        )
+        self.ledger = LedgerFunction(
+            self,
+            "Ledger",
+            config=config,
+            layers=self.layers,
+            counters=counters,
+            ledger=ledger,
+            failures=ledger_failures,
         )
 
         CfnOutput(

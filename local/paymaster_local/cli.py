@@ -10,6 +10,7 @@ from pathlib import Path
 from paymaster.adapters.policy_file import PolicyFileError, load_policy
 from paymaster.domain.policy import Policy
 from paymaster_local.real_endpoints import SYNTAX, RealEndpointChoice, RealEndpointError, parse_choice
+from paymaster_local.resources import LEDGER_TABLE
 from paymaster_local.stack import DEFAULT_PORT, LocalStack, local_stack
 
 DEMO_POLICY = Path(__file__).resolve().parents[2] / "policy" / "demo.yaml"
@@ -66,10 +67,15 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def profile_team(policy: Policy, profile: str) -> str:
+    """The team of `profile`, a principal's name."""
+    principal = next(principal for principal in policy.principals() if principal.name == profile)
+    return policy.caller(principal.arn).team
+
+
 def snippet_model(policy: Policy, profile: str) -> str:
     """A model the team of `profile` (a principal's name) may call: its first chat model, else its first."""
-    principal = next(principal for principal in policy.principals() if principal.name == profile)
-    allowed = policy.models_for(policy.caller(principal.arn).team)
+    allowed = policy.models_for(profile_team(policy, profile))
     return next((name for name in allowed if policy.models[name].kind == "chat"), allowed[0])
 
 
@@ -84,7 +90,9 @@ def providers_line(stack: LocalStack) -> str:
 def banner(stack: LocalStack) -> str:
     profile = next(iter(stack.credentials.access_keys))
     key_id, secret = stack.credentials.access_keys[profile]
-    model = snippet_model(load_policy(stack.policy_file), profile)
+    policy = load_policy(stack.policy_file)
+    model = snippet_model(policy, profile)
+    team = profile_team(policy, profile)
     return f"""
 paymaster is running at {stack.url}  (policy: {stack.policy_file})
   AWS stand-in (moto): {stack.aws_url}    fake providers: {stack.providers_url}
@@ -118,6 +126,11 @@ or with curl's own SigV4 signing:
     -d '{{"model": "{model}", "messages": [{{"role": "user", "content": "hi"}}]}}'
 
 An unsigned request is refused:  curl -s -X POST {stack.url}/v1/chat/completions   → 403
+
+What each call cost, from the ledger (the runner adds each settled call within a second):
+
+  AWS_ENDPOINT_URL={stack.aws_url} AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local \\
+    .venv/bin/paymaster ledger --table {LEDGER_TABLE} --team {team} [--month YYYY-MM] [--csv FILE]
 
 Ctrl-C stops everything.
 """

@@ -20,6 +20,7 @@ COST_EVENTS_QUEUE = "paymaster-cost-events"
 ALARMS_TOPIC = "paymaster-budget-alarms"
 SETTLEMENT_QUEUE = "paymaster-settlements"
 SETTLEMENT_DLQ = "paymaster-settlements-dlq"
+LEDGER_FAILURES = "paymaster-ledger-failures"  # where the runner sets aside a stream record that kept failing
 # Locally a failed settlement comes back after a few seconds, and goes to the dead-letter queue
 # after as many deliveries as in AWS (infra: the settlement queue construct).
 SETTLEMENT_VISIBILITY_TIMEOUT_S = 5
@@ -64,6 +65,8 @@ def create_resources(endpoint_url: str | None, policy: Policy) -> dict[str, str]
         },
     )["QueueUrl"]
 
+    ledger_failures_url = sqs.create_queue(QueueName=LEDGER_FAILURES)["QueueUrl"]
+
     secrets = client("secretsmanager")
     for provider in policy.providers.values():
         if provider.api_key_secret:
@@ -74,4 +77,5 @@ def create_resources(endpoint_url: str | None, policy: Policy) -> dict[str, str]
         names.ENV_LEDGER_TABLE: LEDGER_TABLE,
         names.ENV_EVENT_BUS: EVENT_BUS,
         names.ENV_SETTLEMENT_QUEUE_URL: settlements_url,
+        names.ENV_LEDGER_FAILURE_QUEUE_URL: ledger_failures_url,
     }

@@ -1,29 +1,39 @@
-"""What Lambda's event source mappings do in AWS, done locally: poll a queue, invoke a handler.
+"""What Lambda's event source mappings do in AWS, done locally: poll a queue or a stream, invoke
+a handler.
 
 moto runs no Lambda code and delivers nothing to one, so the local stack runs this process next
-to the gateway. It long-polls each queue, hands the messages to the same handler the function
-runs in AWS as an SQS event (`Records`, up to 10), and deletes the ones the handler did not
-report in `batchItemFailures`. A failed record stays on the queue: it comes back after the
-queue's visibility timeout and, after its maxReceiveCount, moves to its dead-letter queue — as
-in AWS.
+to the gateway. Two kinds of source, as in AWS:
+
+- a queue (`QueueConsumer`): long-polled, the messages handed to the same handler the function
+  runs in AWS as an SQS event (`Records`, up to 10), and the ones the handler did not report in
+  `batchItemFailures` deleted. A failed record stays on the queue: it comes back after the
+  queue's visibility timeout and, after its maxReceiveCount, moves to its dead-letter queue;
+- a DynamoDB stream (`StreamConsumer`): each shard read in order from its start, the records
+  handed to the handler as a DynamoDB Streams event, and the shard moved on to the first record
+  the handler reported failed, which the next batch starts with — retried, never skipped,
+  until `names.LEDGER_RETRY_ATTEMPTS` retries have failed; then it is set aside (the failure
+  queue) and the shard moves past it.
 
     python -m paymaster_local.runner   (environment: the gateway's, as the local stack sets it)
 """
 
 import hashlib
 import importlib.util
+import json
 import os
 import signal
 import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import boto3
 from aws_lambda_powertools import Logger
+from botocore.exceptions import ClientError
 
 from paymaster import names
 
@@ -32,6 +42,7 @@ logger = Logger(service="paymaster-local-runner")
 FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
 WAIT_S = 1
 BATCH_SIZE = 10
+STREAM_POLL_S = 0.2  # Lambda polls a stream's shards about four times a second
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
@@ -129,17 +140,169 @@ class QueueConsumer:
                 stopped.wait(WAIT_S)
 
 
+def stream_event(records: list[dict[str, Any]], stream_arn: str) -> dict[str, Any]:
+    """GetRecords' records as the DynamoDB Streams event Lambda gives a function: the same
+    record with `eventSourceARN`, and its creation time in epoch seconds."""
+    event_records = []
+    for record in records:
+        change = dict(record["dynamodb"])
+        created = change.get("ApproximateCreationDateTime")
+        if isinstance(created, datetime):
+            change["ApproximateCreationDateTime"] = int(created.timestamp())
+        event_records.append({**record, "dynamodb": change, "eventSourceARN": stream_arn})
+    return {"Records": event_records}
+
+
+@dataclass
+class _Shard:
+    """Where a shard is read from next: its iterator, or (after a failure, or a lost iterator)
+    the sequence number to read again from, or the last one done."""
+
+    iterator: str | None = None
+    retry_from: str | None = None
+    after: str | None = None
+    retries: int = 0
+
+
+class StreamConsumer:
+    """One stream → one handler, as an event source mapping with ReportBatchItemFailures,
+    `retry_attempts` and an on-failure destination (`set_aside`, given Lambda's on-failure record
+    for the batch). Lambda bisects a failing batch until the record that fails is alone; here the
+    shard stops at the first failed record and only that one is set aside once its retries are
+    spent (what comes after it was handed over and is handed over again: handlers are idempotent)."""
+
+    def __init__(
+        self,
+        streams: Any,
+        stream_arn: str,
+        handler: Handler,
+        function: str,
+        *,
+        set_aside: Callable[[dict[str, Any]], None],
+        batch_size: int = names.LEDGER_BATCH_SIZE,
+        retry_attempts: int = names.LEDGER_RETRY_ATTEMPTS,
+        start: str = "TRIM_HORIZON",
+    ) -> None:
+        self._streams = streams
+        self._stream_arn = stream_arn
+        self._handler = handler
+        self._function = function
+        self._set_aside = set_aside
+        self._batch_size = batch_size
+        self._retry_attempts = retry_attempts
+        self._start = start
+        self._shards: dict[str, _Shard] = {}
+
+    def poll_once(self) -> int:
+        """Reads one batch from each shard and invokes the handler; how many records it handled."""
+        description = self._streams.describe_stream(StreamArn=self._stream_arn)["StreamDescription"]
+        for shard in description["Shards"]:
+            self._shards.setdefault(shard["ShardId"], _Shard())
+        return sum(self._poll_shard(shard_id, shard) for shard_id, shard in self._shards.items())
+
+    def run(self, stopped: threading.Event) -> None:
+        while not stopped.is_set():
+            try:
+                handled = self.poll_once()
+            except Exception:
+                logger.exception("reading the stream failed; reading it again", function=self._function)
+                handled = 0
+            if not handled:
+                stopped.wait(STREAM_POLL_S)
+
+    def _poll_shard(self, shard_id: str, shard: _Shard) -> int:
+        if shard.iterator is None:
+            shard.iterator = self._iterator(shard_id, shard)
+        try:
+            answer = self._streams.get_records(ShardIterator=shard.iterator, Limit=self._batch_size)
+        except ClientError:
+            shard.iterator = None  # expired or trimmed: found again from where the shard was
+            raise
+        shard.iterator = answer.get("NextShardIterator")
+        records: list[dict[str, Any]] = answer["Records"]
+        if not records:
+            return 0
+        context = LambdaContext(self._function, str(uuid.uuid4()))
+        try:
+            result = self._handler(stream_event(records, self._stream_arn), context)
+            failed = {failure["itemIdentifier"] for failure in result.get("batchItemFailures", [])}
+        except Exception:  # as in Lambda: the invocation failed, the whole batch comes back
+            logger.exception("the handler failed; its batch will be delivered again", function=self._function)
+            failed = {records[0]["dynamodb"]["SequenceNumber"]}
+        sequence = [record["dynamodb"]["SequenceNumber"] for record in records]
+        if not failed:
+            shard.after, shard.retry_from, shard.retries = sequence[-1], None, 0
+            return len(records)
+        first_failed = min(failed, key=int)
+        done = sequence[: sequence.index(first_failed)]
+        shard.retries = shard.retries + 1 if shard.retry_from == first_failed else 0
+        shard.after = done[-1] if done else shard.after
+        shard.retry_from, shard.iterator = first_failed, None
+        if shard.retries >= self._retry_attempts:
+            self._set_aside(self._failure_record(shard_id, records[len(done)], shard.retries + 1))
+            shard.after, shard.retry_from, shard.retries = first_failed, None, 0
+        return len(done)
+
+    def _iterator(self, shard_id: str, shard: _Shard) -> str:
+        where: dict[str, str] = {"ShardIteratorType": self._start}
+        if shard.retry_from is not None:
+            where = {"ShardIteratorType": "AT_SEQUENCE_NUMBER", "SequenceNumber": shard.retry_from}
+        elif shard.after is not None:
+            where = {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": shard.after}
+        answer = self._streams.get_shard_iterator(StreamArn=self._stream_arn, ShardId=shard_id, **where)
+        iterator: str = answer["ShardIterator"]
+        return iterator
+
+    def _failure_record(self, shard_id: str, record: dict[str, Any], invocations: int) -> dict[str, Any]:
+        """What Lambda sends an on-failure destination for a stream batch: where it is, not what
+        it holds (the stream keeps the record for 24 hours)."""
+        sequence = record["dynamodb"]["SequenceNumber"]
+        logger.error(
+            "a stream record kept failing: set aside",
+            function=self._function,
+            sequence_number=sequence,
+            keys=record["dynamodb"].get("Keys"),
+        )
+        return {
+            "version": "1.0",
+            "timestamp": datetime.now(UTC).isoformat(),
+            "requestContext": {
+                "condition": "RetryAttemptsExhausted",
+                "approximateInvokeCount": invocations,
+                "functionArn": f"arn:aws:lambda:{names.LOCAL_REGION}:000000000000:function:{self._function}",
+            },
+            "DDBStreamBatchInfo": {
+                "shardId": shard_id,
+                "startSequenceNumber": sequence,
+                "endSequenceNumber": sequence,
+                "batchSize": 1,
+                "streamArn": self._stream_arn,
+            },
+        }
+
+
 def main() -> None:
     region = os.environ.get(names.ENV_REGION, names.LOCAL_REGION)
     sqs = boto3.client("sqs", region_name=region)
-    consumers = [
+    counters = boto3.client("dynamodb", region_name=region).describe_table(
+        TableName=os.environ[names.ENV_COUNTERS_TABLE]
+    )["Table"]
+    failures_url = os.environ[names.ENV_LEDGER_FAILURE_QUEUE_URL]
+    consumers: list[QueueConsumer | StreamConsumer] = [
         QueueConsumer(
             sqs,
             os.environ[names.ENV_SETTLEMENT_QUEUE_URL],
             load_handler("settlement_retry"),
             "settlement-retry",
             region,
-        )
+        ),
+        StreamConsumer(
+            boto3.client("dynamodbstreams", region_name=region),
+            counters["LatestStreamArn"],
+            load_handler("ledger"),
+            "ledger",
+            set_aside=lambda record: sqs.send_message(QueueUrl=failures_url, MessageBody=json.dumps(record)),
+        ),
     ]
     stopped = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -5,9 +5,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-import httpx
 import pytest
-from botocore.credentials import Credentials
 
 from paymaster import schema
 from paymaster.adapters.dynamodb_counters import DynamoDBCounterStore
@@ -16,6 +14,7 @@ from paymaster.domain.chat import Usage
 from paymaster.domain.errors import StoreUnavailableError
 from paymaster.ports import Asked, CallRecord
 from paymaster_local.resources import COUNTERS_TABLE
+from tests.dynamodb_answers import conflicting
 from tests.reservations import BUDGET, NOW, holds, reservation, settlement
 
 
@@ -31,28 +30,6 @@ def test_a_missing_table_is_reported_as_unavailable(dynamodb: DynamoDBWire) -> N
 
     with pytest.raises(StoreUnavailableError, match="ResourceNotFoundException"):
         store.reserve(reservation("r1", holds(BUDGET)))
-
-
-def conflicting(times: int) -> tuple[DynamoDBWire, list[int]]:
-    """A DynamoDB that cancels the first `times` transactions with TransactionConflict."""
-    attempts: list[int] = []
-    cancelled = {
-        "__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
-        "message": "Transaction cancelled, please refer cancellation reasons for specific reasons",
-        "CancellationReasons": [{"Code": "None"}, {"Code": "TransactionConflict"}],
-    }
-
-    def answer(_: httpx.Request) -> httpx.Response:
-        attempts.append(1)
-        return httpx.Response(400, json=cancelled) if len(attempts) <= times else httpx.Response(200, json={})
-
-    client = DynamoDBWire(
-        httpx.MockTransport(answer),
-        endpoint_url="https://dynamodb.us-east-1.amazonaws.com",
-        region="us-east-1",
-        credentials=Credentials("a", "b"),
-    )
-    return client, attempts
 
 
 def test_transaction_conflicts_are_retried_until_the_transaction_goes_through() -> None:

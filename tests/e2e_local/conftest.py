@@ -1,17 +1,22 @@
 """The whole local stack, started once per test session and driven by real clients."""
 
+import json
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import boto3
 import httpx
 import pytest
+import yaml
 from openai import AsyncOpenAI, OpenAI
 
 from paymaster.client import SigV4Auth
 from paymaster_local.credentials import session_for
 from paymaster_local.stack import LocalStack, free_port, local_stack
+from tests.policies import policy_with
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_POLICY = REPO / "policy" / "demo.yaml"
@@ -30,6 +35,19 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
             gateway_output=log,
             unclaimed_principals={OUTSIDER: "arn:aws:iam::999999999999:role/outsider"},
         ) as running,
+    ):
+        yield running
+
+
+@contextmanager
+def stack_with_rules(rules: list[dict[str, Any]], state: Path) -> Iterator[LocalStack]:
+    """A local stack serving the demo's teams, providers and models under `rules`; its policy
+    file and logs in `state`."""
+    policy_file = state / "policy.yaml"
+    policy_file.write_text(yaml.safe_dump(json.loads(policy_with(rules).model_dump_json(exclude_none=True))))
+    with (
+        (state / "gateway.log").open("wb") as log,
+        local_stack(policy_file, port=free_port(), state_dir=state, gateway_output=log) as running,
     ):
         yield running
 

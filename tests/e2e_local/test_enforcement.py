@@ -10,7 +10,6 @@ import boto3
 import httpx
 import openai
 import pytest
-import yaml
 from openai import OpenAI
 
 from paymaster import names
@@ -18,8 +17,8 @@ from paymaster.client import SigV4Auth
 from paymaster.domain.events import RequestDenied
 from paymaster_local.credentials import session_for
 from paymaster_local.resources import COST_EVENTS_QUEUE
-from paymaster_local.stack import LocalStack, free_port, local_stack
-from tests.policies import policy_with
+from paymaster_local.stack import LocalStack
+from tests.e2e_local.conftest import stack_with_rules
 
 LONG_PROMPT = " ".join(f"word{i}" for i in range(40))  # the fake answers max_tokens words to it
 
@@ -38,13 +37,7 @@ RULES: list[dict[str, Any]] = [
 
 @pytest.fixture(scope="module")
 def enforcing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    state = tmp_path_factory.mktemp("enforcing")
-    policy_file = state / "policy.yaml"
-    policy_file.write_text(yaml.safe_dump(json.loads(policy_with(RULES).model_dump_json(exclude_none=True))))
-    with (
-        (state / "gateway.log").open("wb") as log,
-        local_stack(policy_file, port=free_port(), state_dir=state, gateway_output=log) as running,
-    ):
+    with stack_with_rules(RULES, tmp_path_factory.mktemp("enforcing")) as running:
         yield running
 
 

@@ -10,8 +10,8 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk.assertions import Match, Template
 
 from paymaster import names, schema
-from paymaster.adapters.settings import Settings
-from paymaster_infra import lambda_defaults, settlement_queue, settlement_retry, target, web_adapter
+from paymaster.adapters.settings import LedgerSettings, Settings
+from paymaster_infra import lambda_defaults, ledger_function, settlement_queue, settlement_retry, target, web_adapter
 from paymaster_infra.config import AppConfig
 from paymaster_infra.deployment import Paymaster
 from paymaster_infra.gateway_api import API_PREFIX, STAGE_NAME
@@ -47,6 +47,20 @@ def retry_function(gateway_template: Template, paymaster: Paymaster) -> dict[str
     return properties(gateway_template, paymaster.gateway.settlement_retry.function)
 
 
+def ledger_lambda(gateway_template: Template, paymaster: Paymaster) -> dict[str, Any]:
+    return properties(gateway_template, paymaster.gateway.ledger.function)
+
+
+def event_source_of(gateway_template: Template, function: lambda_.Function) -> dict[str, Any]:
+    """The one event source mapping that invokes `function`, without its tags."""
+    (mapping,) = [
+        {key: value for key, value in m["Properties"].items() if key != "Tags"}
+        for m in gateway_template.find_resources("AWS::Lambda::EventSourceMapping").values()
+        if m["Properties"]["FunctionName"] == {"Ref": logical_id(function)}
+    ]
+    return mapping
+
+
 def role_statements(template: Template, function: lambda_.Function) -> list[dict[str, Any]]:
     """The statements of every policy attached to `function`'s role."""
     role = {"Ref": logical_id(function.role)}
@@ -70,6 +84,13 @@ def allowed_on(statements: list[dict[str, Any]], resource: Any) -> set[str]:
 
 def as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
+
+
+def assert_grants_exactly(statements: list[dict[str, Any]], grants: list[tuple[Any, set[str]]]) -> None:
+    """Each (resource, actions): the statements allow exactly those actions on it, and no others anywhere."""
+    for resource, actions in grants:
+        assert allowed_on(statements, resource) == actions, resource
+    assert {action for s in statements for action in as_list(s["Action"])} == set().union(*(a for _, a in grants))
 
 
 def settings_of(variables: dict[str, Any]) -> Settings:
@@ -246,7 +267,12 @@ def test_policy_file_is_staged_where_the_function_reads_it(config: AppConfig) ->
 
 
 @pytest.mark.parametrize(
-    ("which", "timeout_s"), [(gateway_function, 300), (retry_function, settlement_queue.CONSUMER_TIMEOUT.to_seconds())]
+    ("which", "timeout_s"),
+    [
+        (gateway_function, 300),
+        (retry_function, settlement_queue.CONSUMER_TIMEOUT.to_seconds()),
+        (ledger_lambda, ledger_function.TIMEOUT.to_seconds()),
+    ],
 )
 def test_functions_use_the_lambda_defaults_with_their_own_timeout(
     gateway_template: Template,
@@ -394,17 +420,13 @@ def test_settlement_retry_reads_the_queue_in_batches_and_reports_each_failed_set
     gateway_template: Template, state_template: Template, paymaster: Paymaster
 ) -> None:
     queue_arn = import_of(state_template, logical_id(paymaster.state.settlements.queue), "Arn")
-    mappings = gateway_template.find_resources("AWS::Lambda::EventSourceMapping")
-    untagged = [{k: v for k, v in m["Properties"].items() if k != "Tags"} for m in mappings.values()]
-    assert untagged == [
-        {
-            "EventSourceArn": queue_arn,
-            "FunctionName": {"Ref": logical_id(paymaster.gateway.settlement_retry.function)},
-            "BatchSize": 10,
-            "FunctionResponseTypes": ["ReportBatchItemFailures"],
-            "ScalingConfig": {"MaximumConcurrency": settlement_retry.MAX_CONCURRENCY},
-        }
-    ]
+    assert event_source_of(gateway_template, paymaster.gateway.settlement_retry.function) == {
+        "EventSourceArn": queue_arn,
+        "FunctionName": {"Ref": logical_id(paymaster.gateway.settlement_retry.function)},
+        "BatchSize": 10,
+        "FunctionResponseTypes": ["ReportBatchItemFailures"],
+        "ScalingConfig": {"MaximumConcurrency": settlement_retry.MAX_CONCURRENCY},
+    }
 
 
 def test_settlement_queue_visibility_is_at_least_six_times_the_retry_function_timeout(
@@ -437,18 +459,100 @@ def test_settlement_retry_role_may_only_settle_on_the_counters_and_consume_the_q
     statements = role_statements(gateway_template, paymaster.gateway.settlement_retry.function)
 
     # TransactWriteItems' Update and Put items; no reads, no index, no ledger, bus or providers.
-    assert allowed_on(statements, counters_arn) == {"dynamodb:UpdateItem", "dynamodb:PutItem"}
-    assert allowed_on(statements, queue_arn) == {
+    consume = {
         "sqs:ReceiveMessage",
         "sqs:ChangeMessageVisibility",
         "sqs:DeleteMessage",
         "sqs:GetQueueAttributes",
         "sqs:GetQueueUrl",
     }
-    assert allowed_on(statements, "*") == {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
-    assert {action for s in statements for action in as_list(s["Action"])} == (
-        allowed_on(statements, counters_arn) | allowed_on(statements, queue_arn) | allowed_on(statements, "*")
+    assert_grants_exactly(
+        statements,
+        [
+            (counters_arn, {"dynamodb:UpdateItem", "dynamodb:PutItem"}),
+            (queue_arn, consume),
+            ("*", {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}),
+        ],
     )
+
+
+# --- ledger function ----------------------------------------------------------------------
+
+
+def test_ledger_runs_its_handler_on_the_core_and_deps_layers_with_the_ledger_table_only(
+    gateway_template: Template, state_template: Template, paymaster: Paymaster
+) -> None:
+    layers = paymaster.gateway.layers
+    function = ledger_lambda(gateway_template, paymaster)
+    variables = function["Environment"]["Variables"]
+
+    assert function["Handler"] == "app.handler"
+    assert function["Layers"] == [{"Ref": logical_id(layer)} for layer in (layers.core, layers.deps)]
+    assert variables == {
+        names.ENV_LEDGER_TABLE: import_of(state_template, logical_id(paymaster.state.tables.ledger), None)
+    }
+    environ = {names.ENV_LEDGER_TABLE: "<table>", names.ENV_REGION: "eu-west-1"}
+    assert LedgerSettings.from_environ(environ).ledger_table == "<table>"
+
+
+def test_ledger_reads_the_counters_stream_from_its_start_and_sets_aside_what_keeps_failing(
+    gateway_template: Template, state_template: Template, paymaster: Paymaster
+) -> None:
+    state = paymaster.state
+    stream_arn = import_of(state_template, logical_id(state.tables.counters), "StreamArn")
+    failures_arn = import_of(state_template, logical_id(state.ledger_failures.queue), "Arn")
+
+    assert event_source_of(gateway_template, paymaster.gateway.ledger.function) == {
+        "EventSourceArn": stream_arn,
+        "FunctionName": {"Ref": logical_id(paymaster.gateway.ledger.function)},
+        "StartingPosition": "TRIM_HORIZON",
+        "BatchSize": names.LEDGER_BATCH_SIZE,
+        "FunctionResponseTypes": ["ReportBatchItemFailures"],
+        "MaximumRetryAttempts": names.LEDGER_RETRY_ATTEMPTS,
+        "BisectBatchOnFunctionError": True,
+        "DestinationConfig": {"OnFailure": {"Destination": failures_arn}},
+    }
+
+
+def test_ledger_role_may_read_the_stream_write_the_ledger_and_set_aside_failures_only(
+    gateway_template: Template, state_template: Template, paymaster: Paymaster
+) -> None:
+    state = paymaster.state
+    ledger_arn = import_of(state_template, logical_id(state.tables.ledger), "Arn")
+    stream_arn = import_of(state_template, logical_id(state.tables.counters), "StreamArn")
+    failures_arn = import_of(state_template, logical_id(state.ledger_failures.queue), "Arn")
+    statements = role_statements(gateway_template, paymaster.gateway.ledger.function)
+
+    # TransactWriteItems' Put and Update items: no reads, no index, no counters table.
+    assert_grants_exactly(
+        statements,
+        [
+            (ledger_arn, {"dynamodb:UpdateItem", "dynamodb:PutItem"}),
+            (stream_arn, {"dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"}),
+            (failures_arn, {"sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"}),
+            ("*", {"dynamodb:ListStreams", "xray:PutTraceSegments", "xray:PutTelemetryRecords"}),
+        ],
+    )
+
+
+def test_the_gateway_may_read_the_ledger_and_never_write_it(
+    gateway_template: Template, state_template: Template, paymaster: Paymaster
+) -> None:
+    ledger_arn = import_of(state_template, logical_id(paymaster.state.tables.ledger), "Arn")
+    statements = role_statements(gateway_template, paymaster.gateway.gateway.function)
+
+    assert allowed_on(statements, ledger_arn) == {"dynamodb:GetItem", "dynamodb:Query"}
+
+
+def test_the_ledger_failure_queue_keeps_two_weeks_encrypted_and_is_named_for_operators(
+    state_template: Template, paymaster: Paymaster
+) -> None:
+    queue = paymaster.state.ledger_failures.queue
+    properties = state_template.to_json()["Resources"][logical_id(queue)]["Properties"]
+
+    assert properties["MessageRetentionPeriod"] == 14 * 24 * 3600
+    assert properties["SqsManagedSseEnabled"] is True
+    state_template.has_output("LedgerFailureQueueUrl", {"Value": {"Ref": logical_id(queue)}})
 
 
 def test_no_role_is_granted_a_wildcard_action(gateway_template: Template) -> None:
@@ -589,7 +693,7 @@ def test_settlement_queue_visibility_is_six_times_its_consumer_timeout(
     assert queue["VisibilityTimeout"] == 6 * settlement_queue.CONSUMER_TIMEOUT.to_seconds() == 720
 
 
-def test_settlement_queues_refuse_requests_without_tls(state_template: Template, paymaster: Paymaster) -> None:
+def test_every_queue_refuses_requests_without_tls(state_template: Template, paymaster: Paymaster) -> None:
     settlements = paymaster.state.settlements
     policies = state_template.find_resources("AWS::SQS::QueuePolicy").values()
     tls_only = {
@@ -601,7 +705,11 @@ def test_settlement_queues_refuse_requests_without_tls(state_template: Template,
         and statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
         for queue in policy["Properties"]["Queues"]
     }
-    assert tls_only == {logical_id(settlements.queue), logical_id(settlements.dead_letter_queue)}
+    assert tls_only == {
+        logical_id(settlements.queue),
+        logical_id(settlements.dead_letter_queue),
+        logical_id(paymaster.state.ledger_failures.queue),
+    }
 
 
 def test_state_outputs_name_the_dead_letter_queue_for_replay(state_template: Template, paymaster: Paymaster) -> None:
@@ -626,6 +734,7 @@ def test_synth_passes_aws_solutions_checks_with_reasoned_acknowledgements(
         "AwsSolutions-APIG3",
         "AwsSolutions-COG4",
         "AwsSolutions-L1",
+        "AwsSolutions-SQS3",
         "AwsSolutions-IAM5[Resource::*]",
         *(
             f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:bedrock:*::foundation-model/{model}]"

@@ -6,14 +6,19 @@ paymaster policy validate FILE              check a policy file; every error wit
 paymaster events tail [--queue-url URL] [--count N] [--seconds S]
                                             print paymaster's events, one line each, as they
                                             arrive on an SQS queue a bus rule delivers them to
+paymaster ledger --team T [--month YYYY-MM] [--csv FILE] | --request ID  [--table NAME]
+                                            a team's calls for a UTC month with their total, or
+                                            one request's; every field as CSV (ledger_report)
 """
 
 import argparse
 import importlib
 import json
 import os
+import re
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any, TextIO
@@ -55,7 +60,23 @@ def main(argv: list[str] | None = None) -> int:
     tail.add_argument("--count", type=int, help="stop after this many events (default: never)")
     tail.add_argument("--seconds", type=float, help="stop after this long (default: never)")
 
+    ledger = commands.add_parser("ledger", help="a team's calls for a month, or one request's, from the ledger")
+    which = ledger.add_mutually_exclusive_group(required=True)
+    which.add_argument("--team", help="the team whose calls to list")
+    which.add_argument("--request", help="one request id: its entries (one per hop when it fell back)")
+    ledger.add_argument("--month", type=_month, default=datetime.now(UTC).strftime("%Y-%m"), help="UTC (default: this)")
+    ledger.add_argument("--csv", type=Path, help="also write every field of every call to this CSV file")
+    ledger.add_argument(
+        "--table",
+        default=os.environ.get(names.ENV_LEDGER_TABLE),
+        help=f"the ledger table (default: ${names.ENV_LEDGER_TABLE}); AWS_ENDPOINT_URL points at the local stack",
+    )
+
     args = parser.parse_args(argv)
+    if args.command == "ledger":
+        if not args.table:
+            parser.error(f"ledger needs --table or ${names.ENV_LEDGER_TABLE}")
+        return _ledger(args)
     if args.command == "local":
         if local_cli is None:
             parser.error("the local stack needs the development install: `make run` or `uv sync --extra dev`")
@@ -73,6 +94,25 @@ def _local_cli() -> ModuleType | None:
         return importlib.import_module("paymaster_local.cli")
     except ImportError:
         return None
+
+
+def _month(text: str) -> str:
+    if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a month: YYYY-MM")
+    return text
+
+
+def _ledger(args: argparse.Namespace) -> int:
+    import boto3  # noqa: PLC0415 - only this command needs it
+
+    from paymaster import ledger_report  # noqa: PLC0415
+    from paymaster.adapters.dynamodb_ledger import DynamoDBLedger  # noqa: PLC0415
+
+    client = boto3.client("dynamodb", region_name=os.environ.get(names.ENV_REGION) or names.LOCAL_REGION)
+    ledger = DynamoDBLedger(client, args.table)
+    if args.request:
+        return ledger_report.request_report(ledger, args.request, sys.stdout)
+    return ledger_report.month_report(ledger, args.team, args.month, sys.stdout, args.csv)
 
 
 def _validate(path: Path) -> int:

@@ -17,6 +17,7 @@ from paymaster.adapters import aws_environment
 from paymaster.adapters.aws_environment import BEDROCK_RUNTIME, DYNAMODB, SECRETS_MANAGER, DeferredClient
 from paymaster.adapters.bedrock_runtime import BedrockRuntimeWire
 from paymaster.adapters.dynamodb_counters import DynamoDBCounterStore
+from paymaster.adapters.dynamodb_ledger import DynamoDBLedger
 from paymaster.adapters.dynamodb_wire import DynamoDBWire
 from paymaster.adapters.event_bus import EventBridgePublisher, EventBridgeWire, NoEventBus
 from paymaster.adapters.policy_file import load_policy
@@ -28,7 +29,7 @@ from paymaster.adapters.providers.openai_embeddings import OpenAIEmbeddingsProvi
 from paymaster.adapters.request_context import RequestContextAuthenticator
 from paymaster.adapters.secrets import SecretCache, SecretsManagerWire
 from paymaster.adapters.secrets import api_key as provider_api_key
-from paymaster.adapters.settings import Settings
+from paymaster.adapters.settings import LedgerSettings, Settings
 from paymaster.adapters.settlement_queue import SqsSettlementQueue
 from paymaster.adapters.tokenizer import WarmingTokenCounter
 from paymaster.api.app import create_app
@@ -39,12 +40,16 @@ from paymaster.services.chat import ChatService
 from paymaster.services.denials import DENIAL_EVENT_WAIT_S, DenialEvents
 from paymaster.services.embeddings import EmbeddingsService
 from paymaster.services.identify import IdentifyService
+from paymaster.services.ledger import LedgerRecorder
 from paymaster.services.routing import Router
 from paymaster.services.settlements import SettlementRetry
 
 # One Bedrock client per provider serves chat and embeddings, over at most this many connections;
 # an embeddings request fans out across as many.
 BEDROCK_POOL_CONNECTIONS = 10
+# Seconds the ledger function waits for DynamoDB's answer: nobody waits on it, and a batch that
+# times out is delivered again, so it may wait longer than the gateway does.
+LEDGER_TIMEOUT_S = 5.0
 
 
 def gateway_app() -> Starlette:
@@ -121,18 +126,28 @@ def build_event_publisher(
 
 
 def build_store(settings: Settings) -> DynamoDBCounterStore:
+    return DynamoDBCounterStore(_dynamodb(settings.region, settings.store_timeout_s), settings.counters_table)
+
+
+@cache
+def ledger_recorder() -> LedgerRecorder:
+    """The ledger function's use case (`functions/ledger`), once per container."""
+    settings = LedgerSettings.from_environ(os.environ)
+    return LedgerRecorder(DynamoDBLedger(_dynamodb(settings.region, LEDGER_TIMEOUT_S), settings.ledger_table))
+
+
+def _dynamodb(region: str, timeout_s: float) -> DynamoDBWire:
     # Found as boto3 would find them, without importing it where the environment decides.
-    credentials = aws_environment.credentials(settings.region, os.environ)
-    endpoint = aws_environment.endpoint_url(DYNAMODB, settings.region, os.environ)
+    credentials = aws_environment.credentials(region, os.environ)
+    endpoint = aws_environment.endpoint_url(DYNAMODB, region, os.environ)
     pool = httpx.HTTPTransport(verify=_tls(), limits=httpx.Limits(max_keepalive_connections=20))
-    dynamodb = DynamoDBWire(
+    return DynamoDBWire(
         pool,
         endpoint_url=endpoint,
-        region=settings.region,
+        region=region,
         credentials=credentials,
-        timeout=httpx.Timeout(settings.store_timeout_s, connect=min(1.0, settings.store_timeout_s)),
+        timeout=httpx.Timeout(timeout_s, connect=min(1.0, timeout_s)),
     )
-    return DynamoDBCounterStore(dynamodb, settings.counters_table)
 
 
 def build_authenticator(settings: Settings) -> Authenticator:

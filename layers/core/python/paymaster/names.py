@@ -49,3 +49,12 @@ HEADER_METADATA_PREFIX: Final = "x-paymaster-meta-"
 # The settlement queue: deliveries of a settlement before it goes to the dead-letter queue, the
 # same in AWS (infra's SettlementQueue) and in the local stack.
 SETTLEMENT_MAX_RECEIVES: Final = 10
+
+# The ledger function's event source on the counters table's stream, the same in AWS (infra's
+# LedgerFunction) and in the local stack (paymaster_local.runner.StreamConsumer): records per
+# batch, and retries of a batch that keeps failing before it is set aside on the failure queue.
+LEDGER_BATCH_SIZE: Final = 100
+LEDGER_RETRY_ATTEMPTS: Final = 10
+# Local only: where the runner sets aside a stream record that kept failing (in AWS, the event
+# source's on-failure destination).
+ENV_LEDGER_FAILURE_QUEUE_URL: Final = "PAYMASTER_LEDGER_FAILURE_QUEUE_URL"

@@ -226,3 +226,16 @@ class EmbeddingProvider(Protocol):
     """
 
     def embed(self, call: EmbeddingCall) -> Embeddings: ...
+
+
+from paymaster.domain.ledger import LedgerEntry  # noqa: E402
+
+
+class Ledger(Protocol):
+    """The audit ledger: an entry per reservation that reached its outcome, and the rollups."""
+
+    def record(self, entry: LedgerEntry) -> bool:
+        """Writes the entry and adds it to its rollups, all or nothing, once: False when it was
+        already recorded (a stream record delivered again), and then nothing is added. Raises
+        StoreUnavailableError when the ledger cannot take it now."""
+        ...

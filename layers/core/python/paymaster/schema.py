@@ -9,6 +9,13 @@ Counters table (`pk` / `sk`, stream NEW_AND_OLD_IMAGES, TTL `expires_at`):
 
     RULE#<rule>#<bucket> / <window id>   a counter: committed (reserved + settled), spent (settled)
     RES#<request id>     / RESERVATION   a reservation: what it holds, who asked, its outcome
+
+Ledger table (`pk` / `sk`, TTL `expires_at`; index `by-request`: `request_id` / `sk`), written
+by the ledger function from the counters' stream (docs/LEDGER.md):
+
+    CALLS#<team>#<YYYY-MM>              / <admitted at>#<reservation id>   an entry
+    SPEND#<team>#<YYYY-MM | YYYY-MM-DD> / TOTAL                            a team's rollup
+    SPEND#<team>#<period>#<dimension>   / <app | model | user>             … by app, model, user
 """
 
 from dataclasses import dataclass
@@ -169,4 +176,41 @@ def held_shard(shard: int) -> str:
 
 # --- the ledger table ----------------------------------------------------------------------------
 
-LEDGER: Final = Table("Ledger")
+# An entry: one reservation that reached its outcome, copied from its item with the counters
+# table's names above (team, app, model, cost, usage, …) and never updated. A team's entries of
+# one UTC month share a partition, sorted by admission: a month's calls are one Query.
+REQUEST_ID: Final = "request_id"  # without the hop: the by-request index's partition key
+HOP: Final = "hop"  # 0, or the route index of the fallback held as `<request id>~<hop>`
+HOP_SEPARATOR: Final = "~"
+OUTCOME: Final = "outcome"  # the reservation's final state
+REQUEST_INDEX: Final = "by-request"  # request id → its entries (one per hop), by admission
+# A rollup: what a team's entries of one period add up to, each added once, by ADD.
+ROLLUP_TOTAL: Final = "TOTAL"  # the sort key of a team's total for the period
+CALLS: Final = "calls"  # entries added; and COST plus the four USAGE_* token names, summed
+
+LEDGER: Final = Table(
+    "Ledger",
+    indexes=(Index(REQUEST_INDEX, Attribute(REQUEST_ID, "S"), Attribute(SORT_KEY, "S")),),
+)
+
+
+def calls_pk(team: str, month: str) -> str:
+    """`CALLS#search#2026-12`: every entry of a team for a UTC month."""
+    return f"CALLS#{team}#{month}"
+
+
+def entry_sk(admitted_at: str, reservation_id: str) -> str:
+    """`2026-12-03T10:15:42.123Z#<request id>[~<hop>]`: in order of admission, unique per hold."""
+    return f"{admitted_at}#{reservation_id}"
+
+
+def rollup_pk(team: str, period: str, dimension: str | None) -> str:
+    """`SPEND#search#2026-12` (sort key `TOTAL`), `SPEND#search#2026-12#model` (sort key the
+    model): one partition per team, period and dimension, so that each takes one write per call."""
+    return f"SPEND#{team}#{period}" + ("" if dimension is None else f"#{dimension}")
+
+
+def split_hop(reservation_id: str) -> tuple[str, int]:
+    """`r1~2` → (`r1`, 2); `r1` → (`r1`, 0): a fallback's reservation id names its request."""
+    request_id, _, hop = reservation_id.partition(HOP_SEPARATOR)
+    return request_id, int(hop or 0)

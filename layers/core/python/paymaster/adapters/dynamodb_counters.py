@@ -12,56 +12,36 @@ Why transactions, and their price (DESIGN §3 a–c): counters stay separate sma
 so 2 write units each inside a transaction) instead of one item per team that would grow with
 every in-flight reservation and cost more per write as it grew. The cost is that concurrent
 transactions on one hot counter can cancel each other (`TransactionConflict`); those are retried
-here with jittered backoff. docs/COUNTERS.md has the numbers and the sharding plan.
+with jittered backoff (`dynamodb_transact`). docs/COUNTERS.md has the numbers and the sharding plan.
 """
 
 import hashlib
 import random
 import time
 import zlib
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError, ConnectionClosedError, ReadTimeoutError
-
 from paymaster import schema
-from paymaster.domain.errors import StoreOutcomeUnknownError, StoreUnavailableError
+from paymaster.adapters.dynamodb_records import asked_attributes, call_attributes, n, s, usage_attribute
+from paymaster.adapters.dynamodb_transact import Transactions, store_errors
+from paymaster.domain.errors import StoreUnavailableError
 from paymaster.domain.limits import Hold, Refusal
-from paymaster.ports import Asked, CallRecord, CounterChange, CounterState, HeldReservation, Reservation, Settlement
+from paymaster.ports import CounterChange, CounterState, HeldReservation, Reservation, Settlement
 from paymaster.schema import HELD
 
 # Keep a window's counter this long after it ends: /v1/usage history, audits. TTL deletes it later.
 COUNTER_RETENTION = timedelta(days=400)
 RESERVATION_RETENTION = timedelta(days=30)
-CONFLICT_RETRIES = 4
+STORE = "the counter store"
 # A fencing release alternates between "release the hold" and "fence the id" while a late
 # admission races it; each round needs that admission to commit in between, so few suffice.
 FENCE_ATTEMPTS = 3
 BATCH_GET_KEYS = 100  # the most keys one BatchGetItem takes
-_RETRYABLE_REASONS = {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"}
-_UNAVAILABLE_CODES = {
-    "ProvisionedThroughputExceededException",
-    "ThrottlingException",
-    "RequestLimitExceeded",
-    "InternalServerError",
-    "ServiceUnavailable",
-    "ResourceNotFoundException",
-    "AccessDeniedException",
-    "UnrecognizedClientException",
-}
 
 _FITS_UNDER_CAP = "#committed <= :cap_minus_amount"
 _FIRST_USE_OF_WINDOW = "attribute_not_exists(#committed)"
-
-
-def _n(value: int) -> dict[str, str]:
-    return {"N": str(value)}
-
-
-def _s(value: str) -> dict[str, str]:
-    return {"S": value}
 
 
 def _epoch(moment: datetime) -> int:
@@ -82,13 +62,12 @@ class DynamoDBCounterStore:
     ) -> None:
         self._client = client
         self._table = table
-        self._sleep = sleep
-        self._jitter = jitter
+        self._transactions = Transactions(client, STORE, sleep=sleep, jitter=jitter)
         self._clock = clock
 
     def reserve(self, reservation: Reservation) -> list[Refusal]:
         items = [self._put_reservation(reservation)] + [self._hold(hold) for hold in reservation.holds]
-        reasons = self._transact(items, token=_client_token(reservation))
+        reasons = self._transactions.write(items, token=_client_token(reservation))
         if reasons is None:
             return []
         if reasons[0].get("Code") == "ConditionalCheckFailed":
@@ -104,7 +83,7 @@ class DynamoDBCounterStore:
     def settle(self, settlement: Settlement) -> bool:
         items = [self._close_reservation(settlement)] + [self._move(change) for change in settlement.changes]
         for _ in range(FENCE_ATTEMPTS):
-            reasons = self._transact(items)
+            reasons = self._transactions.write(items)
             if reasons is None:
                 return True
             if reasons[0].get("Code") != "ConditionalCheckFailed":
@@ -113,7 +92,7 @@ class DynamoDBCounterStore:
                 return False  # settled, released or swept before: nothing to do
             # No reservation at all: fence the request id so that a late admission cannot commit.
             # If one committed in between, the fence fails and the release is tried again.
-            if self._transact([self._fence(settlement)]) is None:
+            if self._transactions.write([self._fence(settlement)]) is None:
                 return False
         raise StoreUnavailableError(f"could neither release nor fence {settlement.request_id}")
 
@@ -124,7 +103,7 @@ class DynamoDBCounterStore:
             request = {
                 self._table: {
                     "Keys": [
-                        {schema.PARTITION_KEY: _s(pk), schema.SORT_KEY: _s(sk)}
+                        {schema.PARTITION_KEY: s(pk), schema.SORT_KEY: s(sk)}
                         for pk, sk in unique[start : start + BATCH_GET_KEYS]
                     ],
                     "ConsistentRead": True,
@@ -138,7 +117,7 @@ class DynamoDBCounterStore:
                 }
             }
             while request:
-                with _store_errors():
+                with store_errors(STORE):
                     answer = self._client.batch_get_item(RequestItems=request)
                 for item in answer["Responses"].get(self._table, []):
                     key = (item[schema.PARTITION_KEY]["S"], item[schema.SORT_KEY]["S"])
@@ -152,13 +131,13 @@ class DynamoDBCounterStore:
     def expired(self, now: datetime, limit: int) -> list[HeldReservation]:
         found: list[tuple[int, HeldReservation]] = []
         for shard in range(schema.HELD_SHARDS):
-            with _store_errors():
+            with store_errors(STORE):
                 answer = self._client.query(
                     TableName=self._table,
                     IndexName=schema.HELD_INDEX,
                     KeyConditionExpression="#shard = :shard AND #until < :now",
                     ExpressionAttributeNames={"#shard": schema.HELD_SHARD, "#until": schema.HELD_UNTIL},
-                    ExpressionAttributeValues={":shard": _s(schema.held_shard(shard)), ":now": _n(_epoch(now))},
+                    ExpressionAttributeValues={":shard": s(schema.held_shard(shard)), ":now": n(_epoch(now))},
                     Limit=limit,
                 )
             for item in answer.get("Items", []):
@@ -171,42 +150,15 @@ class DynamoDBCounterStore:
                 found.append((int(item[schema.HELD_UNTIL]["N"]), HeldReservation(request_id, held, reserved)))
         return [reservation for _, reservation in sorted(found, key=lambda pair: pair[0])][:limit]
 
-    def _transact(self, items: list[dict[str, Any]], token: str | None = None) -> list[dict[str, Any]] | None:
-        """None when the transaction committed; the per-item reasons when a condition failed.
-
-        Conflicts and throttling are retried with jittered exponential backoff, then reported as
-        StoreUnavailableError so the rule's `on_store_error` decides. `token` makes a repeat of a
-        transaction that committed an answered no-op (DynamoDB's ClientRequestToken, 10 minutes).
-        """
-        request: dict[str, Any] = {"TransactItems": items}
-        if token is not None:
-            request["ClientRequestToken"] = token
-        for attempt in range(CONFLICT_RETRIES + 1):
-            try:
-                with _store_errors():
-                    self._client.transact_write_items(**request)
-                return None
-            except ClientError as error:
-                if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
-                    raise
-                reasons: list[dict[str, Any]] = error.response.get("CancellationReasons", [])
-                codes = {reason.get("Code") for reason in reasons}
-                if "ConditionalCheckFailed" in codes:
-                    return reasons
-                if not codes & _RETRYABLE_REASONS or attempt == CONFLICT_RETRIES:
-                    raise StoreUnavailableError(f"the counter store cancelled the transaction: {codes}") from None
-                self._sleep(0.005 * (2**attempt) * (0.5 + self._jitter()))
-        raise AssertionError("unreachable")
-
     def _put_reservation(self, reservation: Reservation) -> dict[str, Any]:
         shard = zlib.crc32(reservation.request_id.encode()) % schema.HELD_SHARDS
         holds = [
             {
                 "M": {
-                    schema.HOLD_PK: _s(hold.pk),
-                    schema.HOLD_SK: _s(hold.sk),
-                    schema.HOLD_AMOUNT: _n(hold.amount),
-                    schema.HOLD_RULE: _s(hold.rule.name),
+                    schema.HOLD_PK: s(hold.pk),
+                    schema.HOLD_SK: s(hold.sk),
+                    schema.HOLD_AMOUNT: n(hold.amount),
+                    schema.HOLD_RULE: s(hold.rule.name),
                 }
             }
             for hold in reservation.holds
@@ -215,17 +167,17 @@ class DynamoDBCounterStore:
             "Put": {
                 "TableName": self._table,
                 "Item": {
-                    schema.PARTITION_KEY: _s(schema.reservation_pk(reservation.request_id)),
-                    schema.SORT_KEY: _s(schema.RESERVATION_SORT_KEY),
-                    schema.STATE: _s(HELD),
+                    schema.PARTITION_KEY: s(schema.reservation_pk(reservation.request_id)),
+                    schema.SORT_KEY: s(schema.RESERVATION_SORT_KEY),
+                    schema.STATE: s(HELD),
                     schema.HOLDS: {"L": holds},
-                    schema.TEAM: _s(reservation.team),
-                    schema.APP: _s(reservation.app),
-                    schema.MODEL: _s(reservation.model),
-                    schema.HELD_SHARD: _s(schema.held_shard(shard)),
-                    schema.HELD_UNTIL: _n(_epoch(reservation.held_until)),
-                    schema.TTL_ATTRIBUTE: _n(_epoch(reservation.held_until + RESERVATION_RETENTION)),
-                    **(_asked(reservation.asked) if reservation.asked is not None else {}),
+                    schema.TEAM: s(reservation.team),
+                    schema.APP: s(reservation.app),
+                    schema.MODEL: s(reservation.model),
+                    schema.HELD_SHARD: s(schema.held_shard(shard)),
+                    schema.HELD_UNTIL: n(_epoch(reservation.held_until)),
+                    schema.TTL_ATTRIBUTE: n(_epoch(reservation.held_until + RESERVATION_RETENTION)),
+                    **(asked_attributes(reservation.asked) if reservation.asked is not None else {}),
                 },
                 "ConditionExpression": "attribute_not_exists(#pk)",
                 "ExpressionAttributeNames": {"#pk": schema.PARTITION_KEY},
@@ -239,13 +191,13 @@ class DynamoDBCounterStore:
             "Put": {
                 "TableName": self._table,
                 "Item": {
-                    schema.PARTITION_KEY: _s(schema.reservation_pk(settlement.request_id)),
-                    schema.SORT_KEY: _s(schema.RESERVATION_SORT_KEY),
-                    schema.STATE: _s(settlement.outcome),
+                    schema.PARTITION_KEY: s(schema.reservation_pk(settlement.request_id)),
+                    schema.SORT_KEY: s(schema.RESERVATION_SORT_KEY),
+                    schema.STATE: s(settlement.outcome),
                     schema.HOLDS: {"L": []},
-                    schema.COST: _n(0),
-                    schema.FLAGS: {"L": [_s(flag) for flag in (*settlement.flags, schema.FENCED)]},
-                    schema.TTL_ATTRIBUTE: _n(_epoch(self._clock() + RESERVATION_RETENTION)),
+                    schema.COST: n(0),
+                    schema.FLAGS: {"L": [s(flag) for flag in (*settlement.flags, schema.FENCED)]},
+                    schema.TTL_ATTRIBUTE: n(_epoch(self._clock() + RESERVATION_RETENTION)),
                 },
                 "ConditionExpression": "attribute_not_exists(#pk)",
                 "ExpressionAttributeNames": {"#pk": schema.PARTITION_KEY},
@@ -255,7 +207,7 @@ class DynamoDBCounterStore:
     def _hold(self, hold: Hold) -> dict[str, Any]:
         update: dict[str, Any] = {
             "TableName": self._table,
-            "Key": {schema.PARTITION_KEY: _s(hold.pk), schema.SORT_KEY: _s(hold.sk)},
+            "Key": {schema.PARTITION_KEY: s(hold.pk), schema.SORT_KEY: s(hold.sk)},
             "UpdateExpression": "ADD #committed :amount SET #rule = :rule, #window_end = :window_end, "
             "#expires = if_not_exists(#expires, :expires)",
             "ExpressionAttributeNames": {
@@ -265,10 +217,10 @@ class DynamoDBCounterStore:
                 "#expires": schema.TTL_ATTRIBUTE,
             },
             "ExpressionAttributeValues": {
-                ":amount": _n(hold.amount),
-                ":rule": _s(hold.rule.name),
-                ":window_end": _s(hold.window.end.isoformat()),
-                ":expires": _n(_epoch(hold.window.end + COUNTER_RETENTION)),
+                ":amount": n(hold.amount),
+                ":rule": s(hold.rule.name),
+                ":window_end": s(hold.window.end.isoformat()),
+                ":expires": n(_epoch(hold.window.end + COUNTER_RETENTION)),
             },
             "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
         }
@@ -278,31 +230,24 @@ class DynamoDBCounterStore:
             update["ConditionExpression"] = (
                 f"{_FIRST_USE_OF_WINDOW} OR {_FITS_UNDER_CAP}" if room >= 0 else _FITS_UNDER_CAP
             )
-            update["ExpressionAttributeValues"][":cap_minus_amount"] = _n(room)
+            update["ExpressionAttributeValues"][":cap_minus_amount"] = n(room)
         return {"Update": update}
 
     def _close_reservation(self, settlement: Settlement) -> dict[str, Any]:
         values: dict[str, Any] = {
-            ":held": _s(HELD),
-            ":outcome": _s(settlement.outcome),
-            ":cost": _n(settlement.cost),
-            ":flags": {"L": [_s(flag) for flag in settlement.flags]},
+            ":held": s(HELD),
+            ":outcome": s(settlement.outcome),
+            ":cost": n(settlement.cost),
+            ":flags": {"L": [s(flag) for flag in settlement.flags]},
         }
         names = {"#state": schema.STATE, "#cost": schema.COST, "#flags": schema.FLAGS, "#shard": schema.HELD_SHARD}
         recorded: dict[str, dict[str, Any]] = {}
         if settlement.usage is not None:
-            recorded[schema.USAGE] = {
-                "M": {
-                    schema.USAGE_INPUT: _n(settlement.usage.input_tokens),
-                    schema.USAGE_OUTPUT: _n(settlement.usage.output_tokens),
-                    schema.USAGE_CACHE_READ: _n(settlement.usage.cache_read_tokens),
-                    schema.USAGE_CACHE_WRITE: _n(settlement.usage.cache_write_tokens),
-                }
-            }
+            recorded[schema.USAGE] = usage_attribute(settlement.usage)
         if settlement.billed_on is not None:
-            recorded[schema.BILLED_ON] = _s(settlement.billed_on)
+            recorded[schema.BILLED_ON] = s(settlement.billed_on)
         if settlement.call is not None:
-            recorded |= _call(settlement.call)
+            recorded |= call_attributes(settlement.call)
         assignments = "#state = :outcome, #cost = :cost, #flags = :flags"
         for number, (attribute, value) in enumerate(recorded.items()):
             names[f"#a{number}"], values[f":a{number}"] = attribute, value
@@ -311,8 +256,8 @@ class DynamoDBCounterStore:
             "Update": {
                 "TableName": self._table,
                 "Key": {
-                    schema.PARTITION_KEY: _s(schema.reservation_pk(settlement.request_id)),
-                    schema.SORT_KEY: _s(schema.RESERVATION_SORT_KEY),
+                    schema.PARTITION_KEY: s(schema.reservation_pk(settlement.request_id)),
+                    schema.SORT_KEY: s(schema.RESERVATION_SORT_KEY),
                 },
                 "UpdateExpression": f"SET {assignments} REMOVE #shard",
                 "ConditionExpression": "#state = :held",
@@ -327,48 +272,12 @@ class DynamoDBCounterStore:
         return {
             "Update": {
                 "TableName": self._table,
-                "Key": {schema.PARTITION_KEY: _s(change.pk), schema.SORT_KEY: _s(change.sk)},
+                "Key": {schema.PARTITION_KEY: s(change.pk), schema.SORT_KEY: s(change.sk)},
                 "UpdateExpression": "ADD #committed :delta, #spent :spent",
                 "ExpressionAttributeNames": {"#committed": schema.COMMITTED, "#spent": schema.SPENT},
-                "ExpressionAttributeValues": {":delta": _n(change.delta), ":spent": _n(change.spent)},
+                "ExpressionAttributeValues": {":delta": n(change.delta), ":spent": n(change.spent)},
             }
         }
-
-
-def _label(value: str) -> dict[str, str]:
-    return _s(value[: schema.MAX_LABEL_CHARS])
-
-
-def _asked(asked: Asked) -> dict[str, Any]:
-    """Who asked for what, for the ledger; what the caller controls is capped (`schema`)."""
-    item: dict[str, Any] = {
-        schema.ADMITTED_AT: _n(int(asked.admitted_at.timestamp() * 1000)),
-        schema.PRINCIPAL: _s(asked.principal_arn),
-        schema.ENV: _s(asked.env),
-        schema.RESERVED: _n(asked.reserved),
-    }
-    if asked.user is not None:
-        item[schema.USER] = _label(asked.user)
-    if asked.metadata:
-        kept = asked.metadata[: schema.MAX_METADATA_KEYS]
-        item[schema.METADATA] = {"M": {key[: schema.MAX_LABEL_CHARS]: _label(value) for key, value in kept}}
-    if asked.downgraded_from is not None:
-        item[schema.DOWNGRADED_FROM] = _s(asked.downgraded_from)
-    return item
-
-
-def _call(call: CallRecord) -> dict[str, Any]:
-    item: dict[str, Any] = {
-        schema.TRIED: {"L": [_s(label) for label in call.tried]},
-        schema.LATENCY_MS: _n(call.latency_ms),
-    }
-    if call.deployment is not None:
-        item[schema.DEPLOYMENT] = _s(call.deployment)
-    if call.provider_request_id is not None:
-        item[schema.PROVIDER_REQUEST_ID] = _label(call.provider_request_id)
-    if call.first_token_ms is not None:
-        item[schema.FIRST_TOKEN_MS] = _n(call.first_token_ms)
-    return item
 
 
 def _client_token(reservation: Reservation) -> str:
@@ -389,25 +298,3 @@ def _holds_of(item: dict[str, Any] | None) -> Any:
 def _committed(reason: dict[str, Any]) -> int:
     item = reason.get("Item") or {}
     return int(item.get(schema.COMMITTED, {"N": "0"})["N"])
-
-
-@contextmanager
-def _store_errors() -> Iterator[None]:
-    """DynamoDB failing to answer (throttling, 5xx, network, credentials) → StoreUnavailableError.
-
-    A cancelled transaction passes through: its reasons say whether a condition refused it.
-    """
-    try:
-        yield
-    except ClientError as error:
-        code = error.response.get("Error", {}).get("Code", "")
-        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        if code != "TransactionCanceledException" and status >= 500:
-            raise StoreOutcomeUnknownError(f"the counter store failed: {code}") from None
-        if code != "TransactionCanceledException" and code in _UNAVAILABLE_CODES:
-            raise StoreUnavailableError(f"the counter store failed: {code}") from None
-        raise
-    except (ReadTimeoutError, ConnectionClosedError) as error:
-        raise StoreOutcomeUnknownError(f"the counter store did not answer: {type(error).__name__}") from None
-    except BotoCoreError as error:
-        raise StoreUnavailableError(f"the counter store is unreachable: {type(error).__name__}") from None

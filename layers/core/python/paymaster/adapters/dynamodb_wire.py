@@ -1,11 +1,12 @@
-"""The subset of DynamoDB the counter store calls, over AWS's JSON protocol (`aws_json`).
+"""The subset of DynamoDB the counter store and the ledger call, over AWS's JSON protocol (`aws_json`).
 
 Why not a boto3 client on the hot path: each boto3 call spends about 0.8 ms of CPU before a
 byte leaves, and a request makes two or three calls; that alone was most of the gateway's own
 time (docs/BENCHMARKS.md). A cancelled transaction is returned to the caller as boto3 raises it
 (a ClientError with its `CancellationReasons`), whose conditions decide. Every request the counter
-store sends is safe to repeat (reads; transactions with a ClientRequestToken or conditions that
-a repeat fails), which `aws_json` relies on to repeat a request whose answer was lost.
+store and the ledger send is safe to repeat (reads; transactions with a ClientRequestToken or
+conditions that a repeat fails), which `aws_json` relies on to repeat a request whose answer was
+lost.
 """
 
 from typing import Any
@@ -28,7 +29,7 @@ _RETRYABLE = {
 
 
 class DynamoDBWire(AwsJsonApi):
-    """The subset of a boto3 DynamoDB client the counter store calls, with the same shapes."""
+    """The subset of a boto3 DynamoDB client the counter store and the ledger call, with the same shapes."""
 
     _service = "dynamodb"
     _target_prefix = TARGET_PREFIX
@@ -44,3 +45,6 @@ class DynamoDBWire(AwsJsonApi):
 
     def query(self, **body: Any) -> dict[str, Any]:
         return self.call("Query", body)
+
+    def get_item(self, **body: Any) -> dict[str, Any]:
+        return self.call("GetItem", body)

@@ -56,3 +56,18 @@ class Settings(BaseModel):
             "store_timeout_s": environ.get(names.ENV_STORE_TIMEOUT_S),
         }
         return cls.model_validate({key: value for key, value in raw.items() if value is not None})
+
+
+class LedgerSettings(BaseModel):
+    """What the ledger function reads at cold start: the table it writes. It reads the counters
+    only through their stream, which its event source delivers; it needs no policy."""
+
+    model_config = ConfigDict(frozen=True)
+
+    ledger_table: str = Field(min_length=1)
+    region: str = names.LOCAL_REGION
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> Self:
+        raw = {"ledger_table": environ.get(names.ENV_LEDGER_TABLE), "region": environ.get(names.ENV_REGION)}
+        return cls.model_validate({key: value for key, value in raw.items() if value is not None})

@@ -1,0 +1,77 @@
+"""The ledger function: reads the counters table's stream and writes the ledger (docs/LEDGER.md)."""
+
+from aws_cdk import Duration
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as event_sources
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from paymaster import names
+from paymaster_infra.config import AppConfig
+from paymaster_infra.counter_access import grant_transactions
+from paymaster_infra.lambda_defaults import EVENT_HANDLER, default_function
+from paymaster_infra.layers import GatewayLayers
+from paymaster_infra.nag import acknowledge
+
+# A batch of names.LEDGER_BATCH_SIZE records takes well under a second (one transaction per
+# settled reservation); with DynamoDB not answering, each gives up after 3 attempts × 5 s, so a
+# batch can run out of time, which fails it whole: it is retried (bisected), never lost.
+TIMEOUT = Duration.minutes(2)
+
+
+class LedgerFunction(Construct):
+    """Reads every record of the counters' stream from its oldest (TRIM_HORIZON), in batches of
+    `names.LEDGER_BATCH_SIZE`, reporting each record it could not record so that the shard
+    resumes from it; a batch that fails `names.LEDGER_RETRY_ATTEMPTS` retries (halved on each
+    function error, to isolate the record that fails) is set aside on `failures`.
+
+    It mounts the core package and its dependencies only, and may read the counters' stream and
+    send the ledger's transactions (`PutItem`, `UpdateItem` items); nothing else.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: AppConfig,
+        layers: GatewayLayers,
+        counters: dynamodb.ITable,
+        ledger: dynamodb.ITable,
+        failures: sqs.IQueue,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.function = default_function(
+            self,
+            "Function",
+            description="paymaster ledger: an entry and its rollups for every reservation the stream settles",
+            code_dir=config.ledger_code_dir,
+            handler=EVENT_HANDLER,
+            layers=layers.python,
+            environment={names.ENV_LEDGER_TABLE: ledger.table_name},
+            timeout=TIMEOUT,
+        )
+        grant_transactions(ledger, self.function)
+        self.function.add_event_source(
+            event_sources.DynamoEventSource(
+                counters,
+                starting_position=lambda_.StartingPosition.TRIM_HORIZON,
+                batch_size=names.LEDGER_BATCH_SIZE,
+                report_batch_item_failures=True,
+                retry_attempts=names.LEDGER_RETRY_ATTEMPTS,
+                bisect_batch_on_error=True,
+                on_failure=event_sources.SqsDlq(failures),
+            )
+        )
+        assert self.function.role is not None
+        acknowledge(
+            self.function.role,
+            {
+                "AwsSolutions-IAM5[Resource::*]": (
+                    "dynamodb:ListStreams (which the stream event source needs to find the counters' "
+                    "stream) and active tracing's xray:PutTraceSegments and xray:PutTelemetryRecords "
+                    "support no resource-level permissions; the stream's own actions are on its ARN."
+                ),
+            },
+        )

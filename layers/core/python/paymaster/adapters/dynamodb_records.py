@@ -1,0 +1,164 @@
+"""What a reservation records for the ledger, in DynamoDB's JSON — one encoding, both ways.
+
+The counter store writes these attributes on the reservation item at admission (`asked_attributes`)
+and settlement (`call_attributes`, `usage_attribute`); the ledger reads them back from the
+counters' stream (`recorded_entry`) and writes them again, with the same names, as the ledger
+entry (`entry_attributes`), which it reads back the same way. Names: `paymaster.schema`.
+"""
+
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from paymaster import schema
+from paymaster.domain.chat import Usage
+from paymaster.domain.ledger import LedgerEntry
+from paymaster.ports import Asked, CallRecord
+
+Item = Mapping[str, Any]
+
+
+def n(value: int) -> dict[str, str]:
+    return {"N": str(value)}
+
+
+def s(value: str) -> dict[str, str]:
+    return {"S": value}
+
+
+def epoch_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def asked_attributes(asked: Asked) -> dict[str, Any]:
+    """Who asked for what; what the caller controls is capped (`schema.MAX_LABEL_CHARS`, …)."""
+    item: dict[str, Any] = {
+        schema.ADMITTED_AT: n(epoch_ms(asked.admitted_at)),
+        schema.PRINCIPAL: s(asked.principal_arn),
+        schema.ENV: s(asked.env),
+        schema.RESERVED: n(asked.reserved),
+    }
+    if asked.user is not None:
+        item[schema.USER] = _label(asked.user)
+    if asked.metadata:
+        kept = asked.metadata[: schema.MAX_METADATA_KEYS]
+        item[schema.METADATA] = {"M": {key[: schema.MAX_LABEL_CHARS]: _label(value) for key, value in kept}}
+    if asked.downgraded_from is not None:
+        item[schema.DOWNGRADED_FROM] = s(asked.downgraded_from)
+    return item
+
+
+def call_attributes(call: CallRecord) -> dict[str, Any]:
+    """How the call was served (present once a provider was called, or a call was attempted)."""
+    item: dict[str, Any] = {
+        schema.TRIED: {"L": [s(label) for label in call.tried]},
+        schema.LATENCY_MS: n(call.latency_ms),
+    }
+    if call.deployment is not None:
+        item[schema.DEPLOYMENT] = s(call.deployment)
+    if call.provider_request_id is not None:
+        item[schema.PROVIDER_REQUEST_ID] = _label(call.provider_request_id)
+    if call.first_token_ms is not None:
+        item[schema.FIRST_TOKEN_MS] = n(call.first_token_ms)
+    return item
+
+
+def usage_attribute(usage: Usage) -> dict[str, Any]:
+    return {
+        "M": {
+            schema.USAGE_INPUT: n(usage.input_tokens),
+            schema.USAGE_OUTPUT: n(usage.output_tokens),
+            schema.USAGE_CACHE_READ: n(usage.cache_read_tokens),
+            schema.USAGE_CACHE_WRITE: n(usage.cache_write_tokens),
+        }
+    }
+
+
+def entry_attributes(entry: LedgerEntry) -> dict[str, Any]:
+    """The entry as the reservation recorded it (keys and the ledger's own names aside)."""
+    item: dict[str, Any] = {
+        schema.TEAM: s(entry.team),
+        schema.APP: s(entry.app),
+        schema.MODEL: s(entry.model),
+        schema.COST: n(entry.cost),
+        schema.FLAGS: {"L": [s(flag) for flag in entry.flags]},
+        **asked_attributes(
+            Asked(
+                entry.admitted_at,
+                entry.principal,
+                entry.env,
+                entry.user,
+                entry.metadata,
+                entry.reserved,
+                entry.downgraded_from,
+            )
+        ),
+    }
+    if entry.usage is not None:
+        item[schema.USAGE] = usage_attribute(entry.usage)
+    if entry.billed_on is not None:
+        item[schema.BILLED_ON] = s(entry.billed_on)
+    if entry.latency_ms is not None:
+        call = CallRecord(
+            entry.deployment, entry.tried, entry.provider_request_id, entry.latency_ms, entry.first_token_ms
+        )
+        item |= call_attributes(call)
+    return item
+
+
+def recorded_entry(item: Item, *, request_id: str, hop: int, outcome: str) -> LedgerEntry:
+    """The entry a reservation item (or a ledger entry) records. KeyError, ValueError or
+    TypeError when it is not one: a reservation without `admitted_at` (written before the
+    ledger existed) is not."""
+    usage = item.get(schema.USAGE)
+    return LedgerEntry(
+        request_id=request_id,
+        hop=hop,
+        admitted_at=_from_epoch_ms(int(item[schema.ADMITTED_AT]["N"])),
+        team=item[schema.TEAM]["S"],
+        app=item[schema.APP]["S"],
+        env=item[schema.ENV]["S"],
+        principal=item[schema.PRINCIPAL]["S"],
+        model=item[schema.MODEL]["S"],
+        outcome=outcome,
+        reserved=int(item[schema.RESERVED]["N"]),
+        cost=int(item[schema.COST]["N"]),
+        user=_text(item, schema.USER),
+        metadata=tuple(sorted((key, value["S"]) for key, value in item.get(schema.METADATA, {"M": {}})["M"].items())),
+        downgraded_from=_text(item, schema.DOWNGRADED_FROM),
+        billed_on=_text(item, schema.BILLED_ON),
+        flags=tuple(flag["S"] for flag in item.get(schema.FLAGS, {"L": []})["L"]),
+        usage=None
+        if usage is None
+        else Usage(
+            input_tokens=int(usage["M"][schema.USAGE_INPUT]["N"]),
+            output_tokens=int(usage["M"][schema.USAGE_OUTPUT]["N"]),
+            cache_read_tokens=int(usage["M"][schema.USAGE_CACHE_READ]["N"]),
+            cache_write_tokens=int(usage["M"][schema.USAGE_CACHE_WRITE]["N"]),
+        ),
+        deployment=_text(item, schema.DEPLOYMENT),
+        tried=tuple(label["S"] for label in item.get(schema.TRIED, {"L": []})["L"]),
+        provider_request_id=_text(item, schema.PROVIDER_REQUEST_ID),
+        latency_ms=_number(item, schema.LATENCY_MS),
+        first_token_ms=_number(item, schema.FIRST_TOKEN_MS),
+    )
+
+
+def _label(value: str) -> dict[str, str]:
+    return s(value[: schema.MAX_LABEL_CHARS])
+
+
+def _text(item: Item, name: str) -> str | None:
+    value = item.get(name)
+    return None if value is None else str(value["S"])
+
+
+def _number(item: Item, name: str) -> int | None:
+    value = item.get(name)
+    return None if value is None else int(value["N"])
+
+
+def _from_epoch_ms(milliseconds: int) -> datetime:
+    """Exact to the millisecond (a float division would not be)."""
+    seconds, remainder = divmod(milliseconds, 1000)
+    return datetime.fromtimestamp(seconds, UTC) + timedelta(milliseconds=remainder)

@@ -1,0 +1,126 @@
+"""The ledger: one immutable entry per reservation that reached its outcome, and the rollups
+each entry adds to once.
+
+A request is one entry, or one per hop when it fell back to another model: the failed model's
+hold is released (an entry, `released`, cost 0) and the fallback's is held and settled under
+`<request id>~<hop>` (another entry, sharing the request id). The entries of a request sum to
+what it was charged.
+
+Periods are UTC. A call belongs to the month and day of its admission in UTC: budgets have
+time zones, the ledger has one, so that every team's months line up for finance.
+Example: admitted 2026-11-30T23:30-08:00 (a Los Angeles budget counts it in November)
+= 2026-12-01T07:30Z → month `2026-12`, day `2026-12-01` in the ledger.
+
+Each entry adds to six rollups — its team's month total, month × app, × model, × user (when
+the caller named a user), day total and day × model — its call, its cost and the tokens the
+provider reported (none when it reported no usage; the cost is then what the gateway charged).
+"""
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+from paymaster.domain.chat import Usage
+
+Dimension = Literal["app", "model", "user"]
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    """What one reservation recorded, from admission to its outcome. Money in micro-USD."""
+
+    request_id: str
+    hop: int  # 0, or the route index of the fallback this reservation held for
+    admitted_at: datetime  # UTC, to the millisecond
+    team: str
+    app: str
+    env: str
+    principal: str  # the caller's IAM ARN
+    model: str  # the virtual model held for (the cheaper one when downgraded)
+    outcome: str  # settled | released | charged_delivered | charged_reservation | expired
+    reserved: int  # the most the request could have cost
+    cost: int  # what it was charged
+    user: str | None = None
+    metadata: tuple[tuple[str, str], ...] = ()
+    downgraded_from: str | None = None
+    billed_on: str | None = None  # provider_usage | delivered_text | reservation | released
+    flags: tuple[str, ...] = ()
+    usage: Usage | None = None  # the provider's, when it reported one
+    deployment: str | None = None
+    tried: tuple[str, ...] = ()
+    provider_request_id: str | None = None
+    latency_ms: int | None = None
+    first_token_ms: int | None = None
+
+    @property
+    def admitted(self) -> str:
+        """`2026-12-03T10:15:42.123Z`: ISO 8601 in UTC to the millisecond, which sorts as it reads."""
+        return self.admitted_at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+    @property
+    def month(self) -> str:
+        return self.admitted_at.astimezone(UTC).strftime("%Y-%m")
+
+    @property
+    def day(self) -> str:
+        return self.admitted_at.astimezone(UTC).strftime("%Y-%m-%d")
+
+    @property
+    def month_ends_at(self) -> datetime:
+        """The first instant of the next UTC month: 2026-12-03T10:00Z → 2027-01-01T00:00Z."""
+        admitted = self.admitted_at.astimezone(UTC)
+        year, month = divmod(admitted.year * 12 + admitted.month, 12)
+        return datetime(year, month + 1, 1, tzinfo=UTC)
+
+    @property
+    def decision(self) -> str:
+        """`released`, `expired`, `downgraded from <model>` or `admitted`."""
+        if self.outcome in ("released", "expired"):
+            return self.outcome
+        return f"downgraded from {self.downgraded_from}" if self.downgraded_from else "admitted"
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    """What a rollup adds up: calls (ledger entries), micro-USD charged, tokens reported."""
+
+    calls: int = 0
+    cost: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Rollup:
+    """One of a team's rollups: `period` a UTC month (`2026-12`) or day (`2026-12-03`);
+    `dimension` None for the team's total, else the app, model or user named by `value`."""
+
+    team: str
+    period: str
+    dimension: Dimension | None = None
+    value: str | None = None
+
+
+def rollups(entry: LedgerEntry) -> tuple[Rollup, ...]:
+    """The rollups `entry` adds to: month total, × app, × model, × user; day total, × model."""
+    month = [Rollup(entry.team, entry.month), Rollup(entry.team, entry.month, "app", entry.app)]
+    month.append(Rollup(entry.team, entry.month, "model", entry.model))
+    if entry.user is not None:
+        month.append(Rollup(entry.team, entry.month, "user", entry.user))
+    day = [Rollup(entry.team, entry.day), Rollup(entry.team, entry.day, "model", entry.model)]
+    return (*month, *day)
+
+
+def totals(entry: LedgerEntry) -> Totals:
+    """What `entry` adds to each of its rollups: one call, its cost, the tokens reported."""
+    usage = entry.usage or Usage(0, 0)
+    return Totals(
+        calls=1,
+        cost=entry.cost,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cache_read_tokens=usage.cache_read_tokens,
+        cache_write_tokens=usage.cache_write_tokens,
+    )

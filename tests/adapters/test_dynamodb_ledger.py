@@ -1,0 +1,98 @@
+"""The ledger table as the ledger function writes it and finance reads it, on the serialised stand-in."""
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from paymaster import schema
+from paymaster.adapters.dynamodb_ledger import LEDGER_RETENTION, DynamoDBLedger
+from paymaster.adapters.dynamodb_wire import DynamoDBWire
+from paymaster.domain.errors import StoreUnavailableError
+from paymaster.domain.ledger import Rollup, Totals
+from paymaster_local.resources import LEDGER_TABLE
+from tests.dynamodb_answers import conflicting
+from tests.ledger_entries import ADMITTED, ENTRY, fresh_ledger
+from tests.local_aws import local_client
+
+
+@pytest.fixture
+def ledger(dynamodb: DynamoDBWire, aws_url: str) -> DynamoDBLedger:
+    """Written through the gateway's own DynamoDB client, as the ledger function writes it."""
+    return fresh_ledger(aws_url, dynamodb)
+
+
+def test_an_entry_is_recorded_once_with_its_rollups(ledger: DynamoDBLedger) -> None:
+    assert ledger.record(ENTRY) is True
+    assert ledger.record(ENTRY) is False
+
+    assert list(ledger.calls("search", "2026-12")) == [ENTRY]
+    assert ledger.rollup(Rollup("search", "2026-12")) == Totals(1, 30, 21, 4)
+    assert ledger.rollup(Rollup("search", "2026-12-03", "model", "gpt-4o-mini")) == Totals(1, 30, 21, 4)
+    assert ledger.rollup(Rollup("search", "2026-12", "user", "u-7")) == Totals(1, 30, 21, 4)
+
+
+def test_a_request_that_fell_back_has_an_entry_per_hop_found_by_its_id(ledger: DynamoDBLedger) -> None:
+    released = replace(ENTRY, outcome="released", cost=0, usage=None, billed_on="released")
+    fallback = replace(ENTRY, hop=2, admitted_at=ADMITTED + timedelta(milliseconds=480), model="nova-lite", cost=9)
+    ledger.record(fallback)  # the stream keeps no order across items
+    ledger.record(released)
+    ledger.record(replace(ENTRY, request_id="r2"))
+
+    assert ledger.request("r1") == [released, fallback]
+    assert ledger.rollup(Rollup("search", "2026-12")) == Totals(calls=3, cost=39, input_tokens=42, output_tokens=8)
+
+
+def test_a_teams_month_lists_its_calls_in_order_of_admission_and_nothing_else(ledger: DynamoDBLedger) -> None:
+    later = replace(ENTRY, request_id="r2", admitted_at=ADMITTED + timedelta(seconds=1))
+    for entry in (
+        later,
+        ENTRY,
+        replace(ENTRY, request_id="r3", team="support"),
+        replace(ENTRY, request_id="r4", admitted_at=datetime(2026, 11, 30, 23, 59, tzinfo=UTC)),
+    ):
+        ledger.record(entry)
+
+    assert [entry.request_id for entry in ledger.calls("search", "2026-12")] == ["r1", "r2"]
+    assert [entry.request_id for entry in ledger.calls("search", "2026-11")] == ["r4"]
+    assert ledger.rollup(Rollup("support", "2026-12", "app", "ranker")).calls == 1
+
+
+def test_a_call_without_a_user_adds_to_no_user_rollup_and_nothing_is_kept_forever(
+    ledger: DynamoDBLedger, aws_url: str
+) -> None:
+    ledger.record(replace(ENTRY, user=None))
+    client = local_client("dynamodb", aws_url)
+
+    items = client.scan(TableName=LEDGER_TABLE)["Items"]
+
+    assert sorted(item[schema.PARTITION_KEY]["S"] for item in items) == [
+        "CALLS#search#2026-12",
+        "SPEND#search#2026-12",
+        "SPEND#search#2026-12#app",
+        "SPEND#search#2026-12#model",
+        "SPEND#search#2026-12-03",
+        "SPEND#search#2026-12-03#model",
+    ]
+    kept_until = int((datetime(2027, 1, 1, tzinfo=UTC) + LEDGER_RETENTION).timestamp())
+    assert {int(item[schema.TTL_ATTRIBUTE]["N"]) for item in items} == {kept_until}
+
+
+def test_rollups_of_nothing_are_zero(ledger: DynamoDBLedger) -> None:
+    assert ledger.rollup(Rollup("search", "2026-12", "model", "gpt-4o")) == Totals()
+
+
+def test_transaction_conflicts_on_hot_rollups_are_retried_until_the_entry_lands() -> None:
+    client, attempts = conflicting(times=3)
+    ledger = DynamoDBLedger(client, "ledger", sleep=lambda _: None)
+
+    assert ledger.record(ENTRY) is True
+    assert len(attempts) == 4
+
+
+def test_persistent_conflicts_leave_the_record_to_be_delivered_again() -> None:
+    client, _ = conflicting(times=100)
+    ledger = DynamoDBLedger(client, "ledger", sleep=lambda _: None)
+
+    with pytest.raises(StoreUnavailableError, match="the ledger cancelled the transaction"):
+        ledger.record(ENTRY)
