@@ -76,6 +76,7 @@ def create_resources(endpoint_url: str | None, policy: Policy) -> dict[str, str]
         names.ENV_COUNTERS_TABLE: COUNTERS_TABLE,
         names.ENV_LEDGER_TABLE: LEDGER_TABLE,
         names.ENV_EVENT_BUS: EVENT_BUS,
+        names.ENV_EVENTS_QUEUE_URL: queue_url,
         names.ENV_SETTLEMENT_QUEUE_URL: settlements_url,
         names.ENV_LEDGER_FAILURE_QUEUE_URL: ledger_failures_url,
     }

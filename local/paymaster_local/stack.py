@@ -52,6 +52,7 @@ class LocalStack:
     state_dir: Path
     real_endpoints: tuple[RealEndpoint, ...] = ()  # providers sent to their policy's base_url
     pids: dict[str, int] = field(default_factory=dict)  # aws, providers, gateway, runner
+    events_queue_url: str = ""  # every paymaster event, as the bus's rule delivers it
 
 
 def free_port() -> int:
@@ -192,4 +193,5 @@ def local_stack(
             state_dir=state_dir,
             real_endpoints=real,
             pids={"aws": aws.pid, "providers": providers.pid, "gateway": gateway.pid, "runner": runner.pid},
+            events_queue_url=tables[names.ENV_EVENTS_QUEUE_URL],
         )

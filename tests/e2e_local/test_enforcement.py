@@ -150,7 +150,8 @@ def drained(sqs: Any, queue_url: str) -> Iterator[dict[str, Any]]:
 def test_a_429_is_on_the_bus_as_request_denied_by_the_time_it_is_answered(
     enforcing: LocalStack, client_for: Callable[..., OpenAI]
 ) -> None:
-    """The local stack's rule (`source: paymaster`) delivers the bus's events to its queue."""
+    """The local stack's rule (`source: paymaster`) delivers the bus's events to the queue the
+    banner's `paymaster events tail` line names."""
     client = client_for("search-ranker-dev")
     for _ in range(3):  # dev-three-a-day: spent here or by the test above
         try:
@@ -163,9 +164,11 @@ def test_a_429_is_on_the_bus_as_request_denied_by_the_time_it_is_answered(
     sqs = boto3.client(
         "sqs", endpoint_url=enforcing.aws_url, region_name="us-east-1", aws_access_key_id="l", aws_secret_access_key="l"
     )
-    queue_url = sqs.get_queue_url(QueueName=COST_EVENTS_QUEUE)["QueueUrl"]
+    assert enforcing.events_queue_url == sqs.get_queue_url(QueueName=COST_EVENTS_QUEUE)["QueueUrl"]
 
-    denied = next(body for body in drained(sqs, queue_url) if body["detail"]["request_id"] == request_id)
+    denied = next(
+        body for body in drained(sqs, enforcing.events_queue_url) if body["detail"]["request_id"] == request_id
+    )
 
     assert denied["detail-type"] == names.REQUEST_DENIED
     event = RequestDenied.model_validate(denied["detail"])

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from paymaster import cli
+from paymaster import cli, names
 
 
 def test_a_message_that_is_not_an_event_is_shown_as_such() -> None:
@@ -21,10 +21,10 @@ def test_an_event_of_a_detail_type_it_does_not_know_still_gets_its_line() -> Non
 def test_tail_without_a_queue_says_what_it_needs(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.delenv(cli.ENV_EVENTS_QUEUE_URL, raising=False)
+    monkeypatch.delenv(names.ENV_EVENTS_QUEUE_URL, raising=False)
 
     with pytest.raises(SystemExit) as exited:
         cli.main(["events", "tail"])
 
     assert exited.value.code == 2
-    assert cli.ENV_EVENTS_QUEUE_URL in capsys.readouterr().err
+    assert names.ENV_EVENTS_QUEUE_URL in capsys.readouterr().err

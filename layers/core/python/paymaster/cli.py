@@ -27,9 +27,6 @@ from paymaster import names
 from paymaster.adapters.policy_file import PolicyFileError, load_policy
 from paymaster.domain.money import format_usd
 
-# The queue `paymaster events tail` reads when --queue-url is not given.
-ENV_EVENTS_QUEUE_URL = "PAYMASTER_EVENTS_QUEUE_URL"
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="paymaster", description="paymaster, the exact LLM gateway")
@@ -54,8 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     tail.add_argument(
         "--queue-url",
-        default=os.environ.get(ENV_EVENTS_QUEUE_URL),
-        help=f"the queue (default: ${ENV_EVENTS_QUEUE_URL})",
+        default=os.environ.get(names.ENV_EVENTS_QUEUE_URL),
+        help=f"the queue (default: ${names.ENV_EVENTS_QUEUE_URL})",
     )
     tail.add_argument("--count", type=int, help="stop after this many events (default: never)")
     tail.add_argument("--seconds", type=float, help="stop after this long (default: never)")
@@ -83,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(local_cli.run(args))
     if args.command == "events":
         if not args.queue_url:
-            parser.error(f"events tail needs --queue-url or ${ENV_EVENTS_QUEUE_URL}")
+            parser.error(f"events tail needs --queue-url or ${names.ENV_EVENTS_QUEUE_URL}")
         return tail_events(args.queue_url, count=args.count, seconds=args.seconds)
     return _validate(args.file)
 
