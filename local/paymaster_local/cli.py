@@ -134,7 +134,7 @@ What each call cost, from the ledger (the runner adds each settled call within a
 
 Each event on the bus as it arrives (a refusal's RequestDenied, for now):
 
-  AWS_ENDPOINT_URL={stack.aws_url} AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local \
+  AWS_ENDPOINT_URL={stack.aws_url} AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local \\
     .venv/bin/paymaster events tail --queue-url {stack.events_queue_url}
 
 Ctrl-C stops everything.

@@ -6,8 +6,10 @@ from pathlib import Path
 import pytest
 
 from paymaster.domain.policy import Policy
-from paymaster_local.cli import run, snippet_model
-from tests.policies import demo_raw
+from paymaster_local.cli import banner, run, snippet_model
+from paymaster_local.credentials import write_local_credentials
+from paymaster_local.stack import LocalStack
+from tests.policies import DEMO, demo_raw
 
 
 def test_a_missing_policy_file_is_one_line_not_a_traceback(capsys: pytest.CaptureFixture[str]) -> None:
@@ -39,3 +41,25 @@ def test_the_snippet_names_a_chat_model_the_profile_s_team_may_call() -> None:
 
     assert snippet_model(policy, "search-ranker") == "nova-lite"
     assert snippet_model(policy, "support-assistant") == "claude-haiku"
+
+
+def test_every_command_the_banner_prints_continues_its_lines_as_a_shell_would(tmp_path: Path) -> None:
+    """A command split over lines ends each with ` \\`; an f-string's lone backslash would
+    instead join the lines and print one unusable line."""
+    credentials = write_local_credentials(Policy.model_validate(demo_raw()), tmp_path / "credentials")
+    stack = LocalStack(
+        url="http://127.0.0.1:8787",
+        aws_url="http://127.0.0.1:5000",
+        providers_url="http://127.0.0.1:5001",
+        credentials=credentials,
+        policy_file=DEMO,
+        state_dir=tmp_path,
+        events_queue_url="http://127.0.0.1:5000/123456789012/paymaster-cost-events",
+    )
+
+    lines = banner(stack).splitlines()
+
+    for command in (".venv/bin/paymaster ledger", ".venv/bin/paymaster events tail --queue-url http://"):
+        (index,) = [number for number, line in enumerate(lines) if line.strip().startswith(command)]
+        assert lines[index - 1].endswith(" \\")
+        assert lines[index - 1].strip().startswith("AWS_ENDPOINT_URL=http://127.0.0.1:5000")
