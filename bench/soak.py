@@ -267,7 +267,7 @@ def settled_state(stack: LocalStack) -> tuple[dict[str, int], int, int, dict[str
             pk = item[schema.PARTITION_KEY]["S"]
             if pk.startswith(schema.reservation_pk("")):
                 held += item[schema.STATE]["S"] == schema.HELD
-                request_id = schema.request_id_of(pk).split("~", 1)[0]
+                request_id, _ = schema.split_hop(schema.request_id_of(pk))
                 charged[request_id] += int(item.get(schema.COST, {"N": "0"})["N"])
                 continue
             committed = int(item.get(schema.COMMITTED, {"N": "0"})["N"])

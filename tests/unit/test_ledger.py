@@ -79,6 +79,7 @@ def test_the_decision_says_whether_it_was_admitted_downgraded_released_or_expire
 def test_a_fallbacks_reservation_id_names_its_request_and_hop() -> None:
     assert schema.split_hop("6f1c2e0a~2") == ("6f1c2e0a", 2)
     assert schema.split_hop("6f1c2e0a") == ("6f1c2e0a", 0)
+    assert schema.split_hop(schema.hop_id("6f1c2e0a", 2)) == ("6f1c2e0a", 2)  # as the router names a fallback
 
 
 def test_rollups_of_one_team_and_period_take_one_partition_per_dimension() -> None:

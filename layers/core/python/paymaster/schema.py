@@ -210,6 +210,11 @@ def rollup_pk(team: str, period: str, dimension: str | None) -> str:
     return f"SPEND#{team}#{period}" + ("" if dimension is None else f"#{dimension}")
 
 
+def hop_id(request_id: str, hop: int) -> str:
+    """The reservation id of a fallback held at route hop `hop`: (`r1`, 2) → `r1~2`."""
+    return f"{request_id}{HOP_SEPARATOR}{hop}"
+
+
 def split_hop(reservation_id: str) -> tuple[str, int]:
     """`r1~2` → (`r1`, 2); `r1` → (`r1`, 0): a fallback's reservation id names its request."""
     request_id, _, hop = reservation_id.partition(HOP_SEPARATOR)

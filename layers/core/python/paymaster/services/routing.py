@@ -16,6 +16,7 @@ from typing import TypeVar
 
 from aws_lambda_powertools import Logger
 
+from paymaster import schema
 from paymaster.domain.chat import ChatRequest, Usage
 from paymaster.domain.embeddings import EmbeddingRequest
 from paymaster.domain.errors import (
@@ -258,7 +259,7 @@ class Router:
             exchange.admission = self._admission.admit(
                 exchange.caller,
                 exchange.request,
-                f"{exchange.request_id}~{index}",
+                schema.hop_id(exchange.request_id, index),
                 exchange.metadata,
                 fallback_to=hop.model_name,
             )
