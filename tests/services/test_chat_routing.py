@@ -365,3 +365,21 @@ def test_an_answer_whose_usage_reports_no_input_is_charged_its_hold_and_flagged(
     assert exchange.bill == Bill(Usage(exchange.admission.input_tokens, 50), 50, "reservation")
     (settled,) = store.settlements
     assert {"usage_reported_no_input", "usage_unknown"} <= set(settled.flags)
+
+
+def test_a_stream_records_its_time_to_first_token_once_from_its_first_piece_of_output() -> None:
+    store = Recording()
+    policy = policy_with([BUDGET], models=MODELS)
+    admission = AdmissionService(
+        policy, store, count_tokens, Clock(datetime(2026, 11, 29, 18, 0, tzinfo=UTC)), MemorySettlementQueue()
+    )
+    ticks = iter([10.0, 10.25, 11.0])  # planned, "one " reached the gateway, settled
+    router = Router(policy, admission, draw=lambda: 0.0, monotonic=lambda: next(ticks))
+    service = ChatService(policy, dict.fromkeys(policy.providers, Deployments()), router, monotonic=lambda: 0.0)
+    exchange = service.plan(SEARCH, request("primary", max_tokens=50), "r1")
+
+    list(service.stream(exchange))  # three pieces of text: only the first is timed
+
+    (settled,) = store.settlements
+    assert settled.call is not None
+    assert (settled.call.first_token_ms, settled.call.latency_ms) == (250, 1000)

@@ -148,7 +148,6 @@ class _Seen:
 
     delivered: list[str] = field(default_factory=list)
     usage: Usage | None = None
-    delivered_any: bool = False
 
     def relay(
         self,
@@ -166,9 +165,8 @@ class _Seen:
                 self.delivered.append(event.text)
             elif isinstance(event, ToolCallDelta):
                 self.delivered.append((event.name or "") + event.arguments)
-            if not self.delivered_any and isinstance(event, TextDelta | ToolCallDelta):
-                self.delivered_any = True
-                first_output()
+            if isinstance(event, TextDelta | ToolCallDelta) and len(self.delivered) == 1:
+                first_output()  # each piece of output is one entry of `delivered`
             yield event
             if past_deadline():
                 raise ProviderTimeoutError("the provider's stream ran past its total timeout", accepted=True)
