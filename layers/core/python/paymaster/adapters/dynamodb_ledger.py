@@ -22,6 +22,10 @@ Cost per entry: the Put (570 B for a typical caller, 1.3 KB at every cap, `bench
 and five or six rollup ADDs (< 200 B each), doubled inside the transaction, plus the request-id
 index's copy of the entry: 15 write units, 18 at the caps. docs/LEDGER.md has the hot-partition
 ceiling.
+
+`rollup` (a GetItem) and `breakdown` (a Query of one month × dimension partition) read the
+rollups, all under `SPEND#`: what the gateway answers `GET /v1/usage` with, and all its role may
+read of this table. `calls` and `request` read entries, for `paymaster ledger`.
 """
 
 import random
