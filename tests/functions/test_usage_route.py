@@ -11,6 +11,8 @@ from starlette.testclient import TestClient
 from paymaster import names
 from paymaster.adapters.memory import MemoryCounterStore, MemoryLedger
 from paymaster.adapters.policy_file import load_policy
+from paymaster.adapters.settings import Settings
+from paymaster.composition import build_gateway
 from paymaster.domain.chat import Usage
 from paymaster.domain.spend import month_before, utc_month
 from tests.functions.gateway import POLICY, RecordingProvider, as_lwa_request, lambda_entry
@@ -120,3 +122,10 @@ def test_a_ledger_out_of_reach_is_a_503_that_says_so_not_a_partial_answer(
     error = response.json()["error"]
     assert (error["type"], error["code"]) == ("server_error", "ledger_unavailable")
     assert "ledger" in error["message"]
+
+
+def test_a_gateway_not_told_its_ledger_table_refuses_to_start() -> None:
+    settings = Settings(policy_file=POLICY, counters_table="counters", settlement_queue_url="https://sqs.local/q")
+
+    with pytest.raises(ValueError, match=names.ENV_LEDGER_TABLE):
+        build_gateway(settings)
