@@ -1,5 +1,6 @@
 """Template assertions on the synthesised paymaster stacks (one synth per session, in conftest)."""
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -257,6 +258,7 @@ def test_gateway_environment_holds_every_setting_the_gateway_requires(
 ) -> None:
     settings = settings_of(gateway_function(gateway_template, paymaster)["Environment"]["Variables"])
     assert settings.settlement_queue_url == f"<{names.ENV_SETTLEMENT_QUEUE_URL}>"
+    assert settings.ledger_table == f"<{names.ENV_LEDGER_TABLE}>"  # build_gateway refuses to start without
     assert settings.identity == "request-context"
     assert settings.one_request_at_a_time
 
@@ -535,13 +537,28 @@ def test_ledger_role_may_read_the_stream_write_the_ledger_and_set_aside_failures
     )
 
 
-def test_the_gateway_may_read_the_ledger_and_never_write_it(
+def test_the_gateway_may_read_the_ledgers_rollups_only_and_never_write_it(
     gateway_template: Template, state_template: Template, paymaster: Paymaster
 ) -> None:
     ledger_arn = import_of(state_template, logical_id(paymaster.state.tables.ledger), "Arn")
     statements = role_statements(gateway_template, paymaster.gateway.gateway.function)
+    # The index's ARN is built from the table's (Fn::Join): any mention of the table is found.
+    on_the_ledger = [s for s in statements if json.dumps(ledger_arn) in json.dumps(s["Resource"])]
 
-    assert allowed_on(statements, ledger_arn) == {"dynamodb:GetItem", "dynamodb:Query"}
+    assert on_the_ledger == [
+        {
+            "Effect": "Allow",
+            "Action": ["dynamodb:GetItem", "dynamodb:Query"],
+            "Resource": ledger_arn,
+            "Condition": {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["SPEND#*"]}},
+        }
+    ]
+    assert not {action for s in statements if s["Resource"] == "*" for action in as_list(s["Action"])} & {
+        "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem",
+        "dynamodb:ConditionCheckItem", "dynamodb:Scan", "dynamodb:GetItem", "dynamodb:Query",
+    }  # fmt: skip
+    assert schema.rollup_pk("search", "2026-12", "app").startswith("SPEND#")
+    assert not schema.calls_pk("search", "2026-12").startswith("SPEND#")
 
 
 def test_the_ledger_failure_queue_keeps_two_weeks_encrypted_and_is_named_for_operators(

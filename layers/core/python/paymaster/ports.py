@@ -228,7 +228,7 @@ class EmbeddingProvider(Protocol):
     def embed(self, call: EmbeddingCall) -> Embeddings: ...
 
 
-from paymaster.domain.ledger import LedgerEntry  # noqa: E402
+from paymaster.domain.ledger import Dimension, LedgerEntry, Rollup, Totals  # noqa: E402
 
 
 class Ledger(Protocol):
@@ -238,4 +238,17 @@ class Ledger(Protocol):
         """Writes the entry and adds it to its rollups, all or nothing, once: False when it was
         already recorded (a stream record delivered again), and then nothing is added. Raises
         StoreUnavailableError when the ledger cannot take it now."""
+        ...
+
+
+class SpendLedger(Protocol):
+    """The ledger's rollups, read: what `GET /v1/usage` reports. Both raise StoreUnavailableError
+    when the ledger cannot be read."""
+
+    def rollup(self, rollup: Rollup) -> Totals:
+        """What the rollup adds up to so far; zeros when nothing was added to it."""
+        ...
+
+    def breakdown(self, team: str, month: str, dimension: Dimension) -> dict[str, Totals]:
+        """Every app, model or user of `team`'s UTC `month` with what its calls add up to; {} for none."""
         ...

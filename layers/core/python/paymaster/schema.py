@@ -185,6 +185,9 @@ HOP_SEPARATOR: Final = "~"
 OUTCOME: Final = "outcome"  # the reservation's final state
 REQUEST_INDEX: Final = "by-request"  # request id → its entries (one per hop), by admission
 # A rollup: what a team's entries of one period add up to, each added once, by ADD.
+# Every rollup's partition key starts with this, and no entry's does: the gateway may read the
+# ledger's items under it only (an IAM `dynamodb:LeadingKeys` condition, infra/gateway_function.py).
+ROLLUP_PREFIX: Final = "SPEND#"
 ROLLUP_TOTAL: Final = "TOTAL"  # the sort key of a team's total for the period
 CALLS: Final = "calls"  # entries added; and COST plus the four USAGE_* token names, summed
 
@@ -207,7 +210,7 @@ def entry_sk(admitted_at: str, reservation_id: str) -> str:
 def rollup_pk(team: str, period: str, dimension: str | None) -> str:
     """`SPEND#search#2026-12` (sort key `TOTAL`), `SPEND#search#2026-12#model` (sort key the
     model): one partition per team, period and dimension, so that each takes one write per call."""
-    return f"SPEND#{team}#{period}" + ("" if dimension is None else f"#{dimension}")
+    return f"{ROLLUP_PREFIX}{team}#{period}" + ("" if dimension is None else f"#{dimension}")
 
 
 def hop_id(request_id: str, hop: int) -> str:

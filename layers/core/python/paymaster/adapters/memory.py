@@ -9,6 +9,7 @@ from typing import Literal, TypeVar
 
 from paymaster import schema
 from paymaster.domain.errors import StoreUnavailableError
+from paymaster.domain.ledger import Dimension, LedgerEntry, Rollup, Totals, rollups, totals
 from paymaster.domain.limits import Hold, Refusal
 from paymaster.ports import CounterState, HeldReservation, Reservation, Settlement
 
@@ -253,3 +254,44 @@ class MemorySettlementQueue:
         with self._lock:
             taken, self._waiting = self._waiting, []
         return taken
+
+
+class MemoryLedger:
+    """The ledger as the DynamoDB one keeps it: an entry once, added to its rollups with it.
+    `unavailable` makes every read and write raise StoreUnavailableError, as a ledger table
+    nobody can reach does."""
+
+    def __init__(self) -> None:
+        self._recorded: set[tuple[str, str, str, int]] = set()
+        self._rollups: dict[Rollup, Totals] = {}
+        self._lock = threading.Lock()
+        self.unavailable = False
+
+    def record(self, entry: LedgerEntry) -> bool:
+        self._check()
+        key = (schema.calls_pk(entry.team, entry.month), entry.admitted, entry.request_id, entry.hop)
+        with self._lock:
+            if key in self._recorded:
+                return False
+            self._recorded.add(key)
+            for rollup in rollups(entry):
+                self._rollups[rollup] = self._rollups.get(rollup, Totals()) + totals(entry)
+        return True
+
+    def rollup(self, rollup: Rollup) -> Totals:
+        self._check()
+        with self._lock:
+            return self._rollups.get(rollup, Totals())
+
+    def breakdown(self, team: str, month: str, dimension: Dimension) -> dict[str, Totals]:
+        self._check()
+        with self._lock:
+            return {
+                rollup.value: added
+                for rollup, added in self._rollups.items()
+                if (rollup.team, rollup.period, rollup.dimension) == (team, month, dimension) and rollup.value
+            }
+
+    def _check(self) -> None:
+        if self.unavailable:
+            raise StoreUnavailableError("the ledger is unreachable")

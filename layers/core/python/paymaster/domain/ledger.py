@@ -91,6 +91,24 @@ class Totals:
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
 
+    def __add__(self, other: "Totals") -> "Totals":
+        """Field by field: (1 call, 30 µUSD) + (2, 12) = (3, 42); `sum(rows, Totals())` adds rows."""
+        return Totals(*(mine + theirs for mine, theirs in zip(self._fields(), other._fields(), strict=True)))
+
+    def __sub__(self, other: "Totals") -> "Totals":
+        """Field by field: a month's (3 calls, 42 µUSD) − its users' (2, 12) = (1, 30) that named none."""
+        return Totals(*(mine - theirs for mine, theirs in zip(self._fields(), other._fields(), strict=True)))
+
+    def _fields(self) -> tuple[int, ...]:
+        return (
+            self.calls,
+            self.cost,
+            self.input_tokens,
+            self.output_tokens,
+            self.cache_read_tokens,
+            self.cache_write_tokens,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Rollup:
