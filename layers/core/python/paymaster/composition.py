@@ -13,6 +13,7 @@ from functools import cache, partial
 import httpx
 from starlette.applications import Starlette
 
+from paymaster import names
 from paymaster.adapters import aws_environment
 from paymaster.adapters.aws_environment import BEDROCK_RUNTIME, DYNAMODB, SECRETS_MANAGER, DeferredClient
 from paymaster.adapters.bedrock_runtime import BedrockRuntimeWire
@@ -58,6 +59,11 @@ def gateway_app() -> Starlette:
 
 def build_gateway(settings: Settings) -> Starlette:
     policy = load_policy(settings.policy_file)
+    auditing = sorted(name for name, team in policy.teams.items() if team.audit.prompts)
+    if auditing and settings.prompts_table is None:
+        raise ValueError(
+            f"team(s) {', '.join(auditing)} keep prompts (audit.prompts) but {names.ENV_PROMPTS_TABLE} is not set"
+        )
     admission = build_admission(policy, settings)
     denials = DenialEvents(
         build_event_publisher(
@@ -126,7 +132,11 @@ def build_event_publisher(
 
 
 def build_store(settings: Settings) -> DynamoDBCounterStore:
-    return DynamoDBCounterStore(_dynamodb(settings.region, settings.store_timeout_s), settings.counters_table)
+    return DynamoDBCounterStore(
+        _dynamodb(settings.region, settings.store_timeout_s),
+        settings.counters_table,
+        prompts_table=settings.prompts_table,
+    )
 
 
 @cache
