@@ -9,7 +9,7 @@ from constructs import Construct
 from paymaster import names, schema
 from paymaster.domain.policy import Policy
 from paymaster_infra.config import AppConfig
-from paymaster_infra.counter_access import grant_counter_store
+from paymaster_infra.counter_access import grant_counter_store, grant_prompt_puts
 from paymaster_infra.lambda_defaults import TIMEOUT, default_function
 from paymaster_infra.layers import POLICY_FILE, TIKTOKEN_DIR, GatewayLayers
 from paymaster_infra.provider_access import ProviderAccess
@@ -50,9 +50,10 @@ def read_rollups_only(ledger: dynamodb.ITable) -> iam.PolicyStatement:
 class GatewayFunction(Construct):
     """One function serves every `/v1/*` route.
 
-    It may use the counters and bus, read the ledger's rollups (`read_rollups_only`), send to the
-    settlement queue what the counters could not take, and call the providers of the policy it is
-    deployed with: that policy's Bedrock models and provider API key secrets (`ProviderAccess`).
+    It may use the counters and bus, read the ledger's rollups (`read_rollups_only`), put prompt
+    audit records (never read them), send to the settlement queue what the counters could not take,
+    and call the providers of the policy it is deployed with: that policy's Bedrock models and
+    provider API key secrets (`ProviderAccess`).
     """
 
     def __init__(
@@ -65,6 +66,7 @@ class GatewayFunction(Construct):
         layers: GatewayLayers,
         counters: dynamodb.ITable,
         ledger: dynamodb.ITable,
+        prompts: dynamodb.ITable,
         bus: events.IEventBus,
         settlement_queue: sqs.IQueue,
     ) -> None:
@@ -81,6 +83,7 @@ class GatewayFunction(Construct):
                 **web_adapter_environment(),
                 names.ENV_COUNTERS_TABLE: counters.table_name,
                 names.ENV_LEDGER_TABLE: ledger.table_name,
+                names.ENV_PROMPTS_TABLE: prompts.table_name,
                 names.ENV_EVENT_BUS: bus.event_bus_name,
                 names.ENV_SETTLEMENT_QUEUE_URL: settlement_queue.queue_url,
                 names.ENV_POLICY_FILE: POLICY_FILE,
@@ -92,6 +95,7 @@ class GatewayFunction(Construct):
         )
         grant_counter_store(counters, self.function)
         self.function.add_to_role_policy(read_rollups_only(ledger))
+        grant_prompt_puts(prompts, self.function)
         bus.grant_put_events_to(self.function)
         settlement_queue.grant_send_messages(self.function)
         self.provider_access = ProviderAccess(self, "ProviderAccess", policy=policy, function=self.function)

@@ -66,6 +66,7 @@ class GatewayStack(Stack):
         policy: Policy,
         counters: dynamodb.ITable,
         ledger: dynamodb.ITable,
+        prompts: dynamodb.ITable,
         bus: events.IEventBus,
         settlement_queue: sqs.IQueue,
         ledger_failures: sqs.IQueue,
@@ -81,6 +82,7 @@ class GatewayStack(Stack):
             layers=self.layers,
             counters=counters,
             ledger=ledger,
+            prompts=prompts,
             bus=bus,
             settlement_queue=settlement_queue,
         )
@@ -91,6 +93,7 @@ class GatewayStack(Stack):
             config=config,
             layers=self.layers,
             counters=counters,
+            prompts=prompts,
             queue=settlement_queue,
         )
         self.ledger = LedgerFunction(

@@ -62,6 +62,11 @@ def build_gateway(settings: Settings) -> Starlette:
     if settings.ledger_table is None:
         raise ValueError(f"the gateway needs {names.ENV_LEDGER_TABLE}: GET /v1/usage reads the team's spend from it")
     policy = load_policy(settings.policy_file)
+    auditing = sorted(name for name, team in policy.teams.items() if team.audit.prompts)
+    if auditing and settings.prompts_table is None:
+        raise ValueError(
+            f"team(s) {', '.join(auditing)} keep prompts (audit.prompts) but {names.ENV_PROMPTS_TABLE} is not set"
+        )
     admission = build_admission(policy, settings)
     # Built once per container; it only reads the rollups (the role may read nothing else).
     spend = DynamoDBLedger(_dynamodb(settings.region, settings.store_timeout_s), settings.ledger_table)
@@ -136,7 +141,11 @@ def build_event_publisher(
 
 
 def build_store(settings: Settings) -> DynamoDBCounterStore:
-    return DynamoDBCounterStore(_dynamodb(settings.region, settings.store_timeout_s), settings.counters_table)
+    return DynamoDBCounterStore(
+        _dynamodb(settings.region, settings.store_timeout_s),
+        settings.counters_table,
+        prompts_table=settings.prompts_table,
+    )
 
 
 @cache

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from paymaster.domain.audit import PromptRecord
 from paymaster.domain.chat import ChatRequest, Completion, StreamEvent, Usage
 from paymaster.domain.events import PaymasterEvent
 from paymaster.domain.limits import Hold, Refusal
@@ -102,6 +103,9 @@ class CounterChange:
 class Settlement:
     """Replacing a reservation's hold by what the request used, once per request id.
 
+    `audit`: the prompt audit record, put with the settlement or not at all — the settlement's
+    `state = held` condition makes it one record per reservation, however often it is sent.
+
     `fence`: the reservation may not exist — an admission whose outcome the gateway did not learn
     (the store timed out after the write may have applied). If it does not, a released one is left
     in its place, so that a write still in flight cannot commit the hold afterwards.
@@ -116,6 +120,8 @@ class Settlement:
     fence: bool = False
     billed_on: Basis | None = None
     call: CallRecord | None = None
+    # An opted-in team's prompt and completion, written in the settlement's own transaction.
+    audit: PromptRecord | None = None
 
 
 @dataclass(frozen=True, slots=True)
