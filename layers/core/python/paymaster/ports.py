@@ -116,6 +116,9 @@ class Settlement:
     fence: bool = False
     billed_on: Basis | None = None
     call: CallRecord | None = None
+    # The tokens charged when they are not the provider's count (`usage` None): the input
+    # estimate and the delivered output (delivered_text), or the whole hold (reservation).
+    charged: Usage | None = None
 
 
 @dataclass(frozen=True, slots=True)

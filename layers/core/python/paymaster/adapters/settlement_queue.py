@@ -36,9 +36,10 @@ def settlement_to_json(settlement: Settlement) -> str:
 
 def settlement_from_json(body: str) -> Settlement:
     """The settlement a message holds; ValueError/KeyError/TypeError if it holds none. A message
-    queued by a gateway from before the ledger (no `billed_on`, no `call`) still settles."""
+    queued by a gateway from before the ledger (no `billed_on`, no `call`) or before the charged
+    tokens were kept (no `charged`) still settles."""
     raw = json.loads(body)
-    usage = raw["usage"]
+    usage, charged = raw["usage"], raw.get("charged")
     call = raw.get("call")
     return Settlement(
         request_id=str(raw["request_id"]),
@@ -48,7 +49,7 @@ def settlement_from_json(body: str) -> Settlement:
         ),
         outcome=raw["outcome"],
         cost=int(raw["cost"]),
-        usage=None if usage is None else Usage(**{key: int(value) for key, value in usage.items()}),
+        usage=_usage(usage),
         flags=tuple(str(flag) for flag in raw["flags"]),
         fence=bool(raw["fence"]),
         billed_on=raw.get("billed_on"),
@@ -61,7 +62,12 @@ def settlement_from_json(body: str) -> Settlement:
             latency_ms=int(call["latency_ms"]),
             first_token_ms=None if call["first_token_ms"] is None else int(call["first_token_ms"]),
         ),
+        charged=_usage(charged),
     )
+
+
+def _usage(raw: dict[str, Any] | None) -> Usage | None:
+    return None if raw is None else Usage(**{key: int(value) for key, value in raw.items()})
 
 
 class SqsSettlementQueue:

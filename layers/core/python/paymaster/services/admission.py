@@ -225,6 +225,7 @@ class AdmissionService:
         model = admission.model
         flags: list[str] = []
         usage: Usage | None = None
+        charged: Usage | None = None  # the tokens charged when they are not the provider's
         if (trusted := believed(outcome, admission.input_tokens)) is not outcome:
             flags.append("usage_reported_no_input")
             logger.warning("the provider reported no input tokens", extra={"request_id": admission.request_id})
@@ -269,7 +270,15 @@ class AdmissionService:
         )
         self._apply(
             Settlement(
-                admission.request_id, changes, settled, bill.cost, usage, tuple(flags), billed_on=bill.basis, call=call
+                admission.request_id,
+                changes,
+                settled,
+                bill.cost,
+                usage,
+                tuple(flags),
+                billed_on=bill.basis,
+                call=call,
+                charged=charged,
             )
         )
         return bill
