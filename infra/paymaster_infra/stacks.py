@@ -100,6 +100,7 @@ class GatewayStack(Stack):
             layers=self.layers,
             counters=counters,
             ledger=ledger,
+            bus=bus,
             failures=ledger_failures,
         )
 
