@@ -165,3 +165,5 @@ def test_an_entry_that_is_not_what_its_event_needs_is_an_error_not_a_made_up_eve
         reservation_expired(replace(EXPIRED, held_until=None), SWEPT)
     with pytest.raises(ValidationError, match="deployment"):
         cost_recorded(replace(SETTLED, deployment=None))
+    with pytest.raises(ValidationError, match="outcome"):  # the contract: a release is no CostRecorded
+        CostRecorded.model_validate(detail("cost-recorded.json") | {"outcome": "released"})

@@ -22,7 +22,7 @@ from the counters' stream); `request_denied` the gateway's for a refusal.
 
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
 
@@ -31,7 +31,6 @@ from paymaster.domain.chat import Usage
 from paymaster.domain.errors import BudgetExhaustedError, LimitRefusedError
 from paymaster.domain.identity import Caller
 from paymaster.domain.ledger import LedgerEntry
-from paymaster.domain.metering import Basis, SettlementOutcome
 from paymaster.domain.policy import Unit
 
 
@@ -52,6 +51,11 @@ UsdMicros = Annotated[int, Field(strict=True, ge=0)]
 # A rule's figures are whatever its counter holds: not checked for sign, so that reporting a
 # refusal can never fail on a counter some bug drove below zero.
 Amount = Annotated[int, Field(strict=True)]
+
+
+# What a CostRecorded can say: a charged call's outcomes and bases (a release publishes none).
+ChargedOutcome = Literal["settled", "charged_delivered", "charged_reservation"]
+ChargedBasis = Literal["provider_usage", "delivered_text", "reservation"]
 
 
 class _Detail(BaseModel):
@@ -127,8 +131,8 @@ class CostRecorded(RequestEvent):
     usage: TokenUsage
     reserved_usd_micros: UsdMicros
     cost_usd_micros: UsdMicros
-    billed_on: Basis
-    outcome: SettlementOutcome
+    billed_on: ChargedBasis
+    outcome: ChargedOutcome
     flags: tuple[str, ...]
     latency_ms: Count | None
     first_token_ms: Count | None
@@ -222,7 +226,7 @@ def request_denied(
 # Outcomes whose entry is the call's charge. A fallback's released hop, or a request the provider
 # refused, was charged nothing: its entry is in the ledger, and the request's charge (if any) is
 # the CostRecorded of the hop that settled — one per request id, the key consumers de-duplicate on.
-CHARGED_OUTCOMES = frozenset({"settled", "charged_delivered", "charged_reservation"})
+CHARGED_OUTCOMES = frozenset(get_args(ChargedOutcome))
 # The flag of a charge whose tokens were not recorded: settled by a gateway from before the charged
 # tokens were kept (docs/LEDGER.md, "Deploying it"). The cost is exact; the tokens read as zeros.
 TOKENS_NOT_RECORDED = "tokens_not_recorded"
