@@ -171,6 +171,20 @@ def test_a_record_that_cannot_be_read_and_an_event_that_failed_are_reported_toge
     assert bus.accepted == ["r01"]
 
 
+def test_a_charged_entry_whose_event_cannot_be_made_is_recorded_and_reported_not_published_made_up(
+    handler: Handler, bus: ScriptedBus, ledger: DynamoDBLedger
+) -> None:
+    """A settled reservation that names no deployment: the entry is the ledger's, the event's
+    absence is a failed record (retried, then set aside where an operator sees it)."""
+    records = calls(2)
+    del records[2]["dynamodb"]["NewImage"][schema.DEPLOYMENT]  # r01
+
+    assert handler({"Records": records}, CONTEXT) == {"batchItemFailures": [{"itemIdentifier": sequence(2)}]}
+
+    assert bus.accepted == ["r00"]
+    assert sorted(entry.request_id for entry in ledger.calls("search", MONTH)) == ["r00", "r01"]
+
+
 def test_a_release_publishes_nothing_and_a_swept_hold_its_reservation_expired_at_the_record_s_time(
     handler: Handler, bus: ScriptedBus, ledger: DynamoDBLedger
 ) -> None:
