@@ -1,8 +1,16 @@
-"""Event publishers for tests: one that keeps what it is given, and ones that fail or hang."""
+"""Event publishers for tests: one that keeps what it is given, ones that fail or hang, and the
+real EventBridge publisher on a scripted PutEvents."""
 
+import json
 import threading
-from collections.abc import Sequence
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
 
+import httpx
+
+from paymaster.adapters.aws_environment import StaticCredentials
+from paymaster.adapters.event_bus import EventBridgePublisher, EventBridgeWire
 from paymaster.domain.events import PaymasterEvent
 from paymaster.ports import Unpublished
 
@@ -48,3 +56,40 @@ class HangingBus:
         self.started += 1
         self.release.wait(timeout=30)
         return []
+
+
+class ScriptedBus:
+    """EventBridge's PutEvents as an httpx transport: `fail(entry, call)` says which error code an
+    entry gets on the call-th call (None: accepted). Records each call's entries and what it took."""
+
+    def __init__(self, fail: Callable[[dict[str, Any], int], str | None] = lambda *_: None) -> None:
+        self.fail = fail
+        self.calls: list[list[dict[str, Any]]] = []
+        self.accepted: list[str] = []  # request ids, once per acceptance
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        assert request.headers["x-amz-target"] == "AWSEvents.PutEvents"
+        entries = json.loads(request.content)["Entries"]
+        self.calls.append(entries)
+        results = []
+        for entry in entries:
+            code = self.fail(entry, len(self.calls))
+            if code is None:
+                self.accepted.append(json.loads(entry["Detail"])["request_id"])
+                results.append({"EventId": uuid.uuid4().hex})
+            else:
+                results.append({"ErrorCode": code, "ErrorMessage": f"{code} (scripted)"})
+        failed = sum("ErrorCode" in result for result in results)
+        return httpx.Response(200, json={"FailedEntryCount": failed, "Entries": results})
+
+
+def scripted_publisher(bus: ScriptedBus, *, entry_attempts: int = 4) -> EventBridgePublisher:
+    """The EventBridge publisher as the ledger function builds it, sending to `bus`, without sleeps."""
+    wire = EventBridgeWire(
+        httpx.MockTransport(bus),
+        endpoint_url="https://events.us-east-1.amazonaws.com",
+        region="us-east-1",
+        credentials=StaticCredentials("local", "local"),
+        sleep=lambda _: None,
+    )
+    return EventBridgePublisher(wire, "paymaster-events", entry_attempts=entry_attempts, sleep=lambda _: None)

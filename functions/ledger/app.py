@@ -1,15 +1,20 @@
 """The ledger function: the counters table's stream delivers every write the counter store
 makes; each reservation that leaves `held` for its outcome becomes one ledger entry, added once
-to its team's rollups (`adapters.dynamodb_ledger`, docs/LEDGER.md). Every other record —
-counters, admissions, TTL deletions, fences — is done as soon as it is read.
+to its team's rollups (`adapters.dynamodb_ledger`, docs/LEDGER.md), and its event — CostRecorded
+for a charged call, ReservationExpired for a hold the sweeper charged — goes on the bus. Every
+other record — counters, admissions, TTL deletions, fences — is done as soon as it is read.
 
-A record that cannot be recorded now (the ledger table unavailable) or cannot be read is reported
-as a batch item failure: Lambda checkpoints the shard before it and delivers it again, with what
-followed it, which finds its entries already there and counts nothing twice. After
-`names.LEDGER_RETRY_ATTEMPTS` retries its place in the stream goes to the failure queue.
-Handler: `app.handler`.
+Two steps per batch: Powertools' BatchProcessor records each record's entry; then the events of
+every record recorded are published together, at most 10 per PutEvents across the batch
+(docs/EVENTS.md). A record whose entry could not be recorded now (the ledger table unavailable),
+that cannot be read, or whose event the bus did not take, is reported as a batch item failure:
+Lambda checkpoints the shard before the lowest one and delivers it again, with what followed
+it, which finds its entries already there (nothing counted twice) and publishes its events again
+(at least once; consumers de-duplicate on request id). After `names.LEDGER_RETRY_ATTEMPTS`
+retries its place in the stream goes to the failure queue. Handler: `app.handler`.
 """
 
+from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -19,16 +24,18 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 from paymaster.adapters.dynamodb_ledger import ledger_entry
 from paymaster.composition import ledger_recorder
 from paymaster.domain.errors import StoreUnavailableError
+from paymaster.services.ledger import Pending
 
 logger = Logger(service="paymaster")
 
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 
 
-def record_handler(record: DynamoDBRecord) -> None:
-    """Raises to report the record failed (Powertools logs a record's failure only at debug level,
-    so why it failed is logged here)."""
-    sequence_number = record.dynamodb.sequence_number if record.dynamodb else None
+def record_entry(record: DynamoDBRecord, pending: list[Pending]) -> None:
+    """Records the record's entry and adds its event to `pending`. Raises to report the record
+    failed (Powertools logs a record's failure only at debug level, so why it failed is logged here)."""
+    change = record.dynamodb
+    sequence_number = change.sequence_number if change else None
     try:
         entry = ledger_entry(record.raw_event)
     except (ValueError, KeyError, TypeError) as error:
@@ -36,15 +43,39 @@ def record_handler(record: DynamoDBRecord) -> None:
         raise ValueError(f"stream record {sequence_number} is not a reservation the ledger can read") from error
     if entry is None:
         return
+    # An entry is read from the record's change, which names its sequence number.
+    assert change is not None
+    assert sequence_number is not None
+    created = change.approximate_creation_date_time
+    written_at = None if created is None else datetime.fromtimestamp(created, UTC)
     try:
-        ledger_recorder().record(entry)
+        event = ledger_recorder().record(entry, written_at)
     except StoreUnavailableError as error:
         logger.warning(
             "ledger entry not recorded: the ledger cannot take it yet",
             extra={"request_id": entry.request_id, "sequence_number": sequence_number, "error": error.message},
         )
         raise
+    except ValueError:
+        logger.exception(
+            "a ledger entry whose event cannot be made",
+            extra={"request_id": entry.request_id, "sequence_number": sequence_number},
+        )
+        raise
+    if event is not None:
+        pending.append(Pending(sequence_number, event))
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+    pending: list[Pending] = []
+
+    def record_handler(record: DynamoDBRecord) -> None:
+        record_entry(record, pending)
+
+    response = process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )
+    # Lambda resumes the shard from the lowest sequence number reported; listed in stream order.
+    failed = {failure["itemIdentifier"] for failure in response["batchItemFailures"]}
+    failed |= set(ledger_recorder().publish(pending))
+    return {"batchItemFailures": [{"itemIdentifier": number} for number in sorted(failed, key=int)]}

@@ -1,7 +1,9 @@
-"""The ledger function: reads the counters table's stream and writes the ledger (docs/LEDGER.md)."""
+"""The ledger function: reads the counters table's stream, writes the ledger and publishes each
+entry's event (docs/LEDGER.md, docs/EVENTS.md)."""
 
 from aws_cdk import Duration
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_sqs as sqs
@@ -26,8 +28,8 @@ class LedgerFunction(Construct):
     resumes from it; a batch that fails `names.LEDGER_RETRY_ATTEMPTS` retries (halved on each
     function error, to isolate the record that fails) is set aside on `failures`.
 
-    It mounts the core package and its dependencies only, and may read the counters' stream and
-    send the ledger's transactions (`PutItem`, `UpdateItem` items); nothing else.
+    It mounts the core package and its dependencies only, and may read the counters' stream, send
+    the ledger's transactions (`PutItem`, `UpdateItem` items) and put events on `bus`; nothing else.
     """
 
     def __init__(
@@ -39,6 +41,7 @@ class LedgerFunction(Construct):
         layers: GatewayLayers,
         counters: dynamodb.ITable,
         ledger: dynamodb.ITable,
+        bus: events.IEventBus,
         failures: sqs.IQueue,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -49,10 +52,11 @@ class LedgerFunction(Construct):
             code_dir=config.ledger_code_dir,
             handler=EVENT_HANDLER,
             layers=layers.python,
-            environment={names.ENV_LEDGER_TABLE: ledger.table_name},
+            environment={names.ENV_LEDGER_TABLE: ledger.table_name, names.ENV_EVENT_BUS: bus.event_bus_name},
             timeout=TIMEOUT,
         )
         grant_transactions(ledger, self.function)
+        bus.grant_put_events_to(self.function)
         self.function.add_event_source(
             event_sources.DynamoEventSource(
                 counters,

@@ -103,6 +103,7 @@ class GatewayStack(Stack):
             layers=self.layers,
             counters=counters,
             ledger=ledger,
+            bus=bus,
             failures=ledger_failures,
         )
 

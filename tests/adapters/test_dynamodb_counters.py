@@ -90,6 +90,22 @@ def test_the_reservation_item_records_who_asked_and_how_the_call_was_served(
     assert schema.HELD_SHARD not in item  # off the sweeper's index once settled
 
 
+def test_a_charge_without_the_provider_s_usage_records_the_tokens_charged_beside_no_usage(
+    store: DynamoDBCounterStore, counters_table: tuple[Any, dict[str, Any]]
+) -> None:
+    client, _ = counters_table
+    held = holds(BUDGET)
+    store.reserve(reservation("r1", held))
+    cut = replace(settlement("r1", held, 7), outcome="charged_delivered", billed_on="delivered_text")
+    store.settle(replace(cut, usage=None, charged=Usage(21, 9)))
+
+    item = reservation_item(client, "r1")
+
+    assert schema.USAGE not in item
+    assert item[schema.CHARGED_USAGE]["M"][schema.USAGE_INPUT] == {"N": "21"}
+    assert item[schema.CHARGED_USAGE]["M"][schema.USAGE_OUTPUT] == {"N": "9"}
+
+
 def test_what_the_caller_controls_is_capped_in_the_reservation_item(
     store: DynamoDBCounterStore, counters_table: tuple[Any, dict[str, Any]]
 ) -> None:

@@ -5,7 +5,7 @@ import io
 import json
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from paymaster.adapters.event_bus import (
 from paymaster.cli import tail_events
 from paymaster.domain.events import CostRecorded, PaymasterEvent, RequestDenied, ReservationExpired
 from paymaster.ports import EventPublisher
+from tests.publishers import ScriptedBus
 
 PUBLISHED = Path(__file__).resolve().parents[2] / "events" / "published"
 PUBLISHED_SAMPLES: list[tuple[str, type[PaymasterEvent]]] = [
@@ -72,31 +73,6 @@ def publisher(
     return EventBridgePublisher(
         wire(endpoint, transport, max_attempts=max_attempts), BUS, entry_attempts=entry_attempts, sleep=lambda _: None
     )
-
-
-class ScriptedBus:
-    """EventBridge's PutEvents as an httpx transport: `fail(entry, call)` says which error code an
-    entry gets on the call-th call (None: accepted). Records each call's entries and what it took."""
-
-    def __init__(self, fail: Callable[[dict[str, Any], int], str | None] = lambda *_: None) -> None:
-        self._fail = fail
-        self.calls: list[list[dict[str, Any]]] = []
-        self.accepted: list[str] = []  # request ids, once per acceptance
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        assert request.headers["x-amz-target"] == "AWSEvents.PutEvents"
-        entries = json.loads(request.content)["Entries"]
-        self.calls.append(entries)
-        results = []
-        for entry in entries:
-            code = self._fail(entry, len(self.calls))
-            if code is None:
-                self.accepted.append(json.loads(entry["Detail"])["request_id"])
-                results.append({"EventId": uuid.uuid4().hex})
-            else:
-                results.append({"ErrorCode": code, "ErrorMessage": f"{code} (scripted)"})
-        failed = sum("ErrorCode" in result for result in results)
-        return httpx.Response(200, json={"FailedEntryCount": failed, "Entries": results})
 
 
 class Sent(Exception):

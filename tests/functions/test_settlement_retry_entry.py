@@ -3,6 +3,7 @@ runner from the queue the gateway writes to when the counter store cannot take a
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -76,15 +77,23 @@ def test_the_sample_is_a_settlement(environment: dict[str, str]) -> None:
 
 
 def test_a_settlement_queued_before_the_ledger_existed_still_settles(environment: dict[str, str]) -> None:
-    """A gateway deployed before `billed_on` and `call` existed may have queued messages that
-    the new retry function receives: they settle, with nothing to record of the call."""
+    """A gateway deployed before `billed_on`, `call` and `charged` existed may have queued
+    messages that the new retry function receives: they settle, with nothing to record of the call."""
     (record,) = sample()["Records"]
     older = json.loads(record["body"])
-    del older["billed_on"], older["call"]
+    del older["billed_on"], older["call"], older["charged"]
 
     settlement = settlement_from_json(json.dumps(older))
 
-    assert (settlement.billed_on, settlement.call, settlement.cost) == (None, None, 30)
+    assert (settlement.billed_on, settlement.call, settlement.charged, settlement.cost) == (None, None, None, 30)
+
+
+def test_a_charge_without_the_provider_s_usage_keeps_its_charged_tokens_on_the_queue() -> None:
+    (record,) = sample()["Records"]
+    sampled = settlement_from_json(record["body"])
+    cut = replace(sampled, outcome="charged_delivered", usage=None, billed_on="delivered_text", charged=Usage(21, 9))
+
+    assert settlement_from_json(settlement_to_json(cut)) == cut
 
 
 def test_a_settlement_for_no_reservation_is_done_not_retried(

@@ -486,7 +486,7 @@ def test_settlement_retry_role_may_only_settle_on_the_counters_put_prompts_and_c
 # --- ledger function ----------------------------------------------------------------------
 
 
-def test_ledger_runs_its_handler_on_the_core_and_deps_layers_with_the_ledger_table_only(
+def test_ledger_runs_its_handler_on_the_core_and_deps_layers_with_the_ledger_table_and_the_bus(
     gateway_template: Template, state_template: Template, paymaster: Paymaster
 ) -> None:
     layers = paymaster.gateway.layers
@@ -496,10 +496,12 @@ def test_ledger_runs_its_handler_on_the_core_and_deps_layers_with_the_ledger_tab
     assert function["Handler"] == "app.handler"
     assert function["Layers"] == [{"Ref": logical_id(layer)} for layer in (layers.core, layers.deps)]
     assert variables == {
-        names.ENV_LEDGER_TABLE: import_of(state_template, logical_id(paymaster.state.tables.ledger), None)
+        names.ENV_LEDGER_TABLE: import_of(state_template, logical_id(paymaster.state.tables.ledger), None),
+        names.ENV_EVENT_BUS: import_of(state_template, logical_id(paymaster.state.events.bus), None),
     }
-    environ = {names.ENV_LEDGER_TABLE: "<table>", names.ENV_REGION: "eu-west-1"}
-    assert LedgerSettings.from_environ(environ).ledger_table == "<table>"
+    environ = {names.ENV_LEDGER_TABLE: "<table>", names.ENV_EVENT_BUS: "<bus>", names.ENV_REGION: "eu-west-1"}
+    settings = LedgerSettings.from_environ(environ)
+    assert (settings.ledger_table, settings.event_bus) == ("<table>", "<bus>")
 
 
 def test_ledger_reads_the_counters_stream_from_its_start_and_sets_aside_what_keeps_failing(
@@ -521,13 +523,14 @@ def test_ledger_reads_the_counters_stream_from_its_start_and_sets_aside_what_kee
     }
 
 
-def test_ledger_role_may_read_the_stream_write_the_ledger_and_set_aside_failures_only(
+def test_ledger_role_may_read_the_stream_write_the_ledger_put_events_and_set_aside_failures_only(
     gateway_template: Template, state_template: Template, paymaster: Paymaster
 ) -> None:
     state = paymaster.state
     ledger_arn = import_of(state_template, logical_id(state.tables.ledger), "Arn")
     stream_arn = import_of(state_template, logical_id(state.tables.counters), "StreamArn")
     failures_arn = import_of(state_template, logical_id(state.ledger_failures.queue), "Arn")
+    bus_arn = import_of(state_template, logical_id(state.events.bus), "Arn")
     statements = role_statements(gateway_template, paymaster.gateway.ledger.function)
 
     # TransactWriteItems' Put and Update items: no reads, no index, no counters table.
@@ -535,6 +538,7 @@ def test_ledger_role_may_read_the_stream_write_the_ledger_and_set_aside_failures
         statements,
         [
             (ledger_arn, {"dynamodb:UpdateItem", "dynamodb:PutItem"}),
+            (bus_arn, {"events:PutEvents"}),
             (stream_arn, {"dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"}),
             (failures_arn, {"sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"}),
             ("*", {"dynamodb:ListStreams", "xray:PutTraceSegments", "xray:PutTelemetryRecords"}),

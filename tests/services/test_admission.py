@@ -18,10 +18,10 @@ from paymaster.domain.errors import (
 )
 from paymaster.domain.identity import Caller
 from paymaster.domain.limits import MIN_USEFUL_OUTPUT_TOKENS
-from paymaster.domain.metering import Delivered, Reported
+from paymaster.domain.metering import Delivered, NotAccepted, Reported, Unknown
 from paymaster.domain.money import format_usd
 from paymaster.domain.policy import Policy
-from paymaster.ports import CounterStore, ProviderCall
+from paymaster.ports import CounterStore, ProviderCall, Settlement
 from paymaster.services.admission import RESERVATION_LIFETIME, AdmissionService
 from paymaster.services.chat import ChatService
 from paymaster.services.routing import Router
@@ -295,6 +295,43 @@ def test_crashed_request_s_hold_is_charged_by_the_sweeper_after_expiry(store: Co
     assert admission.sweep() == 0
 
     assert committed_and_spent(admission) == {"budget": ("0.00005", "0")}
+
+
+class SettlementsKept(MemoryCounterStore):
+    """The in-memory store, keeping every settlement it is given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.settlements: list[Settlement] = []
+
+    def settle(self, settlement: Settlement) -> bool:
+        self.settlements.append(settlement)
+        return super().settle(settlement)
+
+
+def test_a_charge_without_the_provider_s_usage_tells_the_store_the_tokens_it_charged() -> None:
+    """For the cost event: the input estimate and the delivered output, or the whole hold; the
+    provider's own count stays `usage`, and a release charges no tokens."""
+    store = SettlementsKept()
+    admission = service(policy_with([BUDGET]), store, Clock(datetime(2026, 11, 29, 18, 0, tzinfo=UTC)))
+    outcomes = {
+        "reported": Reported(Usage(30, 4)),
+        "cut": Delivered("two words"),
+        "lost": Unknown(),
+        "refused": NotAccepted(),
+    }
+    held = {name: admission.admit(SEARCH, request(max_tokens=50), name) for name in outcomes}
+
+    for name, outcome in outcomes.items():
+        admission.settle(held[name], outcome)
+
+    kept = {settlement.request_id: (settlement.usage, settlement.charged) for settlement in store.settlements}
+    assert kept == {
+        "reported": (Usage(30, 4), None),
+        "cut": (None, Usage(held["cut"].input_tokens, 2)),
+        "lost": (None, Usage(held["lost"].input_tokens, 50)),
+        "refused": (None, None),
+    }
 
 
 def test_settling_an_admission_twice_counts_once(store: CounterStore) -> None:

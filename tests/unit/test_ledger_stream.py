@@ -4,6 +4,7 @@ the local runner's stream consumer retrying, never skipping, what the handler re
 import copy
 import json
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +85,11 @@ def test_the_entry_is_written_with_the_reservations_own_encoding_and_read_back_w
     no_call = {"latency_ms": None, "deployment": None, "tried": (), "provider_request_id": None}
     expired = replace(entry, outcome="expired", usage=None, user=None, **no_call)
 
-    for original in (entry, expired, replace(entry, usage=Usage(1, 2, 3, 4), first_token_ms=90)):
+    cut = replace(
+        entry, outcome="charged_delivered", usage=None, charged_usage=Usage(21, 9), billed_on="delivered_text"
+    )
+    assert entry.held_until == datetime(2026, 12, 3, 10, 35, 42, tzinfo=UTC)  # admitted + 20 minutes
+    for original in (entry, expired, cut, replace(entry, usage=Usage(1, 2, 3, 4), first_token_ms=90)):
         item = entry_attributes(original)
         assert recorded_entry(item, request_id=original.request_id, hop=0, outcome=original.outcome) == original
     new_image = settled()["dynamodb"]["NewImage"]

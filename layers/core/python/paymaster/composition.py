@@ -49,8 +49,8 @@ from paymaster.services.usage import UsageService
 # One Bedrock client per provider serves chat and embeddings, over at most this many connections;
 # an embeddings request fans out across as many.
 BEDROCK_POOL_CONNECTIONS = 10
-# Seconds the ledger function waits for DynamoDB's answer: nobody waits on it, and a batch that
-# times out is delivered again, so it may wait longer than the gateway does.
+# Seconds the ledger function waits for DynamoDB's and EventBridge's answers: nobody waits on
+# it, and a batch that times out is delivered again, so it may wait longer than the gateway does.
 LEDGER_TIMEOUT_S = 5.0
 
 
@@ -152,7 +152,16 @@ def build_store(settings: Settings) -> DynamoDBCounterStore:
 def ledger_recorder() -> LedgerRecorder:
     """The ledger function's use case (`functions/ledger`), once per container."""
     settings = LedgerSettings.from_environ(os.environ)
-    return LedgerRecorder(DynamoDBLedger(_dynamodb(settings.region, LEDGER_TIMEOUT_S), settings.ledger_table))
+    # A call is sent up to 3 times, an entry PutEvents failed up to 4 (≤ 0.7 s of backoff): what
+    # still fails is reported, and the stream delivers its record again.
+    bus = build_event_publisher(
+        settings.event_bus,
+        settings.region,
+        timeout=httpx.Timeout(LEDGER_TIMEOUT_S, connect=1.0),
+        max_attempts=3,
+        entry_attempts=4,
+    )
+    return LedgerRecorder(DynamoDBLedger(_dynamodb(settings.region, LEDGER_TIMEOUT_S), settings.ledger_table), bus)
 
 
 def _dynamodb(region: str, timeout_s: float) -> DynamoDBWire:

@@ -122,6 +122,9 @@ class Settlement:
     call: CallRecord | None = None
     # An opted-in team's prompt and completion, written in the settlement's own transaction.
     audit: PromptRecord | None = None
+    # The tokens charged when they are not the provider's count (`usage` None): the input
+    # estimate and the delivered output (delivered_text), or the whole hold (reservation).
+    charged: Usage | None = None
 
 
 @dataclass(frozen=True, slots=True)

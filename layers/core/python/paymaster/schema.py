@@ -131,6 +131,8 @@ USAGE_INPUT: Final = "input_tokens"
 USAGE_OUTPUT: Final = "output_tokens"
 USAGE_CACHE_READ: Final = "cache_read_tokens"
 USAGE_CACHE_WRITE: Final = "cache_write_tokens"
+# The tokens charged when they are not the provider's (delivered_text, reservation), as USAGE is.
+CHARGED_USAGE: Final = "charged_usage"
 # Who asked, written at admission, for the ledger (the counters need none of it).
 ADMITTED_AT: Final = "admitted_at"  # epoch milliseconds
 PRINCIPAL: Final = "principal"  # the caller's IAM ARN

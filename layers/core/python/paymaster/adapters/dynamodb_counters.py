@@ -268,6 +268,8 @@ class DynamoDBCounterStore:
         recorded: dict[str, dict[str, Any]] = {}
         if settlement.usage is not None:
             recorded[schema.USAGE] = usage_attribute(settlement.usage)
+        if settlement.charged is not None:
+            recorded[schema.CHARGED_USAGE] = usage_attribute(settlement.charged)
         if settlement.billed_on is not None:
             recorded[schema.BILLED_ON] = s(settlement.billed_on)
         if settlement.call is not None:

@@ -18,7 +18,7 @@ cancelled, and nothing is counted twice. Conflicts with other transactions on th
 (another shard's batch, say) and throttling are retried with jittered backoff
 (`dynamodb_transact`).
 
-Cost per entry: the Put (570 B for a typical caller, 1.3 KB at every cap, `bench/ledger_writes.py`)
+Cost per entry: the Put (586 B for a typical caller, 1.3 KB at every cap, `bench/ledger_writes.py`)
 and five or six rollup ADDs (< 200 B each), doubled inside the transaction, plus the request-id
 index's copy of the entry: 15 write units, 18 at the caps. docs/LEDGER.md has the hot-partition
 ceiling.

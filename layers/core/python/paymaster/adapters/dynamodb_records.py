@@ -125,6 +125,10 @@ def entry_attributes(entry: LedgerEntry) -> dict[str, Any]:
     }
     if entry.usage is not None:
         item[schema.USAGE] = usage_attribute(entry.usage)
+    if entry.charged_usage is not None:
+        item[schema.CHARGED_USAGE] = usage_attribute(entry.charged_usage)
+    if entry.held_until is not None:
+        item[schema.HELD_UNTIL] = n(int(entry.held_until.timestamp()))
     if entry.billed_on is not None:
         item[schema.BILLED_ON] = s(entry.billed_on)
     if entry.latency_ms is not None:
@@ -139,7 +143,7 @@ def recorded_entry(item: Item, *, request_id: str, hop: int, outcome: str) -> Le
     """The entry a reservation item (or a ledger entry) records. KeyError, ValueError or
     TypeError when it is not one: a reservation without `admitted_at` (written before the
     ledger existed) is not."""
-    usage = item.get(schema.USAGE)
+    held_until = _number(item, schema.HELD_UNTIL)
     return LedgerEntry(
         request_id=request_id,
         hop=hop,
@@ -157,19 +161,27 @@ def recorded_entry(item: Item, *, request_id: str, hop: int, outcome: str) -> Le
         downgraded_from=_text(item, schema.DOWNGRADED_FROM),
         billed_on=_text(item, schema.BILLED_ON),
         flags=tuple(flag["S"] for flag in item.get(schema.FLAGS, {"L": []})["L"]),
-        usage=None
-        if usage is None
-        else Usage(
-            input_tokens=int(usage["M"][schema.USAGE_INPUT]["N"]),
-            output_tokens=int(usage["M"][schema.USAGE_OUTPUT]["N"]),
-            cache_read_tokens=int(usage["M"][schema.USAGE_CACHE_READ]["N"]),
-            cache_write_tokens=int(usage["M"][schema.USAGE_CACHE_WRITE]["N"]),
-        ),
+        usage=_usage(item, schema.USAGE),
+        charged_usage=_usage(item, schema.CHARGED_USAGE),
         deployment=_text(item, schema.DEPLOYMENT),
         tried=tuple(label["S"] for label in item.get(schema.TRIED, {"L": []})["L"]),
         provider_request_id=_text(item, schema.PROVIDER_REQUEST_ID),
         latency_ms=_number(item, schema.LATENCY_MS),
         first_token_ms=_number(item, schema.FIRST_TOKEN_MS),
+        held_until=None if held_until is None else datetime.fromtimestamp(held_until, UTC),
+    )
+
+
+def _usage(item: Item, name: str) -> Usage | None:
+    value = item.get(name)
+    if value is None:
+        return None
+    tokens = value["M"]
+    return Usage(
+        input_tokens=int(tokens[schema.USAGE_INPUT]["N"]),
+        output_tokens=int(tokens[schema.USAGE_OUTPUT]["N"]),
+        cache_read_tokens=int(tokens[schema.USAGE_CACHE_READ]["N"]),
+        cache_write_tokens=int(tokens[schema.USAGE_CACHE_WRITE]["N"]),
     )
 
 

@@ -67,15 +67,22 @@ class Settings(BaseModel):
 
 
 class LedgerSettings(BaseModel):
-    """What the ledger function reads at cold start: the table it writes. It reads the counters
-    only through their stream, which its event source delivers; it needs no policy."""
+    """What the ledger function reads at cold start: the table it writes and the bus it publishes
+    to. It reads the counters only through their stream, which its event source delivers; it
+    needs no policy."""
 
     model_config = ConfigDict(frozen=True)
 
     ledger_table: str = Field(min_length=1)
+    # paymaster's EventBridge bus; None (tests, a stack without one) publishes nothing.
+    event_bus: str | None = Field(default=None, min_length=1)
     region: str = names.LOCAL_REGION
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Self:
-        raw = {"ledger_table": environ.get(names.ENV_LEDGER_TABLE), "region": environ.get(names.ENV_REGION)}
+        raw = {
+            "ledger_table": environ.get(names.ENV_LEDGER_TABLE),
+            "event_bus": environ.get(names.ENV_EVENT_BUS) or None,
+            "region": environ.get(names.ENV_REGION),
+        }
         return cls.model_validate({key: value for key, value in raw.items() if value is not None})

@@ -49,9 +49,10 @@ def settlement_to_json(settlement: Settlement) -> str:
 
 def settlement_from_json(body: str) -> Settlement:
     """The settlement a message holds; ValueError/KeyError/TypeError if it holds none. A message
-    queued by a gateway from before the ledger (no `billed_on`, no `call`) still settles."""
+    queued by a gateway from before the ledger (no `billed_on`, no `call`) or before the charged
+    tokens were kept (no `charged`) still settles."""
     raw = json.loads(body)
-    usage = raw["usage"]
+    usage, charged = raw["usage"], raw.get("charged")
     call = raw.get("call")
     audit = raw.get("audit")
     return Settlement(
@@ -62,7 +63,7 @@ def settlement_from_json(body: str) -> Settlement:
         ),
         outcome=raw["outcome"],
         cost=int(raw["cost"]),
-        usage=None if usage is None else Usage(**{key: int(value) for key, value in usage.items()}),
+        usage=_usage(usage),
         flags=tuple(str(flag) for flag in raw["flags"]),
         fence=bool(raw["fence"]),
         billed_on=raw.get("billed_on"),
@@ -76,6 +77,7 @@ def settlement_from_json(body: str) -> Settlement:
             first_token_ms=None if call["first_token_ms"] is None else int(call["first_token_ms"]),
         ),
         audit=None if audit is None else _audit_from_json(audit),
+        charged=_usage(charged),
     )
 
 
@@ -115,6 +117,10 @@ def _base64(text: str) -> str:
 
 def _text(encoded: str) -> str:
     return base64.b64decode(encoded, validate=True).decode()
+
+
+def _usage(raw: dict[str, Any] | None) -> Usage | None:
+    return None if raw is None else Usage(**{key: int(value) for key, value in raw.items()})
 
 
 class SqsSettlementQueue:

@@ -7,6 +7,9 @@ sample of each as a consumer receives it, which the tests hold the models to.
     RequestDenied         one per request a rule refused (429): which rule, and its figures
     ReservationExpired    one per hold a crash left behind, charged when it expired
 
+`ledger_event(entry, written_at)` is the event a ledger entry publishes (the ledger function's,
+from the counters' stream); `request_denied` the gateway's for a refusal.
+
 - Money is integer micro-USD, in fields named `*_usd_micros` (1 USD = 1_000_000).
 - Times are ISO-8601 UTC with milliseconds: `2026-11-29T14:03:07.412Z`.
 - Every event carries the gateway's `request_id`. Delivery is at least once (a PutEvents whose
@@ -18,8 +21,8 @@ sample of each as a consumer receives it, which the tests hold the models to.
 """
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
-from typing import Annotated, Any, ClassVar, Literal
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
 
@@ -27,7 +30,7 @@ from paymaster import names
 from paymaster.domain.chat import Usage
 from paymaster.domain.errors import BudgetExhaustedError, LimitRefusedError
 from paymaster.domain.identity import Caller
-from paymaster.domain.metering import Basis, SettlementOutcome
+from paymaster.domain.ledger import LedgerEntry
 from paymaster.domain.policy import Unit
 
 
@@ -48,6 +51,11 @@ UsdMicros = Annotated[int, Field(strict=True, ge=0)]
 # A rule's figures are whatever its counter holds: not checked for sign, so that reporting a
 # refusal can never fail on a counter some bug drove below zero.
 Amount = Annotated[int, Field(strict=True)]
+
+
+# What a CostRecorded can say: a charged call's outcomes and bases (a release publishes none).
+ChargedOutcome = Literal["settled", "charged_delivered", "charged_reservation"]
+ChargedBasis = Literal["provider_usage", "delivered_text", "reservation"]
 
 
 class _Detail(BaseModel):
@@ -123,8 +131,8 @@ class CostRecorded(RequestEvent):
     usage: TokenUsage
     reserved_usd_micros: UsdMicros
     cost_usd_micros: UsdMicros
-    billed_on: Basis
-    outcome: SettlementOutcome
+    billed_on: ChargedBasis
+    outcome: ChargedOutcome
     flags: tuple[str, ...]
     latency_ms: Count | None
     first_token_ms: Count | None
@@ -212,4 +220,87 @@ def request_denied(
         code="insufficient_quota" if isinstance(error, BudgetExhaustedError) else "rate_limit_exceeded",
         status=429,
         metadata=dict(metadata),
+    )
+
+
+# Outcomes whose entry is the call's charge. A fallback's released hop, or a request the provider
+# refused, was charged nothing: its entry is in the ledger, and the request's charge (if any) is
+# the CostRecorded of the hop that settled — one per request id, the key consumers de-duplicate on.
+CHARGED_OUTCOMES = frozenset(get_args(ChargedOutcome))
+# The flag of a charge whose tokens were not recorded: settled by a gateway from before the charged
+# tokens were kept (docs/LEDGER.md, "Deploying it"). The cost is exact; the tokens read as zeros.
+TOKENS_NOT_RECORDED = "tokens_not_recorded"
+
+
+def ledger_event(entry: LedgerEntry, written_at: datetime | None) -> CostRecorded | ReservationExpired | None:
+    """The event a ledger entry publishes: CostRecorded for a charged call, ReservationExpired for
+    a hold the sweeper charged, nothing for a release. `written_at`: when its settlement was
+    written (the stream record's creation time); None for a record without one (built by hand from
+    the item, to replay it), and an expired hold then says its expiry, the earliest it can have
+    been charged.
+
+    Example: a fallback — hop 0 `released` (nothing), hop 1 `settled` (CostRecorded, `tried`
+    naming both deployments); a crash after admission — `expired` (ReservationExpired)."""
+    if entry.outcome in CHARGED_OUTCOMES:
+        return cost_recorded(entry)
+    if entry.outcome == "expired":
+        return reservation_expired(entry, written_at or entry.held_until)
+    return None
+
+
+def cost_recorded(entry: LedgerEntry) -> CostRecorded:
+    """The CostRecorded of a charged entry. Its `time` is the settlement as the gateway measured
+    it: admission + latency (2026-11-29T14:03:07.412Z + 1,840 ms → 14:03:09.252Z); `usage` the
+    provider's count, or else the tokens the gateway charged. ValueError (pydantic's) for an entry
+    that is not a charged call (no deployment, no basis).
+    """
+    if entry.outcome not in CHARGED_OUTCOMES:
+        raise ValueError(f"a {entry.outcome} entry is not a charged call")
+    tokens, flags = entry.usage or entry.charged_usage, entry.flags
+    if tokens is None:
+        tokens, flags = Usage(0, 0), (*flags, TOKENS_NOT_RECORDED)
+    # Validated from a mapping: an entry's deployment and basis may be None, which the model refuses.
+    return CostRecorded.model_validate(
+        {
+            "request_id": entry.request_id,
+            "time": entry.admitted_at + timedelta(milliseconds=entry.latency_ms or 0),
+            "team": entry.team,
+            "app": entry.app,
+            "env": entry.env,
+            "user": entry.user,
+            "principal_arn": entry.principal,
+            "model": entry.model,
+            "downgraded_from": entry.downgraded_from,
+            "deployment": entry.deployment,
+            "tried": entry.tried,
+            "provider_request_id": entry.provider_request_id,
+            "usage": TokenUsage.of(tokens),
+            "reserved_usd_micros": entry.reserved,
+            "cost_usd_micros": entry.cost,
+            "billed_on": entry.billed_on,
+            "outcome": entry.outcome,
+            "flags": flags,
+            "latency_ms": entry.latency_ms,
+            "first_token_ms": entry.first_token_ms,
+            "metadata": dict(entry.metadata),
+        }
+    )
+
+
+def reservation_expired(entry: LedgerEntry, charged_at: datetime | None) -> ReservationExpired:
+    """The ReservationExpired of an `expired` entry (the sweeper charged the hold at its
+    reservation, flagged `expired_unsettled`), at `charged_at`. ValueError for any other entry,
+    or one that does not say when its hold expired."""
+    if entry.outcome != "expired" or entry.held_until is None or charged_at is None:
+        raise ValueError(f"a {entry.outcome} entry held until {entry.held_until} is not an expired hold")
+    return ReservationExpired(
+        request_id=entry.request_id,
+        time=charged_at,
+        team=entry.team,
+        app=entry.app,
+        model=entry.model,
+        reserved_usd_micros=entry.reserved,
+        cost_usd_micros=entry.cost,
+        held_until=entry.held_until,
+        flags=entry.flags,
     )

@@ -46,11 +46,15 @@ class LedgerEntry:
     billed_on: str | None = None  # provider_usage | delivered_text | reservation | released
     flags: tuple[str, ...] = ()
     usage: Usage | None = None  # the provider's, when it reported one
+    # The tokens charged when they are not the provider's: the input estimate and the delivered
+    # output (delivered_text), or the whole hold (reservation). Not added to the rollups.
+    charged_usage: Usage | None = None
     deployment: str | None = None
     tried: tuple[str, ...] = ()
     provider_request_id: str | None = None
     latency_ms: int | None = None
     first_token_ms: int | None = None
+    held_until: datetime | None = None  # the hold's expiry, to the second
 
     @property
     def admitted(self) -> str:

@@ -229,6 +229,7 @@ class AdmissionService:
         model = admission.model
         flags: list[str] = []
         usage: Usage | None = None
+        charged: Usage | None = None  # the tokens charged when they are not the provider's
         if (trusted := believed(outcome, admission.input_tokens)) is not outcome:
             flags.append("usage_reported_no_input")
             logger.warning("the provider reported no input tokens", extra={"request_id": admission.request_id})
@@ -282,6 +283,7 @@ class AdmissionService:
                 billed_on=bill.basis,
                 call=call,
                 audit=audit,
+                charged=charged,
             )
         )
         return bill
