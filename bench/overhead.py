@@ -30,7 +30,7 @@ from paymaster import names
 from paymaster.adapters.dynamodb_counters import DynamoDBCounterStore
 from paymaster.adapters.dynamodb_wire import DynamoDBWire
 from paymaster.adapters.event_bus import EventBridgePublisher, EventBridgeWire
-from paymaster.adapters.memory import MemorySettlementQueue
+from paymaster.adapters.memory import MemoryLedger, MemorySettlementQueue
 from paymaster.adapters.providers.openai_compatible import OpenAICompatibleProvider
 from paymaster.adapters.request_context import RequestContextAuthenticator
 from paymaster.adapters.tokenizer import count_tokens
@@ -43,6 +43,7 @@ from paymaster.services.denials import DenialEvents
 from paymaster.services.embeddings import EmbeddingsService
 from paymaster.services.identify import IdentifyService
 from paymaster.services.routing import Router
+from paymaster.services.usage import UsageService
 
 PROMPT = ("The quarterly platform report lists each team's spend, caps and forecasts. " * 60)[:4096]
 BODY = json.dumps(
@@ -116,7 +117,7 @@ def build_app(rules: int, *, one_request_at_a_time: bool = False, refusing: bool
         identify=IdentifyService(RequestContextAuthenticator(), policy),
         chat=ChatService(policy, dict.fromkeys(policy.providers, provider), router),
         embeddings=EmbeddingsService({}, router),
-        admission=admission,
+        usage=UsageService(admission, MemoryLedger(), lambda: datetime.now(UTC)),
         max_body_bytes=4 * 1024 * 1024,
         one_request_at_a_time=one_request_at_a_time,
     )

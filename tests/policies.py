@@ -25,10 +25,15 @@ def demo_raw() -> dict[str, Any]:
     return raw
 
 
-def policy_with(rules: list[dict[str, Any]], *, models: dict[str, Any] | None = None) -> Policy:
+def policy_with(
+    rules: list[dict[str, Any]], *, models: dict[str, Any] | None = None, audit: dict[str, dict[str, Any]] | None = None
+) -> Policy:
+    """The demo's teams, free to use every model, under `rules`; `audit`: a team's `audit` block by team."""
     raw = demo_raw()
     raw["rules"] = rules
     raw["models"] |= {"fixed-cost": FIXED_COST_MODEL} | (models or {})
     for team in raw["teams"].values():
         team.pop("models", None)
+    for team_name, block in (audit or {}).items():
+        raw["teams"][team_name]["audit"] = block
     return Policy.model_validate(raw)

@@ -6,7 +6,9 @@ The store (`paymaster.adapters.dynamodb_counters`) sends three operations:
   `dynamodb:PutItem` (a `ConditionCheck` item would need `dynamodb:ConditionCheckItem`, a `Delete`
   `dynamodb:DeleteItem`; the store sends neither, so neither is granted);
 - `BatchGetItem`, to read counters (`/v1/usage`, remaining-budget headers);
-- `Query` on the held-by-expiry index, for reservations a crash left behind.
+- `Query` on the held-by-expiry index, for reservations a crash left behind;
+- and, in a settlement of a team that keeps prompts, a `Put` item into the prompts table
+  (`dynamodb:PutItem`, unconditional, so no read is needed either).
 
 `table.grant_read_write_data` would add `index/*`, a wildcard for an index we can name, and
 actions the store never sends (Scan, GetItem, DeleteItem, BatchWriteItem, …).
@@ -21,6 +23,7 @@ from paymaster import schema
 TRANSACT_WRITE = ("dynamodb:UpdateItem", "dynamodb:PutItem")
 READ_COUNTERS = ("dynamodb:BatchGetItem",)
 QUERY_HELD = ("dynamodb:Query",)
+PUT_PROMPT = ("dynamodb:PutItem",)
 
 
 def grant_transactions(table: dynamodb.ITable, function: lambda_.Function) -> None:
@@ -41,3 +44,8 @@ def grant_counter_store(counters: dynamodb.ITable, function: lambda_.Function) -
             resources=[f"{counters.table_arn}/index/{schema.HELD_INDEX}"],
         )
     )
+
+
+def grant_prompt_puts(prompts: dynamodb.ITable, function: lambda_.Function) -> None:
+    """The prompts table's Put item of a settlement: write-only, the gateway never reads prompts."""
+    prompts.grant(function, *PUT_PROMPT)

@@ -37,6 +37,7 @@ def add_paymaster(app: App, config: AppConfig, *, env: Environment | None = None
         policy=policy,
         counters=state.tables.counters,
         ledger=state.tables.ledger,
+        prompts=state.tables.prompts,
         bus=state.events.bus,
         settlement_queue=state.settlements.queue,
         ledger_failures=state.ledger_failures.queue,

@@ -6,10 +6,10 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from paymaster import names
+from paymaster import names, schema
 from paymaster.domain.policy import Policy
 from paymaster_infra.config import AppConfig
-from paymaster_infra.counter_access import grant_counter_store
+from paymaster_infra.counter_access import grant_counter_store, grant_prompt_puts
 from paymaster_infra.lambda_defaults import TIMEOUT, default_function
 from paymaster_infra.layers import POLICY_FILE, TIKTOKEN_DIR, GatewayLayers
 from paymaster_infra.provider_access import ProviderAccess
@@ -18,6 +18,8 @@ from paymaster_infra.web_adapter import HANDLER, web_adapter_environment
 # In AWS the caller is the IAM principal API Gateway verified, read from the request context.
 IDENTITY_FROM_REQUEST_CONTEXT = "request-context"
 READ_LEDGER = ("dynamodb:GetItem", "dynamodb:Query")
+# Every partition key the gateway may read in the ledger: the rollups', never an entry's (`CALLS#…`).
+ROLLUPS_ONLY = {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [f"{schema.ROLLUP_PREFIX}*"]}}
 # What the gateway needs after a provider's total timeout: settle the hold and answer.
 SETTLE_MARGIN_S = 15
 
@@ -33,12 +35,25 @@ def check_provider_timeouts(policy: Policy, function_timeout_s: float) -> None:
             )
 
 
+def read_rollups_only(ledger: dynamodb.ITable) -> iam.PolicyStatement:
+    """The gateway reads the ledger's rollups for GET /v1/usage, and nothing else of the ledger.
+
+    Written by hand because no `grant_*` method scopes by key: `table.grant_read_data` would also
+    allow Scan, BatchGetItem and the request-id index, and so every call's entry — caller ARNs,
+    metadata — which a gateway has no need to read. The ledger function alone writes the table.
+    The resource is the table only (no `/index/*`), and IAM refuses a GetItem or Query whose
+    partition key does not start with `SPEND#`.
+    """
+    return iam.PolicyStatement(actions=list(READ_LEDGER), resources=[ledger.table_arn], conditions=ROLLUPS_ONLY)
+
+
 class GatewayFunction(Construct):
     """One function serves every `/v1/*` route.
 
-    It may use the counters and bus, read the ledger, send to the settlement queue what the counters
-    could not take, and call the providers of the policy it is deployed with: that policy's Bedrock
-    models and provider API key secrets (`ProviderAccess`).
+    It may use the counters and bus, read the ledger's rollups (`read_rollups_only`), put prompt
+    audit records (never read them), send to the settlement queue what the counters could not take,
+    and call the providers of the policy it is deployed with: that policy's Bedrock models and
+    provider API key secrets (`ProviderAccess`).
     """
 
     def __init__(
@@ -51,6 +66,7 @@ class GatewayFunction(Construct):
         layers: GatewayLayers,
         counters: dynamodb.ITable,
         ledger: dynamodb.ITable,
+        prompts: dynamodb.ITable,
         bus: events.IEventBus,
         settlement_queue: sqs.IQueue,
     ) -> None:
@@ -67,6 +83,7 @@ class GatewayFunction(Construct):
                 **web_adapter_environment(),
                 names.ENV_COUNTERS_TABLE: counters.table_name,
                 names.ENV_LEDGER_TABLE: ledger.table_name,
+                names.ENV_PROMPTS_TABLE: prompts.table_name,
                 names.ENV_EVENT_BUS: bus.event_bus_name,
                 names.ENV_SETTLEMENT_QUEUE_URL: settlement_queue.queue_url,
                 names.ENV_POLICY_FILE: POLICY_FILE,
@@ -77,9 +94,8 @@ class GatewayFunction(Construct):
             },
         )
         grant_counter_store(counters, self.function)
-        # The ledger is written by the ledger function alone, from the counters' stream; the gateway
-        # may read its rollups (GET /v1/usage by app, model, user), not the request-id index.
-        self.function.add_to_role_policy(iam.PolicyStatement(actions=list(READ_LEDGER), resources=[ledger.table_arn]))
+        self.function.add_to_role_policy(read_rollups_only(ledger))
+        grant_prompt_puts(prompts, self.function)
         bus.grant_put_events_to(self.function)
         settlement_queue.grant_send_messages(self.function)
         self.provider_access = ProviderAccess(self, "ProviderAccess", policy=policy, function=self.function)

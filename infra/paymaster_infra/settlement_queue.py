@@ -33,10 +33,12 @@ class SettlementQueue(Construct):
 
     A settlement that fails comes back after `VISIBILITY_TIMEOUT` (12 min) and is moved to the
     dead-letter queue after `names.SETTLEMENT_MAX_RECEIVES` deliveries: about two hours of a
-    store that does not answer. Messages hold request ids, counter keys and amounts, never
-    prompts: SQS-managed encryption (SSE-SQS) protects them at rest without a key to manage or
-    pay for, and without KMS grants for the gateway, the function and the operator who replays;
-    TLS is required for every request.
+    store that does not answer. Messages hold request ids, counter keys and amounts — and, for a
+    team whose policy keeps prompts, its prompt record (docs/LEDGER.md), which waits here with its
+    settlement while the store is down: whoever may receive from these queues may read those.
+    SQS-managed encryption (SSE-SQS) protects them at rest without a key to manage or pay for,
+    and without KMS grants for the gateway, the function and the operator who replays; TLS is
+    required for every request.
     """
 
     def __init__(self, scope: Construct, construct_id: str) -> None:

@@ -7,7 +7,7 @@ from constructs import Construct
 
 from paymaster import names
 from paymaster_infra.config import AppConfig
-from paymaster_infra.counter_access import grant_transactions
+from paymaster_infra.counter_access import grant_prompt_puts, grant_transactions
 from paymaster_infra.lambda_defaults import EVENT_HANDLER, default_function
 from paymaster_infra.layers import POLICY_FILE, GatewayLayers
 from paymaster_infra.settlement_queue import CONSUMER_BATCH_SIZE, CONSUMER_TIMEOUT
@@ -27,7 +27,8 @@ class SettlementRetryFunction(Construct):
     It mounts the core package, its dependencies and the policy file (`Settings` requires one;
     the function does not read it): not the tokenizer files, which it does not count with, nor
     Lambda Web Adapter, an extension that would wait for a web app this function does not run.
-    It may reserve and settle on the counters table, and consume the queue; nothing else.
+    It may reserve and settle on the counters table, put the prompt records settlements carry, and
+    consume the queue; nothing else.
     """
 
     def __init__(
@@ -38,6 +39,7 @@ class SettlementRetryFunction(Construct):
         config: AppConfig,
         layers: GatewayLayers,
         counters: dynamodb.ITable,
+        prompts: dynamodb.ITable,
         queue: sqs.IQueue,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -50,6 +52,7 @@ class SettlementRetryFunction(Construct):
             layers=[*layers.python, layers.policy],
             environment={
                 names.ENV_COUNTERS_TABLE: counters.table_name,
+                names.ENV_PROMPTS_TABLE: prompts.table_name,
                 # Required by Settings; the function receives from the queue through its event source.
                 names.ENV_SETTLEMENT_QUEUE_URL: queue.queue_url,
                 names.ENV_POLICY_FILE: POLICY_FILE,
@@ -57,6 +60,7 @@ class SettlementRetryFunction(Construct):
             timeout=CONSUMER_TIMEOUT,
         )
         grant_transactions(counters, self.function)
+        grant_prompt_puts(prompts, self.function)
         self.function.add_event_source(
             event_sources.SqsEventSource(
                 queue,

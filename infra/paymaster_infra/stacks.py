@@ -75,6 +75,7 @@ class GatewayStack(Stack):
         policy: Policy,
         counters: dynamodb.ITable,
         ledger: dynamodb.ITable,
+        prompts: dynamodb.ITable,
         bus: events.IEventBus,
         settlement_queue: sqs.IQueue,
         ledger_failures: sqs.IQueue,
@@ -91,6 +92,7 @@ class GatewayStack(Stack):
             layers=self.layers,
             counters=counters,
             ledger=ledger,
+            prompts=prompts,
             bus=bus,
             settlement_queue=settlement_queue,
         )
@@ -101,6 +103,7 @@ class GatewayStack(Stack):
             config=config,
             layers=self.layers,
             counters=counters,
+            prompts=prompts,
             queue=settlement_queue,
         )
         self.ledger = LedgerFunction(

@@ -15,6 +15,7 @@ from paymaster.names import DENIALS_MAX_RECEIVES, SETTLEMENT_MAX_RECEIVES
 
 COUNTERS_TABLE = "paymaster-counters"
 LEDGER_TABLE = "paymaster-ledger"
+PROMPTS_TABLE = "paymaster-prompts"
 EVENT_BUS = "paymaster-events"
 COST_EVENTS_QUEUE = "paymaster-cost-events"
 ALARMS_TOPIC = "paymaster-budget-alarms"
@@ -45,7 +46,8 @@ def create_resources(endpoint_url: str | None, policy: Policy) -> dict[str, str]
         return session.client(service, endpoint_url=endpoint_url)
 
     dynamodb = client("dynamodb")
-    for definition, table_name in ((schema.COUNTERS, COUNTERS_TABLE), (schema.LEDGER, LEDGER_TABLE)):
+    tables = ((schema.COUNTERS, COUNTERS_TABLE), (schema.LEDGER, LEDGER_TABLE), (schema.PROMPTS, PROMPTS_TABLE))
+    for definition, table_name in tables:
         dynamodb.create_table(**definition.create_table_request(table_name))
         dynamodb.update_time_to_live(**definition.ttl_request(table_name))
 
@@ -97,6 +99,7 @@ def create_resources(endpoint_url: str | None, policy: Policy) -> dict[str, str]
     return {
         names.ENV_COUNTERS_TABLE: COUNTERS_TABLE,
         names.ENV_LEDGER_TABLE: LEDGER_TABLE,
+        names.ENV_PROMPTS_TABLE: PROMPTS_TABLE,
         names.ENV_EVENT_BUS: EVENT_BUS,
         names.ENV_EVENTS_QUEUE_URL: queue_url,
         names.ENV_SETTLEMENT_QUEUE_URL: settlements_url,

@@ -2,12 +2,14 @@
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
 from paymaster import schema
 from paymaster.adapters.dynamodb_ledger import LEDGER_RETENTION, DynamoDBLedger
 from paymaster.adapters.dynamodb_wire import DynamoDBWire
+from paymaster.domain.chat import Usage
 from paymaster.domain.errors import StoreUnavailableError
 from paymaster.domain.ledger import Rollup, Totals
 from paymaster_local.resources import LEDGER_TABLE
@@ -117,3 +119,58 @@ def test_persistent_conflicts_leave_the_record_to_be_delivered_again() -> None:
 
     with pytest.raises(StoreUnavailableError, match="the ledger cancelled the transaction"):
         ledger.record(ENTRY)
+
+
+def test_a_months_apps_models_and_users_are_each_one_partition_read_whole(ledger: DynamoDBLedger) -> None:
+    for entry in (
+        ENTRY,  # ranker, gpt-4o-mini, u-7: 30 µUSD, 21 in 4 out
+        replace(ENTRY, request_id="r2", app="indexer", model="nova-lite", user=None, cost=12, usage=None),
+        replace(ENTRY, request_id="r3", user="u-8", cost=9, usage=Usage(5, 2, cache_read_tokens=3)),
+        replace(ENTRY, request_id="r4", team="support", app="assistant", user="u-7", cost=1_000),
+        replace(ENTRY, request_id="r5", admitted_at=datetime(2026, 11, 30, 23, 59, tzinfo=UTC), cost=5),
+    ):
+        ledger.record(entry)
+
+    assert ledger.breakdown("search", "2026-12", "app") == {
+        "ranker": Totals(2, 39, 26, 6, 3),
+        "indexer": Totals(1, 12),
+    }
+    assert ledger.breakdown("search", "2026-12", "model") == {
+        "gpt-4o-mini": Totals(2, 39, 26, 6, 3),
+        "nova-lite": Totals(1, 12),
+    }
+    assert ledger.breakdown("search", "2026-12", "user") == {"u-7": Totals(1, 30, 21, 4), "u-8": Totals(1, 9, 5, 2, 3)}
+    assert ledger.breakdown("search", "2026-11", "app") == {"ranker": Totals(1, 5, 21, 4)}
+    assert ledger.breakdown("search", "2027-01", "app") == {}
+
+
+def test_a_breakdown_follows_every_page_of_its_partition(dynamodb: DynamoDBWire, aws_url: str) -> None:
+    class OneRowPages:
+        """The gateway's client, asking DynamoDB for one item per page: a partition past 1 MB."""
+
+        def __init__(self, wire: DynamoDBWire) -> None:
+            self.wire = wire
+            self.pages = 0
+
+        def query(self, **body: Any) -> dict[str, Any]:
+            self.pages += 1
+            return self.wire.query(**body, Limit=1)
+
+    paged = OneRowPages(dynamodb)
+    writer = fresh_ledger(aws_url, dynamodb)
+    for index in range(3):
+        writer.record(replace(ENTRY, request_id=f"r{index}", user=f"u-{index}", cost=index + 1))
+
+    rows = DynamoDBLedger(paged, LEDGER_TABLE).breakdown("search", "2026-12", "user")
+
+    assert {user: totals.cost for user, totals in rows.items()} == {"u-0": 1, "u-1": 2, "u-2": 3}
+    assert paged.pages >= 3
+
+
+def test_a_ledger_table_that_is_not_there_is_unavailable_not_an_error_of_the_caller(dynamodb: DynamoDBWire) -> None:
+    ledger = DynamoDBLedger(dynamodb, "no-such-table")
+
+    with pytest.raises(StoreUnavailableError, match="the ledger"):
+        ledger.breakdown("search", "2026-12", "app")
+    with pytest.raises(StoreUnavailableError, match="the ledger"):
+        ledger.rollup(Rollup("search", "2026-12"))

@@ -14,20 +14,21 @@ from typing import Any
 from starlette.testclient import TestClient
 
 from paymaster import names
-from paymaster.adapters.memory import MemorySettlementQueue
+from paymaster.adapters.memory import MemoryLedger, MemorySettlementQueue
 from paymaster.adapters.request_context import RequestContextAuthenticator
 from paymaster.adapters.tokenizer import count_tokens
 from paymaster.api.app import create_app
 from paymaster.domain.chat import Completion, Finished, StreamEvent, TextDelta, Usage, UsageReported
 from paymaster.domain.errors import ProviderError
 from paymaster.domain.policy import Policy
-from paymaster.ports import ChatProvider, CounterStore, ProviderCall
+from paymaster.ports import ChatProvider, CounterStore, ProviderCall, SpendLedger
 from paymaster.services.admission import AdmissionService
 from paymaster.services.chat import ChatService
 from paymaster.services.denials import DenialEvents
 from paymaster.services.embeddings import EmbeddingsService
 from paymaster.services.identify import IdentifyService
 from paymaster.services.routing import Router
+from paymaster.services.usage import UsageService
 
 REPO = Path(__file__).resolve().parents[2]
 EVENT = REPO / "events" / "apigateway" / "rest-chat-assumed-role.json"
@@ -77,9 +78,11 @@ def lambda_entry(
     *,
     one_request_at_a_time: bool = True,
     denials: DenialEvents | None = None,
+    ledger: SpendLedger | None = None,
 ) -> TestClient:
     """The gateway app as composed for Lambda, with `provider` behind every deployment (or each
-    provider of the mapping behind its own), and `denials` publishing the refusals' events."""
+    provider of the mapping behind its own), `denials` publishing the refusals' events, and
+    `ledger` (an empty one by default) holding the spend `GET /v1/usage` reports."""
     providers = provider if isinstance(provider, Mapping) else dict.fromkeys(policy.providers, provider)
     admission = AdmissionService(policy, store, count_tokens, lambda: datetime.now(UTC), MemorySettlementQueue())
     router = Router(policy, admission, denials=denials)
@@ -87,7 +90,7 @@ def lambda_entry(
         identify=IdentifyService(RequestContextAuthenticator(), policy),
         chat=ChatService(policy, providers, router),
         embeddings=EmbeddingsService({}, router),
-        admission=admission,
+        usage=UsageService(admission, ledger or MemoryLedger(), lambda: datetime.now(UTC)),
         max_body_bytes=4 * 1024 * 1024,
         one_request_at_a_time=one_request_at_a_time,
     )

@@ -49,6 +49,7 @@ def lambda_environment(home: Path) -> dict[str, str]:
         "AWS_SESSION_TOKEN": "token",
         names.ENV_POLICY_FILE: str(POLICY),
         names.ENV_COUNTERS_TABLE: "counters",
+        names.ENV_LEDGER_TABLE: "ledger",
         names.ENV_SETTLEMENT_QUEUE_URL: "https://sqs.eu-central-1.amazonaws.com/111111111111/settlements",
         names.ENV_EVENT_BUS: "paymaster-events",
         names.ENV_IDENTITY: "request-context",

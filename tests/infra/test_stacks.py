@@ -1,5 +1,6 @@
 """Template assertions on the synthesised paymaster stacks (one synth per session, in conftest)."""
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -257,6 +258,7 @@ def test_gateway_environment_names_its_resources(
     variables = gateway_function(gateway_template, paymaster)["Environment"]["Variables"]
     assert variables[names.ENV_COUNTERS_TABLE] == import_of(state_template, logical_id(tables.counters), None)
     assert variables[names.ENV_LEDGER_TABLE] == import_of(state_template, logical_id(tables.ledger), None)
+    assert variables[names.ENV_PROMPTS_TABLE] == import_of(state_template, logical_id(tables.prompts), None)
     assert variables[names.ENV_EVENT_BUS] == import_of(state_template, logical_id(paymaster.state.events.bus), None)
     queue = paymaster.state.settlements.queue
     assert variables[names.ENV_SETTLEMENT_QUEUE_URL] == import_of(state_template, logical_id(queue), None)
@@ -270,6 +272,8 @@ def test_gateway_environment_holds_every_setting_the_gateway_requires(
 ) -> None:
     settings = settings_of(gateway_function(gateway_template, paymaster)["Environment"]["Variables"])
     assert settings.settlement_queue_url == f"<{names.ENV_SETTLEMENT_QUEUE_URL}>"
+    assert settings.ledger_table == f"<{names.ENV_LEDGER_TABLE}>"  # build_gateway refuses to start without
+    assert settings.prompts_table == f"<{names.ENV_PROMPTS_TABLE}>"
     assert settings.identity == "request-context"
     assert settings.one_request_at_a_time
 
@@ -456,19 +460,21 @@ def test_settlement_retry_environment_holds_every_setting_it_requires(
     gateway_template: Template, state_template: Template, paymaster: Paymaster
 ) -> None:
     variables = retry_function(gateway_template, paymaster)["Environment"]["Variables"]
-    settings_of(variables)
-    counters = paymaster.state.tables.counters
+    assert settings_of(variables).prompts_table == f"<{names.ENV_PROMPTS_TABLE}>"
+    counters, prompts = paymaster.state.tables.counters, paymaster.state.tables.prompts
     assert variables[names.ENV_COUNTERS_TABLE] == import_of(state_template, logical_id(counters), None)
+    assert variables[names.ENV_PROMPTS_TABLE] == import_of(state_template, logical_id(prompts), None)
     queue = paymaster.state.settlements.queue
     assert variables[names.ENV_SETTLEMENT_QUEUE_URL] == import_of(state_template, logical_id(queue), None)
     assert variables[names.ENV_POLICY_FILE] == POLICY_FILE
 
 
-def test_settlement_retry_role_may_only_settle_on_the_counters_and_consume_the_queue(
+def test_settlement_retry_role_may_only_settle_on_the_counters_put_prompts_and_consume_the_queue(
     gateway_template: Template, state_template: Template, paymaster: Paymaster
 ) -> None:
     state = paymaster.state
     counters_arn = import_of(state_template, logical_id(state.tables.counters), "Arn")
+    prompts_arn = import_of(state_template, logical_id(state.tables.prompts), "Arn")
     queue_arn = import_of(state_template, logical_id(state.settlements.queue), "Arn")
     statements = role_statements(gateway_template, paymaster.gateway.settlement_retry.function)
 
@@ -484,6 +490,7 @@ def test_settlement_retry_role_may_only_settle_on_the_counters_and_consume_the_q
         statements,
         [
             (counters_arn, {"dynamodb:UpdateItem", "dynamodb:PutItem"}),
+            (prompts_arn, {"dynamodb:PutItem"}),
             (queue_arn, consume),
             ("*", {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}),
         ],
@@ -549,13 +556,53 @@ def test_ledger_role_may_read_the_stream_write_the_ledger_and_set_aside_failures
     )
 
 
-def test_the_gateway_may_read_the_ledger_and_never_write_it(
+def test_the_gateway_may_read_the_ledgers_rollups_only_and_never_write_it(
     gateway_template: Template, state_template: Template, paymaster: Paymaster
 ) -> None:
     ledger_arn = import_of(state_template, logical_id(paymaster.state.tables.ledger), "Arn")
     statements = role_statements(gateway_template, paymaster.gateway.gateway.function)
+    # The index's ARN is built from the table's (Fn::Join): any mention of the table is found.
+    on_the_ledger = [s for s in statements if json.dumps(ledger_arn) in json.dumps(s["Resource"])]
 
-    assert allowed_on(statements, ledger_arn) == {"dynamodb:GetItem", "dynamodb:Query"}
+    assert on_the_ledger == [
+        {
+            "Effect": "Allow",
+            "Action": ["dynamodb:GetItem", "dynamodb:Query"],
+            "Resource": ledger_arn,
+            "Condition": {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["SPEND#*"]}},
+        }
+    ]
+    assert not {action for s in statements if s["Resource"] == "*" for action in as_list(s["Action"])} & {
+        "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem",
+        "dynamodb:ConditionCheckItem", "dynamodb:Scan", "dynamodb:GetItem", "dynamodb:Query",
+    }  # fmt: skip
+    assert schema.rollup_pk("search", "2026-12", "app").startswith("SPEND#")
+    assert not schema.calls_pk("search", "2026-12").startswith("SPEND#")
+
+
+def test_the_gateway_may_put_prompt_records_and_never_read_them(
+    gateway_template: Template, state_template: Template, paymaster: Paymaster
+) -> None:
+    prompts_arn = import_of(state_template, logical_id(paymaster.state.tables.prompts), "Arn")
+    statements = role_statements(gateway_template, paymaster.gateway.gateway.function)
+
+    assert allowed_on(statements, prompts_arn) == {"dynamodb:PutItem"}
+    index_wildcard = {"Fn::Join": ["", [prompts_arn, "/index/*"]]}
+    assert allowed_on(statements, index_wildcard) == set()
+
+
+def test_no_function_may_read_the_prompts(
+    gateway_template: Template, state_template: Template, paymaster: Paymaster
+) -> None:
+    prompts_arn = import_of(state_template, logical_id(paymaster.state.tables.prompts), "Arn")
+    allowed = {
+        action
+        for policy in gateway_template.find_resources("AWS::IAM::Policy").values()
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        if statement["Effect"] == "Allow" and prompts_arn in as_list(statement["Resource"])
+        for action in as_list(statement["Action"])
+    }
+    assert allowed == {"dynamodb:PutItem"}
 
 
 def test_the_ledger_failure_queue_keeps_two_weeks_encrypted_and_is_named_for_operators(
@@ -709,7 +756,7 @@ def test_everything_in_the_state_stack_is_retained(state_template: Template) -> 
 
 def test_tables_are_on_demand_recoverable_and_retained(state_template: Template) -> None:
     tables = state_template.find_resources("AWS::DynamoDB::Table")
-    assert len(tables) == 2
+    assert len(tables) == 3
     for table in tables.values():
         assert table | RETAINED == table
         properties = table["Properties"]
@@ -725,13 +772,16 @@ def test_tables_are_on_demand_recoverable_and_retained(state_template: Template)
         assert properties["DeletionProtectionEnabled"] is True
 
 
-@pytest.mark.parametrize("definition", [schema.COUNTERS, schema.LEDGER], ids=lambda table: table.construct_id)
+@pytest.mark.parametrize(
+    "definition", [schema.COUNTERS, schema.LEDGER, schema.PROMPTS], ids=lambda table: table.construct_id
+)
 def test_each_table_is_deployed_as_the_schema_defines_it_and_the_local_stack_creates_it(
     state_template: Template, paymaster: Paymaster, definition: schema.Table
 ) -> None:
     """One definition: the CDK template's keys, indexes, stream and TTL are what
     `create_table_request` (what the local stack sends to moto) asks for."""
-    table = {"counters": paymaster.state.tables.counters, "ledger": paymaster.state.tables.ledger}[
+    tables = paymaster.state.tables
+    table = {"counters": tables.counters, "ledger": tables.ledger, "prompts": tables.prompts}[
         definition.construct_id.lower()
     ]
     deployed = state_template.to_json()["Resources"][logical_id(table)]["Properties"]
@@ -746,6 +796,18 @@ def test_each_table_is_deployed_as_the_schema_defines_it_and_the_local_stack_cre
         "AttributeName": definition.ttl_request("local")["TimeToLiveSpecification"]["AttributeName"],
         "Enabled": True,
     }
+
+
+def test_the_prompts_table_is_encrypted_with_kms_and_expires_its_records(
+    state_template: Template, paymaster: Paymaster
+) -> None:
+    prompts = state_template.to_json()["Resources"][logical_id(paymaster.state.tables.prompts)]["Properties"]
+
+    # CloudFormation: SSEEnabled alone is KMS with the AWS managed key (aws/dynamodb), not the
+    # AWS owned key the other tables use, so every use of the key is in CloudTrail.
+    assert prompts["SSESpecification"] == {"SSEEnabled": True}
+    assert prompts["TimeToLiveSpecification"] == {"AttributeName": schema.TTL_ATTRIBUTE, "Enabled": True}
+    assert "StreamSpecification" not in prompts  # nothing derives from it: no copy of the prompts travels on
 
 
 def test_counters_stream_old_and_new_images_and_index_held_reservations_by_expiry(

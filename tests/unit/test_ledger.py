@@ -130,6 +130,7 @@ def test_a_refusal_s_event_is_an_entry_that_cost_nothing_and_keeps_the_rule_s_fi
 def test_a_denial_adds_one_denial_and_no_call_cost_or_tokens() -> None:
     assert totals(DENIAL) == Totals(denials=1)
     assert totals(ENTRY).denials == 0
+    assert totals(ENTRY) + totals(DENIAL) == Totals(1, 30, 21, 4, 3, 1, denials=1)
 
 
 def test_a_denial_adds_to_its_teams_month_app_and_rule_and_its_day_and_day_rule_rollups() -> None:

@@ -15,7 +15,6 @@ import argparse
 import importlib
 import json
 import os
-import re
 import sys
 import time
 from datetime import UTC, datetime
@@ -26,6 +25,7 @@ from typing import Any, TextIO
 from paymaster import names
 from paymaster.adapters.policy_file import PolicyFileError, load_policy
 from paymaster.domain.money import format_usd
+from paymaster.domain.spend import is_month
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,7 +94,7 @@ def _local_cli() -> ModuleType | None:
 
 
 def _month(text: str) -> str:
-    if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", text):
+    if not is_month(text):
         raise argparse.ArgumentTypeError(f"{text!r} is not a month: YYYY-MM")
     return text
 

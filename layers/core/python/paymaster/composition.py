@@ -13,6 +13,7 @@ from functools import cache, partial
 import httpx
 from starlette.applications import Starlette
 
+from paymaster import names
 from paymaster.adapters import aws_environment
 from paymaster.adapters.aws_environment import BEDROCK_RUNTIME, DYNAMODB, SECRETS_MANAGER, DeferredClient
 from paymaster.adapters.bedrock_runtime import BedrockRuntimeWire
@@ -44,6 +45,7 @@ from paymaster.services.ledger import LedgerRecorder
 from paymaster.services.ledger_denials import DenialRecorder
 from paymaster.services.routing import Router
 from paymaster.services.settlements import SettlementRetry
+from paymaster.services.usage import UsageService
 
 # One Bedrock client per provider serves chat and embeddings, over at most this many connections;
 # an embeddings request fans out across as many.
@@ -58,8 +60,17 @@ def gateway_app() -> Starlette:
 
 
 def build_gateway(settings: Settings) -> Starlette:
+    if settings.ledger_table is None:
+        raise ValueError(f"the gateway needs {names.ENV_LEDGER_TABLE}: GET /v1/usage reads the team's spend from it")
     policy = load_policy(settings.policy_file)
+    auditing = sorted(name for name, team in policy.teams.items() if team.audit.prompts)
+    if auditing and settings.prompts_table is None:
+        raise ValueError(
+            f"team(s) {', '.join(auditing)} keep prompts (audit.prompts) but {names.ENV_PROMPTS_TABLE} is not set"
+        )
     admission = build_admission(policy, settings)
+    # Built once per container; it only reads the rollups (the role may read nothing else).
+    spend = DynamoDBLedger(_dynamodb(settings.region, settings.store_timeout_s), settings.ledger_table)
     denials = DenialEvents(
         build_event_publisher(
             settings.event_bus, settings.region, timeout=DENIAL_EVENT_TIMEOUT, max_attempts=2, entry_attempts=1
@@ -71,7 +82,7 @@ def build_gateway(settings: Settings) -> Starlette:
         identify=IdentifyService(build_authenticator(settings), policy),
         chat=ChatService(policy, chat_providers, router),
         embeddings=EmbeddingsService(embedding_providers, router),
-        admission=admission,
+        usage=UsageService(admission, spend, _now),
         max_body_bytes=settings.max_body_bytes,
         one_request_at_a_time=settings.one_request_at_a_time,
     )
@@ -83,9 +94,13 @@ def build_admission(policy: Policy, settings: Settings) -> AdmissionService:
         build_store(settings),
         # Loads an encoding in the background when first needed, counting an upper bound meanwhile.
         WarmingTokenCounter(),
-        lambda: datetime.now(UTC),
+        _now,
         build_settlement_queue(settings),
     )
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 @cache
@@ -127,7 +142,11 @@ def build_event_publisher(
 
 
 def build_store(settings: Settings) -> DynamoDBCounterStore:
-    return DynamoDBCounterStore(_dynamodb(settings.region, settings.store_timeout_s), settings.counters_table)
+    return DynamoDBCounterStore(
+        _dynamodb(settings.region, settings.store_timeout_s),
+        settings.counters_table,
+        prompts_table=settings.prompts_table,
+    )
 
 
 @cache

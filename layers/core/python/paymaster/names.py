@@ -18,6 +18,7 @@ RESERVATION_EXPIRED: Final = "ReservationExpired"
 # Environment variables read by the settings at cold start.
 ENV_COUNTERS_TABLE: Final = "PAYMASTER_COUNTERS_TABLE"
 ENV_LEDGER_TABLE: Final = "PAYMASTER_LEDGER_TABLE"
+ENV_PROMPTS_TABLE: Final = "PAYMASTER_PROMPTS_TABLE"  # where settlements put prompt audit records
 ENV_SETTLEMENT_QUEUE_URL: Final = "PAYMASTER_SETTLEMENT_QUEUE_URL"
 ENV_EVENT_BUS: Final = "PAYMASTER_EVENT_BUS"
 ENV_EVENTS_QUEUE_URL: Final = "PAYMASTER_EVENTS_QUEUE_URL"  # what `paymaster events tail` reads

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from paymaster.domain.audit import PromptRecord
 from paymaster.domain.chat import ChatRequest, Completion, StreamEvent, Usage
 from paymaster.domain.events import PaymasterEvent
 from paymaster.domain.limits import Hold, Refusal
@@ -102,6 +103,9 @@ class CounterChange:
 class Settlement:
     """Replacing a reservation's hold by what the request used, once per request id.
 
+    `audit`: the prompt audit record, put with the settlement or not at all — the settlement's
+    `state = held` condition makes it one record per reservation, however often it is sent.
+
     `fence`: the reservation may not exist — an admission whose outcome the gateway did not learn
     (the store timed out after the write may have applied). If it does not, a released one is left
     in its place, so that a write still in flight cannot commit the hold afterwards.
@@ -116,6 +120,8 @@ class Settlement:
     fence: bool = False
     billed_on: Basis | None = None
     call: CallRecord | None = None
+    # An opted-in team's prompt and completion, written in the settlement's own transaction.
+    audit: PromptRecord | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,7 +234,7 @@ class EmbeddingProvider(Protocol):
     def embed(self, call: EmbeddingCall) -> Embeddings: ...
 
 
-from paymaster.domain.ledger import LedgerEntry  # noqa: E402
+from paymaster.domain.ledger import Dimension, LedgerEntry, Rollup, Totals  # noqa: E402
 
 
 class Ledger(Protocol):
@@ -238,4 +244,17 @@ class Ledger(Protocol):
         """Writes the entry and adds it to its rollups, all or nothing, once: False when it was
         already recorded (a stream record delivered again), and then nothing is added. Raises
         StoreUnavailableError when the ledger cannot take it now."""
+        ...
+
+
+class SpendLedger(Protocol):
+    """The ledger's rollups, read: what `GET /v1/usage` reports. Both raise StoreUnavailableError
+    when the ledger cannot be read."""
+
+    def rollup(self, rollup: Rollup) -> Totals:
+        """What the rollup adds up to so far; zeros when nothing was added to it."""
+        ...
+
+    def breakdown(self, team: str, month: str, dimension: Dimension) -> dict[str, Totals]:
+        """Every app, model or user of `team`'s UTC `month` with what its calls add up to; {} for none."""
         ...

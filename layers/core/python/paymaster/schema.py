@@ -16,6 +16,11 @@ by the ledger function from the counters' stream (docs/LEDGER.md):
     CALLS#<team>#<YYYY-MM>              / <admitted at>#<reservation id>   an entry (a denial's too)
     SPEND#<team>#<YYYY-MM | YYYY-MM-DD> / TOTAL                            a team's rollup
     SPEND#<team>#<period>#<dimension>   / <app | model | user | rule>      … by app, model, user, rule
+
+Prompts table (`pk` / `sk`, TTL `expires_at`), written by the settlement's own transaction for
+teams whose policy opts in (`audit: {prompts: true}`; docs/LEDGER.md, "Prompt audit record"):
+
+    PROMPT#<request id>                 / HOP#<hop>                        a prompt audit record
 """
 
 from dataclasses import dataclass
@@ -185,6 +190,9 @@ HOP_SEPARATOR: Final = "~"
 OUTCOME: Final = "outcome"  # the reservation's final state
 REQUEST_INDEX: Final = "by-request"  # request id → its entries (one per hop), by admission
 # A rollup: what a team's entries of one period add up to, each added once, by ADD.
+# Every rollup's partition key starts with this, and no entry's does: the gateway may read the
+# ledger's items under it only (an IAM `dynamodb:LeadingKeys` condition, infra/gateway_function.py).
+ROLLUP_PREFIX: Final = "SPEND#"
 ROLLUP_TOTAL: Final = "TOTAL"  # the sort key of a team's total for the period
 CALLS: Final = "calls"  # entries added; and COST plus the four USAGE_* token names, summed
 DENIALS: Final = "denials"  # denials' entries added (never in CALLS)
@@ -221,7 +229,7 @@ def entry_sk(admitted_at: str, reservation_id: str) -> str:
 def rollup_pk(team: str, period: str, dimension: str | None) -> str:
     """`SPEND#search#2026-12` (sort key `TOTAL`), `SPEND#search#2026-12#model` (sort key the
     model): one partition per team, period and dimension, so that each takes one write per call."""
-    return f"SPEND#{team}#{period}" + ("" if dimension is None else f"#{dimension}")
+    return f"{ROLLUP_PREFIX}{team}#{period}" + ("" if dimension is None else f"#{dimension}")
 
 
 def hop_id(request_id: str, hop: int) -> str:
@@ -233,3 +241,26 @@ def split_hop(reservation_id: str) -> tuple[str, int]:
     """`r1~2` → (`r1`, 2); `r1` → (`r1`, 0): a fallback's reservation id names its request."""
     request_id, _, hop = reservation_id.partition(HOP_SEPARATOR)
     return request_id, int(hop or 0)
+
+
+# --- the prompts table ---------------------------------------------------------------------------
+
+# A prompt audit record: an opted-in team's prompt and completion for one reservation, with the
+# counters' and ledger's names above for who asked (request_id, hop, admitted_at, team, app, env,
+# principal, user, model, deployment). Put by the settlement, never read by the gateway.
+PROMPT: Final = "prompt"  # JSON text: the messages and tools, or an embedding's input
+COMPLETION: Final = "completion"  # JSON text: the assistant message delivered (absent: none)
+PROMPT_BYTES: Final = "prompt_bytes"  # UTF-8 bytes of the whole prompt, before the cut
+COMPLETION_BYTES: Final = "completion_bytes"
+TRUNCATED: Final = "truncated"  # BOOL: either was cut to the team's max_bytes
+
+PROMPTS: Final = Table("Prompts")
+
+
+def prompt_pk(request_id: str) -> str:
+    """`PROMPT#<request id>`: a request's records, one per hop, are one Query."""
+    return f"PROMPT#{request_id}"
+
+
+def prompt_sk(hop: int) -> str:
+    return f"HOP#{hop}"

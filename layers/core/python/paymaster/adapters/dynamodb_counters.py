@@ -6,7 +6,10 @@ Admission puts the reservation (`attribute_not_exists`) and adds each amount to 
 under `committed <= cap - amount` (conditions have no arithmetic, so `cap - amount` is computed
 here), all or nothing. Settlement flips the reservation from `held` to its outcome under
 `state = held` and moves each counter by (actual − reserved) in the same transaction: a retried
-settlement fails its condition and counts nothing twice.
+settlement fails its condition and counts nothing twice. An opted-in team's prompt audit record
+rides in that transaction too, as an unconditional `Put` into the prompts table: the reservation's
+condition already lets the transaction commit once, so the record is written once, and a record
+already there can never cancel the settlement (docs/LEDGER.md, "Prompt audit record").
 
 Why transactions, and their price (DESIGN §3 a–c): counters stay separate small items (< 1 KB,
 so 2 write units each inside a transaction) instead of one item per team that would grow with
@@ -24,8 +27,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from paymaster import schema
-from paymaster.adapters.dynamodb_records import asked_attributes, call_attributes, n, s, usage_attribute
+from paymaster.adapters.dynamodb_records import (
+    asked_attributes,
+    call_attributes,
+    n,
+    prompt_item,
+    s,
+    usage_attribute,
+)
 from paymaster.adapters.dynamodb_transact import Transactions, store_errors
+from paymaster.domain.audit import PromptRecord
 from paymaster.domain.errors import StoreUnavailableError
 from paymaster.domain.limits import Hold, Refusal
 from paymaster.ports import CounterChange, CounterState, HeldReservation, Reservation, Settlement
@@ -49,19 +60,23 @@ def _epoch(moment: datetime) -> int:
 
 
 class DynamoDBCounterStore:
-    """`client` is a boto3 DynamoDB client; `table` the counters table's name."""
+    """`client` is a boto3 DynamoDB client; `table` the counters table's name; `prompts_table` the
+    prompts table's, where settlements put their prompt audit records (None: no settlement may
+    carry one)."""
 
     def __init__(
         self,
         client: Any,
         table: str,
         *,
+        prompts_table: str | None = None,
         sleep: Callable[[float], None] = time.sleep,
         jitter: Callable[[], float] = random.random,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._client = client
         self._table = table
+        self._prompts_table = prompts_table
         self._transactions = Transactions(client, STORE, sleep=sleep, jitter=jitter)
         self._clock = clock
 
@@ -82,6 +97,8 @@ class DynamoDBCounterStore:
 
     def settle(self, settlement: Settlement) -> bool:
         items = [self._close_reservation(settlement)] + [self._move(change) for change in settlement.changes]
+        if settlement.audit is not None:
+            items.append(self._put_prompt(settlement.audit))
         for _ in range(FENCE_ATTEMPTS):
             reasons = self._transactions.write(items)
             if reasons is None:
@@ -203,6 +220,13 @@ class DynamoDBCounterStore:
                 "ExpressionAttributeNames": {"#pk": schema.PARTITION_KEY},
             }
         }
+
+    def _put_prompt(self, record: PromptRecord) -> dict[str, Any]:
+        """No condition: the settlement's `state = held` commits the transaction once per
+        reservation, and a condition here could only cancel a settlement over its record."""
+        if self._prompts_table is None:
+            raise ValueError(f"settlement of {record.request_id} carries a prompt record but no prompts table is set")
+        return {"Put": {"TableName": self._prompts_table, "Item": prompt_item(record)}}
 
     def _hold(self, hold: Hold) -> dict[str, Any]:
         update: dict[str, Any] = {

@@ -25,6 +25,10 @@ Cost per entry: the Put (570 B for a typical caller, 1.3 KB at every cap, `bench
 and five or six rollup ADDs (< 200 B each), doubled inside the transaction, plus the request-id
 index's copy of the entry: 15 write units, 18 at the caps. docs/LEDGER.md has the hot-partition
 ceiling.
+
+`rollup` (a GetItem) and `breakdown` (a Query of one month × dimension partition) read the
+rollups, all under `SPEND#`: what the gateway answers `GET /v1/usage` with, and all its role may
+read of this table. `calls` and `request` read entries, for `paymaster ledger`.
 """
 
 import random
@@ -36,7 +40,7 @@ from typing import Any
 from paymaster import schema
 from paymaster.adapters.dynamodb_records import entry_attributes, n, recorded_entry, s
 from paymaster.adapters.dynamodb_transact import Transactions, store_errors
-from paymaster.domain.ledger import LedgerEntry, Rollup, Totals, rollups, totals
+from paymaster.domain.ledger import Dimension, LedgerEntry, Rollup, Totals, rollups, totals
 
 # A month's entries and rollups are kept this long after the month ends, then TTL deletes them:
 # long enough to compare a month with the same month a year before, through the next year's
@@ -127,8 +131,27 @@ class DynamoDBLedger:
                 Key={schema.PARTITION_KEY: s(pk), schema.SORT_KEY: s(sk)},
                 ConsistentRead=True,
             )
-        item = answer.get("Item", {})
-        return Totals(**{field: int(item.get(name, {"N": "0"})["N"]) for name, field in _TOTALS.items()})
+        return _totals(answer.get("Item", {}))
+
+    def breakdown(self, team: str, month: str, dimension: Dimension) -> dict[str, Totals]:
+        """Every app, model or user of `team`'s UTC `month` (`2026-12`) and what its calls add up to:
+        one Query of the partition `SPEND#<team>#<month>#<dimension>`, strongly consistent, every
+        1 MB page (a rollup is under 200 B: about 5,000 rows a page)."""
+        rows: dict[str, Totals] = {}
+        query: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "#pk = :pk",
+            "ExpressionAttributeNames": {"#pk": schema.PARTITION_KEY},
+            "ExpressionAttributeValues": {":pk": s(schema.rollup_pk(team, month, dimension))},
+            "ConsistentRead": True,
+        }
+        while True:
+            with store_errors(STORE):
+                answer = self._client.query(**query)
+            rows |= {item[schema.SORT_KEY]["S"]: _totals(item) for item in answer.get("Items", [])}
+            if not answer.get("LastEvaluatedKey"):
+                return rows
+            query["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
 
     def _query(self, **query: Any) -> Iterator[LedgerEntry]:
         start: dict[str, Any] | None = None
@@ -184,6 +207,11 @@ class DynamoDBLedger:
                 | {":expires": expires_at},
             }
         }
+
+
+def _totals(item: Mapping[str, Any]) -> Totals:
+    """A rollup item's sums; an attribute never added to (no cache tokens, say) is 0."""
+    return Totals(**{field: int(item.get(name, {"N": "0"})["N"]) for name, field in _TOTALS.items()})
 
 
 def _rollup_key(rollup: Rollup) -> tuple[str, str]:

@@ -1,4 +1,5 @@
-"""What a reservation records for the ledger, in DynamoDB's JSON — one encoding, both ways.
+"""What a reservation records for the ledger, in DynamoDB's JSON — one encoding, both ways —
+and the prompt audit record the settlement puts beside it (`prompt_item`).
 
 The counter store writes these attributes on the reservation item at admission (`asked_attributes`)
 and settlement (`call_attributes`, `usage_attribute`); the ledger reads them back from the
@@ -11,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from paymaster import schema
+from paymaster.domain.audit import PromptRecord
 from paymaster.domain.chat import Usage
 from paymaster.domain.ledger import Denial, LedgerEntry
 from paymaster.ports import Asked, CallRecord
@@ -74,6 +76,33 @@ def usage_attribute(usage: Usage) -> dict[str, Any]:
     }
 
 
+def prompt_item(record: PromptRecord) -> dict[str, Any]:
+    """The prompts table's item for `record`, keyed by request id and hop, with its TTL."""
+    item: dict[str, Any] = {
+        schema.PARTITION_KEY: s(schema.prompt_pk(record.request_id)),
+        schema.SORT_KEY: s(schema.prompt_sk(record.hop)),
+        schema.REQUEST_ID: s(record.request_id),
+        schema.HOP: n(record.hop),
+        schema.ADMITTED_AT: n(epoch_ms(record.admitted_at)),
+        schema.TEAM: s(record.team),
+        schema.APP: s(record.app),
+        schema.ENV: s(record.env),
+        schema.PRINCIPAL: s(record.principal),
+        schema.MODEL: s(record.model),
+        schema.DEPLOYMENT: s(record.deployment),
+        schema.PROMPT: s(record.prompt),
+        schema.PROMPT_BYTES: n(record.prompt_bytes),
+        schema.COMPLETION_BYTES: n(record.completion_bytes),
+        schema.TRUNCATED: {"BOOL": record.truncated},
+        schema.TTL_ATTRIBUTE: n(int(record.expires_at.timestamp())),
+    }
+    if record.user is not None:
+        item[schema.USER] = _label(record.user)
+    if record.completion is not None:
+        item[schema.COMPLETION] = s(record.completion)
+    return item
+
+
 def entry_attributes(entry: LedgerEntry) -> dict[str, Any]:
     """The entry as the reservation recorded it (keys and the ledger's own names aside)."""
     item: dict[str, Any] = {
@@ -133,7 +162,7 @@ def recorded_entry(item: Item, *, request_id: str, hop: int, outcome: str) -> Le
     return LedgerEntry(
         request_id=request_id,
         hop=hop,
-        admitted_at=_from_epoch_ms(int(item[schema.ADMITTED_AT]["N"])),
+        admitted_at=from_epoch_ms(int(item[schema.ADMITTED_AT]["N"])),
         team=item[schema.TEAM]["S"],
         app=item[schema.APP]["S"],
         env=item[schema.ENV]["S"],
@@ -175,7 +204,7 @@ def _denial(denial: Item) -> Denial:
         remaining=int(denial[schema.DENIAL_REMAINING]["N"]),
         requested=int(denial[schema.DENIAL_REQUESTED]["N"]),
         window=denial[schema.DENIAL_WINDOW]["S"],
-        resets_at=_from_epoch_ms(int(denial[schema.DENIAL_RESETS_AT]["N"])),
+        resets_at=from_epoch_ms(int(denial[schema.DENIAL_RESETS_AT]["N"])),
     )
 
 
@@ -193,7 +222,7 @@ def _number(item: Item, name: str) -> int | None:
     return None if value is None else int(value["N"])
 
 
-def _from_epoch_ms(milliseconds: int) -> datetime:
+def from_epoch_ms(milliseconds: int) -> datetime:
     """Exact to the millisecond (a float division would not be)."""
     seconds, remainder = divmod(milliseconds, 1000)
     return datetime.fromtimestamp(seconds, UTC) + timedelta(milliseconds=remainder)

@@ -8,7 +8,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal, TypeVar
 
 from paymaster import schema
+from paymaster.domain.audit import PromptRecord
 from paymaster.domain.errors import StoreUnavailableError
+from paymaster.domain.ledger import Dimension, LedgerEntry, Rollup, Totals, rollups, totals
 from paymaster.domain.limits import Hold, Refusal
 from paymaster.ports import CounterState, HeldReservation, Reservation, Settlement
 
@@ -63,6 +65,8 @@ class MemoryCounterStore:
       admitted, and anything else under a request id already used is StoreUnavailableError.
     - `settle`: once per request id, while the reservation is held; with `fence`, a request id
       that has no reservation at all gets a released one, so a late copy of its admission fails.
+      A settlement's prompt audit record is kept when it applies (`prompts`), in its place if
+      one was there, and not when it does not.
     - `expired`: held reservations whose expiry, in whole epoch seconds, is before `now`, oldest
       first, at most `limit`.
 
@@ -81,6 +85,7 @@ class MemoryCounterStore:
         self._clock = clock
         self._counters: dict[_Key, CounterState] = {}
         self._reservations: dict[str, _StoredReservation] = {}
+        self._prompts: dict[tuple[str, int], PromptRecord] = {}
         self._tokens: dict[tuple[object, ...], tuple[datetime, tuple[object, ...]]] = {}
         self._token_order: deque[tuple[datetime, tuple[object, ...]]] = deque()
         self._faults: dict[StoreOperation, deque[_Fault]] = {
@@ -97,6 +102,12 @@ class MemoryCounterStore:
         (StoreOutcomeUnknownError). Called again, the failures queue up, one call each."""
         with self._lock:
             self._faults[operation].append(_Fault(error, applied))
+
+    @property
+    def prompts(self) -> dict[tuple[str, int], PromptRecord]:
+        """The prompt audit records settlements wrote, by request id and hop."""
+        with self._lock:
+            return dict(self._prompts)
 
     def reserve(self, reservation: Reservation) -> list[Refusal]:
         return self._call("reserve", lambda: self._reserve(reservation))
@@ -158,7 +169,11 @@ class MemoryCounterStore:
 
     def _settle(self, settlement: Settlement) -> bool:
         request_id = settlement.request_id
-        _one_transaction(request_id, [(change.pk, change.sk) for change in settlement.changes])
+        _one_transaction(
+            request_id,
+            [(change.pk, change.sk) for change in settlement.changes],
+            others=int(settlement.audit is not None),
+        )
         stored = self._reservations.get(request_id)
         if stored is None:
             if settlement.fence:  # a released reservation that holds nothing, where none exists
@@ -172,6 +187,8 @@ class MemoryCounterStore:
                 counter.committed + change.delta, counter.spent + change.spent
             )
         self._reservations[request_id] = replace(stored, outcome=settlement.outcome)
+        if settlement.audit is not None:
+            self._prompts[(settlement.audit.request_id, settlement.audit.hop)] = settlement.audit
         return True
 
     def _expired(self, now: datetime, limit: int) -> list[HeldReservation]:
@@ -202,12 +219,12 @@ def _fits(hold: Hold, counter: CounterState | None) -> bool:
     return counter.committed <= room
 
 
-def _one_transaction(request_id: str, counters: list[_Key]) -> None:
-    """What DynamoDB refuses in a transaction on a reservation and its counters before looking at
-    any condition (a ValidationException there)."""
+def _one_transaction(request_id: str, counters: list[_Key], *, others: int = 0) -> None:
+    """What DynamoDB refuses in a transaction on a reservation and its counters (and `others`
+    items in other tables) before looking at any condition (a ValidationException there)."""
     keys = [(schema.reservation_pk(request_id), schema.RESERVATION_SORT_KEY), *counters]
-    if len(keys) > MAX_TRANSACTION_ITEMS:
-        raise ValueError(f"a transaction holds at most {MAX_TRANSACTION_ITEMS} items, not {len(keys)}")
+    if len(keys) + others > MAX_TRANSACTION_ITEMS:
+        raise ValueError(f"a transaction holds at most {MAX_TRANSACTION_ITEMS} items, not {len(keys) + others}")
     if len(set(keys)) != len(keys):
         raise ValueError("a transaction cannot name one item twice")
 
@@ -253,3 +270,44 @@ class MemorySettlementQueue:
         with self._lock:
             taken, self._waiting = self._waiting, []
         return taken
+
+
+class MemoryLedger:
+    """The ledger as the DynamoDB one keeps it: an entry once, added to its rollups with it.
+    `unavailable` makes every read and write raise StoreUnavailableError, as a ledger table
+    nobody can reach does."""
+
+    def __init__(self) -> None:
+        self._recorded: set[tuple[str, str, str, int]] = set()
+        self._rollups: dict[Rollup, Totals] = {}
+        self._lock = threading.Lock()
+        self.unavailable = False
+
+    def record(self, entry: LedgerEntry) -> bool:
+        self._check()
+        key = (schema.calls_pk(entry.team, entry.month), entry.admitted, entry.request_id, entry.hop)
+        with self._lock:
+            if key in self._recorded:
+                return False
+            self._recorded.add(key)
+            for rollup in rollups(entry):
+                self._rollups[rollup] = self._rollups.get(rollup, Totals()) + totals(entry)
+        return True
+
+    def rollup(self, rollup: Rollup) -> Totals:
+        self._check()
+        with self._lock:
+            return self._rollups.get(rollup, Totals())
+
+    def breakdown(self, team: str, month: str, dimension: Dimension) -> dict[str, Totals]:
+        self._check()
+        with self._lock:
+            return {
+                rollup.value: added
+                for rollup, added in self._rollups.items()
+                if (rollup.team, rollup.period, rollup.dimension) == (team, month, dimension) and rollup.value
+            }
+
+    def _check(self) -> None:
+        if self.unavailable:
+            raise StoreUnavailableError("the ledger is unreachable")

@@ -17,6 +17,12 @@ class Settings(BaseModel):
 
     policy_file: Path
     counters_table: str = Field(min_length=1)
+    # The gateway reads the ledger's rollups for GET /v1/usage (and must be given it); the
+    # settlement-retry function, which shares these settings, reads no ledger.
+    ledger_table: str | None = Field(default=None, min_length=1)
+    # Where settlements put the prompt audit records of teams that opt in; the gateway refuses to
+    # start without it when the policy has such a team (composition.build_gateway).
+    prompts_table: str | None = Field(default=None, min_length=1)
     # Settlements the counter store could not take now wait here for the settlement-retry function.
     settlement_queue_url: str = Field(min_length=1)
     # paymaster's EventBridge bus; None (tests, a gateway without one) publishes nothing.
@@ -45,6 +51,8 @@ class Settings(BaseModel):
         raw: dict[str, object] = {
             "policy_file": environ.get(names.ENV_POLICY_FILE),
             "counters_table": environ.get(names.ENV_COUNTERS_TABLE),
+            "ledger_table": environ.get(names.ENV_LEDGER_TABLE) or None,
+            "prompts_table": environ.get(names.ENV_PROMPTS_TABLE) or None,
             "settlement_queue_url": environ.get(names.ENV_SETTLEMENT_QUEUE_URL),
             "event_bus": environ.get(names.ENV_EVENT_BUS) or None,
             "identity": environ.get(names.ENV_IDENTITY),

@@ -13,17 +13,26 @@ settlement, so that it can be replayed by hand if the execution environment is r
 
     {"request_id": "r1", "outcome": "released", "cost": 0, "usage": null, "flags": ["…"], "fence": true,
      "changes": [{"pk": "RULE#…", "sk": "2026-11", "delta": -42, "spent": 0}]}
+
+An opted-in team's prompt audit record travels with its settlement (`"audit": {...}`, absent for
+any other team), so a settlement applied from the queue writes it as the gateway would have. Its
+prompt and completion are base64 of their UTF-8 in the message: 4/3 of at most `MAX_AUDIT_BYTES`
+(128 KiB) is 171 KiB whatever the text — JSON's own escaping could double a text of quotes — so
+the message stays under SQS's 256 KiB with the rest of the settlement (a few KB).
 """
 
+import base64
 import json
 import threading
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
+from paymaster.adapters.dynamodb_records import epoch_ms, from_epoch_ms
+from paymaster.domain.audit import PromptRecord
 from paymaster.domain.chat import Usage
 from paymaster.ports import CallRecord, CounterChange, Settlement
 
@@ -31,7 +40,11 @@ logger = Logger(service="paymaster")
 
 
 def settlement_to_json(settlement: Settlement) -> str:
-    return json.dumps(asdict(settlement), separators=(",", ":"))
+    raw = asdict(replace(settlement, audit=None))
+    del raw["audit"]
+    if settlement.audit is not None:  # only an opted-in team's settlement carries one
+        raw["audit"] = _audit_to_json(settlement.audit)
+    return json.dumps(raw, separators=(",", ":"))
 
 
 def settlement_from_json(body: str) -> Settlement:
@@ -40,6 +53,7 @@ def settlement_from_json(body: str) -> Settlement:
     raw = json.loads(body)
     usage = raw["usage"]
     call = raw.get("call")
+    audit = raw.get("audit")
     return Settlement(
         request_id=str(raw["request_id"]),
         changes=tuple(
@@ -61,7 +75,46 @@ def settlement_from_json(body: str) -> Settlement:
             latency_ms=int(call["latency_ms"]),
             first_token_ms=None if call["first_token_ms"] is None else int(call["first_token_ms"]),
         ),
+        audit=None if audit is None else _audit_from_json(audit),
     )
+
+
+def _audit_to_json(record: PromptRecord) -> dict[str, Any]:
+    raw = asdict(record)
+    raw["admitted_at"] = epoch_ms(record.admitted_at)
+    raw["expires_at"] = epoch_ms(record.expires_at)
+    raw["prompt"] = _base64(record.prompt)
+    raw["completion"] = None if record.completion is None else _base64(record.completion)
+    return raw
+
+
+def _audit_from_json(raw: dict[str, Any]) -> PromptRecord:
+    return PromptRecord(
+        request_id=str(raw["request_id"]),
+        hop=int(raw["hop"]),
+        admitted_at=from_epoch_ms(int(raw["admitted_at"])),
+        team=str(raw["team"]),
+        app=str(raw["app"]),
+        env=str(raw["env"]),
+        principal=str(raw["principal"]),
+        user=None if raw["user"] is None else str(raw["user"]),
+        model=str(raw["model"]),
+        deployment=str(raw["deployment"]),
+        prompt=_text(raw["prompt"]),
+        completion=None if raw["completion"] is None else _text(raw["completion"]),
+        prompt_bytes=int(raw["prompt_bytes"]),
+        completion_bytes=int(raw["completion_bytes"]),
+        truncated=bool(raw["truncated"]),
+        expires_at=from_epoch_ms(int(raw["expires_at"])),
+    )
+
+
+def _base64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode("ascii")
+
+
+def _text(encoded: str) -> str:
+    return base64.b64decode(encoded, validate=True).decode()
 
 
 class SqsSettlementQueue:

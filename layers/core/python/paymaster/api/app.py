@@ -3,7 +3,8 @@
 POST /v1/chat/completions   OpenAI body; `stream: true` answers with SSE
 POST /v1/embeddings         OpenAI body; floats or base64, as the caller asks
 GET  /v1/models             the virtual models the caller's team may use
-GET  /v1/usage              the caller's team: every rule's limit, used, reserved, remaining, reset
+GET  /v1/usage              the caller's team: every rule's limit, used, reserved, remaining, reset;
+                            its spend this month and last (`?month=YYYY-MM&by=app|model|user`)
 GET  /healthz               readiness for Lambda Web Adapter (unauthenticated, no data)
 """
 
@@ -14,7 +15,6 @@ import time
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
-from dataclasses import asdict
 from itertools import chain
 from typing import Any, TypeVar
 
@@ -31,7 +31,7 @@ from starlette.types import Receive, Scope, Send
 
 from paymaster import names
 from paymaster.adapters.request_context import request_id as gateway_request_id
-from paymaster.api import embeddings_wire, openai_wire
+from paymaster.api import embeddings_wire, openai_wire, usage_wire
 from paymaster.api.errors import bill_headers, error_body, error_response, status_and_type
 from paymaster.domain.chat import ChatRequest, StreamEvent
 from paymaster.domain.embeddings import EmbeddingRequest
@@ -39,12 +39,13 @@ from paymaster.domain.errors import InvalidRequestError, PayloadTooLargeError, P
 from paymaster.domain.identity import Caller
 from paymaster.domain.limits import Hold, amount_text
 from paymaster.domain.metering import Bill
+from paymaster.domain.spend import spend_query
 from paymaster.ports import HttpRequest
-from paymaster.services.admission import AdmissionService
 from paymaster.services.chat import ChatService
 from paymaster.services.embeddings import EmbeddingsService
 from paymaster.services.identify import IdentifyService
 from paymaster.services.routing import BudgetView, Exchange
+from paymaster.services.usage import UsageService
 
 logger = Logger(service="paymaster")
 
@@ -60,7 +61,7 @@ def create_app(  # noqa: PLR0915 - one closure per route, sharing the app's depe
     identify: IdentifyService,
     chat: ChatService,
     embeddings: EmbeddingsService,
-    admission: AdmissionService,
+    usage: UsageService,
     max_body_bytes: int,
     one_request_at_a_time: bool = False,
 ) -> Starlette:
@@ -151,18 +152,11 @@ def create_app(  # noqa: PLR0915 - one closure per route, sharing the app's depe
         )
         return JSONResponse(payload, headers=_served_headers(exchange, budgets) | bill_headers(exchange.bill))
 
-    async def usage(request: Request, rid: str) -> Response:
+    async def team_usage(request: Request, rid: str) -> Response:
         caller = await caller_of(request, await read_body(request))
-        rules = await blocking(admission.usage, caller, request.query_params.get("user"))
-        return JSONResponse(
-            {
-                "object": "usage",
-                "team": caller.team,
-                "app": caller.app,
-                "env": caller.env,
-                "rules": [asdict(rule) for rule in rules],
-            }
-        )
+        query = spend_query(_one_param(request, "month"), _one_param(request, "by"))
+        answer = await blocking(usage.usage, caller, query, _one_param(request, "user"))
+        return JSONResponse(usage_wire.usage_body(caller, answer))
 
     async def models(request: Request, rid: str) -> Response:
         caller = await caller_of(request, await read_body(request))
@@ -177,7 +171,7 @@ def create_app(  # noqa: PLR0915 - one closure per route, sharing the app's depe
             Route("/v1/chat/completions", handled(chat_completions), methods=["POST"]),
             Route("/v1/embeddings", handled(embed), methods=["POST"]),
             Route("/v1/models", handled(models), methods=["GET"]),
-            Route("/v1/usage", handled(usage), methods=["GET"]),
+            Route("/v1/usage", handled(team_usage), methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
         ],
         exception_handlers={HTTPException: http_error},
@@ -243,6 +237,14 @@ def budget_headers(holds: Sequence[Hold], view: BudgetView) -> dict[str, str]:
         "x-paymaster-budget-reset": hold.window.end.isoformat(),
         "x-paymaster-budget-as-of": view.as_of.isoformat(),
     }
+
+
+def _one_param(request: Request, name: str) -> str | None:
+    """The query string's `name`, given at most once: `?by=app&by=model` asks two things at once."""
+    values = request.query_params.getlist(name)
+    if len(values) > 1:
+        raise InvalidRequestError(f"Give `{name}` at most once; it was given {len(values)} times.", param=name)
+    return values[0] if values else None
 
 
 def _url_as_sent(request: Request) -> str:

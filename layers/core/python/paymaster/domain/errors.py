@@ -162,6 +162,13 @@ class StoreUnavailableError(PaymasterError):
     code = "counter_store_unavailable"
 
 
+class LedgerUnavailableError(StoreUnavailableError):
+    """The ledger could not be read, so the spend `GET /v1/usage` reports cannot be told: the
+    whole answer is a 503 rather than a 200 whose spend a script could take for $0."""
+
+    code = "ledger_unavailable"
+
+
 class StoreOutcomeUnknownError(StoreUnavailableError):
     """The counter store did not answer a write it may have applied (a timeout, a connection
     broken after the request was sent, a 5xx), even when asked again."""

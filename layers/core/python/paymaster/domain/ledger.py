@@ -31,7 +31,8 @@ from typing import Literal
 from paymaster.domain.chat import Usage
 from paymaster.domain.events import RequestDenied
 
-Dimension = Literal["app", "model", "user", "rule"]
+Dimension = Literal["app", "model", "user"]  # what a team's spend is broken down by
+DenialDimension = Literal["rule"]  # what a team's denials are also counted by (they spend nothing)
 DENIED = "denied"  # the outcome of a denial's entry
 
 
@@ -123,6 +124,25 @@ class Totals:
     cache_write_tokens: int = 0
     denials: int = 0
 
+    def __add__(self, other: "Totals") -> "Totals":
+        """Field by field: (1 call, 30 µUSD) + (2, 12) = (3, 42); `sum(rows, Totals())` adds rows."""
+        return Totals(*(mine + theirs for mine, theirs in zip(self._fields(), other._fields(), strict=True)))
+
+    def __sub__(self, other: "Totals") -> "Totals":
+        """Field by field: a month's (3 calls, 42 µUSD) − its users' (2, 12) = (1, 30) that named none."""
+        return Totals(*(mine - theirs for mine, theirs in zip(self._fields(), other._fields(), strict=True)))
+
+    def _fields(self) -> tuple[int, ...]:
+        return (
+            self.calls,
+            self.cost,
+            self.input_tokens,
+            self.output_tokens,
+            self.cache_read_tokens,
+            self.cache_write_tokens,
+            self.denials,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Rollup:
@@ -131,7 +151,7 @@ class Rollup:
 
     team: str
     period: str
-    dimension: Dimension | None = None
+    dimension: Dimension | DenialDimension | None = None
     value: str | None = None
 
 

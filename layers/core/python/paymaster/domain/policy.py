@@ -153,9 +153,33 @@ class App(_Strict):
     principals: list[Principal] = Field(min_length=1)
 
 
+# The prompt audit record is an item of the prompts table, written inside the settlement's
+# transaction: at most 128 KiB of content keeps it far under DynamoDB's 400 KB item and its queued
+# settlement under SQS's 256 KiB message (docs/LEDGER.md, "Prompt audit record").
+MIN_AUDIT_BYTES = 1_024
+MAX_AUDIT_BYTES = 131_072
+# No longer than the ledger keeps the entry that says who called which model, when.
+MAX_AUDIT_RETENTION_DAYS = 400
+
+
+class Audit(_Strict):
+    """What a team's calls leave beyond the ledger. Off unless the team opts in.
+
+    `prompts: true` keeps, for each settled call, the request's messages and tools (an embedding's
+    inputs) and the completion as delivered, in the prompts table: cut to `max_bytes` of UTF-8
+    together, deleted `retention_days` after admission. Example: `audit: {prompts: true,
+    max_bytes: 16384, retention_days: 30}` keeps at most 16 KiB of each call for a month.
+    """
+
+    prompts: bool = False
+    max_bytes: int = Field(default=32_768, ge=MIN_AUDIT_BYTES, le=MAX_AUDIT_BYTES)
+    retention_days: int = Field(default=30, ge=1, le=MAX_AUDIT_RETENTION_DAYS)
+
+
 class Team(_Strict):
     apps: dict[Name, App] = Field(min_length=1)
     models: list[Name] | None = None  # the virtual models this team may use; None = all
+    audit: Audit = Audit()
 
 
 def _as_list(value: object) -> object:

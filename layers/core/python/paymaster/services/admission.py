@@ -18,6 +18,7 @@ from typing import Literal
 
 from aws_lambda_powertools import Logger
 
+from paymaster.domain.audit import PromptRecord
 from paymaster.domain.chat import ChatRequest, Usage
 from paymaster.domain.embeddings import EmbeddingRequest
 from paymaster.domain.embeddings import input_tokens as embedding_input_tokens
@@ -218,10 +219,13 @@ class AdmissionService:
             raise StoreUnavailableError(f"Could not reserve for request {request_id} in {MAX_ATTEMPTS} attempts.")
         raise _refusal_error(tightest(enforced), now)
 
-    def settle(self, admission: Admission, outcome: Outcome, call: CallRecord | None = None) -> Bill:
+    def settle(
+        self, admission: Admission, outcome: Outcome, call: CallRecord | None = None, audit: PromptRecord | None = None
+    ) -> Bill:
         """Replaces the hold by what the request used (see `metering` for each outcome) and says
         what it was charged. Every charge without the provider's usage is flagged. `call`: how
-        it was served, for the ledger."""
+        it was served, for the ledger; `audit`: the prompt record written with the settlement
+        (none is written for a request admitted without the store: there is no settlement)."""
         model = admission.model
         flags: list[str] = []
         usage: Usage | None = None
@@ -269,7 +273,15 @@ class AdmissionService:
         )
         self._apply(
             Settlement(
-                admission.request_id, changes, settled, bill.cost, usage, tuple(flags), billed_on=bill.basis, call=call
+                admission.request_id,
+                changes,
+                settled,
+                bill.cost,
+                usage,
+                tuple(flags),
+                billed_on=bill.basis,
+                call=call,
+                audit=audit,
             )
         )
         return bill

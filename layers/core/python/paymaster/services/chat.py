@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from aws_lambda_powertools import Logger
 
+from paymaster.domain.audit import Output, streamed_output
 from paymaster.domain.chat import (
     ChatRequest,
     Completion,
@@ -58,6 +59,7 @@ class ChatService:
         def attempt(hop: Hop) -> Completion:
             completion = self._provider(hop).complete(_call(exchange, hop))
             exchange.provider_request_id = completion.provider_request_id
+            exchange.output = Output(completion.text, completion.tool_calls)
             return completion
 
         return self._router.serve(exchange, attempt, lambda answer: answer.usage)
@@ -81,6 +83,8 @@ class ChatService:
             if exchange.bill is None:
                 if before is None and seen.usage is None:
                     logger.warning("stream cut", extra={"request_id": exchange.request_id})
+                if before is None:
+                    exchange.output = seen.output()
                 self._router.settle(exchange, seen.outcome() if before is None else before)
             assert exchange.bill is not None
             return exchange.bill
@@ -101,6 +105,7 @@ class ChatService:
             )
             if seen.usage is None:
                 logger.warning("stream ended without usage", extra={"request_id": exchange.request_id})
+            exchange.output = seen.output()
             bill = self._router.settle(exchange, seen.outcome())
             self._router.log_served(exchange, self._monotonic() - started)
             yield bill
@@ -146,7 +151,7 @@ class ChatService:
 class _Seen:
     """What a stream the provider accepted has sent so far: its output, and its usage once reported."""
 
-    delivered: list[str] = field(default_factory=list)
+    delivered: list[TextDelta | ToolCallDelta] = field(default_factory=list)
     usage: Usage | None = None
 
     def relay(
@@ -161,20 +166,26 @@ class _Seen:
             if isinstance(event, UsageReported):
                 self.usage = event.usage
                 continue
-            if isinstance(event, TextDelta):
-                self.delivered.append(event.text)
-            elif isinstance(event, ToolCallDelta):
-                self.delivered.append((event.name or "") + event.arguments)
-            if isinstance(event, TextDelta | ToolCallDelta) and len(self.delivered) == 1:
-                first_output()  # each piece of output is one entry of `delivered`
+            if isinstance(event, TextDelta | ToolCallDelta):
+                self.delivered.append(event)
+                if len(self.delivered) == 1:
+                    first_output()
             yield event
             if past_deadline():
                 raise ProviderTimeoutError("the provider's stream ran past its total timeout", accepted=True)
 
     def outcome(self) -> Outcome:
-        """What the stream is charged: its usage, else what it delivered."""
-        delivered = "".join(self.delivered)
+        """What the stream is charged: its usage, else what it delivered (its text, and each
+        tool call's name and arguments)."""
+        delivered = "".join(
+            piece.text if isinstance(piece, TextDelta) else (piece.name or "") + piece.arguments
+            for piece in self.delivered
+        )
         return Reported(self.usage, delivered) if self.usage is not None else Delivered(delivered)
+
+    def output(self) -> Output:
+        """What the stream delivered, as an opted-in team's prompt record keeps it."""
+        return streamed_output(self.delivered)
 
 
 def _call(exchange: Exchange, hop: Hop) -> ProviderCall:

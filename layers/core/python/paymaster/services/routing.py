@@ -17,6 +17,7 @@ from typing import TypeVar
 from aws_lambda_powertools import Logger
 
 from paymaster import schema
+from paymaster.domain.audit import Output, prompt_record
 from paymaster.domain.chat import ChatRequest, Usage
 from paymaster.domain.embeddings import EmbeddingRequest
 from paymaster.domain.errors import (
@@ -64,6 +65,7 @@ class Exchange:
     planned_at: float = 0.0  # the router's monotonic clock, at admission
     first_token_at: float | None = None  # when a stream delivered its first output
     provider_request_id: str | None = None
+    output: Output | None = None  # what reached the caller, for an opted-in team's prompt record
 
     @property
     def deployment(self) -> Deployment:
@@ -199,7 +201,22 @@ class Router:
             latency_ms=_ms(now - exchange.planned_at),
             first_token_ms=None if first is None else _ms(first - exchange.planned_at),
         )
-        exchange.bill = self._admission.settle(exchange.admission, outcome, call)
+        audit = self._policy.teams[exchange.caller.team].audit
+        record = None
+        if audit.prompts:
+            request_id, hop = schema.split_hop(exchange.admission.request_id)
+            record = prompt_record(
+                request_id=request_id,
+                hop=hop,
+                admitted_at=exchange.admission.now,
+                caller=exchange.caller,
+                model=exchange.admission.model_name,
+                deployment=exchange.deployment.label,
+                request=exchange.request,
+                output=exchange.output,
+                audit=audit,
+            )
+        exchange.bill = self._admission.settle(exchange.admission, outcome, call, record)
         return exchange.bill
 
     def budgets(self, exchange: Exchange) -> BudgetView:
