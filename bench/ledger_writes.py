@@ -1,5 +1,6 @@
 """What the ledger costs per settled call: the stream records the ledger function reads, the
-DynamoDB requests it sends and the write units they are billed, and the entry's size.
+DynamoDB requests it sends and the write units they are billed, and the entry's size; and the
+same per denial, recorded from its RequestDenied event (rows `-`).
 
 Calls are admitted and settled through the gateway's own counter store on the serialised moto
 server; the counters' stream is then read as the local runner reads it, and each record goes
@@ -11,10 +12,12 @@ transaction; the request-id index holds a copy of each entry (1 unit per started
     .venv/bin/python -m bench.ledger_writes
 """
 
+import json
 import math
 from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -30,13 +33,15 @@ from paymaster.adapters.dynamodb_wire import DynamoDBWire
 from paymaster.adapters.memory import MemorySettlementQueue
 from paymaster.adapters.tokenizer import count_tokens
 from paymaster.domain.chat import Usage
-from paymaster.domain.ledger import LedgerEntry, rollups
+from paymaster.domain.events import RequestDenied
+from paymaster.domain.ledger import LedgerEntry, denied_entry, rollups
 from paymaster.domain.metering import Reported
 from paymaster.ports import CallRecord
 from paymaster.services.admission import AdmissionService
 from paymaster_local.resources import COUNTERS_TABLE, LEDGER_TABLE
 
 ROUNDS = 20
+DENIAL_SAMPLE = Path(__file__).resolve().parents[1] / "events" / "published" / "request-denied.json"
 LOCAL = Credentials("local", "local")
 # The largest entry a caller can make: four labels at the cap, a user and a provider id at the
 # cap, three deployments tried, a long assumed-role session name.
@@ -83,6 +88,52 @@ def rollup_keys(entry: LedgerEntry) -> list[dict[str, Any]]:
     return keys
 
 
+def record_measured(ledger: DynamoDBLedger, reader: Any, entry: LedgerEntry) -> tuple[int, int]:
+    """Records `entry`; the size of the entry written and the write units its transaction cost."""
+    keys = rollup_keys(entry)
+    before = [item_size(reader.get_item(TableName=LEDGER_TABLE, Key=key).get("Item", {})) for key in keys]
+    ledger.record(entry)
+    after = [item_size(reader.get_item(TableName=LEDGER_TABLE, Key=key).get("Item", {})) for key in keys]
+    (stored,) = reader.query(
+        TableName=LEDGER_TABLE,
+        IndexName=schema.REQUEST_INDEX,
+        KeyConditionExpression="#r = :r",
+        ExpressionAttributeNames={"#r": schema.REQUEST_ID},
+        ExpressionAttributeValues={":r": {"S": entry.request_id}},
+    )["Items"]
+    size = item_size(stored)
+    kb = max(1, math.ceil(size / 1024))
+    rollup_units = sum(2 * max(1, math.ceil(max(old, new) / 1024)) for old, new in zip(before, after, strict=True))
+    return size, 2 * kb + rollup_units + kb  # the Put, the ADDs, the index's copy
+
+
+def measure_denials(url: str, wide: bool) -> str:
+    """Denials recorded from RequestDenied events (the sample's, each under its own request id):
+    no stream record, one request each."""
+    sent: Counter[str] = Counter()
+    wire = DynamoDBWire(
+        CountingTransport(sent), endpoint_url=url, region="us-east-1", credentials=Credentials("l", "l")
+    )
+    ledger = DynamoDBLedger(wire, LEDGER_TABLE)
+    reader = dynamodb_client(url)
+    detail = json.loads(DENIAL_SAMPLE.read_text())["detail"]
+    if wide:
+        detail |= {"user": "u" * 64, "principal_arn": WIDE_CALLER.arn, "metadata": WIDE_METADATA}
+        detail["rule"] |= {"scope": "team=search/user=" + "u" * 64}
+    sizes: list[int] = []
+    units = 0
+    for round_ in range(ROUNDS):
+        event = RequestDenied.model_validate(detail | {"request_id": f"denied-{round_}"})
+        size, entry_units = record_measured(ledger, reader, denied_entry(event))
+        sizes.append(size)
+        units += entry_units
+    shape = "wide caller" if wide else "typical"
+    return (
+        f"{'-':>5}  {shape:<11}  {0:>14.1f}  {sent.total() / ROUNDS:>16.2f}"
+        f"  {max(sizes):>7} B  {units / ROUNDS:>15.1f}   {dict(sent)}   (denials)"
+    )
+
+
 def measure(url: str, rules: int, wide: bool) -> str:
     counters = DynamoDBWire(
         httpx.HTTPTransport(), endpoint_url=url, region="us-east-1", credentials=Credentials("l", "l")
@@ -114,22 +165,9 @@ def measure(url: str, rules: int, wide: bool) -> str:
         entry = ledger_entry(record)
         if entry is None:
             continue
-        keys = rollup_keys(entry)
-        before = [item_size(reader.get_item(TableName=LEDGER_TABLE, Key=key).get("Item", {})) for key in keys]
-        ledger.record(entry)
-        after = [item_size(reader.get_item(TableName=LEDGER_TABLE, Key=key).get("Item", {})) for key in keys]
-        (stored,) = reader.query(
-            TableName=LEDGER_TABLE,
-            IndexName=schema.REQUEST_INDEX,
-            KeyConditionExpression="#r = :r",
-            ExpressionAttributeNames={"#r": schema.REQUEST_ID},
-            ExpressionAttributeValues={":r": {"S": entry.request_id}},
-        )["Items"]
-        size = item_size(stored)
+        size, entry_units = record_measured(ledger, reader, entry)
         entry_sizes.append(size)
-        kb = max(1, math.ceil(size / 1024))
-        rollup_units = sum(2 * max(1, math.ceil(max(old, new) / 1024)) for old, new in zip(before, after, strict=True))
-        units += 2 * kb + rollup_units + kb  # the Put, the ADDs, the index's copy
+        units += entry_units
         entries += 1
     shape = "wide caller" if wide else "typical"
     return (
@@ -145,6 +183,9 @@ def main() -> None:
         for wide in (False, True):
             with moto_dynamodb() as url:
                 print(measure(url, rules, wide))
+    for wide in (False, True):
+        with moto_dynamodb() as url:
+            print(measure_denials(url, wide))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""DynamoDB requests and write units per admitted request and per settlement, by matching rules.
+"""DynamoDB requests and write units per admitted request and per settlement, by matching rules
+(0: a request no rule matches, reserved holding nothing so that its settlement is on record).
 
 The gateway's own DynamoDB client talks to the serialised moto server; every HTTP request it
 sends (retries included) is counted at its transport, by operation. Write units are
@@ -138,7 +139,7 @@ def main() -> None:
     print(f"machine: {machine()}; {ROUNDS} admissions + settlements per row")
     print(f"{'rules':>5}  {'requests/admission':>18}  {'requests/settlement':>19}  {'WCU/admission':>13}", end="")
     print(f"  {'WCU/settlement':>14}  reservation item (held / settled)   operations (admission / settlement)")
-    for rules in (1, 3, 6):
+    for rules in (0, 1, 3, 6):
         with moto_dynamodb() as url:
             print(measure(url, rules))
 

@@ -46,6 +46,7 @@ class AppConfig:
     gateway_code_dir: Path = REPO_ROOT / "functions" / "gateway"
     settlement_retry_code_dir: Path = REPO_ROOT / "functions" / "settlement_retry"
     ledger_code_dir: Path = REPO_ROOT / "functions" / "ledger"
+    ledger_denials_code_dir: Path = REPO_ROOT / "functions" / "ledger_denials"
 
     @classmethod
     def from_context(cls, node: Node) -> "AppConfig":
@@ -72,6 +73,7 @@ class AppConfig:
             self.gateway_code_dir / "run.sh": "the gateway entry point ships in the repository",
             self.settlement_retry_code_dir / "app.py": "the settlement-retry entry point ships in the repository",
             self.ledger_code_dir / "app.py": "the ledger entry point ships in the repository",
+            self.ledger_denials_code_dir / "app.py": "the denials ledger entry point ships in the repository",
         }
         missing = [f"{path}: {fix}" for path, fix in expected.items() if not path.exists()]
         if missing:

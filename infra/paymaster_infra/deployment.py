@@ -24,7 +24,9 @@ def add_paymaster(app: App, config: AppConfig, *, env: Environment | None = None
         app,
         STATEFUL_STACK_NAME,
         env=env,
-        description="paymaster state: counters and ledger tables, event bus and archive, settlement and ledger queues",
+        description=(
+            "paymaster state: counters and ledger tables, event bus and archive, settlement, ledger and denial queues"
+        ),
     )
     gateway = GatewayStack(
         app,
@@ -39,6 +41,7 @@ def add_paymaster(app: App, config: AppConfig, *, env: Environment | None = None
         bus=state.events.bus,
         settlement_queue=state.settlements.queue,
         ledger_failures=state.ledger_failures.queue,
+        denials_queue=state.denials.queue,
     )
     Tags.of(app).add("project", "paymaster")
     add_checks(app)

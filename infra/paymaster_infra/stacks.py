@@ -10,10 +10,12 @@ from constructs import Construct
 
 from paymaster.domain.policy import Policy
 from paymaster_infra.config import AppConfig
+from paymaster_infra.denial_queue import DenialQueue
 from paymaster_infra.event_bus import CostEventBus
 from paymaster_infra.gateway_api import GatewayApi
 from paymaster_infra.gateway_function import GatewayFunction
 from paymaster_infra.layers import GatewayLayers
+from paymaster_infra.ledger_denials import DenialLedgerFunction
 from paymaster_infra.ledger_failures import LedgerFailureQueue
 from paymaster_infra.ledger_function import LedgerFunction
 from paymaster_infra.settlement_queue import SettlementQueue
@@ -22,8 +24,8 @@ from paymaster_infra.tables import CounterTables
 
 
 class StatefulStack(Stack):
-    """Tables, bus, archive, the settlement queue and the ledger's failure queue. Everything here
-    is retained when the stack is deleted."""
+    """Tables, bus, archive, the settlement queue, the ledger's failure queue and the denials queue
+    with its rule. Everything here is retained when the stack is deleted."""
 
     def __init__(self, scope: Construct, construct_id: str, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -31,6 +33,7 @@ class StatefulStack(Stack):
         self.events = CostEventBus(self, "Events")
         self.settlements = SettlementQueue(self, "Settlements")
         self.ledger_failures = LedgerFailureQueue(self, "LedgerFailures")
+        self.denials = DenialQueue(self, "Denials", bus=self.events.bus)
 
         dead_letters = self.settlements.dead_letter_queue
         CfnOutput(
@@ -51,10 +54,16 @@ class StatefulStack(Stack):
             value=self.ledger_failures.queue.queue_url,
             description="Stream batches the ledger function failed every retry on (docs/LEDGER.md)",
         )
+        CfnOutput(
+            self,
+            "DenialDeadLetterQueueUrl",
+            value=self.denials.dead_letter_queue.queue_url,
+            description="RequestDenied events the ledger could not record in every delivery (docs/LEDGER.md)",
+        )
 
 
 class GatewayStack(Stack):
-    """Layers, gateway function, API, the settlement-retry and the ledger functions; holds no
+    """Layers, gateway function, API, the settlement-retry and the two ledger functions; holds no
     data, so it can be destroyed and redeployed."""
 
     def __init__(
@@ -70,6 +79,7 @@ class GatewayStack(Stack):
         bus: events.IEventBus,
         settlement_queue: sqs.IQueue,
         ledger_failures: sqs.IQueue,
+        denials_queue: sqs.IQueue,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -105,6 +115,9 @@ class GatewayStack(Stack):
             ledger=ledger,
             bus=bus,
             failures=ledger_failures,
+        )
+        self.ledger_denials = DenialLedgerFunction(
+            self, "LedgerDenials", config=config, layers=self.layers, ledger=ledger, queue=denials_queue
         )
 
         CfnOutput(

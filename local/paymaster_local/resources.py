@@ -11,7 +11,7 @@ import boto3
 
 from paymaster import names, schema
 from paymaster.domain.policy import Policy
-from paymaster.names import SETTLEMENT_MAX_RECEIVES
+from paymaster.names import DENIALS_MAX_RECEIVES, SETTLEMENT_MAX_RECEIVES
 
 COUNTERS_TABLE = "paymaster-counters"
 LEDGER_TABLE = "paymaster-ledger"
@@ -22,10 +22,15 @@ ALARMS_TOPIC = "paymaster-budget-alarms"
 SETTLEMENT_QUEUE = "paymaster-settlements"
 SETTLEMENT_DLQ = "paymaster-settlements-dlq"
 LEDGER_FAILURES = "paymaster-ledger-failures"  # where the runner sets aside a stream record that kept failing
-# Locally a failed settlement comes back after a few seconds, and goes to the dead-letter queue
-# after as many deliveries as in AWS (infra: the settlement queue construct).
+DENIALS_RULE = "paymaster-denials-to-ledger"
+DENIALS_QUEUE = "paymaster-denials"  # RequestDenied events, for the denials ledger function
+DENIALS_DLQ = "paymaster-denials-dlq"
+# Locally a failed settlement (or denial) comes back after a few seconds, and goes to the
+# dead-letter queue after as many deliveries as in AWS (infra: the settlement and denial queues).
 SETTLEMENT_VISIBILITY_TIMEOUT_S = 5
 FAKE_API_KEY = "sk-local-fake-provider-key"
+# What the denials rule routes to its queue, here as in the CDK app (infra's DenialQueue).
+DENIALS_PATTERN = {"source": [names.EVENT_SOURCE], "detail-type": [names.REQUEST_DENIED]}
 
 
 def create_resources(endpoint_url: str | None, policy: Policy) -> dict[str, str]:
@@ -69,6 +74,23 @@ def create_resources(endpoint_url: str | None, policy: Policy) -> dict[str, str]
 
     ledger_failures_url = sqs.create_queue(QueueName=LEDGER_FAILURES)["QueueUrl"]
 
+    denials_dlq_url = sqs.create_queue(QueueName=DENIALS_DLQ)["QueueUrl"]
+    denials_dlq_arn = sqs.get_queue_attributes(QueueUrl=denials_dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    denials_url = sqs.create_queue(
+        QueueName=DENIALS_QUEUE,
+        Attributes={
+            "VisibilityTimeout": str(SETTLEMENT_VISIBILITY_TIMEOUT_S),
+            "RedrivePolicy": json.dumps(
+                {"deadLetterTargetArn": denials_dlq_arn, "maxReceiveCount": DENIALS_MAX_RECEIVES}
+            ),
+        },
+    )["QueueUrl"]
+    denials_arn = sqs.get_queue_attributes(QueueUrl=denials_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name=DENIALS_RULE, EventBusName=EVENT_BUS, EventPattern=json.dumps(DENIALS_PATTERN))
+    events.put_targets(Rule=DENIALS_RULE, EventBusName=EVENT_BUS, Targets=[{"Id": "queue", "Arn": denials_arn}])
+
     secrets = client("secretsmanager")
     for provider in policy.providers.values():
         if provider.api_key_secret:
@@ -82,4 +104,5 @@ def create_resources(endpoint_url: str | None, policy: Policy) -> dict[str, str]
         names.ENV_EVENTS_QUEUE_URL: queue_url,
         names.ENV_SETTLEMENT_QUEUE_URL: settlements_url,
         names.ENV_LEDGER_FAILURE_QUEUE_URL: ledger_failures_url,
+        names.ENV_DENIALS_QUEUE_URL: denials_url,
     }

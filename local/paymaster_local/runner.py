@@ -296,6 +296,9 @@ def main() -> None:
             "settlement-retry",
             region,
         ),
+        QueueConsumer(
+            sqs, os.environ[names.ENV_DENIALS_QUEUE_URL], load_handler("ledger_denials"), "ledger-denials", region
+        ),
         StreamConsumer(
             boto3.client("dynamodbstreams", region_name=region),
             counters["LatestStreamArn"],

@@ -3,9 +3,9 @@
     moto (AWS stand-in, DynamoDB serialised)   127.0.0.1:<free port>
     fake providers (OpenAI + Bedrock runtime)  127.0.0.1:<free port>
     gateway (uvicorn, SigV4-verified)          127.0.0.1:<port>, default 8787
-    runner (the event-driven functions)        polls the settlement queue for settlement_retry and
-                                               the counters' stream for the ledger, which
-                                               publishes its events on the local bus
+    runner (the event-driven functions)        polls the settlement queue for settlement_retry, the
+                                               denials queue and the counters' stream for the ledger,
+                                               which publishes its events on the local bus
 
 Each is a child process that dies with its parent (Linux parent-death signal), so an
 interrupted test run or a Ctrl-C leaves nothing behind.

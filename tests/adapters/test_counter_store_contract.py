@@ -277,6 +277,39 @@ def test_a_fencing_release_after_the_settlement_changes_nothing(store: CounterSt
     assert state_of(store, held[0]) == (4, 4)
 
 
+# A request no rule matches: a reservation that holds nothing, so that its settlement is on record.
+
+
+def test_a_reservation_holding_nothing_is_admitted_and_settled_once(store: CounterStore) -> None:
+    assert store.reserve(reservation("unruled", ())) == []
+    assert store.reserve(reservation("unruled", ())) == []  # a repeat finds its own
+
+    assert [store.settle(settlement("unruled", (), 4)), store.settle(settlement("unruled", (), 4))] == [True, False]
+    assert still_held(store) == []
+
+
+def test_a_reservation_holding_nothing_that_a_crash_left_is_listed_and_charged_its_reservation(
+    store: CounterStore,
+) -> None:
+    asked = Asked(NOW, "arn:aws:iam::111111111111:role/ranker", "prod", reserved=42)
+    store.reserve(replace(reservation("crashed", ()), asked=asked))
+
+    (entry,) = store.expired(NOW + timedelta(hours=1), 10)
+    swept = Settlement(entry.request_id, entry.charged_in_full(), "expired", entry.reserved, None)
+
+    assert (entry.held, entry.reserved) == ((), 42)
+    assert [store.settle(swept), store.settle(swept)] == [True, False]
+    assert still_held(store) == []
+
+
+def test_a_fence_where_nothing_was_reserved_stops_a_late_reservation_holding_nothing(store: CounterStore) -> None:
+    assert store.settle(release("unruled", (), fence=True)) is False
+
+    with pytest.raises(StoreUnavailableError, match="already reserved"):
+        store.reserve(reservation("unruled", ()))
+    assert still_held(store) == []
+
+
 # Reservations a crash left behind, for the sweeper.
 
 

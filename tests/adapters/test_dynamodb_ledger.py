@@ -14,7 +14,7 @@ from paymaster.domain.errors import StoreUnavailableError
 from paymaster.domain.ledger import Rollup, Totals
 from paymaster_local.resources import LEDGER_TABLE
 from tests.dynamodb_answers import conflicting
-from tests.ledger_entries import ADMITTED, ENTRY, fresh_ledger
+from tests.ledger_entries import ADMITTED, DENIAL, ENTRY, fresh_ledger
 from tests.local_aws import local_client
 
 
@@ -32,6 +32,27 @@ def test_an_entry_is_recorded_once_with_its_rollups(ledger: DynamoDBLedger) -> N
     assert ledger.rollup(Rollup("search", "2026-12")) == Totals(1, 30, 21, 4)
     assert ledger.rollup(Rollup("search", "2026-12-03", "model", "gpt-4o-mini")) == Totals(1, 30, 21, 4)
     assert ledger.rollup(Rollup("search", "2026-12", "user", "u-7")) == Totals(1, 30, 21, 4)
+
+
+def test_a_denial_is_recorded_once_among_the_calls_and_counts_denials_never_calls_or_cost(
+    ledger: DynamoDBLedger,
+) -> None:
+    ledger.record(ENTRY)
+
+    assert ledger.record(DENIAL) is True
+    assert ledger.record(DENIAL) is False
+
+    assert list(ledger.calls("search", "2026-12")) == [ENTRY, DENIAL]
+    assert ledger.request("r4") == [DENIAL]
+    call = Totals(1, 30, 21, 4)
+    assert ledger.rollup(Rollup("search", "2026-12")) == replace(call, denials=1)
+    assert ledger.rollup(Rollup("search", "2026-12", "app", "ranker")) == replace(call, denials=1)
+    assert ledger.rollup(Rollup("search", "2026-12-03")) == replace(call, denials=1)
+    assert ledger.rollup(Rollup("search", "2026-12", "rule", "search-monthly")) == Totals(denials=1)
+    assert ledger.rollup(Rollup("search", "2026-12-03", "rule", "search-monthly")) == Totals(denials=1)
+    # The spend rollups of the model refused and of the user are a call's only.
+    assert ledger.rollup(Rollup("search", "2026-12", "model", "gpt-4o")) == Totals()
+    assert ledger.rollup(Rollup("search", "2026-12", "user", "u-7")) == call
 
 
 def test_a_request_that_fell_back_has_an_entry_per_hop_found_by_its_id(ledger: DynamoDBLedger) -> None:

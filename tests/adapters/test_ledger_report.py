@@ -12,7 +12,7 @@ from paymaster.adapters.dynamodb_ledger import DynamoDBLedger
 from paymaster.adapters.dynamodb_wire import DynamoDBWire
 from paymaster.domain.chat import Usage
 from paymaster_local.resources import LEDGER_TABLE
-from tests.ledger_entries import ADMITTED, ENTRY, fresh_ledger
+from tests.ledger_entries import ADMITTED, DENIAL, ENTRY, fresh_ledger
 
 FALLBACK = replace(
     ENTRY,
@@ -92,8 +92,52 @@ def test_exports_every_field_of_every_call_as_csv(
         "first_token_ms": "",
         "flags": "",
         "metadata": "",
+        "denial_code": "",
+        "rule_scope": "",
+        "rule_unit": "",
+        "rule_limit": "",
+        "rule_used": "",
+        "rule_remaining": "",
+        "rule_requested": "",
+        "rule_window": "",
+        "rule_resets_at": "",
     }
-    assert capsys.readouterr().out.endswith(f"2 calls written to {exported}\n")
+    assert capsys.readouterr().out.endswith(f"2 entries written to {exported}\n")
+
+
+def test_a_denial_is_listed_with_its_decision_and_figures_and_counted_apart_from_the_calls(
+    recorded: DynamoDBLedger, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    recorded.record(DENIAL)
+    exported = tmp_path / "search-2026-12.csv"
+
+    assert cli.main(["ledger", "--team", "search", "--month", "2026-12", "--csv", str(exported)]) == 0
+
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == (
+        "2026-12-03T10:15:43.000Z  r4  ranker  u-7  gpt-4o  -  denied by rule search-monthly  "
+        "insufficient_quota: needs $0.00345, $0.0018 left of $2000 cost_per_month (team=search, 2026-12)  $0"
+    )
+    assert lines[3] == (
+        "search, 2026-12 (UTC): 2 calls, $1.234597 (the month's rollup: 2 calls, $1.234597); "
+        "1 denied (the month's rollup: 1)"
+    )
+    denied = next(row for row in csv.DictReader(exported.open()) if row["request_id"] == "r4")
+    assert {key: denied[key] for key in ("decision", "outcome", "cost_usd", "reserved_usd", "denial_code")} == {
+        "decision": "denied by rule search-monthly",
+        "outcome": "denied",
+        "cost_usd": "0",
+        "reserved_usd": "0",
+        "denial_code": "insufficient_quota",
+    }
+    assert [denied[f"rule_{name}"] for name in ("unit", "limit", "used", "remaining", "requested", "resets_at")] == [
+        "cost_per_month",
+        "2000000000",
+        "1999998200",
+        "1800",
+        "3450",
+        "2027-01-01T00:00:00.000Z",
+    ]
 
 
 def test_one_request_is_found_by_its_id(recorded: DynamoDBLedger, capsys: pytest.CaptureFixture[str]) -> None:

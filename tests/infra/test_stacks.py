@@ -12,7 +12,16 @@ from aws_cdk.assertions import Match, Template
 
 from paymaster import names, schema
 from paymaster.adapters.settings import LedgerSettings, Settings
-from paymaster_infra import lambda_defaults, ledger_function, settlement_queue, settlement_retry, target, web_adapter
+from paymaster_infra import (
+    denial_queue,
+    lambda_defaults,
+    ledger_denials,
+    ledger_function,
+    settlement_queue,
+    settlement_retry,
+    target,
+    web_adapter,
+)
 from paymaster_infra.config import AppConfig
 from paymaster_infra.deployment import Paymaster
 from paymaster_infra.gateway_api import API_PREFIX, STAGE_NAME
@@ -50,6 +59,10 @@ def retry_function(gateway_template: Template, paymaster: Paymaster) -> dict[str
 
 def ledger_lambda(gateway_template: Template, paymaster: Paymaster) -> dict[str, Any]:
     return properties(gateway_template, paymaster.gateway.ledger.function)
+
+
+def denials_lambda(gateway_template: Template, paymaster: Paymaster) -> dict[str, Any]:
+    return properties(gateway_template, paymaster.gateway.ledger_denials.function)
 
 
 def event_source_of(gateway_template: Template, function: lambda_.Function) -> dict[str, Any]:
@@ -276,6 +289,7 @@ def test_policy_file_is_staged_where_the_function_reads_it(config: AppConfig) ->
         (gateway_function, 300),
         (retry_function, settlement_queue.CONSUMER_TIMEOUT.to_seconds()),
         (ledger_lambda, ledger_function.TIMEOUT.to_seconds()),
+        (denials_lambda, denial_queue.CONSUMER_TIMEOUT.to_seconds()),
     ],
 )
 def test_functions_use_the_lambda_defaults_with_their_own_timeout(
@@ -606,6 +620,110 @@ def test_the_ledger_failure_queue_keeps_two_weeks_encrypted_and_is_named_for_ope
     state_template.has_output("LedgerFailureQueueUrl", {"Value": {"Ref": logical_id(queue)}})
 
 
+# --- denials ledger function -------------------------------------------------------------
+
+
+def test_the_denials_rule_routes_every_request_denied_on_the_bus_to_the_denials_queue(
+    state_template: Template, paymaster: Paymaster
+) -> None:
+    denials = paymaster.state.denials
+    rule = properties(state_template, denials.rule)
+
+    assert rule["EventBusName"] == {"Ref": logical_id(paymaster.state.events.bus)}
+    assert rule["EventPattern"] == {"source": [names.EVENT_SOURCE], "detail-type": [names.REQUEST_DENIED]}
+    assert rule["State"] == "ENABLED"
+    assert [target["Arn"] for target in rule["Targets"]] == [{"Fn::GetAtt": [logical_id(denials.queue), "Arn"]}]
+    # The queue lets EventBridge send to it for this rule only.
+    (allowed,) = [
+        statement
+        for policy in state_template.find_resources("AWS::SQS::QueuePolicy").values()
+        if {"Ref": logical_id(denials.queue)} in policy["Properties"]["Queues"]
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        if statement["Effect"] == "Allow"
+    ]
+    assert allowed["Principal"] == {"Service": "events.amazonaws.com"}
+    assert set(allowed["Action"]) == {"sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"}
+    assert allowed["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": [logical_id(denials.rule), "Arn"]}}}
+
+
+def test_the_denials_queue_keeps_two_weeks_and_dead_letters_after_max_receives(
+    state_template: Template, paymaster: Paymaster
+) -> None:
+    denials = paymaster.state.denials
+    resources = state_template.to_json()["Resources"]
+    queue = resources[logical_id(denials.queue)]["Properties"]
+    dead_letters = resources[logical_id(denials.dead_letter_queue)]["Properties"]
+
+    assert queue["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": [logical_id(denials.dead_letter_queue), "Arn"]},
+        "maxReceiveCount": names.DENIALS_MAX_RECEIVES,
+    }
+    for kept in (queue, dead_letters):
+        assert kept["MessageRetentionPeriod"] == 14 * 24 * 3600
+        assert kept["SqsManagedSseEnabled"] is True
+    assert queue["VisibilityTimeout"] == 6 * denial_queue.CONSUMER_TIMEOUT.to_seconds()
+    state_template.has_output("DenialDeadLetterQueueUrl", {"Value": {"Ref": logical_id(denials.dead_letter_queue)}})
+
+
+def test_the_denials_ledger_runs_its_handler_on_the_core_and_deps_layers_with_the_ledger_table_only(
+    gateway_template: Template, state_template: Template, paymaster: Paymaster
+) -> None:
+    layers = paymaster.gateway.layers
+    function = denials_lambda(gateway_template, paymaster)
+
+    assert function["Handler"] == "app.handler"
+    assert function["Layers"] == [{"Ref": logical_id(layer)} for layer in (layers.core, layers.deps)]
+    variables = function["Environment"]["Variables"]
+    assert variables == {
+        names.ENV_LEDGER_TABLE: import_of(state_template, logical_id(paymaster.state.tables.ledger), None)
+    }
+    environ = {name: f"<{name}>" for name in variables}
+    assert LedgerSettings.from_environ({**environ, names.ENV_REGION: "eu-west-1"}).ledger_table == (
+        f"<{names.ENV_LEDGER_TABLE}>"
+    )
+
+
+def test_the_denials_ledger_reads_the_queue_in_batches_and_reports_each_denial_it_could_not_record(
+    gateway_template: Template, state_template: Template, paymaster: Paymaster
+) -> None:
+    function = paymaster.gateway.ledger_denials.function
+    assert event_source_of(gateway_template, function) == {
+        "EventSourceArn": import_of(state_template, logical_id(paymaster.state.denials.queue), "Arn"),
+        "FunctionName": {"Ref": logical_id(function)},
+        "BatchSize": denial_queue.CONSUMER_BATCH_SIZE,
+        "FunctionResponseTypes": ["ReportBatchItemFailures"],
+        "ScalingConfig": {"MaximumConcurrency": ledger_denials.MAX_CONCURRENCY},
+    }
+
+
+def test_the_denials_ledger_role_may_write_the_ledger_and_consume_its_queue_only(
+    gateway_template: Template, state_template: Template, paymaster: Paymaster
+) -> None:
+    state = paymaster.state
+    statements = role_statements(gateway_template, paymaster.gateway.ledger_denials.function)
+
+    assert_grants_exactly(
+        statements,
+        [
+            (
+                import_of(state_template, logical_id(state.tables.ledger), "Arn"),
+                {"dynamodb:UpdateItem", "dynamodb:PutItem"},
+            ),
+            (
+                import_of(state_template, logical_id(state.denials.queue), "Arn"),
+                {
+                    "sqs:ReceiveMessage",
+                    "sqs:ChangeMessageVisibility",
+                    "sqs:DeleteMessage",
+                    "sqs:GetQueueAttributes",
+                    "sqs:GetQueueUrl",
+                },
+            ),
+            ("*", {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}),
+        ],
+    )
+
+
 def test_no_role_is_granted_a_wildcard_action(gateway_template: Template) -> None:
     actions = {
         action
@@ -628,6 +746,7 @@ def test_state_lives_apart_from_the_gateway(state_template: Template, gateway_te
         "AWS::DynamoDB::Table",
         "AWS::Events::EventBus",
         "AWS::Events::Archive",
+        "AWS::Events::Rule",  # the denials rule: the queue's policy names it
         "AWS::SQS::Queue",
         "AWS::SQS::QueuePolicy",
     }
@@ -775,6 +894,8 @@ def test_every_queue_refuses_requests_without_tls(state_template: Template, paym
         logical_id(settlements.queue),
         logical_id(settlements.dead_letter_queue),
         logical_id(paymaster.state.ledger_failures.queue),
+        logical_id(paymaster.state.denials.queue),
+        logical_id(paymaster.state.denials.dead_letter_queue),
     }
 
 

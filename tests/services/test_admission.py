@@ -17,11 +17,11 @@ from paymaster.domain.errors import (
     StoreUnavailableError,
 )
 from paymaster.domain.identity import Caller
-from paymaster.domain.limits import MIN_USEFUL_OUTPUT_TOKENS
+from paymaster.domain.limits import MIN_USEFUL_OUTPUT_TOKENS, Refusal
 from paymaster.domain.metering import Delivered, NotAccepted, Reported, Unknown
 from paymaster.domain.money import format_usd
 from paymaster.domain.policy import Policy
-from paymaster.ports import CounterStore, ProviderCall, Settlement
+from paymaster.ports import CounterState, CounterStore, HeldReservation, ProviderCall, Reservation, Settlement
 from paymaster.services.admission import RESERVATION_LIFETIME, AdmissionService
 from paymaster.services.chat import ChatService
 from paymaster.services.routing import Router
@@ -332,6 +332,72 @@ def test_a_charge_without_the_provider_s_usage_tells_the_store_the_tokens_it_cha
         "lost": (None, Usage(held["lost"].input_tokens, 50)),
         "refused": (None, None),
     }
+
+
+class Recording:
+    """A counter store that keeps every reservation and settlement sent through it, and each
+    settlement's answer: one entry per store request the use case made."""
+
+    def __init__(self, store: CounterStore) -> None:
+        self._store = store
+        self.reserved: list[Reservation] = []
+        self.settled: list[tuple[Settlement, bool]] = []
+
+    def reserve(self, reservation: Reservation) -> list[Refusal]:
+        self.reserved.append(reservation)
+        return self._store.reserve(reservation)
+
+    def settle(self, settlement: Settlement) -> bool:
+        applied = self._store.settle(settlement)
+        self.settled.append((settlement, applied))
+        return applied
+
+    def counters(self, keys: Any) -> dict[tuple[str, str], CounterState]:
+        return self._store.counters(keys)
+
+    def expired(self, now: datetime, limit: int) -> list[HeldReservation]:
+        return self._store.expired(now, limit)
+
+
+def test_a_request_no_rule_matches_is_reserved_holding_nothing_and_settled_once(store: CounterStore) -> None:
+    """One store request to admit and one to settle, as for any call: the settlement is the
+    write the ledger reads, so the call is on record with what it cost."""
+    clock = Clock(datetime(2026, 11, 29, 18, 0, tzinfo=UTC))
+    recording = Recording(store)
+    admission = service(policy_with([]), recording, clock)
+
+    admitted = admission.admit(SEARCH, request(max_tokens=50), "unruled")
+    bill = admission.settle(admitted, Reported(Usage(30, 7)))
+    admission.settle(admitted, Reported(Usage(30, 7)))
+
+    assert [
+        (reservation.holds, reservation.asked and reservation.asked.reserved) for reservation in recording.reserved
+    ] == [((), 50)]
+    assert [(settled.changes, settled.outcome, settled.cost, applied) for settled, applied in recording.settled] == [
+        ((), "settled", 7, True),
+        ((), "settled", 7, False),
+    ]
+    assert bill.cost == 7
+
+
+def test_a_crashed_request_no_rule_matches_is_charged_its_reservation_by_the_sweeper(store: CounterStore) -> None:
+    clock = Clock(datetime(2026, 11, 29, 18, 0, tzinfo=UTC))
+    recording = Recording(store)
+    admission = service(policy_with([]), recording, clock)
+    admission.admit(SEARCH, request(max_tokens=50), "crashed")  # and never settled
+
+    clock.now += RESERVATION_LIFETIME + timedelta(seconds=1)
+    assert admission.sweep() == 1
+    assert admission.sweep() == 0
+
+    ((swept, applied),) = recording.settled
+    assert (swept.changes, swept.outcome, swept.cost, swept.flags, applied) == (
+        (),
+        "expired",
+        50,
+        ("expired_unsettled",),
+        True,
+    )
 
 
 def test_settling_an_admission_twice_counts_once(store: CounterStore) -> None:

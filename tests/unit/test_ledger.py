@@ -1,16 +1,21 @@
 """The ledger's arithmetic: which UTC month and day an entry belongs to, what it adds to which rollups."""
 
+import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
 from paymaster import schema
 from paymaster.domain.chat import Usage
-from paymaster.domain.ledger import Rollup, Totals, rollups, totals
+from paymaster.domain.events import RequestDenied
+from paymaster.domain.ledger import Rollup, Totals, denied_entry, rollups, totals
+from tests.ledger_entries import DENIAL
 from tests.ledger_entries import ENTRY as LEDGER_ENTRY
 
 LOS_ANGELES = timezone(timedelta(hours=-8))
+SAMPLE = Path(__file__).resolve().parents[2] / "events" / "published" / "request-denied.json"
 ENTRY = replace(LEDGER_ENTRY, usage=Usage(21, 4, 3, 1))
 
 
@@ -86,3 +91,53 @@ def test_rollups_of_one_team_and_period_take_one_partition_per_dimension() -> No
     assert schema.rollup_pk("search", "2026-12", None) == "SPEND#search#2026-12"
     assert schema.rollup_pk("search", "2026-12-03", "model") == "SPEND#search#2026-12-03#model"
     assert schema.calls_pk("search", "2026-12") == "CALLS#search#2026-12"
+
+
+def test_a_refusal_s_event_is_an_entry_that_cost_nothing_and_keeps_the_rule_s_figures() -> None:
+    event = RequestDenied.model_validate(json.loads(SAMPLE.read_text())["detail"])
+
+    entry = denied_entry(event)
+
+    assert (entry.request_id, entry.hop, entry.outcome, entry.decision) == (
+        "e41f7a3c9d2b4f6a8c0e1d5b7a9f3c2e",
+        0,
+        "denied",
+        "denied by rule search-monthly",
+    )
+    assert (entry.cost, entry.reserved, entry.usage, entry.billed_on) == (0, 0, None, None)
+    assert entry.admitted == "2026-11-29T14:03:07.095Z"
+    assert (entry.team, entry.app, entry.env, entry.user, entry.model) == (
+        "search",
+        "ranker",
+        "prod",
+        "alice",
+        "gpt-4o",
+    )
+    assert entry.principal == "arn:aws:sts::111111111111:assumed-role/search-ranker/ranker-task-7"
+    assert entry.metadata == (("feature", "query-rewrite"),)
+    denial = entry.denial
+    assert denial is not None
+    assert (denial.code, denial.scope, denial.unit, denial.window) == (
+        "insufficient_quota",
+        "team=search",
+        "cost_per_month",
+        "2026-11",
+    )
+    assert (denial.limit, denial.used, denial.remaining, denial.requested) == (2_000_000_000, 1_999_998_200, 1800, 3450)
+    assert denial.resets_at == datetime(2026, 12, 1, 8, tzinfo=UTC)
+
+
+def test_a_denial_adds_one_denial_and_no_call_cost_or_tokens() -> None:
+    assert totals(DENIAL) == Totals(denials=1)
+    assert totals(ENTRY).denials == 0
+    assert totals(ENTRY) + totals(DENIAL) == Totals(1, 30, 21, 4, 3, 1, denials=1)
+
+
+def test_a_denial_adds_to_its_teams_month_app_and_rule_and_its_day_and_day_rule_rollups() -> None:
+    assert rollups(DENIAL) == (
+        Rollup("search", "2026-12"),
+        Rollup("search", "2026-12", "app", "ranker"),
+        Rollup("search", "2026-12", "rule", "search-monthly"),
+        Rollup("search", "2026-12-03"),
+        Rollup("search", "2026-12-03", "rule", "search-monthly"),
+    )

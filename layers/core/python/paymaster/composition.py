@@ -42,6 +42,7 @@ from paymaster.services.denials import DENIAL_EVENT_WAIT_S, DenialEvents
 from paymaster.services.embeddings import EmbeddingsService
 from paymaster.services.identify import IdentifyService
 from paymaster.services.ledger import LedgerRecorder
+from paymaster.services.ledger_denials import DenialRecorder
 from paymaster.services.routing import Router
 from paymaster.services.settlements import SettlementRetry
 from paymaster.services.usage import UsageService
@@ -162,6 +163,13 @@ def ledger_recorder() -> LedgerRecorder:
         entry_attempts=4,
     )
     return LedgerRecorder(DynamoDBLedger(_dynamodb(settings.region, LEDGER_TIMEOUT_S), settings.ledger_table), bus)
+
+
+@cache
+def denial_recorder() -> DenialRecorder:
+    """The denials ledger function's use case (`functions/ledger_denials`), once per container."""
+    settings = LedgerSettings.from_environ(os.environ)
+    return DenialRecorder(DynamoDBLedger(_dynamodb(settings.region, LEDGER_TIMEOUT_S), settings.ledger_table))
 
 
 def _dynamodb(region: str, timeout_s: float) -> DynamoDBWire:

@@ -60,3 +60,9 @@ LEDGER_RETRY_ATTEMPTS: Final = 10
 # Local only: where the runner sets aside a stream record that kept failing (in AWS, the event
 # source's on-failure destination).
 ENV_LEDGER_FAILURE_QUEUE_URL: Final = "PAYMASTER_LEDGER_FAILURE_QUEUE_URL"
+
+# The denials queue: RequestDenied events the denials ledger function records, delivered at most
+# this many times before the dead-letter queue, the same in AWS (infra's DenialQueue) and in the
+# local stack; locally the runner finds the queue in this variable.
+DENIALS_MAX_RECEIVES: Final = 10
+ENV_DENIALS_QUEUE_URL: Final = "PAYMASTER_DENIALS_QUEUE_URL"

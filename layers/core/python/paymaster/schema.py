@@ -13,9 +13,9 @@ Counters table (`pk` / `sk`, stream NEW_AND_OLD_IMAGES, TTL `expires_at`):
 Ledger table (`pk` / `sk`, TTL `expires_at`; index `by-request`: `request_id` / `sk`), written
 by the ledger function from the counters' stream (docs/LEDGER.md):
 
-    CALLS#<team>#<YYYY-MM>              / <admitted at>#<reservation id>   an entry
+    CALLS#<team>#<YYYY-MM>              / <admitted at>#<reservation id>   an entry (a denial's too)
     SPEND#<team>#<YYYY-MM | YYYY-MM-DD> / TOTAL                            a team's rollup
-    SPEND#<team>#<period>#<dimension>   / <app | model | user>             … by app, model, user
+    SPEND#<team>#<period>#<dimension>   / <app | model | user | rule>      … by app, model, user, rule
 
 Prompts table (`pk` / `sk`, TTL `expires_at`), written by the settlement's own transaction for
 teams whose policy opts in (`audit: {prompts: true}`; docs/LEDGER.md, "Prompt audit record"):
@@ -197,6 +197,20 @@ REQUEST_INDEX: Final = "by-request"  # request id → its entries (one per hop),
 ROLLUP_PREFIX: Final = "SPEND#"
 ROLLUP_TOTAL: Final = "TOTAL"  # the sort key of a team's total for the period
 CALLS: Final = "calls"  # entries added; and COST plus the four USAGE_* token names, summed
+DENIALS: Final = "denials"  # denials' entries added (never in CALLS)
+# A denial's entry: the request a rule refused (outcome `denied`), with the rule's figures in
+# one map, named as the RequestDenied event names them (`paymaster.domain.events.RefusingRule`).
+DENIAL: Final = "denial"
+DENIAL_RULE: Final = "rule"
+DENIAL_CODE: Final = "code"
+DENIAL_SCOPE: Final = "scope"
+DENIAL_UNIT: Final = "unit"
+DENIAL_LIMIT: Final = "limit"
+DENIAL_USED: Final = "used"
+DENIAL_REMAINING: Final = "remaining"
+DENIAL_REQUESTED: Final = "requested"
+DENIAL_WINDOW: Final = "window"
+DENIAL_RESETS_AT: Final = "resets_at"  # epoch milliseconds
 
 LEDGER: Final = Table(
     "Ledger",

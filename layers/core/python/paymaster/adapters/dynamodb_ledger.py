@@ -10,6 +10,9 @@ for anything else —
   that a late one cannot. Nothing was held or served under it and it names no team, so it is
   not a call. (A release of a reservation that did commit is a MODIFY, and is an entry.)
 
+A denial's entry comes from its RequestDenied event instead (`functions/ledger_denials`), and is
+recorded the same way.
+
 `DynamoDBLedger.record` writes an entry and adds it to its rollups in ONE TransactWriteItems:
 a conditional Put of the entry (`attribute_not_exists`, keyed by team, month, admission time
 and reservation id — all from the record itself) and an ADD per rollup. When the stream
@@ -52,6 +55,7 @@ _TOTALS = {
     schema.USAGE_OUTPUT: "output_tokens",
     schema.USAGE_CACHE_READ: "cache_read_tokens",
     schema.USAGE_CACHE_WRITE: "cache_write_tokens",
+    schema.DENIALS: "denials",
 }
 _NOT_YET_RECORDED = "attribute_not_exists(#pk)"
 

@@ -14,7 +14,7 @@ from typing import Any
 from paymaster import schema
 from paymaster.domain.audit import PromptRecord
 from paymaster.domain.chat import Usage
-from paymaster.domain.ledger import LedgerEntry
+from paymaster.domain.ledger import Denial, LedgerEntry
 from paymaster.ports import Asked, CallRecord
 
 Item = Mapping[str, Any]
@@ -136,7 +136,26 @@ def entry_attributes(entry: LedgerEntry) -> dict[str, Any]:
             entry.deployment, entry.tried, entry.provider_request_id, entry.latency_ms, entry.first_token_ms
         )
         item |= call_attributes(call)
+    if entry.denial is not None:
+        item[schema.DENIAL] = denial_attribute(entry.denial)
     return item
+
+
+def denial_attribute(denial: Denial) -> dict[str, Any]:
+    return {
+        "M": {
+            schema.DENIAL_RULE: s(denial.rule),
+            schema.DENIAL_CODE: s(denial.code),
+            schema.DENIAL_SCOPE: _label(denial.scope),
+            schema.DENIAL_UNIT: s(denial.unit),
+            schema.DENIAL_LIMIT: n(denial.limit),
+            schema.DENIAL_USED: n(denial.used),
+            schema.DENIAL_REMAINING: n(denial.remaining),
+            schema.DENIAL_REQUESTED: n(denial.requested),
+            schema.DENIAL_WINDOW: s(denial.window),
+            schema.DENIAL_RESETS_AT: n(epoch_ms(denial.resets_at)),
+        }
+    }
 
 
 def recorded_entry(item: Item, *, request_id: str, hop: int, outcome: str) -> LedgerEntry:
@@ -169,6 +188,7 @@ def recorded_entry(item: Item, *, request_id: str, hop: int, outcome: str) -> Le
         latency_ms=_number(item, schema.LATENCY_MS),
         first_token_ms=_number(item, schema.FIRST_TOKEN_MS),
         held_until=None if held_until is None else datetime.fromtimestamp(held_until, UTC),
+        denial=_denial(item[schema.DENIAL]["M"]) if schema.DENIAL in item else None,
     )
 
 
@@ -182,6 +202,21 @@ def _usage(item: Item, name: str) -> Usage | None:
         output_tokens=int(tokens[schema.USAGE_OUTPUT]["N"]),
         cache_read_tokens=int(tokens[schema.USAGE_CACHE_READ]["N"]),
         cache_write_tokens=int(tokens[schema.USAGE_CACHE_WRITE]["N"]),
+    )
+
+
+def _denial(denial: Item) -> Denial:
+    return Denial(
+        rule=denial[schema.DENIAL_RULE]["S"],
+        code=denial[schema.DENIAL_CODE]["S"],
+        scope=denial[schema.DENIAL_SCOPE]["S"],
+        unit=denial[schema.DENIAL_UNIT]["S"],
+        limit=int(denial[schema.DENIAL_LIMIT]["N"]),
+        used=int(denial[schema.DENIAL_USED]["N"]),
+        remaining=int(denial[schema.DENIAL_REMAINING]["N"]),
+        requested=int(denial[schema.DENIAL_REQUESTED]["N"]),
+        window=denial[schema.DENIAL_WINDOW]["S"],
+        resets_at=from_epoch_ms(int(denial[schema.DENIAL_RESETS_AT]["N"])),
     )
 
 

@@ -1,5 +1,5 @@
-"""The ledger: one immutable entry per reservation that reached its outcome, and the rollups
-each entry adds to once.
+"""The ledger: one immutable entry per reservation that reached its outcome and one per request a
+rule refused, and the rollups each entry adds to once.
 
 A request is one entry, or one per hop when it fell back to another model: the failed model's
 hold is released (an entry, `released`, cost 0) and the fallback's is held and settled under
@@ -14,6 +14,14 @@ Example: admitted 2026-11-30T23:30-08:00 (a Los Angeles budget counts it in Nove
 Each entry adds to six rollups — its team's month total, month × app, × model, × user (when
 the caller named a user), day total and day × model — its call, its cost and the tokens the
 provider reported (none when it reported no usage; the cost is then what the gateway charged).
+
+A denial (`denied_entry`: a request a rule refused with a 429, from its RequestDenied event) is
+an entry too — cost 0, reserved 0, the rule's figures — but not a call: it adds one to `denials`
+and nothing to `calls`, `cost` or tokens, in five rollups: month total, month × app, month ×
+rule, day total, day × rule (the daily digest's "denials by rule").
+Example: `search-monthly` refuses ranker twice on 3 Dec → SPEND#search#2026-12 TOTAL,
+…#app ranker, …#rule search-monthly, SPEND#search#2026-12-03 TOTAL and …#rule search-monthly
+each hold denials 2, and their calls and cost are what the admitted calls made them.
 """
 
 from dataclasses import dataclass
@@ -21,8 +29,28 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from paymaster.domain.chat import Usage
+from paymaster.domain.events import RequestDenied
 
-Dimension = Literal["app", "model", "user"]
+Dimension = Literal["app", "model", "user"]  # what a team's spend is broken down by
+DenialDimension = Literal["rule"]  # what a team's denials are also counted by (they spend nothing)
+DENIED = "denied"  # the outcome of a denial's entry
+
+
+@dataclass(frozen=True, slots=True)
+class Denial:
+    """The rule that refused and its figures as admission saw them, in the rule's `unit`
+    (micro-USD for cost_*, tokens, requests); `code` what the caller got with its 429."""
+
+    rule: str
+    code: str  # rate_limit_exceeded | insufficient_quota
+    scope: str  # the rule's bucket, e.g. "team=search"
+    unit: str
+    limit: int
+    used: int
+    remaining: int
+    requested: int
+    window: str
+    resets_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +65,7 @@ class LedgerEntry:
     env: str
     principal: str  # the caller's IAM ARN
     model: str  # the virtual model held for (the cheaper one when downgraded)
-    outcome: str  # settled | released | charged_delivered | charged_reservation | expired
+    outcome: str  # settled | released | charged_delivered | charged_reservation | expired | denied
     reserved: int  # the most the request could have cost
     cost: int  # what it was charged
     user: str | None = None
@@ -55,6 +83,7 @@ class LedgerEntry:
     latency_ms: int | None = None
     first_token_ms: int | None = None
     held_until: datetime | None = None  # the hold's expiry, to the second
+    denial: Denial | None = None  # for a request a rule refused (outcome `denied`)
 
     @property
     def admitted(self) -> str:
@@ -78,7 +107,9 @@ class LedgerEntry:
 
     @property
     def decision(self) -> str:
-        """`released`, `expired`, `downgraded from <model>` or `admitted`."""
+        """`denied by rule <rule>`, `released`, `expired`, `downgraded from <model>` or `admitted`."""
+        if self.denial is not None:
+            return f"denied by rule {self.denial.rule}"
         if self.outcome in ("released", "expired"):
             return self.outcome
         return f"downgraded from {self.downgraded_from}" if self.downgraded_from else "admitted"
@@ -86,7 +117,8 @@ class LedgerEntry:
 
 @dataclass(frozen=True, slots=True)
 class Totals:
-    """What a rollup adds up: calls (ledger entries), micro-USD charged, tokens reported."""
+    """What a rollup adds up: calls (entries of admitted requests), micro-USD charged, tokens
+    reported, and denials (entries of refused ones)."""
 
     calls: int = 0
     cost: int = 0
@@ -94,6 +126,7 @@ class Totals:
     output_tokens: int = 0
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
+    denials: int = 0
 
     def __add__(self, other: "Totals") -> "Totals":
         """Field by field: (1 call, 30 µUSD) + (2, 12) = (3, 42); `sum(rows, Totals())` adds rows."""
@@ -111,6 +144,7 @@ class Totals:
             self.output_tokens,
             self.cache_read_tokens,
             self.cache_write_tokens,
+            self.denials,
         )
 
 
@@ -121,12 +155,22 @@ class Rollup:
 
     team: str
     period: str
-    dimension: Dimension | None = None
+    dimension: Dimension | DenialDimension | None = None
     value: str | None = None
 
 
 def rollups(entry: LedgerEntry) -> tuple[Rollup, ...]:
-    """The rollups `entry` adds to: month total, × app, × model, × user; day total, × model."""
+    """The rollups `entry` adds to: month total, × app, × model, × user; day total, × model.
+    A denial's: month total, × app, × rule; day total, × rule."""
+    if entry.denial is not None:
+        rule = entry.denial.rule
+        return (
+            Rollup(entry.team, entry.month),
+            Rollup(entry.team, entry.month, "app", entry.app),
+            Rollup(entry.team, entry.month, "rule", rule),
+            Rollup(entry.team, entry.day),
+            Rollup(entry.team, entry.day, "rule", rule),
+        )
     month = [Rollup(entry.team, entry.month), Rollup(entry.team, entry.month, "app", entry.app)]
     month.append(Rollup(entry.team, entry.month, "model", entry.model))
     if entry.user is not None:
@@ -136,7 +180,10 @@ def rollups(entry: LedgerEntry) -> tuple[Rollup, ...]:
 
 
 def totals(entry: LedgerEntry) -> Totals:
-    """What `entry` adds to each of its rollups: one call, its cost, the tokens reported."""
+    """What `entry` adds to each of its rollups: one call, its cost, the tokens reported; a
+    denial one denial and nothing else."""
+    if entry.denial is not None:
+        return Totals(denials=1)
     usage = entry.usage or Usage(0, 0)
     return Totals(
         calls=1,
@@ -145,4 +192,38 @@ def totals(entry: LedgerEntry) -> Totals:
         output_tokens=usage.output_tokens,
         cache_read_tokens=usage.cache_read_tokens,
         cache_write_tokens=usage.cache_write_tokens,
+    )
+
+
+def denied_entry(event: RequestDenied) -> LedgerEntry:
+    """The entry of a request a rule refused: cost 0, reserved 0 (nothing was held), admitted at
+    the refusal's time, keyed by its request id like any entry (hop 0: only a request's first
+    admission is answered with a 429)."""
+    rule = event.rule
+    return LedgerEntry(
+        request_id=event.request_id,
+        hop=0,
+        admitted_at=event.time,
+        team=event.team,
+        app=event.app,
+        env=event.env,
+        principal=event.principal_arn,
+        model=event.model,
+        outcome=DENIED,
+        reserved=0,
+        cost=0,
+        user=event.user,
+        metadata=tuple(sorted(event.metadata.items())),
+        denial=Denial(
+            rule=rule.name,
+            code=event.code,
+            scope=rule.scope,
+            unit=rule.unit,
+            limit=rule.limit,
+            used=rule.used,
+            remaining=rule.remaining,
+            requested=rule.requested,
+            window=rule.window,
+            resets_at=rule.resets_at,
+        ),
     )

@@ -81,7 +81,7 @@ class Admission:
     max_output_tokens: int
     holds: tuple[Hold, ...]
     now: datetime
-    held: bool = True  # False when admitted without the store (on_store_error: open)
+    held: bool = True  # False when admitted without the store (on_store_error: open, or no rule)
     downgraded_from: str | None = None
 
 
@@ -159,8 +159,8 @@ class AdmissionService:
             admission = Admission(
                 request_id, model_name, model, prompt, output, tuple(holds), now, downgraded_from=downgraded_from
             )
-            if not holds:
-                return admission
+            # A request no rule matches is reserved too, holding nothing: its settlement is then
+            # the write the ledger reads, as for any other call (one request each, 2 write units).
             reservation = Reservation(
                 request_id,
                 tuple(holds),
@@ -184,9 +184,9 @@ class AdmissionService:
                 # The hold may be in place although the store never said so; the request goes on
                 # without it (or is refused), so it must not stay: release it, fencing the id.
                 self._apply(_release_unknown(reservation))
-                return self._without_store(admission, holds)
+                return self._without_store(caller, admission, holds)
             except StoreUnavailableError:
-                return self._without_store(admission, holds)
+                return self._without_store(caller, admission, holds)
             if not refusals:
                 return admission
 
@@ -225,7 +225,7 @@ class AdmissionService:
         """Replaces the hold by what the request used (see `metering` for each outcome) and says
         what it was charged. Every charge without the provider's usage is flagged. `call`: how
         it was served, for the ledger; `audit`: the prompt record written with the settlement
-        (none is written for a request admitted without holds: there is no settlement)."""
+        (none is written for a request admitted without the store: there is no settlement)."""
         model = admission.model
         flags: list[str] = []
         usage: Usage | None = None
@@ -266,7 +266,7 @@ class AdmissionService:
                 "charged without the provider's usage",
                 extra={"request_id": admission.request_id, "basis": bill.basis, "cost": bill.cost},
             )
-        if not admission.held or not admission.holds:
+        if not admission.held:
             return bill
         changes = tuple(
             CounterChange(hold.pk, hold.sk, delta=amount - hold.amount, spent=amount)
@@ -373,7 +373,7 @@ class AdmissionService:
             return embedding_input_tokens(request, count, model.input_token_factor)
         return input_tokens(request, count, model.input_token_factor)
 
-    def _without_store(self, admission: Admission, holds: list[Hold]) -> Admission:
+    def _without_store(self, caller: Caller, admission: Admission, holds: list[Hold]) -> Admission:
         closed = [hold.rule.name for hold in holds if hold.rule.mode == "enforce" and hold.rule.fails_closed]
         if closed:
             logger.error(

@@ -1,0 +1,55 @@
+"""The denials queue: every RequestDenied on the bus, kept until the denials ledger function has
+recorded it (docs/LEDGER.md), with a dead-letter queue behind it.
+
+An EventBridge rule on paymaster's bus routes `source: paymaster, detail-type: RequestDenied` to
+it. The queue is a record of who was refused, so it lives with the tables and is retained; the
+rule lives beside it, since the queue's policy must name the rule (a rule in the gateway stack
+would make the state stack depend on it).
+"""
+
+from aws_cdk import Duration, RemovalPolicies
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from paymaster import names
+from paymaster_infra.settlement_queue import VISIBILITY_PER_CONSUMER_TIMEOUT, kept_queue
+
+# How the queue is consumed (by the denials ledger function), which its visibility timeout must
+# fit: a batch is recorded one denial after another, each one transaction; with DynamoDB not
+# answering each gives up after 3 attempts × 5 s, so 10 take 150 s: 3 minutes with a cold start.
+CONSUMER_BATCH_SIZE = 10
+CONSUMER_TIMEOUT = Duration.minutes(3)
+VISIBILITY_TIMEOUT = Duration.seconds(VISIBILITY_PER_CONSUMER_TIMEOUT * CONSUMER_TIMEOUT.to_seconds())
+
+
+class DenialQueue(Construct):
+    """A standard queue (recording is idempotent and order-free) and its dead-letter queue, SSE-SQS,
+    TLS only, 14 days; the rule that fills it.
+
+    A denial that fails comes back after `VISIBILITY_TIMEOUT` (18 min) and moves to the dead-letter
+    queue after `names.DENIALS_MAX_RECEIVES` deliveries: about three hours of a ledger that does not
+    answer, or at once-per-delivery for a message that is no RequestDenied.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *, bus: events.IEventBus) -> None:
+        super().__init__(scope, construct_id)
+        self.dead_letter_queue = kept_queue(self, "DeadLetters")
+        self.queue = kept_queue(
+            self,
+            "Queue",
+            visibility_timeout=VISIBILITY_TIMEOUT,
+            dead_letter_queue=sqs.DeadLetterQueue(
+                max_receive_count=names.DENIALS_MAX_RECEIVES, queue=self.dead_letter_queue
+            ),
+        )
+        self.rule = events.Rule(
+            self,
+            "Rule",
+            description="Every RequestDenied, for the ledger",
+            event_bus=bus,
+            event_pattern=events.EventPattern(source=[names.EVENT_SOURCE], detail_type=[names.REQUEST_DENIED]),
+            targets=[targets.SqsQueue(self.queue)],
+        )
+        RemovalPolicies.of(self).retain()
