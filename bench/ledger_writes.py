@@ -33,8 +33,8 @@ from paymaster.adapters.dynamodb_wire import DynamoDBWire
 from paymaster.adapters.memory import MemorySettlementQueue
 from paymaster.adapters.tokenizer import count_tokens
 from paymaster.domain.chat import Usage
-from paymaster.domain.events import RequestDenied
-from paymaster.domain.ledger import LedgerEntry, denied_entry, rollups
+from paymaster.domain.events import RequestDenied, denied_entry
+from paymaster.domain.ledger import LedgerEntry, rollups
 from paymaster.domain.metering import Reported
 from paymaster.ports import CallRecord
 from paymaster.services.admission import AdmissionService

@@ -9,8 +9,8 @@ import pytest
 
 from paymaster import schema
 from paymaster.domain.chat import Usage
-from paymaster.domain.events import RequestDenied
-from paymaster.domain.ledger import Rollup, Totals, denied_entry, rollups, totals
+from paymaster.domain.events import RequestDenied, denied_entry
+from paymaster.domain.ledger import Rollup, Totals, rollups, totals
 from tests.ledger_entries import DENIAL
 from tests.ledger_entries import ENTRY as LEDGER_ENTRY
 

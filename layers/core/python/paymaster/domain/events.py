@@ -30,7 +30,7 @@ from paymaster import names
 from paymaster.domain.chat import Usage
 from paymaster.domain.errors import BudgetExhaustedError, LimitRefusedError
 from paymaster.domain.identity import Caller
-from paymaster.domain.ledger import LedgerEntry
+from paymaster.domain.ledger import DENIED, Denial, LedgerEntry
 from paymaster.domain.policy import Unit
 
 
@@ -303,4 +303,38 @@ def reservation_expired(entry: LedgerEntry, charged_at: datetime | None) -> Rese
         cost_usd_micros=entry.cost,
         held_until=entry.held_until,
         flags=entry.flags,
+    )
+
+
+def denied_entry(event: RequestDenied) -> LedgerEntry:
+    """The entry of a request a rule refused: cost 0, reserved 0 (nothing was held), admitted at
+    the refusal's time, keyed by its request id like any entry (hop 0: only a request's first
+    admission is answered with a 429)."""
+    rule = event.rule
+    return LedgerEntry(
+        request_id=event.request_id,
+        hop=0,
+        admitted_at=event.time,
+        team=event.team,
+        app=event.app,
+        env=event.env,
+        principal=event.principal_arn,
+        model=event.model,
+        outcome=DENIED,
+        reserved=0,
+        cost=0,
+        user=event.user,
+        metadata=tuple(sorted(event.metadata.items())),
+        denial=Denial(
+            rule=rule.name,
+            code=event.code,
+            scope=rule.scope,
+            unit=rule.unit,
+            limit=rule.limit,
+            used=rule.used,
+            remaining=rule.remaining,
+            requested=rule.requested,
+            window=rule.window,
+            resets_at=rule.resets_at,
+        ),
     )

@@ -15,7 +15,7 @@ Each entry adds to six rollups — its team's month total, month × app, × mode
 the caller named a user), day total and day × model — its call, its cost and the tokens the
 provider reported (none when it reported no usage; the cost is then what the gateway charged).
 
-A denial (`denied_entry`: a request a rule refused with a 429, from its RequestDenied event) is
+A denial (`domain.events.denied_entry`: a request a rule refused with a 429, from its RequestDenied event) is
 an entry too — cost 0, reserved 0, the rule's figures — but not a call: it adds one to `denials`
 and nothing to `calls`, `cost` or tokens, in five rollups: month total, month × app, month ×
 rule, day total, day × rule (the daily digest's "denials by rule").
@@ -29,7 +29,6 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from paymaster.domain.chat import Usage
-from paymaster.domain.events import RequestDenied
 
 Dimension = Literal["app", "model", "user"]  # what a team's spend is broken down by
 DenialDimension = Literal["rule"]  # what a team's denials are also counted by (they spend nothing)
@@ -192,38 +191,4 @@ def totals(entry: LedgerEntry) -> Totals:
         output_tokens=usage.output_tokens,
         cache_read_tokens=usage.cache_read_tokens,
         cache_write_tokens=usage.cache_write_tokens,
-    )
-
-
-def denied_entry(event: RequestDenied) -> LedgerEntry:
-    """The entry of a request a rule refused: cost 0, reserved 0 (nothing was held), admitted at
-    the refusal's time, keyed by its request id like any entry (hop 0: only a request's first
-    admission is answered with a 429)."""
-    rule = event.rule
-    return LedgerEntry(
-        request_id=event.request_id,
-        hop=0,
-        admitted_at=event.time,
-        team=event.team,
-        app=event.app,
-        env=event.env,
-        principal=event.principal_arn,
-        model=event.model,
-        outcome=DENIED,
-        reserved=0,
-        cost=0,
-        user=event.user,
-        metadata=tuple(sorted(event.metadata.items())),
-        denial=Denial(
-            rule=rule.name,
-            code=event.code,
-            scope=rule.scope,
-            unit=rule.unit,
-            limit=rule.limit,
-            used=rule.used,
-            remaining=rule.remaining,
-            requested=rule.requested,
-            window=rule.window,
-            resets_at=rule.resets_at,
-        ),
     )

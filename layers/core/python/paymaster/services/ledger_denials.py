@@ -9,8 +9,7 @@ it is not), so a message SQS delivers twice is recorded once.
 
 from aws_lambda_powertools import Logger
 
-from paymaster.domain.events import RequestDenied
-from paymaster.domain.ledger import denied_entry
+from paymaster.domain.events import RequestDenied, denied_entry
 from paymaster.ports import Ledger
 
 logger = Logger(service="paymaster")
