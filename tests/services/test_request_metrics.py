@@ -160,6 +160,7 @@ def test_a_served_chat_request_counts_its_tokens_cost_and_latency_under_team_app
 
     (document,) = gateway.documents()
     assert document["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "paymaster"
+    assert document["request_id"] == "r1"  # a property, in no dimension set
     assert {dims for _, dims in series(document)} == {REQUEST_DIMENSIONS}
     assert {one.dimensions["model"] for one in by_request(document).values()} == {"primary"}
     assert by_request(document)["Requests"].dimensions == {
@@ -214,6 +215,7 @@ def test_a_request_a_rule_refuses_counts_a_denial_by_the_rule_s_name_and_no_cost
         gateway.answer(max_tokens=10)
 
     (document,) = gateway.documents()
+    assert document["request_id"] == "r1"
     assert values(document) == {"Requests": ("Count", 1), "Denials": ("Count", 1)}
     by_reason = series(document)[("Denials", ("team", "env", "reason"))]
     assert by_reason == Series("Count", {"team": "search", "env": "prod", "reason": "budget"}, [1])
@@ -276,6 +278,7 @@ def test_a_request_every_deployment_failed_counts_each_provider_on_its_own_line_
         gateway.answer()
 
     main, *by_provider = gateway.documents()
+    assert {doc["request_id"] for doc in [main, *by_provider]} == {"r1"}
     assert values(main) == {
         "Requests": ("Count", 1),
         "InputTokens": ("Count", 0),

@@ -71,6 +71,7 @@ DIMENSION_MODEL: Final = "model"
 DIMENSION_ENV: Final = "env"
 DIMENSION_REASON: Final = "reason"  # of a denial: the rule's name, or the error code
 DIMENSION_PROVIDER: Final = "provider"  # of a provider error: the policy's provider name
+METRICS_REQUEST_ID: Final = "request_id"  # a property of each line, not a dimension
 # The value of a dimension collapsed past the policy's metric stream budget. Policy names start
 # with a letter or digit, so it never names a real app or model.
 COLLAPSED: Final = "_all"

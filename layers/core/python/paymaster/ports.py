@@ -287,6 +287,7 @@ class RequestMetrics:
     provider_errors: tuple[str, ...] = ()
     latency_ms: int | None = None
     first_token_ms: int | None = None
+    request_id: str | None = None  # not a dimension: a property of the line, to find it by
 
 
 class MetricsSink(Protocol):

@@ -74,32 +74,7 @@ class EmfMetrics:
 
     def documents(self, request: RequestMetrics) -> list[dict[str, Any]]:
         """The request's EMF documents: its own, then one per provider that failed in it."""
-        counts: list[tuple[str, MetricUnit, float]] = [(names.METRIC_REQUESTS, COUNT, 1)]
-        if request.denied_by is not None:
-            counts.append((names.METRIC_DENIALS, COUNT, 1))
-        if (bill := request.bill) is not None:
-            usage = bill.usage
-            counts += [
-                (names.METRIC_INPUT_TOKENS, COUNT, usage.input_tokens),
-                (names.METRIC_OUTPUT_TOKENS, COUNT, usage.output_tokens),
-                (names.METRIC_COST, NO_UNIT, bill.cost),  # micro-USD: CloudWatch has no currency
-            ]
-            # Present only when non-zero, as are the counts below: a model without a cache, a
-            # request without a fallback, yields no stream for them.
-            if usage.cache_read_tokens:
-                counts.append((names.METRIC_CACHE_READ_TOKENS, COUNT, usage.cache_read_tokens))
-            if usage.cache_write_tokens:
-                counts.append((names.METRIC_CACHE_WRITE_TOKENS, COUNT, usage.cache_write_tokens))
-        if request.downgraded:
-            counts.append((names.METRIC_DOWNGRADES, COUNT, 1))
-        if request.fell_back:
-            counts.append((names.METRIC_FALLBACKS, COUNT, 1))
-        if request.provider_errors:
-            counts.append((names.METRIC_PROVIDER_ERRORS, COUNT, len(request.provider_errors)))
-        if request.latency_ms is not None:
-            counts.append((names.METRIC_LATENCY, MILLISECONDS, request.latency_ms))
-        if request.first_token_ms is not None:
-            counts.append((names.METRIC_TIME_TO_FIRST_TOKEN, MILLISECONDS, request.first_token_ms))
+        counts = _request_counts(request)
         values = self._dimensions.of_request(team=request.team, app=request.app, model=request.model, env=request.env)
         document = self._serialized(values, counts)
         if request.denied_by is not None:
@@ -113,6 +88,10 @@ class EmfMetrics:
         for provider, failures in Counter(request.provider_errors).items():
             by_provider = {names.DIMENSION_PROVIDER: provider}
             documents.append(self._serialized(by_provider, [(names.METRIC_PROVIDER_ERRORS, COUNT, failures)]))
+        if request.request_id is not None:
+            for each in documents:
+                # A property, not a dimension: Logs Insights finds the lines by it; metrics ignore it.
+                each[names.METRICS_REQUEST_ID] = request.request_id
         return documents
 
     def _serialized(self, dimensions: dict[str, str], metrics: list[tuple[str, MetricUnit, float]]) -> dict[str, Any]:
@@ -130,6 +109,37 @@ class EmfMetrics:
             return dict(provider.serialize_metric_set())
         finally:
             provider.clear_metrics()
+
+
+def _request_counts(request: RequestMetrics) -> list[tuple[str, MetricUnit, float]]:
+    """The request's metrics under team, app, model and env: (name, unit, value)."""
+    counts: list[tuple[str, MetricUnit, float]] = [(names.METRIC_REQUESTS, COUNT, 1)]
+    if request.denied_by is not None:
+        counts.append((names.METRIC_DENIALS, COUNT, 1))
+    if (bill := request.bill) is not None:
+        usage = bill.usage
+        counts += [
+            (names.METRIC_INPUT_TOKENS, COUNT, usage.input_tokens),
+            (names.METRIC_OUTPUT_TOKENS, COUNT, usage.output_tokens),
+            (names.METRIC_COST, NO_UNIT, bill.cost),  # micro-USD: CloudWatch has no currency
+        ]
+        # Present only when non-zero, as are the counts below: a model without a cache, a
+        # request without a fallback, yields no stream for them.
+        if usage.cache_read_tokens:
+            counts.append((names.METRIC_CACHE_READ_TOKENS, COUNT, usage.cache_read_tokens))
+        if usage.cache_write_tokens:
+            counts.append((names.METRIC_CACHE_WRITE_TOKENS, COUNT, usage.cache_write_tokens))
+    if request.downgraded:
+        counts.append((names.METRIC_DOWNGRADES, COUNT, 1))
+    if request.fell_back:
+        counts.append((names.METRIC_FALLBACKS, COUNT, 1))
+    if request.provider_errors:
+        counts.append((names.METRIC_PROVIDER_ERRORS, COUNT, len(request.provider_errors)))
+    if request.latency_ms is not None:
+        counts.append((names.METRIC_LATENCY, MILLISECONDS, request.latency_ms))
+    if request.first_token_ms is not None:
+        counts.append((names.METRIC_TIME_TO_FIRST_TOKEN, MILLISECONDS, request.first_token_ms))
+    return counts
 
 
 def _add_directives(document: dict[str, Any], other: dict[str, Any]) -> None:

@@ -111,7 +111,7 @@ class Router:
         try:
             admission = self._admission.admit(caller, request, request_id, metadata)
         except LimitRefusedError as refusal:
-            self._denied(caller, request.model, refusal.refusal.rule.name)
+            self._denied(caller, request, request_id, refusal.refusal.rule.name)
             if self._denials is not None:
                 self._denials.publish(
                     request_denied(
@@ -126,7 +126,7 @@ class Router:
             raise
         except StoreUnavailableError:
             # One reason whatever the store's failure was, so that the reasons stay countable.
-            self._denied(caller, request.model, StoreUnavailableError.code)
+            self._denied(caller, request, request_id, StoreUnavailableError.code)
             raise
         hops = self._servable(route(self._policy, admission.model_name, self._draw), request, admission)
         return Exchange(
@@ -234,6 +234,7 @@ class Router:
                 provider_errors=tuple(exchange.provider_errors),
                 latency_ms=None if call is None else call.latency_ms,
                 first_token_ms=None if call is None else call.first_token_ms,
+                request_id=exchange.request_id,
             )
         )
 
@@ -298,9 +299,13 @@ class Router:
             },
         )
 
-    def _denied(self, caller: Caller, model: str, reason: str) -> None:
+    def _denied(self, caller: Caller, request: ChatRequest | EmbeddingRequest, request_id: str, reason: str) -> None:
         if self._metrics is not None:
-            self._metrics.emit(RequestMetrics(caller.team, caller.app, caller.env, model, denied_by=reason))
+            self._metrics.emit(
+                RequestMetrics(
+                    caller.team, caller.app, caller.env, request.model, denied_by=reason, request_id=request_id
+                )
+            )
 
     def _servable(self, hops: list[Hop], request: ChatRequest | EmbeddingRequest, admission: Admission) -> list[Hop]:
         """The hops whose provider can take the request: token ids only go to a provider with
