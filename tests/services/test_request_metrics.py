@@ -14,6 +14,7 @@ from paymaster import names
 from paymaster.adapters.emf_metrics import EmfMetrics
 from paymaster.adapters.memory import MemoryCounterStore, MemorySettlementQueue
 from paymaster.adapters.tokenizer import count_tokens
+from paymaster.api import openai_wire
 from paymaster.domain.cardinality import metric_dimensions
 from paymaster.domain.chat import Completion, Finished, StreamEvent, TextDelta, Usage, UsageReported
 from paymaster.domain.embeddings import EmbeddingRequest, Embeddings
@@ -199,6 +200,22 @@ def test_a_streamed_chat_request_adds_its_time_to_first_token_once_the_stream_is
         "Latency": ("Milliseconds", 200),
         "TimeToFirstToken": ("Milliseconds", 120),
     }
+
+
+def test_a_streamed_answer_s_metrics_are_written_before_its_usage_chunk_and_done() -> None:
+    gateway = Gateway()
+    exchange = gateway.chat.plan(SEARCH, request("primary", max_tokens=50), "r1")
+    lines = openai_wire.chunks(
+        openai_wire.Envelope("chatcmpl-r1", "primary", 0), gateway.chat.stream(exchange), include_usage=True
+    )
+
+    written_before = [(line, len(gateway.documents())) for line in lines]
+
+    usage_chunk, trailer, done = written_before[-3:]
+    assert done == (b"data: [DONE]\n\n", 1)
+    assert b'"choices":[]' in usage_chunk[0]
+    assert usage_chunk[1] == trailer[1] == 1  # the line was out before the usage and the bill trailer
+    assert written_before[1][1] == 0  # the first token went out before anything was settled
 
 
 def _until_bill(events: Generator[StreamEvent | Bill, None, None]) -> Generator[StreamEvent | Bill, None, None]:
