@@ -91,6 +91,8 @@ class GatewayFunction(Construct):
                 names.ENV_IDENTITY: IDENTITY_FROM_REQUEST_CONTEXT,
                 # A Lambda execution environment serves one request at a time.
                 names.ENV_ONE_REQUEST_AT_A_TIME: "true",
+                # The CloudWatch namespace of the EMF lines the gateway prints (docs/METRICS.md).
+                names.ENV_METRICS_NAMESPACE: names.METRICS_NAMESPACE,
             },
         )
         grant_counter_store(counters, self.function)

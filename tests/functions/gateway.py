@@ -21,7 +21,7 @@ from paymaster.api.app import create_app
 from paymaster.domain.chat import Completion, Finished, StreamEvent, TextDelta, Usage, UsageReported
 from paymaster.domain.errors import ProviderError
 from paymaster.domain.policy import Policy
-from paymaster.ports import ChatProvider, CounterStore, ProviderCall, SpendLedger
+from paymaster.ports import ChatProvider, CounterStore, MetricsSink, ProviderCall, SpendLedger
 from paymaster.services.admission import AdmissionService
 from paymaster.services.chat import ChatService
 from paymaster.services.denials import DenialEvents
@@ -79,13 +79,15 @@ def lambda_entry(
     one_request_at_a_time: bool = True,
     denials: DenialEvents | None = None,
     ledger: SpendLedger | None = None,
+    metrics: MetricsSink | None = None,
 ) -> TestClient:
     """The gateway app as composed for Lambda, with `provider` behind every deployment (or each
-    provider of the mapping behind its own), `denials` publishing the refusals' events, and
-    `ledger` (an empty one by default) holding the spend `GET /v1/usage` reports."""
+    provider of the mapping behind its own), `denials` publishing the refusals' events,
+    `ledger` (an empty one by default) holding the spend `GET /v1/usage` reports and `metrics`
+    taking each request's metrics."""
     providers = provider if isinstance(provider, Mapping) else dict.fromkeys(policy.providers, provider)
     admission = AdmissionService(policy, store, count_tokens, lambda: datetime.now(UTC), MemorySettlementQueue())
-    router = Router(policy, admission, denials=denials)
+    router = Router(policy, admission, denials=denials, metrics=metrics)
     app = create_app(
         identify=IdentifyService(RequestContextAuthenticator(), policy),
         chat=ChatService(policy, providers, router),

@@ -278,6 +278,15 @@ def test_gateway_environment_holds_every_setting_the_gateway_requires(
     assert settings.one_request_at_a_time
 
 
+def test_gateway_prints_its_metrics_in_paymaster_s_namespace(gateway_template: Template, paymaster: Paymaster) -> None:
+    variables = gateway_function(gateway_template, paymaster)["Environment"]["Variables"]
+    assert variables[names.ENV_METRICS_NAMESPACE] == "paymaster"
+    assert settings_of(variables).metrics_namespace == names.METRICS_NAMESPACE
+    # No Powertools switch that would silence them in Lambda.
+    assert "POWERTOOLS_METRICS_DISABLED" not in variables
+    assert "POWERTOOLS_DEV" not in variables
+
+
 def test_policy_file_is_staged_where_the_function_reads_it(config: AppConfig) -> None:
     staged = config.staging_dir / "policy-layer" / Path(POLICY_FILE).relative_to("/opt")
     assert staged.read_bytes() == config.policy_file.read_bytes()

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from functools import cache, partial
 
 import httpx
+from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 from starlette.applications import Starlette
 
 from paymaster import names
@@ -20,6 +21,7 @@ from paymaster.adapters.bedrock_runtime import BedrockRuntimeWire
 from paymaster.adapters.dynamodb_counters import DynamoDBCounterStore
 from paymaster.adapters.dynamodb_ledger import DynamoDBLedger
 from paymaster.adapters.dynamodb_wire import DynamoDBWire
+from paymaster.adapters.emf_metrics import EmfMetrics
 from paymaster.adapters.event_bus import EventBridgePublisher, EventBridgeWire, NoEventBus
 from paymaster.adapters.policy_file import load_policy
 from paymaster.adapters.providers.anthropic import AnthropicProvider
@@ -34,8 +36,9 @@ from paymaster.adapters.settings import LedgerSettings, Settings
 from paymaster.adapters.settlement_queue import SqsSettlementQueue
 from paymaster.adapters.tokenizer import WarmingTokenCounter
 from paymaster.api.app import create_app
+from paymaster.domain.cardinality import metric_dimensions
 from paymaster.domain.policy import Policy, Provider
-from paymaster.ports import Authenticator, ChatProvider, EmbeddingProvider, EventPublisher
+from paymaster.ports import Authenticator, ChatProvider, EmbeddingProvider, EventPublisher, MetricsSink
 from paymaster.services.admission import AdmissionService
 from paymaster.services.chat import ChatService
 from paymaster.services.denials import DENIAL_EVENT_WAIT_S, DenialEvents
@@ -76,7 +79,7 @@ def build_gateway(settings: Settings) -> Starlette:
             settings.event_bus, settings.region, timeout=DENIAL_EVENT_TIMEOUT, max_attempts=2, entry_attempts=1
         )
     )
-    router = Router(policy, admission, denials=denials)
+    router = Router(policy, admission, denials=denials, metrics=build_metrics(policy, settings))
     chat_providers, embedding_providers = build_providers(policy, settings)
     return create_app(
         identify=IdentifyService(build_authenticator(settings), policy),
@@ -86,6 +89,14 @@ def build_gateway(settings: Settings) -> Starlette:
         max_body_bytes=settings.max_body_bytes,
         one_request_at_a_time=settings.one_request_at_a_time,
     )
+
+
+def build_metrics(policy: Policy, settings: Settings) -> MetricsSink | None:
+    """EMF on stdout, with the dimensions the policy's metric stream budget allows; None when
+    Powertools' own switch (POWERTOOLS_METRICS_DISABLED, or POWERTOOLS_DEV) turns metrics off."""
+    if is_metrics_disabled():
+        return None
+    return EmfMetrics(metric_dimensions(policy), settings.metrics_namespace)
 
 
 def build_admission(policy: Policy, settings: Settings) -> AdmissionService:

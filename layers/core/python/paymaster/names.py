@@ -66,3 +66,49 @@ ENV_LEDGER_FAILURE_QUEUE_URL: Final = "PAYMASTER_LEDGER_FAILURE_QUEUE_URL"
 # local stack; locally the runner finds the queue in this variable.
 DENIALS_MAX_RECEIVES: Final = 10
 ENV_DENIALS_QUEUE_URL: Final = "PAYMASTER_DENIALS_QUEUE_URL"
+# CloudWatch metrics, as the gateway writes them in Embedded Metric Format (docs/METRICS.md).
+# Dashboards and alarms use these names; each request's metrics carry exactly these dimensions.
+ENV_METRICS_NAMESPACE: Final = "POWERTOOLS_METRICS_NAMESPACE"  # Powertools' own variable
+METRICS_NAMESPACE: Final = "paymaster"
+DIMENSION_TEAM: Final = "team"
+DIMENSION_APP: Final = "app"
+DIMENSION_MODEL: Final = "model"
+DIMENSION_ENV: Final = "env"
+DIMENSION_REASON: Final = "reason"  # of a denial: the rule's name, or the error code
+DIMENSION_PROVIDER: Final = "provider"  # of a provider error: the policy's provider name
+METRICS_REQUEST_ID: Final = "request_id"  # a property of each line, not a dimension
+# The value of a dimension collapsed past the policy's metric stream budget. Policy names start
+# with a letter or digit, so it never names a real app or model.
+COLLAPSED: Final = "_all"
+METRIC_REQUESTS: Final = "Requests"
+METRIC_INPUT_TOKENS: Final = "InputTokens"
+METRIC_OUTPUT_TOKENS: Final = "OutputTokens"
+METRIC_CACHE_READ_TOKENS: Final = "CacheReadTokens"
+METRIC_CACHE_WRITE_TOKENS: Final = "CacheWriteTokens"
+METRIC_COST: Final = "CostMicroUsd"
+METRIC_DENIALS: Final = "Denials"
+METRIC_DOWNGRADES: Final = "Downgrades"
+METRIC_FALLBACKS: Final = "Fallbacks"
+METRIC_PROVIDER_ERRORS: Final = "ProviderErrors"
+METRIC_LATENCY: Final = "Latency"
+METRIC_TIME_TO_FIRST_TOKEN: Final = "TimeToFirstToken"  # noqa: S105 - a metric name, not a secret
+# Every metric a request may carry under team, app, model and env.
+REQUEST_METRICS: Final = (
+    METRIC_REQUESTS,
+    METRIC_INPUT_TOKENS,
+    METRIC_OUTPUT_TOKENS,
+    METRIC_CACHE_READ_TOKENS,
+    METRIC_CACHE_WRITE_TOKENS,
+    METRIC_COST,
+    METRIC_DENIALS,
+    METRIC_DOWNGRADES,
+    METRIC_FALLBACKS,
+    METRIC_PROVIDER_ERRORS,
+    METRIC_LATENCY,
+    METRIC_TIME_TO_FIRST_TOKEN,
+)
+# The dimension sets, each a CloudWatch metric stream per combination of values and metric:
+# REQUEST_METRICS by team/app/model/env; Denials also by team/env/reason; ProviderErrors also by provider.
+REQUEST_DIMENSIONS: Final = (DIMENSION_TEAM, DIMENSION_APP, DIMENSION_MODEL, DIMENSION_ENV)
+DENIAL_DIMENSIONS: Final = (DIMENSION_TEAM, DIMENSION_ENV, DIMENSION_REASON)
+PROVIDER_ERROR_DIMENSIONS: Final = (DIMENSION_PROVIDER,)

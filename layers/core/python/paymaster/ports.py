@@ -261,3 +261,36 @@ class SpendLedger(Protocol):
     def breakdown(self, team: str, month: str, dimension: Dimension) -> dict[str, Totals]:
         """Every app, model or user of `team`'s UTC `month` with what its calls add up to; {} for none."""
         ...
+
+
+from paymaster.domain.metering import Bill  # noqa: E402
+
+
+@dataclass(frozen=True, slots=True)
+class RequestMetrics:
+    """What one chat or embeddings request adds to the gateway's metrics, once its outcome is
+    known (docs/METRICS.md): served, failed or refused by a rule.
+
+    `model` is the virtual model it ended on (after a downgrade or a fallback; the one it named
+    when refused). `bill` is None when refused. `provider_errors` names the provider of each
+    call that failed, in order; `latency_ms` is admission to settlement.
+    """
+
+    team: str
+    app: str
+    env: str
+    model: str
+    bill: Bill | None = None
+    denied_by: str | None = None  # the refusing rule's name, or the error code
+    downgraded: bool = False
+    fell_back: bool = False
+    provider_errors: tuple[str, ...] = ()
+    latency_ms: int | None = None
+    first_token_ms: int | None = None
+    request_id: str | None = None  # not a dimension: a property of the line, to find it by
+
+
+class MetricsSink(Protocol):
+    """Publishes each request's metrics as it ends. Never raises, and never waits on the network."""
+
+    def emit(self, request: RequestMetrics) -> None: ...

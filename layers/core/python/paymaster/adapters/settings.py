@@ -39,6 +39,8 @@ class Settings(BaseModel):
     # wait means trouble and the rule's on_store_error decides; the local stand-in serialises every
     # request, so under load its answers queue and the local stack waits longer.
     store_timeout_s: float = Field(default=2.0, gt=0)
+    # The CloudWatch namespace of the gateway's metrics (EMF on stdout, docs/METRICS.md).
+    metrics_namespace: str = Field(default=names.METRICS_NAMESPACE, min_length=1, max_length=255)
 
     @model_validator(mode="after")
     def _local_identity_has_credentials(self) -> Self:
@@ -62,6 +64,7 @@ class Settings(BaseModel):
             "one_request_at_a_time": environ.get(names.ENV_ONE_REQUEST_AT_A_TIME),
             "provider_endpoints": json.loads(environ.get(names.ENV_PROVIDER_ENDPOINTS) or "null"),
             "store_timeout_s": environ.get(names.ENV_STORE_TIMEOUT_S),
+            "metrics_namespace": environ.get(names.ENV_METRICS_NAMESPACE),
         }
         return cls.model_validate({key: value for key, value in raw.items() if value is not None})
 

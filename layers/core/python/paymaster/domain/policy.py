@@ -311,12 +311,25 @@ class Rule(_Strict):
         return self.is_budget
 
 
+# CloudWatch bills each metric stream ($0.30 a month at the first tier): 2,000 streams cost at
+# most $600 a month, and only the streams that receive data are billed (docs/METRICS.md).
+DEFAULT_MAX_METRIC_STREAMS = 2_000
+
+
+class MetricsSettings(_Strict):
+    """`max_streams`: the most CloudWatch metric streams the policy may yield; past it the `app`
+    dimension collapses, then `model` (`domain.cardinality`)."""
+
+    max_streams: int = Field(default=DEFAULT_MAX_METRIC_STREAMS, gt=0)
+
+
 class Policy(_Strict):
     version: Literal[1]
     providers: dict[Name, Provider] = Field(min_length=1)
     models: dict[Name, Model] = Field(min_length=1)
     teams: dict[Name, Team] = Field(min_length=1)
     rules: list[Rule] = []
+    metrics: MetricsSettings = MetricsSettings()
 
     @model_validator(mode="after")
     def _references_resolve(self) -> Self:

@@ -110,6 +110,8 @@ class ChatService:
             self._router.log_served(exchange, self._monotonic() - started)
             yield bill
         except PaymasterError as error:
+            if before is None and isinstance(error, ProviderError):
+                self._router.provider_failed(exchange, error)  # mid-stream: the walk counted the others
             error.bill = close()
             raise
         except Exception as error:
@@ -117,6 +119,8 @@ class ChatService:
             raise self._router.unforeseen(exchange, error) from error
         finally:
             close()
+            # Settled: the metrics go out before the stream's last bytes (the [DONE] line).
+            self._router.measure(exchange)
 
     def answer(
         self, caller: Caller, request: ChatRequest, request_id: str, metadata: Mapping[str, str] | None = None

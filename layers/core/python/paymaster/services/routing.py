@@ -25,6 +25,7 @@ from paymaster.domain.errors import (
     InvalidRequestError,
     LimitRefusedError,
     ProviderError,
+    ProviderRejectedError,
     StoreUnavailableError,
 )
 from paymaster.domain.events import request_denied
@@ -32,7 +33,7 @@ from paymaster.domain.identity import Caller
 from paymaster.domain.metering import Bill, NotAccepted, Outcome, Reported, Unknown
 from paymaster.domain.policy import Deployment, Policy
 from paymaster.domain.routing import Hop, may_fall_back, route
-from paymaster.ports import CallRecord, CounterState
+from paymaster.ports import CallRecord, CounterState, MetricsSink, RequestMetrics
 from paymaster.services.admission import Admission, AdmissionService
 from paymaster.services.denials import DenialEvents
 
@@ -66,6 +67,9 @@ class Exchange:
     first_token_at: float | None = None  # when a stream delivered its first output
     provider_request_id: str | None = None
     output: Output | None = None  # what reached the caller, for an opted-in team's prompt record
+    downgraded_from: str | None = None  # the model the caller named, when admission chose a cheaper one
+    call: CallRecord | None = None  # as last settled
+    provider_errors: list[str] = field(default_factory=list)  # the provider of each failed call
 
     @property
     def deployment(self) -> Deployment:
@@ -74,7 +78,8 @@ class Exchange:
 
 class Router:
     """`draw` picks among weighted deployments (a float in [0, 1)); `monotonic` times calls;
-    `denials` publishes a RequestDenied for each refusal the caller is answered with (None: none)."""
+    `denials` publishes a RequestDenied for each refusal the caller is answered with (None: none);
+    `metrics` takes each request's metrics once its outcome is known (None: none)."""
 
     def __init__(
         self,
@@ -82,12 +87,14 @@ class Router:
         admission: AdmissionService,
         *,
         denials: DenialEvents | None = None,
+        metrics: MetricsSink | None = None,
         draw: Callable[[], float] = random.random,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._policy = policy
         self._admission = admission
         self._denials = denials
+        self._metrics = metrics
         self._draw = draw
         self._monotonic = monotonic
 
@@ -104,6 +111,7 @@ class Router:
         try:
             admission = self._admission.admit(caller, request, request_id, metadata)
         except LimitRefusedError as refusal:
+            self._denied(caller, request, request_id, refusal.refusal.rule.name)
             if self._denials is not None:
                 self._denials.publish(
                     request_denied(
@@ -116,9 +124,21 @@ class Router:
                     )
                 )
             raise
+        except StoreUnavailableError:
+            # One reason whatever the store's failure was, so that the reasons stay countable.
+            self._denied(caller, request, request_id, StoreUnavailableError.code)
+            raise
         hops = self._servable(route(self._policy, admission.model_name, self._draw), request, admission)
         return Exchange(
-            caller, request, request_id, dict(metadata or {}), admission, hops, hops[0], planned_at=planned_at
+            caller,
+            request,
+            request_id,
+            dict(metadata or {}),
+            admission,
+            hops,
+            hops[0],
+            planned_at=planned_at,
+            downgraded_from=admission.downgraded_from,
         )
 
     def walk(self, exchange: Exchange, attempt: Callable[[Hop], T]) -> T:
@@ -133,6 +153,7 @@ class Router:
                 return attempt(hop)
             except ProviderError as error:
                 exchange.provider_request_id = error.provider_request_id
+                self.provider_failed(exchange, error)
                 last = index == len(exchange.route) - 1
                 moving_on = not last and may_fall_back(error, hop.model)
                 logger.warning(
@@ -162,22 +183,25 @@ class Router:
         """
         started = self._monotonic()
         try:
-            answer = self.walk(exchange, attempt)
-        except ProviderError as error:
-            error.bill = self.settle(exchange, Unknown() if error.accepted else NOT_ACCEPTED)
-            raise
-        except InvalidRequestError as error:
-            error.bill = self.settle(exchange, NOT_ACCEPTED)
-            raise
-        except Exception as error:
-            raise self.unforeseen(exchange, error) from error
-        except BaseException:
-            self.settle(exchange, Unknown())
-            raise
-        usage = usage_of(answer)
-        self.settle(exchange, Unknown() if usage is None else Reported(usage))
-        self.log_served(exchange, self._monotonic() - started)
-        return answer
+            try:
+                answer = self.walk(exchange, attempt)
+            except ProviderError as error:
+                error.bill = self.settle(exchange, Unknown() if error.accepted else NOT_ACCEPTED)
+                raise
+            except InvalidRequestError as error:
+                error.bill = self.settle(exchange, NOT_ACCEPTED)
+                raise
+            except Exception as error:
+                raise self.unforeseen(exchange, error) from error
+            except BaseException:
+                self.settle(exchange, Unknown())
+                raise
+            usage = usage_of(answer)
+            self.settle(exchange, Unknown() if usage is None else Reported(usage))
+            self.log_served(exchange, self._monotonic() - started)
+            return answer
+        finally:
+            self.measure(exchange)
 
     def unforeseen(self, exchange: Exchange, error: Exception) -> GatewayFailureError:
         """An error nobody planned for, after admission: logged, settled as the whole hold (the
@@ -186,6 +210,33 @@ class Router:
         failure = GatewayFailureError(f"The gateway failed unexpectedly (request {exchange.request_id}).")
         failure.bill = exchange.bill if exchange.bill is not None else self.settle(exchange, Unknown())
         return failure
+
+    def provider_failed(self, exchange: Exchange, error: ProviderError) -> None:
+        """Counts a failed call against the provider of the deployment that made it; one the
+        provider refused as invalid is the caller's to fix, not the provider's failure."""
+        if not isinstance(error, ProviderRejectedError):
+            exchange.provider_errors.append(exchange.deployment.provider)
+
+    def measure(self, exchange: Exchange) -> None:
+        """Emits the request's metrics, once it is settled for good (answered, failed or cut)."""
+        if self._metrics is None:
+            return
+        call = exchange.call
+        self._metrics.emit(
+            RequestMetrics(
+                team=exchange.caller.team,
+                app=exchange.caller.app,
+                env=exchange.caller.env,
+                model=exchange.admission.model_name,
+                bill=exchange.bill,
+                downgraded=exchange.downgraded_from is not None,
+                fell_back=len(exchange.tried) > 1,
+                provider_errors=tuple(exchange.provider_errors),
+                latency_ms=None if call is None else call.latency_ms,
+                first_token_ms=None if call is None else call.first_token_ms,
+                request_id=exchange.request_id,
+            )
+        )
 
     def first_output(self, exchange: Exchange) -> None:
         """A stream's first piece of output reached the gateway: its time to first token."""
@@ -216,6 +267,7 @@ class Router:
                 output=exchange.output,
                 audit=audit,
             )
+        exchange.call = call
         exchange.bill = self._admission.settle(exchange.admission, outcome, call, record)
         return exchange.bill
 
@@ -246,6 +298,14 @@ class Router:
                 "ms": round(elapsed_s * 1000, 1),
             },
         )
+
+    def _denied(self, caller: Caller, request: ChatRequest | EmbeddingRequest, request_id: str, reason: str) -> None:
+        if self._metrics is not None:
+            self._metrics.emit(
+                RequestMetrics(
+                    caller.team, caller.app, caller.env, request.model, denied_by=reason, request_id=request_id
+                )
+            )
 
     def _servable(self, hops: list[Hop], request: ChatRequest | EmbeddingRequest, admission: Admission) -> list[Hop]:
         """The hops whose provider can take the request: token ids only go to a provider with
