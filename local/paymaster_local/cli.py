@@ -132,7 +132,7 @@ What each call cost, from the ledger (the runner adds each settled call within a
   AWS_ENDPOINT_URL={stack.aws_url} AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local \\
     .venv/bin/paymaster ledger --table {LEDGER_TABLE} --team {team} [--month YYYY-MM] [--csv FILE]
 
-Each event on the bus as it arrives (a refusal's RequestDenied, for now):
+Each event on the bus as it arrives (CostRecorded per charged call, RequestDenied per refusal):
 
   AWS_ENDPOINT_URL={stack.aws_url} AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local \\
     .venv/bin/paymaster events tail --queue-url {stack.events_queue_url}
