@@ -7,11 +7,14 @@ other record — counters, admissions, TTL deletions, fences — is done as soon
 Two steps per batch: Powertools' BatchProcessor records each record's entry; then the events of
 every record recorded are published together, at most 10 per PutEvents across the batch
 (docs/EVENTS.md). A record whose entry could not be recorded now (the ledger table unavailable),
-that cannot be read, or whose event the bus did not take, is reported as a batch item failure:
+that cannot be read, or whose event the bus did not take for now, is reported as a batch item failure:
 Lambda checkpoints the shard before the lowest one and delivers it again, with what followed
 it, which finds its entries already there (nothing counted twice) and publishes its events again
 (at least once; consumers de-duplicate on request id). After `names.LEDGER_RETRY_ATTEMPTS`
-retries its place in the stream goes to the failure queue. Handler: `app.handler`.
+retries its place in the stream goes to the failure queue. An event that can never go out — its
+entry lacks what the event needs, or the bus refuses it for what it is (too large, malformed) — is
+logged at error with its entry or detail and its record is done: retrying could not change it.
+Handler: `app.handler`.
 """
 
 from datetime import UTC, datetime
@@ -57,11 +60,13 @@ def record_entry(record: DynamoDBRecord, pending: list[Pending]) -> None:
         )
         raise
     except ValueError:
+        # Recorded, and its event cannot be made from it however often it comes: failing the
+        # record would hold the shard back for nothing until the record is set aside.
         logger.exception(
-            "a ledger entry whose event cannot be made",
-            extra={"request_id": entry.request_id, "sequence_number": sequence_number},
+            "a ledger entry whose event cannot be made: recorded, not published",
+            extra={"request_id": entry.request_id, "sequence_number": sequence_number, "outcome": entry.outcome},
         )
-        raise
+        return
     if event is not None:
         pending.append(Pending(sequence_number, event))
 

@@ -211,7 +211,7 @@ def test_an_event_over_256_kb_is_reported_without_being_sent() -> None:
 
     (unpublished,) = publisher(httpx.MockTransport(bus)).publish([huge, small])
 
-    assert (unpublished.event, unpublished.code) == (huge, "EntryTooLarge")
+    assert (unpublished.event, unpublished.code, unpublished.final) == (huge, "EntryTooLarge", True)
     assert bus.accepted == ["small"]
 
 
@@ -244,7 +244,7 @@ def test_an_entry_error_that_retrying_cannot_mend_is_returned_at_once() -> None:
 
     (unpublished,) = publisher(httpx.MockTransport(bus)).publish([expired("r0"), expired("r1")])
 
-    assert (unpublished.event.request_id, unpublished.code) == ("r1", "MalformedDetail")
+    assert (unpublished.event.request_id, unpublished.code, unpublished.final) == ("r1", "MalformedDetail", True)
     assert unpublished.message == "MalformedDetail (scripted)"
     assert len(bus.calls) == 1
 
@@ -290,7 +290,7 @@ def test_a_refused_call_is_not_sent_again_and_returns_its_events() -> None:
 
     (unpublished,) = publisher(httpx.MockTransport(denied)).publish([expired("r0")])
 
-    assert unpublished.code == "AccessDeniedException"
+    assert (unpublished.code, unpublished.final) == ("AccessDeniedException", False)  # a grant can be fixed
     assert calls["PutEvents"] == 1
 
 

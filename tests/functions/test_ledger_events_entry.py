@@ -171,18 +171,41 @@ def test_a_record_that_cannot_be_read_and_an_event_that_failed_are_reported_toge
     assert bus.accepted == ["r01"]
 
 
-def test_a_charged_entry_whose_event_cannot_be_made_is_recorded_and_reported_not_published_made_up(
-    handler: Handler, bus: ScriptedBus, ledger: DynamoDBLedger
+def test_a_charged_entry_whose_event_cannot_be_made_is_recorded_and_logged_not_retried(
+    handler: Handler, bus: ScriptedBus, ledger: DynamoDBLedger, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A settled reservation that names no deployment: the entry is the ledger's, the event's
-    absence is a failed record (retried, then set aside where an operator sees it)."""
+    """A settled reservation that names no deployment: the entry is the ledger's, and no
+    redelivery could make its event, so the record is done and the log says which entry it was —
+    failing it would hold the shard back until the record is set aside, for nothing."""
     records = calls(2)
     del records[2]["dynamodb"]["NewImage"][schema.DEPLOYMENT]  # r01
 
-    assert handler({"Records": records}, CONTEXT) == {"batchItemFailures": [{"itemIdentifier": sequence(2)}]}
+    assert handler({"Records": records}, CONTEXT) == {"batchItemFailures": []}
 
     assert bus.accepted == ["r00"]
     assert sorted(entry.request_id for entry in ledger.calls("search", MONTH)) == ["r00", "r01"]
+    errors = [record for record in caplog.records if record.levelname == "ERROR"]
+    assert [(record.getMessage(), record.__dict__["request_id"]) for record in errors] == [
+        ("a ledger entry whose event cannot be made: recorded, not published", "r01")
+    ]
+
+
+def test_an_event_the_bus_refuses_for_what_it_is_is_logged_whole_and_its_record_is_done(
+    handler: Handler, bus: ScriptedBus, ledger: DynamoDBLedger, caplog: pytest.LogCaptureFixture
+) -> None:
+    """MalformedDetail is refused again however often it is sent; a throttled one is worth the
+    redelivery. Only the second holds its record back."""
+    records = calls(3)
+    codes = {"r00": "MalformedDetail", "r02": "ThrottlingException"}
+    bus.fail = lambda entry, _: codes.get(request_ids([entry])[0])
+
+    assert handler({"Records": records}, CONTEXT) == {"batchItemFailures": [{"itemIdentifier": sequence(4)}]}
+
+    assert bus.accepted == ["r01"]
+    refused = [record.__dict__ for record in caplog.records if record.getMessage().startswith("ledger event refused")]
+    assert [(line["request_id"], line["code"], line["detail"]["request_id"]) for line in refused] == [
+        ("r00", "MalformedDetail", "r00")
+    ]
 
 
 def test_a_release_publishes_nothing_and_a_swept_hold_its_reservation_expired_at_the_record_s_time(

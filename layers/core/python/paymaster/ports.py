@@ -189,6 +189,9 @@ class Unpublished:
     event: PaymasterEvent
     code: str
     message: str
+    # True when the bus refused the event for what it is (too large, malformed): sending it again
+    # cannot succeed, so a stream consumer logs it rather than holding its shard back for it.
+    final: bool = False
 
 
 class EventPublisher(Protocol):

@@ -38,6 +38,8 @@ MAX_ENTRIES = 10
 MAX_REQUEST_BYTES = 256 * 1024
 TIME_BYTES = 14  # what EventBridge counts for an entry's `Time`, whatever its value
 RETRYABLE_ENTRY_ERRORS = frozenset({"InternalFailure", "ThrottlingException"})
+# Codes that refuse an entry for what it is: the same entry is refused again however often it is sent.
+FINAL_ENTRY_ERRORS = frozenset({"EntryTooLarge", "MalformedDetail", "InvalidArgument", "ValidationException"})
 _RETRYABLE = {"ThrottlingException", "InternalException", "InternalFailure", "ServiceUnavailable"}
 DEFAULT_TIMEOUT = httpx.Timeout(5.0, connect=2.0)
 
@@ -104,7 +106,9 @@ class EventBridgePublisher:
             entry = event.put_events_entry(self._bus_name)
             size = entry_size(entry)
             if size > MAX_REQUEST_BYTES:
-                unpublished.append(Unpublished(event, "EntryTooLarge", f"{size} bytes, over PutEvents' 256 KB"))
+                unpublished.append(
+                    Unpublished(event, "EntryTooLarge", f"{size} bytes, over PutEvents' 256 KB", final=True)
+                )
             else:
                 sendable.append((event, entry))
         for batch in batches(sendable):
@@ -134,7 +138,8 @@ class EventBridgePublisher:
                 if code in RETRYABLE_ENTRY_ERRORS and attempt < self._entry_attempts:
                     retry.append((event, entry))
                 else:
-                    final.append(Unpublished(event, code, result.get("ErrorMessage") or ""))
+                    message = result.get("ErrorMessage") or ""
+                    final.append(Unpublished(event, code, message, final=code in FINAL_ENTRY_ERRORS))
             if not retry:
                 break
             pending = retry

@@ -43,7 +43,8 @@ class LedgerRecorder:
         """Records the entry (once, however often it comes) and returns the event it publishes, if
         any — also when it was already recorded. `written_at`: when its settlement was written.
         Raises StoreUnavailableError while the ledger cannot take it (the stream delivers it
-        again), ValueError for an entry whose event cannot be made (after recording it)."""
+        again), ValueError for an entry whose event cannot be made (after recording it: the
+        ledger keeps the entry; a redelivery could not make the event either)."""
         if not self._ledger.record(entry):
             logger.info("ledger entry already recorded", extra={"request_id": entry.request_id, "hop": entry.hop})
         return ledger_event(entry, written_at)
@@ -54,6 +55,20 @@ class LedgerRecorder:
         records again."""
         records = {id(item.event): item.record_id for item in pending}
         unpublished = self._bus.publish([item.event for item in pending])
+        for refused in [failure for failure in unpublished if failure.final]:
+            # Delivering the record again would be refused the same way, holding back its shard
+            # until the record is set aside: the event is in the log, whole, to be replayed by hand.
+            logger.error(
+                "ledger event refused by the bus for what it is: not retried",
+                extra={
+                    "request_id": refused.event.request_id,
+                    "detail_type": refused.event.detail_type,
+                    "code": refused.code,
+                    "error": refused.message,
+                    "detail": refused.event.model_dump(mode="json"),
+                },
+            )
+        unpublished = [failure for failure in unpublished if not failure.final]
         for failure in unpublished:
             logger.warning(
                 "ledger event not published: its record will be delivered again",
