@@ -3,6 +3,7 @@ settlement's own TransactWriteItems, on the serialised stand-in — one request 
 without it, one record however often the settlement is sent, never a settlement cancelled by it.
 """
 
+import base64
 import json
 from collections.abc import Callable
 from dataclasses import replace
@@ -13,13 +14,14 @@ import boto3
 import httpx
 import pytest
 from botocore.credentials import Credentials
+from botocore.exceptions import ClientError
 
 from paymaster import schema
 from paymaster.adapters.dynamodb_counters import DynamoDBCounterStore
 from paymaster.adapters.dynamodb_records import prompt_item
 from paymaster.adapters.dynamodb_wire import DynamoDBWire
 from paymaster.adapters.memory import MemorySettlementQueue
-from paymaster.adapters.settlement_queue import settlement_from_json, settlement_to_json
+from paymaster.adapters.settlement_queue import SqsSettlementQueue, settlement_from_json, settlement_to_json
 from paymaster.adapters.tokenizer import count_tokens
 from paymaster.domain.audit import Output, PromptRecord, prompt_record
 from paymaster.domain.chat import ChatRequest, Completion, Usage
@@ -279,3 +281,26 @@ def test_an_opted_in_team_still_sends_one_request_to_admit_and_one_to_settle(
     assert admitting == ["TransactWriteItems"]
     assert transport.operations == ["TransactWriteItems", "TransactWriteItems"]
     assert len(stored_prompts(tables)) == (1 if keeps_prompts else 0)
+
+
+class RefusingSqs:
+    def send_message(self, **_: Any) -> None:
+        raise ClientError(
+            {"Error": {"Code": "AWS.SimpleQueueService.NonExistentQueue", "Message": "no"}}, "SendMessage"
+        )
+
+
+def test_a_settlement_the_queue_refuses_is_logged_without_its_words(caplog: pytest.LogCaptureFixture) -> None:
+    """The log keeps the settlement whole, to be replayed if the process dies with it in memory;
+    the prompts table's words stay out of the logs, which have other readers."""
+    settled = replace(settlement("r1", holds(BUDGET), 7), audit=record_of("r1", "the secret plan", answer="ok"))
+    queue = SqsSettlementQueue(RefusingSqs, "https://sqs.local/q")
+
+    queue.put(settled)
+
+    assert queue.pending == 1
+    (logged,) = [record.__dict__ for record in caplog.records if record.getMessage().startswith("settlement kept")]
+    assert settlement_from_json(logged["settlement"]) == replace(settled, audit=None)
+    assert "the secret plan" not in json.dumps(logged, default=str)
+    assert base64.b64encode(b"the secret plan").decode() not in json.dumps(logged, default=str)
+    assert logged["audit_record_bytes"] == settled.audit.prompt_bytes + settled.audit.completion_bytes  # type: ignore[union-attr]

@@ -398,3 +398,33 @@ def test_concurrent_requests_write_whole_lines_with_their_own_values() -> None:
     written = gateway.documents()
     assert sorted(doc["InputTokens"][0] for doc in written) == list(range(400))
     assert all(doc["InputTokens"] == doc["CostMicroUsd"] for doc in written)
+
+
+class Unserializable(EmfMetrics):
+    def documents(self, request: RequestMetrics) -> list[dict[str, Any]]:
+        raise ValueError("a metric value Powertools refuses")
+
+
+def test_a_line_that_cannot_be_made_is_logged_and_the_answered_request_stands(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Metrics are emitted in `serve`'s `finally`: a line Powertools refuses must not turn a
+    settled, answered call into a 500."""
+    gateway = Gateway()
+    out = io.StringIO()
+    gateway.metrics = Unserializable(metric_dimensions(gateway.policy), names.METRICS_NAMESPACE, out)
+    router = Router(
+        gateway.policy, gateway.admission, metrics=gateway.metrics, draw=lambda: 0.0, monotonic=gateway.clock
+    )
+    chat = ChatService(
+        gateway.policy, dict.fromkeys(gateway.policy.providers, gateway.providers), router, monotonic=gateway.clock
+    )
+
+    exchange, _, _ = chat.answer(SEARCH, request("primary", max_tokens=50), "r1")
+
+    assert exchange.bill is not None
+    assert exchange.bill.cost == 4
+    assert out.getvalue() == ""
+    assert [record.getMessage() for record in caplog.records if record.levelname == "ERROR"] == [
+        "metrics not written: the request's line could not be made"
+    ]

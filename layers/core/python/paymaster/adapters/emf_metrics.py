@@ -64,7 +64,11 @@ class EmfMetrics:
             )
 
     def emit(self, request: RequestMetrics) -> None:
-        text = "".join(json.dumps(document, separators=(",", ":")) + "\n" for document in self.documents(request))
+        try:
+            text = "".join(json.dumps(doc, separators=(",", ":")) + "\n" for doc in self.documents(request))
+        except Exception:  # Powertools validates the line: whatever it raises, the answered request stands
+            logger.exception("metrics not written: the request's line could not be made")
+            return
         try:
             with self._lock:
                 self._stream.write(text)

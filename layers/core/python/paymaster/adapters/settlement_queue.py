@@ -159,9 +159,17 @@ class SqsSettlementQueue:
                 self._client = self._client_factory()
             self._client.send_message(QueueUrl=self._queue_url, MessageBody=body)
         except (BotoCoreError, ClientError) as error:
+            # The settlement is logged whole, to be replayed from the log if the process dies with
+            # it; an opted-in team's words are not: the logs are not the prompts table's readers.
+            audit = settlement.audit
             logger.error(
                 "settlement kept in memory: the settlement queue cannot take it now",
-                extra={"request_id": settlement.request_id, "error": type(error).__name__, "settlement": body},
+                extra={
+                    "request_id": settlement.request_id,
+                    "error": type(error).__name__,
+                    "settlement": body if audit is None else settlement_to_json(replace(settlement, audit=None)),
+                    "audit_record_bytes": None if audit is None else audit.prompt_bytes + audit.completion_bytes,
+                },
             )
             return False
         return True
