@@ -29,8 +29,8 @@ class DenialQueue(Construct):
     TLS only, 14 days; the rule that fills it.
 
     A denial that fails comes back after `VISIBILITY_TIMEOUT` (18 min) and moves to the dead-letter
-    queue after `names.DENIALS_MAX_RECEIVES` deliveries: about three hours of a ledger that does not
-    answer, or at once-per-delivery for a message that is no RequestDenied.
+    queue after `names.DENIALS_MAX_RECEIVES` deliveries: about three hours, whether the ledger does
+    not answer or the message is no RequestDenied (it fails each delivery the same way).
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, bus: events.IEventBus) -> None:

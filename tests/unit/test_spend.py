@@ -94,8 +94,9 @@ def test_a_breakdown_by_user_cannot_be_made_without_the_total() -> None:
 
 
 def test_totals_on_the_wire_are_micro_usd_and_the_same_in_usd_text() -> None:
-    assert totals_body(Totals(3, 1_234_567, 63, 12, 5, 2)) == {
+    assert totals_body(Totals(3, 1_234_567, 63, 12, 5, 2, denials=4)) == {
         "calls": 3,
+        "denials": 4,
         "cost_micro_usd": 1_234_567,
         "cost_usd": "1.234567",
         "tokens": {"input": 63, "output": 12, "cache_read": 5, "cache_write": 2},

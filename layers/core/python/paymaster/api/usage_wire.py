@@ -52,9 +52,12 @@ def month_body(month: MonthSpend) -> dict[str, Any]:
 
 
 def totals_body(totals: Totals) -> dict[str, Any]:
-    """(3 calls, 42 µUSD, 63 in, 12 out) → calls 3, cost_micro_usd 42, cost_usd "0.000042", tokens."""
+    """(3 calls, 42 µUSD, 63 in, 12 out) → calls 3, cost_micro_usd 42, cost_usd "0.000042", tokens;
+    `denials` the requests a rule refused (never in calls or cost): an app refused all month is a
+    row of 0 calls that says why."""
     return {
         "calls": totals.calls,
+        "denials": totals.denials,
         "cost_micro_usd": totals.cost,
         "cost_usd": format_usd(totals.cost),
         "tokens": {
