@@ -129,10 +129,17 @@ def handler(current: list[ScriptedBedrock]) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver listens with a backlog of 5: ten connections at once (a Titan batch embeds its
+    # texts in parallel) overflow it under load, the kernel drops a SYN, and the client's 1 s
+    # connect timeout fires before its retransmission — a flake of the test server, not the client.
+    request_queue_size = 128
+
+
 @contextlib.contextmanager
 def serve_http(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
     """Serves `handler` on a free port of 127.0.0.1, a thread per request; yields the base URL."""
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd = _Server(("127.0.0.1", 0), handler)
     httpd.daemon_threads = True
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
