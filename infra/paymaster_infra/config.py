@@ -47,6 +47,7 @@ class AppConfig:
     settlement_retry_code_dir: Path = REPO_ROOT / "functions" / "settlement_retry"
     ledger_code_dir: Path = REPO_ROOT / "functions" / "ledger"
     ledger_denials_code_dir: Path = REPO_ROOT / "functions" / "ledger_denials"
+    sweeper_code_dir: Path = REPO_ROOT / "functions" / "sweeper"
 
     @classmethod
     def from_context(cls, node: Node) -> "AppConfig":
@@ -74,6 +75,7 @@ class AppConfig:
             self.settlement_retry_code_dir / "app.py": "the settlement-retry entry point ships in the repository",
             self.ledger_code_dir / "app.py": "the ledger entry point ships in the repository",
             self.ledger_denials_code_dir / "app.py": "the denials ledger entry point ships in the repository",
+            self.sweeper_code_dir / "app.py": "the sweeper entry point ships in the repository",
         }
         missing = [f"{path}: {fix}" for path, fix in expected.items() if not path.exists()]
         if missing:

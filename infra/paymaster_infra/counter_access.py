@@ -33,6 +33,16 @@ def grant_transactions(table: dynamodb.ITable, function: lambda_.Function) -> No
     function.add_to_role_policy(iam.PolicyStatement(actions=list(TRANSACT_WRITE), resources=[table.table_arn]))
 
 
+def grant_sweeps(counters: dynamodb.ITable, function: lambda_.Function) -> None:
+    """What `AdmissionService.sweep` sends: the held-by-expiry index Query, and the settlement's
+    Update items (the reservation's close, each counter's move; a sweep never fences, so it sends
+    no Put, and it carries no prompt record)."""
+    function.add_to_role_policy(iam.PolicyStatement(actions=["dynamodb:UpdateItem"], resources=[counters.table_arn]))
+    function.add_to_role_policy(
+        iam.PolicyStatement(actions=list(QUERY_HELD), resources=[f"{counters.table_arn}/index/{schema.HELD_INDEX}"])
+    )
+
+
 def grant_counter_store(counters: dynamodb.ITable, function: lambda_.Function) -> None:
     """Everything the store sends: transactions, counter reads and the held-index query."""
     function.add_to_role_policy(

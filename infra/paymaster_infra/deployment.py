@@ -32,7 +32,7 @@ def add_paymaster(app: App, config: AppConfig, *, env: Environment | None = None
         app,
         GATEWAY_STACK_NAME,
         env=env,
-        description="paymaster gateway: REST API (AWS_IAM, streaming), gateway, settlement-retry and ledger Lambdas",
+        description="paymaster gateway: REST API (AWS_IAM, streaming), gateway, retry, sweeper and ledger Lambdas",
         config=config,
         policy=policy,
         counters=state.tables.counters,
@@ -42,6 +42,7 @@ def add_paymaster(app: App, config: AppConfig, *, env: Environment | None = None
         settlement_queue=state.settlements.queue,
         ledger_failures=state.ledger_failures.queue,
         denials_queue=state.denials.queue,
+        sweeper_dead_letters=state.sweeper_dead_letters.queue,
     )
     Tags.of(app).add("project", "paymaster")
     add_checks(app)

@@ -20,12 +20,13 @@ from paymaster_infra.ledger_failures import LedgerFailureQueue
 from paymaster_infra.ledger_function import LedgerFunction
 from paymaster_infra.settlement_queue import SettlementQueue
 from paymaster_infra.settlement_retry import SettlementRetryFunction
+from paymaster_infra.sweeper import SweeperDeadLetterQueue, SweeperFunction
 from paymaster_infra.tables import CounterTables
 
 
 class StatefulStack(Stack):
-    """Tables, bus, archive, the settlement queue, the ledger's failure queue and the denials queue
-    with its rule. Everything here is retained when the stack is deleted."""
+    """Tables, bus, archive, the settlement queue, the ledger's failure queue, the denials queue
+    with its rule and the sweeper's dead-letter queue. Everything here is retained when the stack is deleted."""
 
     def __init__(self, scope: Construct, construct_id: str, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -34,6 +35,7 @@ class StatefulStack(Stack):
         self.settlements = SettlementQueue(self, "Settlements")
         self.ledger_failures = LedgerFailureQueue(self, "LedgerFailures")
         self.denials = DenialQueue(self, "Denials", bus=self.events.bus)
+        self.sweeper_dead_letters = SweeperDeadLetterQueue(self, "SweeperDeadLetters")
 
         dead_letters = self.settlements.dead_letter_queue
         CfnOutput(
@@ -60,11 +62,17 @@ class StatefulStack(Stack):
             value=self.denials.dead_letter_queue.queue_url,
             description="RequestDenied events the ledger could not record in every delivery (docs/LEDGER.md)",
         )
+        CfnOutput(
+            self,
+            "SweeperDeadLetterQueueUrl",
+            value=self.sweeper_dead_letters.queue.queue_url,
+            description="Minutes the sweeper could not sweep: not delivered, or the sweep failed (docs/COUNTERS.md)",
+        )
 
 
 class GatewayStack(Stack):
-    """Layers, gateway function, API, the settlement-retry and the two ledger functions; holds no
-    data, so it can be destroyed and redeployed."""
+    """Layers, gateway function, API, the settlement-retry, sweeper and two ledger functions;
+    holds no data, so it can be destroyed and redeployed."""
 
     def __init__(
         self,
@@ -80,6 +88,7 @@ class GatewayStack(Stack):
         settlement_queue: sqs.IQueue,
         ledger_failures: sqs.IQueue,
         denials_queue: sqs.IQueue,
+        sweeper_dead_letters: sqs.IQueue,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -105,6 +114,15 @@ class GatewayStack(Stack):
             counters=counters,
             prompts=prompts,
             queue=settlement_queue,
+        )
+        self.sweeper = SweeperFunction(
+            self,
+            "Sweeper",
+            config=config,
+            layers=self.layers,
+            counters=counters,
+            settlement_queue=settlement_queue,
+            dead_letters=sweeper_dead_letters,
         )
         self.ledger = LedgerFunction(
             self,

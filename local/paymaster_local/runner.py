@@ -14,6 +14,12 @@ to the gateway. Two kinds of source, as in AWS:
   until `names.LEDGER_RETRY_ATTEMPTS` retries have failed; then it is set aside (the failure
   queue) and the shard moves past it.
 
+And what EventBridge Scheduler does: a timer (`ScheduledJob`) invokes the sweeper
+(`functions/sweeper`) once at start and then every `SWEEP_EVERY_S` (60 s, its schedule's
+`rate(1 minute)`), with the input its schedule sends, so a hold a crashed gateway left behind is
+charged locally too, a minute or so after its 20-minute lifetime. A sweep that fails is logged
+and tried again at the next tick, as the next minute's invocation would in AWS.
+
     python -m paymaster_local.runner   (environment: the gateway's, as the local stack sets it)
 """
 
@@ -43,6 +49,8 @@ FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
 WAIT_S = 1
 BATCH_SIZE = 10
 STREAM_POLL_S = 0.2  # Lambda polls a stream's shards about four times a second
+
+SWEEP_EVERY_S = 60.0
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
@@ -281,6 +289,40 @@ class StreamConsumer:
         }
 
 
+def schedule_event(schedule: str, scheduled_time: datetime) -> dict[str, str]:
+    """The input a paymaster schedule sends its function, as Scheduler fills in its context
+    attributes (`infra/paymaster_infra/sweeper.py`; sample `events/scheduler/sweeper.json`)."""
+    return {
+        "schedule": f"arn:aws:scheduler:{names.LOCAL_REGION}:000000000000:schedule/default/{schedule}",
+        "scheduled_time": scheduled_time.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "execution_id": str(uuid.uuid4()),
+        "attempt": "1",
+    }
+
+
+class ScheduledJob:
+    """One schedule → one handler: invoked now, then every `every_s` seconds until stopped."""
+
+    def __init__(self, handler: Handler, function: str, every_s: float) -> None:
+        self._handler = handler
+        self._function = function
+        self._every_s = every_s
+
+    def run_once(self) -> dict[str, Any] | None:
+        """Invokes the handler; its answer, or None when it raised (logged, as Lambda would)."""
+        event = schedule_event(self._function, datetime.now(UTC))
+        try:
+            return self._handler(event, LambdaContext(self._function, event["execution_id"]))
+        except Exception:
+            logger.exception("the scheduled invocation failed; the next one runs as planned", function=self._function)
+            return None
+
+    def run(self, stopped: threading.Event) -> None:
+        while not stopped.is_set():
+            self.run_once()
+            stopped.wait(self._every_s)
+
+
 def main() -> None:
     region = os.environ.get(names.ENV_REGION, names.LOCAL_REGION)
     sqs = boto3.client("sqs", region_name=region)
@@ -288,7 +330,7 @@ def main() -> None:
         TableName=os.environ[names.ENV_COUNTERS_TABLE]
     )["Table"]
     failures_url = os.environ[names.ENV_LEDGER_FAILURE_QUEUE_URL]
-    consumers: list[QueueConsumer | StreamConsumer] = [
+    consumers: list[QueueConsumer | StreamConsumer | ScheduledJob] = [
         QueueConsumer(
             sqs,
             os.environ[names.ENV_SETTLEMENT_QUEUE_URL],
@@ -306,6 +348,7 @@ def main() -> None:
             "ledger",
             set_aside=lambda record: sqs.send_message(QueueUrl=failures_url, MessageBody=json.dumps(record)),
         ),
+        ScheduledJob(load_handler("sweeper"), "sweeper", SWEEP_EVERY_S),
     ]
     stopped = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

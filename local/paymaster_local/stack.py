@@ -5,7 +5,8 @@
     gateway (uvicorn, SigV4-verified)          127.0.0.1:<port>, default 8787
     runner (the event-driven functions)        polls the settlement queue for settlement_retry, the
                                                denials queue and the counters' stream for the ledger,
-                                               which publishes its events on the local bus
+                                               which publishes its events on the local bus; runs
+                                               the sweeper every 60 s, as its schedule does in AWS
 
 Each is a child process that dies with its parent (Linux parent-death signal), so an
 interrupted test run or a Ctrl-C leaves nothing behind.

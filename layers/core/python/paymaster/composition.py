@@ -120,6 +120,16 @@ def settlement_retry() -> SettlementRetry:
     return SettlementRetry(build_store(Settings.from_environ(os.environ)))
 
 
+@cache
+def sweeper() -> AdmissionService:
+    """The sweeper function's use case (`functions/sweeper`, `AdmissionService.sweep`), once per
+    container: the policy and the counter store, as the gateway builds them. A sweep settles
+    directly and never queues (a sweep the store cannot take is the next minute's), so the
+    settlement queue's client is never made."""
+    settings = Settings.from_environ(os.environ)
+    return build_admission(load_policy(settings.policy_file), settings)
+
+
 def build_settlement_queue(settings: Settings) -> SqsSettlementQueue:
     """The SQS client is made the first time the store cannot take a settlement, not at start."""
     return SqsSettlementQueue(
