@@ -1,6 +1,6 @@
 """What the counter store sends to the counters table, granted to each function that uses it.
 
-The store (`paymaster.adapters.dynamodb_counters`) sends three operations:
+The store (`paymaster.adapters.dynamodb_counters`) sends three operations, and a fourth item kind:
 - `TransactWriteItems`, to reserve and to settle. IAM authorises each item of a transaction by its
   own action: the store's `Update` and `Put` items need `dynamodb:UpdateItem` and
   `dynamodb:PutItem` (a `ConditionCheck` item would need `dynamodb:ConditionCheckItem`, a `Delete`

@@ -10,7 +10,8 @@ ARCHIVE_RETENTION = Duration.days(365)
 
 
 class CostEventBus(Construct):
-    """A custom bus for `CostRecorded`, `BudgetThresholdCrossed` and `RequestDenied`.
+    """A custom bus for `CostRecorded`, `RequestDenied` and `ReservationExpired` (and, with the alarms,
+    `BudgetThresholdCrossed`).
 
     The archive keeps a year of paymaster's events, so a new consumer (a dashboard, a chargeback
     report) can be back-filled by replaying them. Bus and archive are retained with the tables.
