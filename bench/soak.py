@@ -21,6 +21,7 @@ Targets (exit status 1 if one is missed):
 """
 
 import argparse
+import json
 import os
 import random
 import statistics
@@ -40,7 +41,7 @@ import httpx
 import yaml
 
 from bench._support import machine, reference_seconds
-from paymaster import schema
+from paymaster import names, schema
 from paymaster.client import SigV4Auth
 from paymaster_local.aws import STATS_PATH
 from paymaster_local.credentials import session_for
@@ -252,6 +253,47 @@ class Soak:
         )
 
 
+class EventsTail:
+    """Reads the local bus's queue as `paymaster events tail` does, receiving and deleting, and
+    keeps each event's detail-type and request id. A queue nobody reads grows without end, and
+    moto's SQS counts every message on each send: the stand-in slowed by its own backlog."""
+
+    def __init__(self, stack: LocalStack) -> None:
+        self._sqs = boto3.client(
+            "sqs", endpoint_url=stack.aws_url, region_name="us-east-1",
+            aws_access_key_id="local", aws_secret_access_key="local",
+        )  # fmt: skip
+        self._url = stack.events_queue_url
+        self.seen: list[tuple[str, str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="soak-events-tail", daemon=True)
+        self._thread.start()
+
+    def _receive(self) -> int:
+        messages = self._sqs.receive_message(QueueUrl=self._url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get(
+            "Messages", []
+        )
+        for message in messages:
+            event = json.loads(message["Body"])
+            self.seen.append((event["detail-type"], event["detail"]["request_id"]))
+        if messages:
+            entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)]
+            self._sqs.delete_message_batch(QueueUrl=self._url, Entries=entries)
+        return len(messages)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._receive()
+
+    def drain(self) -> None:
+        """Stops the reader once the queue has been empty for three receives in a row."""
+        self._stop.set()
+        self._thread.join()
+        empty = 0
+        while empty < 3:
+            empty = 0 if self._receive() else empty + 1
+
+
 def settled_state(stack: LocalStack) -> tuple[dict[str, int], int, int, dict[str, int]]:
     """(spent per team budget in µUSD, reservations still held, counters holding more than they
     spent, cost charged per request id) as the counters table has them."""
@@ -294,9 +336,12 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-def report(soak: Soak, stack: LocalStack, seconds: float, requests: int, concurrency: int) -> bool:
+def report(soak: Soak, stack: LocalStack, tail: EventsTail, seconds: float, requests: int, concurrency: int) -> bool:
     answers = soak.answers
     wait_until_settled(stack)
+    tail.drain()
+    cost_events = Counter(rid for detail_type, rid in tail.seen if detail_type == names.COST_RECORDED)
+    served = {answer.request_id for answer in answers if answer.status == 200}
     spent, held, unsettled, charged = settled_state(stack)
     echoed: dict[str, int] = defaultdict(int)
     echoed_by_request: dict[str, int] = {}
@@ -357,12 +402,16 @@ def report(soak: Soak, stack: LocalStack, seconds: float, requests: int, concurr
           f"+{last_growth:.1f} MB over the last {WINDOW}; {len(charged)} reservations stored, "
           f"~{per_item_kb:.1f} KB each")  # fmt: skip
     print(f"gateway CPU per request (the whole process, provider faults and retries included): {gateway_ms:.2f} ms")
+    print(f"events on the bus: {dict(sorted(Counter(detail_type for detail_type, _ in tail.seen).items()))}; "
+          f"CostRecorded for {len(cost_events)} requests ({sum(cost_events.values()) - len(cost_events)} published "
+          f"twice), {len(served)} answered 200")  # fmt: skip
 
     checks = {
         "no 5xx": five_xx == 0,
         "each team's spend equals what its callers were told": all(spent.get(t, 0) == echoed[t] for t in BUDGETS)
         and not mismatched,
         "nothing left reserved": held == 0 and unsettled == 0,
+        "one CostRecorded per answered call (at least once, none for any other)": set(cost_events) == served,
         "stand-in CPU per call flat (±20 % at one machine speed)": abs(drift) <= CPU_TOLERANCE,
         "stand-in memory flat (the last window grows no more than the second, +25 %)": (
             last_growth <= first_growth * 1.25 + MEMORY_SLACK_MB
@@ -389,8 +438,9 @@ def main(argv: list[str] | None = None) -> int:
             local_stack(policy, port=free_port(), state_dir=Path(state), gateway_output=log) as stack,
         ):
             soak = Soak(stack, args.requests, args.concurrency, args.seed)
+            tail = EventsTail(stack)
             seconds = soak.run()
-            passed = report(soak, stack, seconds, args.requests, args.concurrency)
+            passed = report(soak, stack, tail, seconds, args.requests, args.concurrency)
     return 0 if passed else 1
 
 
