@@ -31,10 +31,15 @@ def policy_with_rules(count: int) -> Policy:
     return policy_with([{"name": f"rule-{i}", **shape} for i, shape in enumerate(RULE_SHAPES[:count])])
 
 
-def dynamodb_client(url: str) -> Any:
+def local_client(url: str, service: str) -> Any:
+    """A boto3 client of `service` on the local AWS stand-in at `url`."""
     return boto3.client(
-        "dynamodb", endpoint_url=url, region_name="us-east-1", aws_access_key_id="local", aws_secret_access_key="local"
+        service, endpoint_url=url, region_name="us-east-1", aws_access_key_id="local", aws_secret_access_key="local"
     )
+
+
+def dynamodb_client(url: str) -> Any:
+    return local_client(url, "dynamodb")
 
 
 @contextmanager

@@ -36,11 +36,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import boto3
 import httpx
 import yaml
 
-from bench._support import machine, reference_seconds
+from bench._support import dynamodb_client, local_client, machine, reference_seconds
 from paymaster import names, schema
 from paymaster.client import SigV4Auth
 from paymaster_local.aws import STATS_PATH
@@ -259,10 +258,7 @@ class EventsTail:
     moto's SQS counts every message on each send: the stand-in slowed by its own backlog."""
 
     def __init__(self, stack: LocalStack) -> None:
-        self._sqs = boto3.client(
-            "sqs", endpoint_url=stack.aws_url, region_name="us-east-1",
-            aws_access_key_id="local", aws_secret_access_key="local",
-        )  # fmt: skip
+        self._sqs = local_client(stack.aws_url, "sqs")
         self._url = stack.events_queue_url
         self.seen: list[tuple[str, str]] = []
         self._stop = threading.Event()
@@ -297,10 +293,7 @@ class EventsTail:
 def settled_state(stack: LocalStack) -> tuple[dict[str, int], int, int, dict[str, int]]:
     """(spent per team budget in µUSD, reservations still held, counters holding more than they
     spent, cost charged per request id) as the counters table has them."""
-    dynamodb = boto3.client(
-        "dynamodb", endpoint_url=stack.aws_url, region_name="us-east-1",
-        aws_access_key_id="local", aws_secret_access_key="local",
-    )  # fmt: skip
+    dynamodb = dynamodb_client(stack.aws_url)
     spent: dict[str, int] = {}
     held = unsettled = 0
     charged: dict[str, int] = defaultdict(int)
