@@ -1,3 +1,4 @@
+from datetime import time
 from pathlib import Path
 from typing import Any
 
@@ -106,3 +107,44 @@ def test_team_without_an_allow_list_may_use_every_model() -> None:
     del raw["teams"]["search"]["models"]
 
     assert Policy.model_validate(raw).models_for("search") == list(raw["models"])
+
+
+def test_team_alerts_default_to_no_subscribers_a_utc_day_and_a_nine_o_clock_digest() -> None:
+    doc = demo()
+    del doc["teams"]["search"]["alerts"]
+
+    alerts = Policy.model_validate(doc).teams["search"].alerts
+
+    assert (alerts.emails, alerts.time_zone, alerts.digest_at) == ([], "UTC", time(9, 0))
+
+
+def test_team_alerts_take_addresses_a_zone_and_a_digest_time() -> None:
+    doc = demo()
+    doc["teams"]["search"]["alerts"] = {
+        "emails": ["lead@example.com"],
+        "time_zone": "Europe/Berlin",
+        "digest_at": "08:30",
+    }
+
+    alerts = Policy.model_validate(doc).teams["search"].alerts
+
+    assert alerts.emails == ["lead@example.com"]
+    assert alerts.zone.key == "Europe/Berlin"
+    assert alerts.digest_at == time(8, 30)
+
+
+@pytest.mark.parametrize(
+    ("alerts", "complaint"),
+    [
+        ({"emails": ["not-an-address"]}, "email address"),
+        ({"emails": ["lead@"]}, "email address"),
+        ({"time_zone": "Mars/Olympus"}, "unknown time zone"),
+        ({"digest_at": "25:00"}, "time"),
+    ],
+)
+def test_team_alerts_refuse_what_could_never_be_delivered(alerts: dict[str, Any], complaint: str) -> None:
+    doc = demo()
+    doc["teams"]["search"]["alerts"] = alerts
+
+    with pytest.raises(ValidationError, match=complaint):
+        Policy.model_validate(doc)

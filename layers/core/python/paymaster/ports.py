@@ -211,6 +211,21 @@ class TokenCounter(Protocol):
     def __call__(self, text: str, encoding: str, /) -> int: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """An email as a team lead reads it: a subject line and plain text."""
+
+    subject: str
+    text: str
+
+
+class Notifier(Protocol):
+    """Sends a notice to the subscribers of a team's topic (SNS in AWS); raises
+    `NoticeNotSentError` when the topic did not take it."""
+
+    def notify(self, team: str, notice: Notice) -> None: ...
+
+
 class Clock(Protocol):
     def __call__(self) -> datetime: ...
 

@@ -172,3 +172,10 @@ class LedgerUnavailableError(StoreUnavailableError):
 class StoreOutcomeUnknownError(StoreUnavailableError):
     """The counter store did not answer a write it may have applied (a timeout, a connection
     broken after the request was sent, a 5xx), even when asked again."""
+
+
+class NoticeNotSentError(PaymasterError):
+    """A notice (budget alarm, forecast, digest) could not be handed to its topic now: the
+    message it came from is delivered again, and after its retries lands on a dead-letter queue."""
+
+    code = "notice_not_sent"

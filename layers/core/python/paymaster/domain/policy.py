@@ -5,13 +5,13 @@ validate`); everything after that trusts the model. Unknown keys are errors, so 
 never silently disables it.
 """
 
-from datetime import date
+from datetime import date, time
 from decimal import Decimal
 from functools import cached_property
 from typing import Annotated, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, EmailStr, Field, model_validator
 
 from paymaster.domain.errors import InvalidRequestError, ModelNotFoundError, UnknownPrincipalError
 from paymaster.domain.identity import Caller, PrincipalKey, principal_key
@@ -176,10 +176,41 @@ class Audit(_Strict):
     retention_days: int = Field(default=30, ge=1, le=MAX_AUDIT_RETENTION_DAYS)
 
 
+def _known_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r} (use an IANA name like Europe/Berlin)") from None
+    return value
+
+
+TimeZone = Annotated[str, BeforeValidator(_known_zone)]
+
+
+class TeamAlerts(_Strict):
+    """Who hears about a team's budgets, and when.
+
+    `emails` subscribe to the team's SNS topic (each address confirms its subscription once, or
+    receives nothing): budget alarms, forecasts and the daily digest. `time_zone` is the team's
+    day and month for the digest and the month close (budgets keep their own `time_zone`).
+    `digest_at` is the local time of the daily digest; `null` sends none. Example: `alerts:
+    {emails: [lead@example.com], time_zone: Europe/Berlin, digest_at: "08:30"}`.
+    """
+
+    emails: list[EmailStr] = []
+    time_zone: TimeZone = "UTC"
+    digest_at: time | None = time(9, 0)
+
+    @cached_property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.time_zone)
+
+
 class Team(_Strict):
     apps: dict[Name, App] = Field(min_length=1)
     models: list[Name] | None = None  # the virtual models this team may use; None = all
     audit: Audit = Audit()
+    alerts: TeamAlerts = TeamAlerts()
 
 
 def _as_list(value: object) -> object:
@@ -246,19 +277,10 @@ class Rule(_Strict):
     limit: Decimal = Field(gt=0)
     unit: Unit
     per: list[Dimension] = []
-    time_zone: str = "UTC"
+    time_zone: TimeZone = "UTC"
     mode: Literal["enforce", "shadow"] = "enforce"
     on_store_error: Literal["closed", "open"] | None = None
     actions: list[Action] = []
-
-    @field_validator("time_zone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (use an IANA name like Europe/Berlin)") from None
-        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
