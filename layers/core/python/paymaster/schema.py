@@ -257,6 +257,7 @@ PUBLISHED: Final = "published"
 # A notice marker: put (conditionally) before a once-a-day notice is sent, so that a second run that
 # day finds it and sends nothing; expires a few days later.
 NOTICE_KIND_FORECAST: Final = "forecast"
+NOTICE_KIND_DIGEST: Final = "digest"
 
 
 def report_pk(team: str) -> str:

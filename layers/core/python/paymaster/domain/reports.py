@@ -23,7 +23,7 @@ from paymaster.domain.limits import RequestFacts, bucket
 from paymaster.domain.policy import Policy, Rule
 from paymaster.domain.windows import Window, window
 
-K = TypeVar("K", str, str | None)
+K = TypeVar("K", bound=str | None)
 
 
 def team_month(month: str, zone: ZoneInfo) -> Window:
