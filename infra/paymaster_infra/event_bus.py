@@ -28,3 +28,9 @@ class CostEventBus(Construct):
             retention=ARCHIVE_RETENTION,
         )
         self.archive.apply_removal_policy(RemovalPolicy.RETAIN)
+        # aws-cdk-lib writes `KmsKeyIdentifier: ""` for an archive without a key, which
+        # CloudFormation refuses in some regions (an open aws-cdk bug): leave the property out,
+        # so that the archive is encrypted with an AWS-owned key, as an archive with none is.
+        archive = self.archive.node.default_child
+        assert isinstance(archive, events.CfnArchive)
+        archive.add_property_deletion_override("KmsKeyIdentifier")

@@ -842,6 +842,12 @@ def test_counters_stream_old_and_new_images_and_index_held_reservations_by_expir
     ]
 
 
+def test_the_archive_names_no_empty_kms_key_which_cloudformation_refuses(state_template: Template) -> None:
+    [archive] = state_template.find_resources("AWS::Events::Archive").values()
+
+    assert "KmsKeyIdentifier" not in archive["Properties"]
+
+
 def test_event_bus_and_its_archive_are_retained(state_template: Template, paymaster: Paymaster) -> None:
     state_template.has_resource("AWS::Events::EventBus", RETAINED)
     state_template.has_resource(

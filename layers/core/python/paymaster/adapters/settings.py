@@ -95,7 +95,7 @@ class ScheduleSettings(BaseModel):
     """What the forecast, digest and month-close functions read at cold start: the policy (its
     teams, budgets and alerts), the counters they read, the ledger they read and write reports
     and notice markers in, and the bus a month close publishes to. Their notices go to the
-    teams' topics (`composition.notifier`)."""
+    teams' topics (`composition.notifier`, `NotifierSettings`)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -112,6 +112,24 @@ class ScheduleSettings(BaseModel):
             "counters_table": environ.get(names.ENV_COUNTERS_TABLE),
             "ledger_table": environ.get(names.ENV_LEDGER_TABLE),
             "event_bus": environ.get(names.ENV_EVENT_BUS) or None,
+            "region": environ.get(names.ENV_REGION),
+        }
+        return cls.model_validate({key: value for key, value in raw.items() if value is not None})
+
+
+class NotifierSettings(BaseModel):
+    """What a function that notifies teams reads at cold start: where the teams' topics are
+    (`names.ENV_ALERT_TOPIC_ARN_PREFIX`, e.g. `arn:aws:sns:eu-west-1:123456789012:paymaster-alerts-`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    topic_arn_prefix: str = Field(pattern=r"^arn:[a-z-]+:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]*$")
+    region: str = names.LOCAL_REGION
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> Self:
+        raw = {
+            "topic_arn_prefix": environ.get(names.ENV_ALERT_TOPIC_ARN_PREFIX),
             "region": environ.get(names.ENV_REGION),
         }
         return cls.model_validate({key: value for key, value in raw.items() if value is not None})
