@@ -44,7 +44,9 @@ from paymaster.ports import Authenticator, ChatProvider, EmbeddingProvider, Even
 from paymaster.services.admission import AdmissionService
 from paymaster.services.chat import ChatService
 from paymaster.services.denials import DENIAL_EVENT_WAIT_S, DenialEvents
+from paymaster.services.digest import Digest
 from paymaster.services.embeddings import EmbeddingsService
+from paymaster.services.forecast import Forecast
 from paymaster.services.identify import IdentifyService
 from paymaster.services.ledger import LedgerRecorder
 from paymaster.services.ledger_denials import DenialRecorder
@@ -323,4 +325,35 @@ def month_close() -> MonthClose:
         DynamoDBReports(dynamodb, settings.ledger_table),
         DynamoDBCounterStore(dynamodb, settings.counters_table),
         bus,
+    )
+
+
+@cache
+def forecast() -> Forecast:
+    """The forecast function's use case (`functions/forecast`), once per container."""
+    settings = ScheduleSettings.from_environ(os.environ)
+    dynamodb = _dynamodb(settings.region, SCHEDULE_TIMEOUT_S)
+    ledger = DynamoDBLedger(dynamodb, settings.ledger_table)
+    return Forecast(
+        load_policy(settings.policy_file),
+        DynamoDBCounterStore(dynamodb, settings.counters_table),
+        ledger,
+        DynamoDBReports(dynamodb, settings.ledger_table),
+        notifier(),
+    )
+
+
+@cache
+def digest() -> Digest:
+    """The daily digest function's use case (`functions/digest`), once per container."""
+    settings = ScheduleSettings.from_environ(os.environ)
+    dynamodb = _dynamodb(settings.region, SCHEDULE_TIMEOUT_S)
+    ledger = DynamoDBLedger(dynamodb, settings.ledger_table)
+    return Digest(
+        load_policy(settings.policy_file),
+        ledger,
+        ledger,
+        DynamoDBCounterStore(dynamodb, settings.counters_table),
+        DynamoDBReports(dynamodb, settings.ledger_table),
+        notifier(),
     )

@@ -81,6 +81,7 @@ def digest_text(
     team: str,
     zone: ZoneInfo,
     day: date,
+    *,
     yesterday: Tally,
     month_to_date: Totals,
     utc_month: str,
@@ -102,9 +103,10 @@ def digest_text(
     for line in budgets:
         rule = line.rule
         used = 100 * line.spent // rule.cap if rule.cap else 0
+        resets = line.window.end.astimezone(rule.zone).isoformat(timespec="minutes")
         lines.append(
             f"  {rule.name} ({line.bucket}, {line.window.id}): {amount(rule, line.spent)} of "
-            f"{amount(rule, rule.cap)} ({used} %), resets {line.window.end.astimezone(rule.zone).isoformat(timespec='minutes')}"
+            f"{amount(rule, rule.cap)} ({used} %), resets {resets}"
         )
     if not budgets:
         lines.append("  none")

@@ -60,7 +60,16 @@ class Digest:
         yesterday = tally(self._entries.between(team, span.start, span.end))
         utc_month = now.astimezone(UTC).strftime("%Y-%m")
         month_to_date = self._spend.rollup(Rollup(team, utc_month))
-        text = digest_text(team, zone, day, yesterday, month_to_date, utc_month, self._budgets(team, now), now)
+        text = digest_text(
+            team,
+            zone,
+            day,
+            yesterday=yesterday,
+            month_to_date=month_to_date,
+            utc_month=utc_month,
+            budgets=self._budgets(team, now),
+            now=now,
+        )
         notice = Notice(text.subject, text.text)
         marker = schema.notice_pk(team, schema.NOTICE_KIND_DIGEST, "-", "-")
         if not self._reports.claim_notice(marker, day.isoformat(), now + MARKER_LIFETIME):
