@@ -40,7 +40,7 @@ def ledger() -> MemoryLedger:
 
 def digest(ledger: MemoryLedger, reports: MemoryReports, notifier: object) -> Digest:
     counters = Counters({(schema.counter_pk("search-monthly", "team=search"), "2026-12"): 9_000_000})
-    return Digest(POLICY, ledger, ledger, counters, reports, notifier)  # type: ignore[arg-type]
+    return Digest(POLICY, entries=ledger, spend=ledger, counters=counters, reports=reports, notifier=notifier)  # type: ignore[arg-type]
 
 
 def test_the_digest_covers_the_team_s_local_yesterday_across_the_utc_month_boundary(ledger: MemoryLedger) -> None:

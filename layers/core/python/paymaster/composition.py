@@ -351,9 +351,9 @@ def digest() -> Digest:
     ledger = DynamoDBLedger(dynamodb, settings.ledger_table)
     return Digest(
         load_policy(settings.policy_file),
-        ledger,
-        ledger,
-        DynamoDBCounterStore(dynamodb, settings.counters_table),
-        DynamoDBReports(dynamodb, settings.ledger_table),
-        notifier(),
+        entries=ledger,
+        spend=ledger,
+        counters=DynamoDBCounterStore(dynamodb, settings.counters_table),
+        reports=DynamoDBReports(dynamodb, settings.ledger_table),
+        notifier=notifier(),
     )

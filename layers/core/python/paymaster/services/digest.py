@@ -37,6 +37,7 @@ class Digest:
     def __init__(
         self,
         policy: Policy,
+        *,
         entries: Entries,
         spend: SpendLedger,
         counters: CounterStore,
