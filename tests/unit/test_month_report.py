@@ -33,8 +33,8 @@ def test_a_closed_month_prints_its_totals_rows_denials_and_budgets_as_a_table() 
         "denied",
     ]
     assert lines[2].split()[:4] == ["app", "ranker", "15001", "calls"]
-    assert lines[6].split()[:5] == ["user", "(no", "user)", "14240", "calls"]
-    assert lines[7].split() == ["denials", "search-monthly", "30"]
+    assert lines[7].split()[:5] == ["user", "(no", "user)", "14240", "calls"]
+    assert lines[8].split() == ["denials", "search-monthly", "30"]
     assert lines[-1].split() == [
         "budget",
         "search-monthly",
