@@ -203,7 +203,7 @@ def test_an_event_the_bus_refuses_for_what_it_is_is_logged_whole_and_its_record_
 
     assert bus.accepted == ["r01"]
     refused = [record.__dict__ for record in caplog.records if record.getMessage().startswith("ledger event refused")]
-    assert [(line["request_id"], line["code"], line["detail"]["request_id"]) for line in refused] == [
+    assert [(line["key"], line["code"], line["detail"]["request_id"]) for line in refused] == [
         ("r00", "MalformedDetail", "r00")
     ]
 

@@ -48,3 +48,12 @@ class DynamoDBWire(AwsJsonApi):
 
     def get_item(self, **body: Any) -> dict[str, Any]:
         return self.call("GetItem", body)
+
+    def put_item(self, **body: Any) -> dict[str, Any]:
+        return self.call("PutItem", body)
+
+    def update_item(self, **body: Any) -> dict[str, Any]:
+        return self.call("UpdateItem", body)
+
+    def delete_item(self, **body: Any) -> dict[str, Any]:
+        return self.call("DeleteItem", body)
