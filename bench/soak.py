@@ -16,6 +16,10 @@ Targets (exit status 1 if one is missed):
 - each team's spend equals the sum of the costs echoed to its callers (`x-paymaster-cost-usd`,
   and the stream's closing `: x-paymaster-cost-usd:` comment), request by request;
 - nothing is left reserved: every counter's committed equals its spent, no reservation held;
+- every call answered 200 has its CostRecorded on the bus (and no other call has one), once the
+  ledger has caught up: it is derived from the counters' stream, off the gateway's path, and the
+  stand-in serialises its writes with the gateway's, so under load it falls behind — the soak
+  waits while events keep coming and reports how far behind it was;
 - the AWS stand-in's CPU per DynamoDB request over the last 1,000 requests within 20 % of the
   first 1,000, and its memory growth over the run no more than what it stores.
 """
@@ -53,6 +57,7 @@ WINDOW = 1000  # requests per measured window (first and last)
 FAULT_RATE = 1 / 12
 CPU_TOLERANCE = 0.20
 MEMORY_SLACK_MB = 4  # the allocator returns and takes memory in arenas
+LEDGER_STALL_S = 60.0  # no CostRecorded for this long while some are missing: the ledger stalled
 TICKS = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 QUESTION = [{"role": "user", "content": "how much did the platform team spend this month"}]
@@ -281,6 +286,23 @@ class EventsTail:
         while not self._stop.is_set():
             self._receive()
 
+    def cost_recorded(self) -> set[str]:
+        return {request_id for detail_type, request_id in list(self.seen) if detail_type == names.COST_RECORDED}
+
+    def catch_up(self, served: set[str], stall_s: float = LEDGER_STALL_S) -> tuple[int, float]:
+        """Waits until every call in `served` has its CostRecorded, or none has come for `stall_s`
+        (the ledger stalled or lost some: the check fails). The ledger is derived from the stream
+        and the stand-in serialises its writes with the gateway's, so under a soak's load it falls
+        behind and catches up after the last answer. Returns (calls it was behind, seconds taken)."""
+        started = time.monotonic()
+        behind = len(served - self.cost_recorded())
+        last_progress, last_count = started, len(self.seen)
+        while not served <= self.cost_recorded() and time.monotonic() - last_progress < stall_s:
+            time.sleep(1)
+            if len(self.seen) != last_count:
+                last_progress, last_count = time.monotonic(), len(self.seen)
+        return behind, time.monotonic() - started
+
     def drain(self) -> None:
         """Stops the reader once the queue has been empty for three receives in a row."""
         self._stop.set()
@@ -332,9 +354,10 @@ def percentile(values: list[float], share: float) -> float:
 def report(soak: Soak, stack: LocalStack, tail: EventsTail, seconds: float, requests: int, concurrency: int) -> bool:
     answers = soak.answers
     wait_until_settled(stack)
+    served = {answer.request_id for answer in answers if answer.status == 200}
+    behind, catch_up_s = tail.catch_up(served)
     tail.drain()
     cost_events = Counter(rid for detail_type, rid in tail.seen if detail_type == names.COST_RECORDED)
-    served = {answer.request_id for answer in answers if answer.status == 200}
     spent, held, unsettled, charged = settled_state(stack)
     echoed: dict[str, int] = defaultdict(int)
     echoed_by_request: dict[str, int] = {}
@@ -398,6 +421,8 @@ def report(soak: Soak, stack: LocalStack, tail: EventsTail, seconds: float, requ
     print(f"events on the bus: {dict(sorted(Counter(detail_type for detail_type, _ in tail.seen).items()))}; "
           f"CostRecorded for {len(cost_events)} requests ({sum(cost_events.values()) - len(cost_events)} published "
           f"twice), {len(served)} answered 200")  # fmt: skip
+    print(f"the ledger (stream → entry → CostRecorded) was {behind} calls behind when the money was settled, "
+          f"and caught up {catch_up_s:.0f} s later ({behind / max(catch_up_s, 1):.0f} calls/s)")  # fmt: skip
 
     checks = {
         "no 5xx": five_xx == 0,

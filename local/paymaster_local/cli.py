@@ -9,6 +9,7 @@ from pathlib import Path
 
 from paymaster.adapters.policy_file import PolicyFileError, load_policy
 from paymaster.domain.policy import Policy
+from paymaster_local.mail import MailWatcher
 from paymaster_local.real_endpoints import SYNTAX, RealEndpointChoice, RealEndpointError, parse_choice
 from paymaster_local.resources import LEDGER_TABLE
 from paymaster_local.stack import DEFAULT_PORT, LocalStack, local_stack
@@ -59,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
             args.policy, port=args.port, state_dir=args.state_dir, real_endpoints=args.real_endpoints
         ) as stack:
             print(banner(stack), flush=True)
+            mail = threading.Thread(target=MailWatcher(stack.mail_dir, sys.stdout).run, args=(stopped,), daemon=True)
+            mail.start()
             stopped.wait()
             print("\nstopping the local stack…", file=sys.stderr, flush=True)
     except RealEndpointError as error:

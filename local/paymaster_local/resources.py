@@ -18,13 +18,16 @@ LEDGER_TABLE = "paymaster-ledger"
 PROMPTS_TABLE = "paymaster-prompts"
 EVENT_BUS = "paymaster-events"
 COST_EVENTS_QUEUE = "paymaster-cost-events"
-ALARMS_TOPIC = "paymaster-budget-alarms"
+MAIL_QUEUE = "paymaster-mail"  # subscribed to every team's topic: what their subscribers would receive
 SETTLEMENT_QUEUE = "paymaster-settlements"
 SETTLEMENT_DLQ = "paymaster-settlements-dlq"
 LEDGER_FAILURES = "paymaster-ledger-failures"  # where the runner sets aside a stream record that kept failing
 DENIALS_RULE = "paymaster-denials-to-ledger"
 DENIALS_QUEUE = "paymaster-denials"  # RequestDenied events, for the denials ledger function
 DENIALS_DLQ = "paymaster-denials-dlq"
+# Local only: the queue the runner reads the teams' emails from (`paymaster_local.mail`).
+ENV_MAIL_QUEUE_URL = "PAYMASTER_LOCAL_MAIL_QUEUE_URL"
+ENV_MAIL_DIR = "PAYMASTER_LOCAL_MAIL_DIR"  # where it writes each as an .eml file
 # Locally a failed settlement (or denial) comes back after a few seconds, and goes to the
 # dead-letter queue after as many deliveries as in AWS (infra: the settlement and denial queues).
 SETTLEMENT_VISIBILITY_TIMEOUT_S = 5
@@ -61,7 +64,7 @@ def create_resources(endpoint_url: str | None, policy: Policy) -> dict[str, str]
         EventPattern=json.dumps({"source": [names.EVENT_SOURCE]}),
     )
     events.put_targets(Rule="paymaster-all-events", EventBusName=EVENT_BUS, Targets=[{"Id": "queue", "Arn": queue_arn}])
-    sns.create_topic(Name=ALARMS_TOPIC)
+    topic_arn_prefix, mail_url = team_topics(sqs, sns, policy)
     dlq_url = sqs.create_queue(QueueName=SETTLEMENT_DLQ)["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     settlements_url = sqs.create_queue(
@@ -105,4 +108,19 @@ def create_resources(endpoint_url: str | None, policy: Policy) -> dict[str, str]
         names.ENV_SETTLEMENT_QUEUE_URL: settlements_url,
         names.ENV_LEDGER_FAILURE_QUEUE_URL: ledger_failures_url,
         names.ENV_DENIALS_QUEUE_URL: denials_url,
+        names.ENV_ALERT_TOPIC_ARN_PREFIX: topic_arn_prefix,
+        ENV_MAIL_QUEUE_URL: mail_url,
     }
+
+
+def team_topics(sqs: Any, sns: Any, policy: Policy) -> tuple[str, str]:
+    """One SNS topic per team, named as the CDK app names them, each delivering to the local mail
+    queue (SNS's JSON envelope: TopicArn, Subject, Message), where the runner reads what the
+    team's email subscribers would receive. Returns the topics' ARN prefix and the queue's URL."""
+    mail_url = sqs.create_queue(QueueName=MAIL_QUEUE)["QueueUrl"]
+    mail_arn = sqs.get_queue_attributes(QueueUrl=mail_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    prefix = mail_arn.rsplit(":", 1)[0].replace(":sqs:", ":sns:") + ":" + names.ALERT_TOPIC_PREFIX
+    for team in policy.teams:
+        topic = sns.create_topic(Name=names.alert_topic_name(team))["TopicArn"]
+        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=mail_arn)
+    return prefix, mail_url

@@ -42,6 +42,9 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
 from paymaster import names
+from paymaster.adapters.policy_file import load_policy
+from paymaster_local.mail import MailBox
+from paymaster_local.resources import ENV_MAIL_DIR, ENV_MAIL_QUEUE_URL
 
 logger = Logger(service="paymaster-local-runner")
 
@@ -330,7 +333,8 @@ def main() -> None:
         TableName=os.environ[names.ENV_COUNTERS_TABLE]
     )["Table"]
     failures_url = os.environ[names.ENV_LEDGER_FAILURE_QUEUE_URL]
-    consumers: list[QueueConsumer | StreamConsumer | ScheduledJob] = [
+    policy_file = Path(os.environ[names.ENV_POLICY_FILE])
+    consumers: list[QueueConsumer | StreamConsumer | ScheduledJob | MailBox] = [
         QueueConsumer(
             sqs,
             os.environ[names.ENV_SETTLEMENT_QUEUE_URL],
@@ -349,6 +353,7 @@ def main() -> None:
             set_aside=lambda record: sqs.send_message(QueueUrl=failures_url, MessageBody=json.dumps(record)),
         ),
         ScheduledJob(load_handler("sweeper"), "sweeper", SWEEP_EVERY_S),
+        MailBox(sqs, os.environ[ENV_MAIL_QUEUE_URL], Path(os.environ[ENV_MAIL_DIR]), load_policy(policy_file)),
     ]
     stopped = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

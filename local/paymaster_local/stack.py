@@ -32,7 +32,7 @@ from paymaster import names
 from paymaster.adapters.policy_file import load_policy
 from paymaster_local.credentials import LocalCredentialFiles, write_local_credentials
 from paymaster_local.real_endpoints import RealEndpoint, RealEndpointChoice, resolve, store_api_keys
-from paymaster_local.resources import create_resources
+from paymaster_local.resources import ENV_MAIL_DIR, create_resources
 
 DEFAULT_PORT = 8787
 STARTUP_TIMEOUT_S = 60.0
@@ -55,6 +55,11 @@ class LocalStack:
     real_endpoints: tuple[RealEndpoint, ...] = ()  # providers sent to their policy's base_url
     pids: dict[str, int] = field(default_factory=dict)  # aws, providers, gateway, runner
     events_queue_url: str = ""  # every paymaster event, as the bus's rule delivers it
+
+    @property
+    def mail_dir(self) -> Path:
+        """Every email a team's subscribers would have received, as `.eml` files (`mail.py`)."""
+        return self.state_dir / "mail"
 
 
 def free_port() -> int:
@@ -175,6 +180,7 @@ def local_stack(
                 names.ENV_LOCAL_PRINCIPALS: str(credentials.principals.resolve()),
                 names.ENV_PROVIDER_ENDPOINTS: json.dumps(endpoints),
                 names.ENV_STORE_TIMEOUT_S: str(LOCAL_STORE_TIMEOUT_S),
+                ENV_MAIL_DIR: str((state_dir / "mail").resolve()),
             }
             | dict(gateway_environment or {})
         )

@@ -32,13 +32,14 @@ from paymaster.adapters.providers.openai_embeddings import OpenAIEmbeddingsProvi
 from paymaster.adapters.request_context import RequestContextAuthenticator
 from paymaster.adapters.secrets import SecretCache, SecretsManagerWire
 from paymaster.adapters.secrets import api_key as provider_api_key
-from paymaster.adapters.settings import LedgerSettings, Settings
+from paymaster.adapters.settings import LedgerSettings, NotifierSettings, Settings
 from paymaster.adapters.settlement_queue import SqsSettlementQueue
+from paymaster.adapters.sns_notifier import SnsNotifier
 from paymaster.adapters.tokenizer import WarmingTokenCounter
 from paymaster.api.app import create_app
 from paymaster.domain.cardinality import metric_dimensions
 from paymaster.domain.policy import Policy, Provider
-from paymaster.ports import Authenticator, ChatProvider, EmbeddingProvider, EventPublisher, MetricsSink
+from paymaster.ports import Authenticator, ChatProvider, EmbeddingProvider, EventPublisher, MetricsSink, Notifier
 from paymaster.services.admission import AdmissionService
 from paymaster.services.chat import ChatService
 from paymaster.services.denials import DENIAL_EVENT_WAIT_S, DenialEvents
@@ -128,6 +129,15 @@ def sweeper() -> AdmissionService:
     settlement queue's client is never made."""
     settings = Settings.from_environ(os.environ)
     return build_admission(load_policy(settings.policy_file), settings)
+
+
+@cache
+def notifier() -> Notifier:
+    """Notices to the teams' SNS topics, for the budget-alarm and scheduled functions, once per
+    container."""
+    settings = NotifierSettings.from_environ(os.environ)
+    client = aws_environment.botocore_session().create_client("sns", region_name=settings.region)
+    return SnsNotifier(client, settings.topic_arn_prefix)
 
 
 def build_settlement_queue(settings: Settings) -> SqsSettlementQueue:

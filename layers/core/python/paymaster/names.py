@@ -4,6 +4,8 @@ Tables, attributes, environment variables, headers and event names are defined h
 adapters, constructs (`infra/`), the local stack and test fixtures import them.
 """
 
+import hashlib
+import re
 from typing import Final
 
 # DynamoDB tables and items: `paymaster.schema`.
@@ -66,6 +68,32 @@ ENV_LEDGER_FAILURE_QUEUE_URL: Final = "PAYMASTER_LEDGER_FAILURE_QUEUE_URL"
 # local stack; locally the runner finds the queue in this variable.
 DENIALS_MAX_RECEIVES: Final = 10
 ENV_DENIALS_QUEUE_URL: Final = "PAYMASTER_DENIALS_QUEUE_URL"
+# SNS: one topic per team (budget alarms, forecasts, the daily digest), named by
+# `alert_topic_name`; the functions that notify find a team's topic as this prefix (an ARN up to
+# the team's part: `arn:aws:sns:<region>:<account>:paymaster-alerts-`) plus `alert_topic_suffix`.
+# A prefix, not a team → ARN map, because Lambda's environment holds 4 KB and a company has
+# hundreds of teams.
+ENV_ALERT_TOPIC_ARN_PREFIX: Final = "PAYMASTER_ALERT_TOPIC_ARN_PREFIX"
+ALERT_TOPIC_PREFIX: Final = "paymaster-alerts-"
+_TOPIC_SAFE = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def alert_topic_suffix(team: str) -> str:
+    """The team's part of its topic's name. SNS names take letters, digits, `-` and `_`; a team
+    named with `.`, `:` or `/` (which policy names allow) gets them as `_` and a hash of its name,
+    so that `a.b` and `a_b` never share a topic: `search` → `search`, `ml.core` → `ml_core-5d1c…`.
+    """
+    if _TOPIC_SAFE.fullmatch(team):
+        return team
+    digest = hashlib.sha256(team.encode()).hexdigest()[:8]
+    return re.sub(r"[^A-Za-z0-9_-]", "_", team) + "-" + digest
+
+
+def alert_topic_name(team: str, prefix: str = ALERT_TOPIC_PREFIX) -> str:
+    """`paymaster-alerts-search`: at most 17 + 128 + 9 characters, inside SNS's 256."""
+    return prefix + alert_topic_suffix(team)
+
+
 # CloudWatch metrics, as the gateway writes them in Embedded Metric Format (docs/METRICS.md).
 # Dashboards and alarms use these names; each request's metrics carry exactly these dimensions.
 ENV_METRICS_NAMESPACE: Final = "POWERTOOLS_METRICS_NAMESPACE"  # Powertools' own variable

@@ -89,3 +89,21 @@ class LedgerSettings(BaseModel):
             "region": environ.get(names.ENV_REGION),
         }
         return cls.model_validate({key: value for key, value in raw.items() if value is not None})
+
+
+class NotifierSettings(BaseModel):
+    """What a function that notifies teams reads at cold start: where the teams' topics are
+    (`names.ENV_ALERT_TOPIC_ARN_PREFIX`, e.g. `arn:aws:sns:eu-west-1:123456789012:paymaster-alerts-`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    topic_arn_prefix: str = Field(pattern=r"^arn:[a-z-]+:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]*$")
+    region: str = names.LOCAL_REGION
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> Self:
+        raw = {
+            "topic_arn_prefix": environ.get(names.ENV_ALERT_TOPIC_ARN_PREFIX),
+            "region": environ.get(names.ENV_REGION),
+        }
+        return cls.model_validate({key: value for key, value in raw.items() if value is not None})
