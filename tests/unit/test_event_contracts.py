@@ -12,6 +12,7 @@ from paymaster import names
 from paymaster.api.errors import status_and_type
 from paymaster.domain.errors import BudgetExhaustedError, RateLimitedError
 from paymaster.domain.events import (
+    BudgetThresholdCrossed,
     CostRecorded,
     PaymasterEvent,
     RequestDenied,
@@ -30,6 +31,7 @@ SAMPLES: dict[str, type[PaymasterEvent]] = {
     "cost-recorded.json": CostRecorded,
     "request-denied.json": RequestDenied,
     "reservation-expired.json": ReservationExpired,
+    "budget-threshold-crossed.json": BudgetThresholdCrossed,
 }
 ENVELOPE = {"version", "id", "detail-type", "source", "account", "time", "region", "resources", "detail"}
 CALLER = Caller(

@@ -199,7 +199,9 @@ def alarm_text(
     unit, limit = event.unit, event.limit
     zone = event.time_zone
     per = f", per {' and '.join(rule.per)}" if rule.per else ""
-    forecast = f"    Projected:  {amount(unit, projection.at_end)} by the reset, at {amount(unit, projection.per_day)} a day"
+    forecast = (
+        f"    Projected:  {amount(unit, projection.at_end)} by the reset, at {amount(unit, projection.per_day)} a day"
+    )
     if projection.cap_reached_at is not None and projection.spent < limit:
         forecast += f"; the cap is reached around {_local(projection.cap_reached_at, zone)}"
     elif projection.at_end <= limit:

@@ -58,9 +58,7 @@ class ThresholdWatch:
             if self._marks.cross(crossing, record_id):
                 published.append(crossing)
             else:
-                logger.info(
-                    "threshold already crossed by another record", extra={"crossing_id": crossing.crossing_id}
-                )
+                logger.info("threshold already crossed by another record", extra={"crossing_id": crossing.crossing_id})
         return published
 
 
