@@ -106,7 +106,8 @@ def test_a_redelivered_record_publishes_its_crossing_again_and_no_second_email(
     again = watch.crossings(change(usd(990), usd(1010)), "record-7", NOW)
     deliveries = [alarms.deliver(crossing) for crossing in [*first, *again]]
 
-    assert first == again and [crossing.threshold_pct for crossing in first] == [50]
+    assert first == again
+    assert [crossing.threshold_pct for crossing in first] == [50]
     assert deliveries == [Delivery.SENT, Delivery.ALREADY_SENT]
     assert len(notifier.sent) == 1
 
@@ -149,7 +150,8 @@ def test_a_send_that_fails_releases_its_claim_so_that_the_next_delivery_sends_it
     working = RecordingNotifier()
     delivered = BudgetAlarms(policy, marks, working, MemoryLedger(), clock=lambda: NOW).deliver(crossing)
 
-    assert delivered == Delivery.SENT and len(working.sent) == 1
+    assert delivered == Delivery.SENT
+    assert len(working.sent) == 1
 
 
 def test_a_sender_that_died_holding_its_claim_is_replaced_once_its_lease_is_over(
@@ -190,8 +192,10 @@ def test_a_budget_no_single_team_owns_publishes_its_crossing_without_a_team_and_
 
     delivered = BudgetAlarms(policy, marks, notifier, MemoryLedger(), clock=lambda: NOW).deliver(crossing)
 
-    assert crossing.team is None and crossing.threshold_pct == 50
-    assert delivered == Delivery.NO_TEAM and notifier.sent == []
+    assert crossing.team is None
+    assert crossing.threshold_pct == 50
+    assert delivered == Delivery.NO_TEAM
+    assert notifier.sent == []
 
 
 def test_a_counter_of_a_rule_the_policy_no_longer_names_publishes_nothing(
