@@ -48,6 +48,7 @@ class AppConfig:
     ledger_code_dir: Path = REPO_ROOT / "functions" / "ledger"
     ledger_denials_code_dir: Path = REPO_ROOT / "functions" / "ledger_denials"
     sweeper_code_dir: Path = REPO_ROOT / "functions" / "sweeper"
+    budget_alarm_code_dir: Path = REPO_ROOT / "functions" / "budget_alarm"
 
     @classmethod
     def from_context(cls, node: Node) -> "AppConfig":
