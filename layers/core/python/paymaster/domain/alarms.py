@@ -163,7 +163,10 @@ def _top(rows: Mapping[str, Totals]) -> list[str]:
     if not ranked:
         return ["    (nothing recorded yet)"]
     width = max(len(name) for name, _ in ranked)
-    return [f"    {name:<{width}}  {usd_text(totals.cost)}  ({totals.calls:,} calls)" for name, totals in ranked]
+    return [
+        f"    {name:<{width}}  {usd_text(totals.cost)}  ({totals.calls:,} call{'' if totals.calls == 1 else 's'})"
+        for name, totals in ranked
+    ]
 
 
 def _next_steps(rule: Rule, spent: int) -> list[str]:
