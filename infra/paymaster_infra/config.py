@@ -51,6 +51,7 @@ class AppConfig:
     forecast_code_dir: Path = REPO_ROOT / "functions" / "forecast"
     digest_code_dir: Path = REPO_ROOT / "functions" / "digest"
     month_close_code_dir: Path = REPO_ROOT / "functions" / "month_close"
+    budget_alarm_code_dir: Path = REPO_ROOT / "functions" / "budget_alarm"
 
     @classmethod
     def from_context(cls, node: Node) -> "AppConfig":

@@ -509,7 +509,7 @@ def test_settlement_retry_role_may_only_settle_on_the_counters_put_prompts_and_c
 # --- ledger function ----------------------------------------------------------------------
 
 
-def test_ledger_runs_its_handler_on_the_core_and_deps_layers_with_the_ledger_table_and_the_bus(
+def test_ledger_runs_its_handler_on_the_core_deps_and_policy_layers_with_the_ledger_table_bus_and_policy(
     gateway_template: Template, state_template: Template, paymaster: Paymaster
 ) -> None:
     layers = paymaster.gateway.layers
@@ -517,10 +517,11 @@ def test_ledger_runs_its_handler_on_the_core_and_deps_layers_with_the_ledger_tab
     variables = function["Environment"]["Variables"]
 
     assert function["Handler"] == "app.handler"
-    assert function["Layers"] == [{"Ref": logical_id(layer)} for layer in (layers.core, layers.deps)]
+    assert function["Layers"] == [{"Ref": logical_id(layer)} for layer in (layers.core, layers.deps, layers.policy)]
     assert variables == {
         names.ENV_LEDGER_TABLE: import_of(state_template, logical_id(paymaster.state.tables.ledger), None),
         names.ENV_EVENT_BUS: import_of(state_template, logical_id(paymaster.state.events.bus), None),
+        names.ENV_POLICY_FILE: POLICY_FILE,
     }
     environ = {names.ENV_LEDGER_TABLE: "<table>", names.ENV_EVENT_BUS: "<bus>", names.ENV_REGION: "eu-west-1"}
     settings = LedgerSettings.from_environ(environ)
@@ -912,6 +913,8 @@ def test_every_queue_refuses_requests_without_tls(state_template: Template, paym
         logical_id(paymaster.state.sweeper_dead_letters.queue),
         logical_id(paymaster.state.denials.queue),
         logical_id(paymaster.state.denials.dead_letter_queue),
+        logical_id(paymaster.state.alarms.queue),
+        logical_id(paymaster.state.alarms.dead_letter_queue),
     }
 
 
