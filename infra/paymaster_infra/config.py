@@ -83,6 +83,7 @@ class AppConfig:
             self.forecast_code_dir / "app.py": "the forecast entry point ships in the repository",
             self.digest_code_dir / "app.py": "the digest entry point ships in the repository",
             self.month_close_code_dir / "app.py": "the month-close entry point ships in the repository",
+            self.budget_alarm_code_dir / "app.py": "the budget-alarm entry point ships in the repository",
         }
         missing = [f"{path}: {fix}" for path, fix in expected.items() if not path.exists()]
         if missing:

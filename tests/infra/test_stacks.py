@@ -944,6 +944,17 @@ def test_synth_passes_aws_solutions_checks_with_reasoned_acknowledgements(
         "AwsSolutions-IAM5[Resource::*]",
         # The sweeper's schedule may invoke it, its versions and aliases (infra/paymaster_infra/sweeper.py).
         f"AwsSolutions-IAM5[Resource::<{logical_id(paymaster.gateway.sweeper.function)}.Arn>:*]",
+        # …and each report schedule its function (infra/paymaster_infra/schedules.py).
+        *(
+            f"AwsSolutions-IAM5[Resource::<{logical_id(function)}.Arn>:*]"
+            for function in (
+                paymaster.gateway.schedules.forecast,
+                paymaster.gateway.schedules.digest,
+                paymaster.gateway.schedules.month_close,
+            )
+        ),
+        # The forecast and digest may publish to every team's topic, named by one prefix.
+        "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sns:<AWS::Region>:<AWS::AccountId>:paymaster-alerts-*]",
         *(
             f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:bedrock:*::foundation-model/{model}]"
             for model in DEMO_BEDROCK_MODELS
