@@ -758,7 +758,12 @@ def test_state_lives_apart_from_the_gateway(state_template: Template, gateway_te
         "AWS::Events::Rule",  # the denials rule: the queue's policy names it
         "AWS::SQS::Queue",
         "AWS::SQS::QueuePolicy",
+        "AWS::KMS::Key",  # the ops topic's, and the topic with its subscriptions: they outlive deployments
+        "AWS::SNS::Topic",
+        "AWS::SNS::TopicPolicy",
+        "AWS::SNS::Subscription",
     }
+    assert {"AWS::CloudWatch::Alarm", "AWS::CloudWatch::Dashboard"} <= gateway_types
     assert not gateway_types & state_types
 
 
