@@ -14,6 +14,7 @@ from tests.infra.test_stacks import (
     assert_grants_exactly,
     import_of,
     logical_id,
+    own_logs,
     properties,
     role_statements,
     settings_of,
@@ -121,6 +122,7 @@ def test_the_sweeper_role_may_only_query_the_held_index_update_the_counters_and_
     assert_grants_exactly(
         statements,
         [
+            own_logs(gateway_template, paymaster.gateway.sweeper.function),
             (counters_arn, {"dynamodb:UpdateItem"}),
             (index_arn, {"dynamodb:Query"}),
             # Lambda's on-failure destination: CDK's grant_send_messages.

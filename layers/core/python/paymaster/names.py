@@ -110,6 +110,7 @@ DIMENSION_MODEL: Final = "model"
 DIMENSION_ENV: Final = "env"
 DIMENSION_REASON: Final = "reason"  # of a denial: the rule's name, or the error code
 DIMENSION_PROVIDER: Final = "provider"  # of a provider error: the policy's provider name
+DIMENSION_RULE: Final = "rule"  # of a projection: the budget rule's name
 METRICS_REQUEST_ID: Final = "request_id"  # a property of each line, not a dimension
 # The value of a dimension collapsed past the policy's metric stream budget. Policy names start
 # with a letter or digit, so it never names a real app or model.
@@ -146,3 +147,8 @@ REQUEST_METRICS: Final = (
 REQUEST_DIMENSIONS: Final = (DIMENSION_TEAM, DIMENSION_APP, DIMENSION_MODEL, DIMENSION_ENV)
 DENIAL_DIMENSIONS: Final = (DIMENSION_TEAM, DIMENSION_ENV, DIMENSION_REASON)
 PROVIDER_ERROR_DIMENSIONS: Final = (DIMENSION_PROVIDER,)
+# The forecast function's projection of a team's budget (`domain.forecast.Projection.at_end`): what
+# the team will have spent when the rule's window ends, in micro-USD, one value per (team, rule) per
+# run. The team dashboards draw it beside the month-to-date spend (infra's dashboards.py).
+METRIC_PROJECTED_SPEND: Final = "ProjectedSpendMicroUsd"
+PROJECTION_DIMENSIONS: Final = (DIMENSION_TEAM, DIMENSION_RULE)
