@@ -9,6 +9,11 @@ POLICY ?= policy/demo.yaml
 PORT ?= 8787
 # Providers served by the policy's own base_url instead of the fakes, e.g. REAL="ollama openai=env:OPENAI_API_KEY"
 REAL ?=
+# A deployment: deploy/$(ENV).yaml (account, region, policy file, API shape; see deploy/example.yaml).
+# Without it, synth and deploy use the demo policy, env-agnostic, as before.
+ENV ?=
+DEPLOY_FILE := $(if $(ENV),deploy/$(ENV).yaml)
+CDK_CONTEXT := $(if $(ENV),-c deployFile=$(DEPLOY_FILE))
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
 # uv when it is there or can be installed with pip; plain pip from the exported lock otherwise.
@@ -85,13 +90,22 @@ validate: $(STAMP) ## validate the policy file (POLICY=file)
 layers: $(STAMP) ## build the Lambda dependencies layer (arm64, Python 3.13) into build/
 	$(PY) infra/build_layers.py
 
+.PHONY: deploy-file
+deploy-file: $(STAMP)
+	@if [ -n "$(ENV)" ]; then cd infra && ../$(PY) -m paymaster_infra.deploy_file check ../$(DEPLOY_FILE); fi
+
 .PHONY: synth
-synth: layers ## synthesise the CDK app into infra/cdk.out (no AWS credentials needed)
-	cd infra && ../$(PY) app.py
+synth: deploy-file layers ## synthesise the CDK app into infra/cdk.out (ENV=name: deploy/name.yaml; no AWS credentials needed)
+	cd infra && ../$(PY) app.py $(CDK_CONTEXT)
 
 .PHONY: deploy
-deploy: layers ## cdk deploy into the current AWS account (needs credentials and npx)
-	cd infra && npx --yes aws-cdk@2 deploy --all --app "../$(PY) app.py"
+deploy: deploy-file layers ## cdk deploy both stacks (ENV=name: into deploy/name.yaml's account; needs credentials and npx)
+	@if [ -n "$(ENV)" ]; then \
+		cd infra && npx --yes aws-cdk@2 deploy --all --app "../$(PY) app.py" $(CDK_CONTEXT) \
+			--require-approval "$$(../$(PY) -m paymaster_infra.deploy_file get ../$(DEPLOY_FILE) require_approval)"; \
+	else \
+		cd infra && npx --yes aws-cdk@2 deploy --all --app "../$(PY) app.py"; \
+	fi
 
 .PHONY: lock
 lock: ## re-resolve the dependencies after editing pyproject.toml

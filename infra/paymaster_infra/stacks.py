@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from aws_cdk import CfnOutput, Stack
+from aws_cdk import Aspects, CfnOutput, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_sqs as sqs
@@ -14,6 +14,7 @@ from paymaster_infra.denial_queue import DenialQueue
 from paymaster_infra.event_bus import CostEventBus
 from paymaster_infra.gateway_api import GatewayApi
 from paymaster_infra.gateway_function import GatewayFunction
+from paymaster_infra.lambda_defaults import FunctionLogRetention
 from paymaster_infra.layers import GatewayLayers
 from paymaster_infra.ledger_denials import DenialLedgerFunction
 from paymaster_infra.ledger_failures import LedgerFailureQueue
@@ -92,6 +93,8 @@ class GatewayStack(Stack):
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
+        deployment = config.deployment
+        Aspects.of(self).add(FunctionLogRetention(deployment.log_retention.function_logs_days))
         self.layers = GatewayLayers(self, "Layers", config=config)
         self.gateway = GatewayFunction(
             self,
@@ -105,7 +108,7 @@ class GatewayStack(Stack):
             bus=bus,
             settlement_queue=settlement_queue,
         )
-        self.api = GatewayApi(self, "Api", handler=self.gateway.function)
+        self.api = GatewayApi(self, "Api", handler=self.gateway.function, deployment=deployment)
         self.settlement_retry = SettlementRetryFunction(
             self,
             "SettlementRetry",
