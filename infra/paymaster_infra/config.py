@@ -52,6 +52,9 @@ class AppConfig:
     ledger_code_dir: Path = REPO_ROOT / "functions" / "ledger"
     ledger_denials_code_dir: Path = REPO_ROOT / "functions" / "ledger_denials"
     sweeper_code_dir: Path = REPO_ROOT / "functions" / "sweeper"
+    forecast_code_dir: Path = REPO_ROOT / "functions" / "forecast"
+    digest_code_dir: Path = REPO_ROOT / "functions" / "digest"
+    month_close_code_dir: Path = REPO_ROOT / "functions" / "month_close"
 
     @classmethod
     def from_context(cls, node: Node) -> "AppConfig":
@@ -99,6 +102,9 @@ class AppConfig:
             self.ledger_code_dir / "app.py": "the ledger entry point ships in the repository",
             self.ledger_denials_code_dir / "app.py": "the denials ledger entry point ships in the repository",
             self.sweeper_code_dir / "app.py": "the sweeper entry point ships in the repository",
+            self.forecast_code_dir / "app.py": "the forecast entry point ships in the repository",
+            self.digest_code_dir / "app.py": "the digest entry point ships in the repository",
+            self.month_close_code_dir / "app.py": "the month-close entry point ships in the repository",
         }
         missing = [f"{path}: {fix}" for path, fix in expected.items() if not path.exists()]
         if missing:

@@ -19,6 +19,7 @@ from paymaster_infra.layers import GatewayLayers
 from paymaster_infra.ledger_denials import DenialLedgerFunction
 from paymaster_infra.ledger_failures import LedgerFailureQueue
 from paymaster_infra.ledger_function import LedgerFunction
+from paymaster_infra.schedules import ReportSchedules
 from paymaster_infra.settlement_queue import SettlementQueue
 from paymaster_infra.settlement_retry import SettlementRetryFunction
 from paymaster_infra.sweeper import SweeperDeadLetterQueue, SweeperFunction
@@ -125,6 +126,17 @@ class GatewayStack(Stack):
             layers=self.layers,
             counters=counters,
             settlement_queue=settlement_queue,
+            dead_letters=sweeper_dead_letters,
+        )
+        self.schedules = ReportSchedules(
+            self,
+            "Schedules",
+            config=config,
+            policy=policy,
+            layers=self.layers,
+            counters=counters,
+            ledger=ledger,
+            bus=bus,
             dead_letters=sweeper_dead_letters,
         )
         self.ledger = LedgerFunction(

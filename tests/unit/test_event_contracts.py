@@ -13,6 +13,7 @@ from paymaster.api.errors import status_and_type
 from paymaster.domain.errors import BudgetExhaustedError, RateLimitedError
 from paymaster.domain.events import (
     CostRecorded,
+    MonthClosed,
     PaymasterEvent,
     RequestDenied,
     ReservationExpired,
@@ -30,6 +31,7 @@ SAMPLES: dict[str, type[PaymasterEvent]] = {
     "cost-recorded.json": CostRecorded,
     "request-denied.json": RequestDenied,
     "reservation-expired.json": ReservationExpired,
+    "month-closed.json": MonthClosed,
 }
 ENVELOPE = {"version", "id", "detail-type", "source", "account", "time", "region", "resources", "detail"}
 CALLER = Caller(

@@ -16,6 +16,7 @@ COST_RECORDED: Final = "CostRecorded"
 BUDGET_THRESHOLD_CROSSED: Final = "BudgetThresholdCrossed"
 REQUEST_DENIED: Final = "RequestDenied"
 RESERVATION_EXPIRED: Final = "ReservationExpired"
+MONTH_CLOSED: Final = "MonthClosed"
 
 # Environment variables read by the settings at cold start.
 ENV_COUNTERS_TABLE: Final = "PAYMASTER_COUNTERS_TABLE"

@@ -17,6 +17,11 @@ by the ledger function from the counters' stream (docs/LEDGER.md):
     SPEND#<team>#<YYYY-MM | YYYY-MM-DD> / TOTAL                            a team's rollup
     SPEND#<team>#<period>#<dimension>   / <app | model | user | rule>      … by app, model, user, rule
 
+and by the scheduled jobs (docs/SCHEDULES.md):
+
+    REPORT#<team>                       / <YYYY-MM>                        a month's close, team's zone
+    NOTICE#<team>#<kind>#<rule>#<bucket> / <YYYY-MM-DD>                    a notice sent that day (TTL)
+
 Prompts table (`pk` / `sk`, TTL `expires_at`), written by the settlement's own transaction for
 teams whose policy opts in (`audit: {prompts: true}`; docs/LEDGER.md, "Prompt audit record"):
 
@@ -243,6 +248,26 @@ def split_hop(reservation_id: str) -> tuple[str, int]:
     """`r1~2` → (`r1`, 2); `r1` → (`r1`, 0): a fallback's reservation id names its request."""
     request_id, _, hop = reservation_id.partition(HOP_SEPARATOR)
     return request_id, int(hop or 0)
+
+
+# A month close's report: the MonthClosed event's detail, whole, as JSON; put once (a second run
+# finds it), `published` set once its event is on the bus.
+REPORT: Final = "report"
+PUBLISHED: Final = "published"
+# A notice marker: put (conditionally) before a once-a-day notice is sent, so that a second run that
+# day finds it and sends nothing; expires a few days later.
+NOTICE_KIND_FORECAST: Final = "forecast"
+NOTICE_KIND_DIGEST: Final = "digest"
+
+
+def report_pk(team: str) -> str:
+    """`REPORT#search` (sort key `2026-11`): a team's month closes, one Query."""
+    return f"REPORT#{team}"
+
+
+def notice_pk(team: str, kind: str, rule: str, bucket: str) -> str:
+    """`NOTICE#search#forecast#search-monthly#team=search` (sort key the day it was sent)."""
+    return f"NOTICE#{team}#{kind}#{rule}#{bucket}"
 
 
 # --- the prompts table ---------------------------------------------------------------------------

@@ -91,6 +91,32 @@ class LedgerSettings(BaseModel):
         return cls.model_validate({key: value for key, value in raw.items() if value is not None})
 
 
+class ScheduleSettings(BaseModel):
+    """What the forecast, digest and month-close functions read at cold start: the policy (its
+    teams, budgets and alerts), the counters they read, the ledger they read and write reports
+    and notice markers in, and the bus a month close publishes to. Their notices go to the
+    teams' topics (`composition.notifier`, `NotifierSettings`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    policy_file: Path
+    counters_table: str = Field(min_length=1)
+    ledger_table: str = Field(min_length=1)
+    event_bus: str | None = Field(default=None, min_length=1)
+    region: str = names.LOCAL_REGION
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> Self:
+        raw = {
+            "policy_file": environ.get(names.ENV_POLICY_FILE),
+            "counters_table": environ.get(names.ENV_COUNTERS_TABLE),
+            "ledger_table": environ.get(names.ENV_LEDGER_TABLE),
+            "event_bus": environ.get(names.ENV_EVENT_BUS) or None,
+            "region": environ.get(names.ENV_REGION),
+        }
+        return cls.model_validate({key: value for key, value in raw.items() if value is not None})
+
+
 class NotifierSettings(BaseModel):
     """What a function that notifies teams reads at cold start: where the teams' topics are
     (`names.ENV_ALERT_TOPIC_ARN_PREFIX`, e.g. `arn:aws:sns:eu-west-1:123456789012:paymaster-alerts-`)."""

@@ -6,6 +6,7 @@ sample of each as a consumer receives it, which the tests hold the models to.
     CostRecorded          one per settled request: what it used and what it was charged
     RequestDenied         one per request a rule refused (429): which rule, and its figures
     ReservationExpired    one per hold a crash left behind, charged when it expired
+    MonthClosed           one per team and month: the month's totals, in the team's time zone
 
 `ledger_event(entry, written_at)` is the event a ledger entry publishes (the ledger function's,
 from the counters' stream); `request_denied` the gateway's for a refusal.
@@ -30,7 +31,7 @@ from paymaster import names
 from paymaster.domain.chat import Usage
 from paymaster.domain.errors import BudgetExhaustedError, LimitRefusedError
 from paymaster.domain.identity import Caller
-from paymaster.domain.ledger import DENIED, Denial, LedgerEntry
+from paymaster.domain.ledger import DENIED, Denial, LedgerEntry, Totals
 from paymaster.domain.policy import Unit
 
 
@@ -338,3 +339,93 @@ def denied_entry(event: RequestDenied) -> LedgerEntry:
             resets_at=rule.resets_at,
         ),
     )
+
+
+class MonthTotals(_Detail):
+    """What calls add up to (`domain.ledger.Totals`): calls admitted (released ones included, at
+    $0), micro-USD charged, the tokens providers reported, and requests a rule refused."""
+
+    calls: Count
+    cost_usd_micros: UsdMicros
+    input_tokens: Count
+    output_tokens: Count
+    cache_read_tokens: Count
+    cache_write_tokens: Count
+    denials: Count
+
+    @classmethod
+    def of(cls, totals: Totals) -> "MonthTotals":
+        return cls(
+            calls=totals.calls,
+            cost_usd_micros=totals.cost,
+            input_tokens=totals.input_tokens,
+            output_tokens=totals.output_tokens,
+            cache_read_tokens=totals.cache_read_tokens,
+            cache_write_tokens=totals.cache_write_tokens,
+            denials=totals.denials,
+        )
+
+
+class MonthRow(_Detail):
+    """One app, model or user of the month; `name` None for the calls that named no user."""
+
+    name: str | None
+    totals: MonthTotals
+
+
+class RuleDenials(_Detail):
+    rule: str
+    denials: Count
+
+
+class BudgetFinal(_Detail):
+    """A monthly budget's bucket as its counter ended the month: `spent` and `cap` in the rule's
+    unit (micro-USD for cost_per_month, tokens for tokens_per_month), in its own window — the
+    month of the rule's time zone, which may differ from the team's."""
+
+    rule: str
+    scope: str
+    unit: Unit
+    window: str
+    spent: Amount
+    cap: Amount
+
+
+class MonthClosed(PaymasterEvent):
+    """A team's month, closed: its calls' totals from the ledger's entries in the team's time zone
+    (`alerts.time_zone`), `starts_at` ≤ admission < `ends_at`, by app, model and user (costliest
+    first), denials by rule, and each monthly budget's final spend against its cap.
+
+    `request_id` is `month-close/<team>/<month>`: one per team and month, the key to de-duplicate
+    on. The event lists at most `MONTH_CLOSED_ROWS` rows per breakdown (EventBridge takes 256 KB);
+    `rows_left_out` says how many it left out, and the report item (`paymaster report`) has them all.
+    """
+
+    detail_type: ClassVar[str] = names.MONTH_CLOSED
+
+    team: str
+    month: str  # YYYY-MM in `time_zone`
+    time_zone: str
+    starts_at: UtcTime
+    ends_at: UtcTime
+    totals: MonthTotals
+    by_app: tuple[MonthRow, ...]
+    by_model: tuple[MonthRow, ...]
+    by_user: tuple[MonthRow, ...]
+    denials_by_rule: tuple[RuleDenials, ...]
+    budgets: tuple[BudgetFinal, ...]
+    rows_left_out: Count = 0
+
+    def listing_at_most(self, rows: int) -> "MonthClosed":
+        """The same report with each breakdown cut to its first `rows`, counting what was left out."""
+        cut = {name: getattr(self, name)[:rows] for name in ("by_app", "by_model", "by_user")}
+        left_out = sum(len(getattr(self, name)) - len(kept) for name, kept in cut.items())
+        return self.model_copy(update=cut | {"rows_left_out": self.rows_left_out + left_out})
+
+
+MONTH_CLOSED_ROWS = 50
+
+
+def month_close_id(team: str, month: str) -> str:
+    """`month-close/search/2026-11`: a MonthClosed's request_id."""
+    return f"month-close/{team}/{month}"
