@@ -90,19 +90,25 @@ validate: $(STAMP) ## validate the policy file (POLICY=file)
 layers: $(STAMP) ## build the Lambda dependencies layer (arm64, Python 3.13) into build/
 	$(PY) infra/build_layers.py
 
+DEPLOY_GET = PYTHONPATH=infra $(PY) -m paymaster_infra.deploy_file get $(DEPLOY_FILE)
+# Set to 1 to deploy although a provider's secret is missing or empty (its calls then fail over).
+ALLOW_MISSING_SECRETS ?=
+
 .PHONY: deploy-file
 deploy-file: $(STAMP)
-	@if [ -n "$(ENV)" ]; then cd infra && ../$(PY) -m paymaster_infra.deploy_file check ../$(DEPLOY_FILE); fi
+	@if [ -n "$(ENV)" ]; then PYTHONPATH=infra $(PY) -m paymaster_infra.deploy_file check $(DEPLOY_FILE); fi
 
 .PHONY: synth
 synth: deploy-file layers ## synthesise the CDK app into infra/cdk.out (ENV=name: deploy/name.yaml; no AWS credentials needed)
 	cd infra && ../$(PY) app.py $(CDK_CONTEXT)
 
 .PHONY: deploy
-deploy: deploy-file layers ## cdk deploy both stacks (ENV=name: into deploy/name.yaml's account; needs credentials and npx)
+deploy: deploy-file layers ## cdk deploy both stacks (ENV=name: deploy/name.yaml's account and region; needs credentials and npx)
 	@if [ -n "$(ENV)" ]; then \
+		$(VENV)/bin/paymaster secrets check --policy "$$($(DEPLOY_GET) policy_file)" --region "$$($(DEPLOY_GET) region)" \
+			|| [ -n "$(ALLOW_MISSING_SECRETS)" ] || { echo "make deploy: set the secrets above first (or ALLOW_MISSING_SECRETS=1)"; exit 1; }; \
 		cd infra && npx --yes aws-cdk@2 deploy --all --app "../$(PY) app.py" $(CDK_CONTEXT) \
-			--require-approval "$$(../$(PY) -m paymaster_infra.deploy_file get ../$(DEPLOY_FILE) require_approval)"; \
+			--require-approval "$$(cd .. && $(DEPLOY_GET) require_approval)"; \
 	else \
 		cd infra && npx --yes aws-cdk@2 deploy --all --app "../$(PY) app.py"; \
 	fi

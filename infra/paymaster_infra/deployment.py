@@ -35,15 +35,9 @@ def add_paymaster(app: App, config: AppConfig, *, env: Environment | None = None
         description="paymaster gateway: REST API (AWS_IAM, streaming), gateway, retry, sweeper and ledger Lambdas",
         config=config,
         policy=policy,
-        counters=state.tables.counters,
-        ledger=state.tables.ledger,
-        prompts=state.tables.prompts,
-        bus=state.events.bus,
-        settlement_queue=state.settlements.queue,
-        ledger_failures=state.ledger_failures.queue,
-        denials_queue=state.denials.queue,
-        sweeper_dead_letters=state.sweeper_dead_letters.queue,
     )
+    # The gateway reads the state's SSM parameters (no exports, so no implied order): state first.
+    gateway.add_stack_dependency(state)
     Tags.of(app).add("project", "paymaster")
     add_checks(app)
     return Paymaster(state=state, gateway=gateway)

@@ -3,9 +3,6 @@
 from typing import Any
 
 from aws_cdk import Aspects, CfnOutput, Stack
-from aws_cdk import aws_dynamodb as dynamodb
-from aws_cdk import aws_events as events
-from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from paymaster.domain.policy import Policy
@@ -22,13 +19,15 @@ from paymaster_infra.ledger_function import LedgerFunction
 from paymaster_infra.schedules import ReportSchedules
 from paymaster_infra.settlement_queue import SettlementQueue
 from paymaster_infra.settlement_retry import SettlementRetryFunction
+from paymaster_infra.state_parameters import StateResources, publish_state, read_state
 from paymaster_infra.sweeper import SweeperDeadLetterQueue, SweeperFunction
 from paymaster_infra.tables import CounterTables
 
 
 class StatefulStack(Stack):
     """Tables, bus, archive, the settlement queue, the ledger's failure queue, the denials queue
-    with its rule and the sweeper's dead-letter queue. Everything here is retained when the stack is deleted."""
+    with its rule and the sweeper's dead-letter queue. Everything here is retained when the stack is deleted,
+    but the SSM parameters that tell the gateway stack their names (`state_parameters`)."""
 
     def __init__(self, scope: Construct, construct_id: str, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -38,6 +37,19 @@ class StatefulStack(Stack):
         self.ledger_failures = LedgerFailureQueue(self, "LedgerFailures")
         self.denials = DenialQueue(self, "Denials", bus=self.events.bus)
         self.sweeper_dead_letters = SweeperDeadLetterQueue(self, "SweeperDeadLetters")
+        publish_state(
+            self,
+            StateResources(
+                counters=self.tables.counters,
+                ledger=self.tables.ledger,
+                prompts=self.tables.prompts,
+                bus=self.events.bus,
+                settlement_queue=self.settlements.queue,
+                ledger_failures=self.ledger_failures.queue,
+                denials_queue=self.denials.queue,
+                sweeper_dead_letters=self.sweeper_dead_letters.queue,
+            ),
+        )
 
         dead_letters = self.settlements.dead_letter_queue
         CfnOutput(
@@ -74,7 +86,10 @@ class StatefulStack(Stack):
 
 class GatewayStack(Stack):
     """Layers, gateway function, API, the settlement-retry, sweeper and two ledger functions;
-    holds no data, so it can be destroyed and redeployed."""
+    holds no data, so it can be destroyed and redeployed.
+
+    It finds the state stack's tables, bus and queues through the SSM parameters that stack writes
+    (`state_parameters`), not through exports, so the state stack stays free to change them."""
 
     def __init__(
         self,
@@ -83,17 +98,14 @@ class GatewayStack(Stack):
         *,
         config: AppConfig,
         policy: Policy,
-        counters: dynamodb.ITable,
-        ledger: dynamodb.ITable,
-        prompts: dynamodb.ITable,
-        bus: events.IEventBus,
-        settlement_queue: sqs.IQueue,
-        ledger_failures: sqs.IQueue,
-        denials_queue: sqs.IQueue,
-        sweeper_dead_letters: sqs.IQueue,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
+        self.state = read_state(Construct(self, "State"))
+        counters, ledger, prompts = self.state.counters, self.state.ledger, self.state.prompts
+        bus, settlement_queue = self.state.bus, self.state.settlement_queue
+        ledger_failures, denials_queue = self.state.ledger_failures, self.state.denials_queue
+        sweeper_dead_letters = self.state.sweeper_dead_letters
         deployment = config.deployment
         Aspects.of(self).add(FunctionLogRetention(deployment.log_retention.function_logs_days))
         self.layers = GatewayLayers(self, "Layers", config=config)

@@ -4,6 +4,7 @@ The validation tests need no synth; the file's effects are read from one extra s
 that sets every field (module fixture), the defaults from the session's synth (conftest).
 """
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -180,6 +181,22 @@ def rest_api(template: Template) -> dict[str, Any]:
 def test_both_stacks_go_to_the_file_s_account_and_region(deployed: Paymaster) -> None:
     for stack in (deployed.state, deployed.gateway):
         assert (stack.account, stack.region) == ("123456789012", "eu-west-1")
+
+
+def test_the_web_adapter_layer_is_the_file_s_region_s_version_from_the_table(
+    full_template: Template, deployed: Paymaster
+) -> None:
+    from paymaster_infra import web_adapter  # noqa: PLC0415
+
+    layer = (
+        f"arn:aws:lambda:eu-west-1:753240598075:layer:LambdaAdapterLayerArm64:{web_adapter.LAYER_VERSIONS['eu-west-1']}"
+    )
+    layers = gateway_function(full_template, deployed)["Layers"]
+    assert [entry for entry in layers if "LambdaAdapterLayer" in json.dumps(entry)] in (
+        [layer],
+        [{"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, layer.removeprefix("arn:aws")]]}],
+    )
+    assert "Mappings" not in full_template.to_json()
 
 
 def test_the_stage_is_throttled_as_the_file_says_and_by_default_as_before(
