@@ -9,6 +9,11 @@ POLICY ?= policy/demo.yaml
 PORT ?= 8787
 # Providers served by the policy's own base_url instead of the fakes, e.g. REAL="ollama openai=env:OPENAI_API_KEY"
 REAL ?=
+# A deployment: deploy/$(ENV).yaml (account, region, policy file, API shape; see deploy/example.yaml).
+# Without it, synth and deploy use the demo policy, env-agnostic, as before.
+ENV ?=
+DEPLOY_FILE := $(if $(ENV),deploy/$(ENV).yaml)
+CDK_CONTEXT := $(if $(ENV),-c deployFile=$(DEPLOY_FILE))
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
 # uv when it is there or can be installed with pip; plain pip from the exported lock otherwise.
@@ -85,13 +90,28 @@ validate: $(STAMP) ## validate the policy file (POLICY=file)
 layers: $(STAMP) ## build the Lambda dependencies layer (arm64, Python 3.13) into build/
 	$(PY) infra/build_layers.py
 
+DEPLOY_GET = PYTHONPATH=infra $(PY) -m paymaster_infra.deploy_file get $(DEPLOY_FILE)
+# Set to 1 to deploy although a provider's secret is missing or empty (its calls then fail over).
+ALLOW_MISSING_SECRETS ?=
+
+.PHONY: deploy-file
+deploy-file: $(STAMP)
+	@if [ -n "$(ENV)" ]; then PYTHONPATH=infra $(PY) -m paymaster_infra.deploy_file check $(DEPLOY_FILE); fi
+
 .PHONY: synth
-synth: layers ## synthesise the CDK app into infra/cdk.out (no AWS credentials needed)
-	cd infra && ../$(PY) app.py
+synth: deploy-file layers ## synthesise the CDK app into infra/cdk.out (ENV=name: deploy/name.yaml; no AWS credentials needed)
+	cd infra && ../$(PY) app.py $(CDK_CONTEXT)
 
 .PHONY: deploy
-deploy: layers ## cdk deploy into the current AWS account (needs credentials and npx)
-	cd infra && npx --yes aws-cdk@2 deploy --all --app "../$(PY) app.py"
+deploy: deploy-file layers ## cdk deploy both stacks (ENV=name: deploy/name.yaml's account and region; needs credentials and npx)
+	@if [ -n "$(ENV)" ]; then \
+		$(VENV)/bin/paymaster secrets check --policy "$$($(DEPLOY_GET) policy_file)" --region "$$($(DEPLOY_GET) region)" \
+			|| [ -n "$(ALLOW_MISSING_SECRETS)" ] || { echo "make deploy: set the secrets above first (or ALLOW_MISSING_SECRETS=1)"; exit 1; }; \
+		cd infra && npx --yes aws-cdk@2 deploy --all --app "../$(PY) app.py" $(CDK_CONTEXT) \
+			--require-approval "$$(cd .. && $(DEPLOY_GET) require_approval)"; \
+	else \
+		cd infra && npx --yes aws-cdk@2 deploy --all --app "../$(PY) app.py"; \
+	fi
 
 .PHONY: lock
 lock: ## re-resolve the dependencies after editing pyproject.toml

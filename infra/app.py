@@ -3,8 +3,10 @@
     cdk deploy                                   # from infra/, after python build_layers.py
     python infra/app.py [-c key=value ...]       # synth only: no credentials, CLI or Docker
 
-Context keys (paths relative to the repository root): depsDir, policyFile, tokenizersDir,
-stagingDir; see paymaster_infra/config.py for the defaults.
+Context keys (paths relative to the repository root): deployFile (one deployment: account,
+region, policy file, API shape; paymaster_infra/deploy_file.py), depsDir, policyFile,
+tokenizersDir, stagingDir; see paymaster_infra/config.py for the defaults. Without deployFile the
+stacks are env-agnostic (or in the CDK CLI's default account and region) with the demo policy.
 """
 
 import argparse
@@ -33,9 +35,15 @@ def main() -> None:
     args = parser.parse_args()
     # The CDK CLI passes its output folder (and context) through the environment.
     app = App(outdir=os.environ.get("CDK_OUTDIR") or str(DEFAULT_OUTDIR), context=dict(args.context))
-    env = Environment(account=os.environ.get("CDK_DEFAULT_ACCOUNT"), region=os.environ.get("CDK_DEFAULT_REGION"))
     try:
-        add_paymaster(app, AppConfig.from_context(app.node), env=env)
+        config = AppConfig.from_context(app.node)
+        deploy = config.deploy_file
+        env = (
+            Environment(account=deploy.account, region=deploy.region)
+            if deploy is not None
+            else Environment(account=os.environ.get("CDK_DEFAULT_ACCOUNT"), region=os.environ.get("CDK_DEFAULT_REGION"))
+        )
+        add_paymaster(app, config, env=env)
     except ConfigError as error:
         sys.exit(f"paymaster: {error}")
     app.synth()

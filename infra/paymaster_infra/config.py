@@ -5,7 +5,7 @@ Every path can be overridden with a context value (`cdk synth -c depsDir=...`, o
 app behaves the same when run from `infra/` (the CDK CLI) or from the root.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from constructs import Node
@@ -13,6 +13,7 @@ from pydantic import EmailStr, TypeAdapter, ValidationError
 
 from paymaster.adapters.policy_file import PolicyFileError, load_policy
 from paymaster.domain.policy import Policy
+from paymaster_infra.deploy_file import Defaults, DeployFile, DeployFileError, Deployment, load_deploy_file
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -25,6 +26,7 @@ CONTEXT_STAGING_DIR = "stagingDir"
 # policy: each account has its own operators, and a policy change redeploys the gateway stack only.
 CONTEXT_OPS_EMAILS = "opsEmails"
 _EMAIL: TypeAdapter[str] = TypeAdapter(EmailStr)
+CONTEXT_DEPLOY_FILE = "deployFile"
 
 DEFAULT_DEPS_DIR = "build/layers/deps"
 DEFAULT_POLICY_FILE = "policy/demo.yaml"
@@ -50,6 +52,8 @@ class AppConfig:
     """Scratch space where synth lays out assets that need a different folder shape."""
     ops_emails: tuple[str, ...] = ()
     """Subscribed to the ops topic; each confirms its subscription once, or receives nothing."""
+    deployment: Deployment = field(default_factory=Defaults)
+    """The deploy file's choices (`paymaster_infra.deploy_file`), or today's defaults without one."""
     core_dir: Path = REPO_ROOT / "layers" / "core"
     gateway_code_dir: Path = REPO_ROOT / "functions" / "gateway"
     settlement_retry_code_dir: Path = REPO_ROOT / "functions" / "settlement_retry"
@@ -66,13 +70,32 @@ class AppConfig:
         def path(key: str, default: str) -> Path:
             return REPO_ROOT / (node.try_get_context(key) or default)
 
+        deployment: Deployment = Defaults()
+        policy_file = path(CONTEXT_POLICY_FILE, DEFAULT_POLICY_FILE)
+        deploy_file = node.try_get_context(CONTEXT_DEPLOY_FILE)
+        if deploy_file:
+            if node.try_get_context(CONTEXT_POLICY_FILE):
+                raise ConfigError(
+                    f"give the policy file in {deploy_file} (policy_file), not also with -c {CONTEXT_POLICY_FILE}"
+                )
+            try:
+                deployment = load_deploy_file(REPO_ROOT / deploy_file)
+            except DeployFileError as error:
+                raise ConfigError(str(error)) from None
+            policy_file = REPO_ROOT / deployment.policy_file
         return cls(
             deps_dir=path(CONTEXT_DEPS_DIR, DEFAULT_DEPS_DIR),
-            policy_file=path(CONTEXT_POLICY_FILE, DEFAULT_POLICY_FILE),
+            policy_file=policy_file,
             tokenizers_dir=path(CONTEXT_TOKENIZERS_DIR, DEFAULT_TOKENIZERS_DIR),
             staging_dir=path(CONTEXT_STAGING_DIR, DEFAULT_STAGING_DIR),
             ops_emails=ops_emails(node.try_get_context(CONTEXT_OPS_EMAILS) or ""),
+            deployment=deployment,
         )
+
+    @property
+    def deploy_file(self) -> DeployFile | None:
+        """The deploy file, when the app was given one: its account and region are the stacks'."""
+        return self.deployment if isinstance(self.deployment, DeployFile) else None
 
     def check(self) -> Policy:
         """Fail before synth with the fix, rather than with an asset error or at cold start.

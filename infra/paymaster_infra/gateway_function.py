@@ -94,6 +94,7 @@ class GatewayFunction(Construct):
                 # The CloudWatch namespace of the EMF lines the gateway prints (docs/METRICS.md).
                 names.ENV_METRICS_NAMESPACE: names.METRICS_NAMESPACE,
             },
+            reserved_concurrency=config.deployment.gateway_reserved_concurrency,
         )
         grant_counter_store(counters, self.function)
         self.function.add_to_role_policy(read_rollups_only(ledger))

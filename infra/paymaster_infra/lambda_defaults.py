@@ -3,11 +3,12 @@
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from aws_cdk import Duration
+import jsii
+from aws_cdk import Duration, IAspect
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
-from constructs import Construct
+from constructs import Construct, IConstruct
 
 from paymaster_infra.nag import acknowledge
 
@@ -36,9 +37,11 @@ def default_function(
     layers: Sequence[lambda_.ILayerVersion],
     environment: Mapping[str, str],
     timeout: Duration = TIMEOUT,
+    reserved_concurrency: int | None = None,
 ) -> lambda_.Function:
     """A function with the house defaults: arm64, JSON logs into its own log group, X-Ray on;
-    its code the folder `code_dir` (`functions/<name>`).
+    its code the folder `code_dir` (`functions/<name>`). Its logs are kept `LOG_RETENTION`, or
+    what the deploy file says (`FunctionLogRetention`).
 
     Its role may write to its own log group only: CreateLogStream and PutLogEvents on that group
     (the log group exists, so no CreateLogGroup), where AWSLambdaBasicExecutionRole, CDK's
@@ -68,6 +71,7 @@ def default_function(
         layers=list(layers),
         environment=dict(environment),
         role=role,
+        reserved_concurrent_executions=reserved_concurrency,
     )
     acknowledge(
         function,
@@ -101,3 +105,24 @@ def default_layer(scope: Construct, construct_id: str, *, description: str, asse
         compatible_runtimes=[RUNTIME],
         compatible_architectures=[ARCHITECTURE],
     )
+
+
+def set_retention(log_group: logs.ILogGroup, days: int) -> None:
+    """Keep `log_group` (one this app creates) `days` days: a deploy file's number, which
+    `logs.RetentionDays` (an enum of names) cannot be built from."""
+    resource = log_group.node.default_child
+    assert isinstance(resource, logs.CfnLogGroup)
+    resource.retention_in_days = days
+
+
+@jsii.implements(IAspect)
+class FunctionLogRetention:
+    """Every function's own log group (`default_function`'s) kept `days` days — those of
+    functions added to the stack later too, since aspects run at synth."""
+
+    def __init__(self, days: int) -> None:
+        self.days = days
+
+    def visit(self, node: IConstruct) -> None:
+        if isinstance(node, lambda_.Function) and isinstance(node.log_group.node.default_child, logs.CfnLogGroup):
+            set_retention(node.log_group, self.days)

@@ -1,7 +1,8 @@
 """Operational alarms to the ops topic, derived from what the stack holds.
 
-`OperationalAlarms` lives in the gateway stack (stateless, replaced with it; the state stack keeps
-only what is retained) and is added once both stacks hold everything else (`deployment.py`). It
+Each stack has an `OperationalAlarms` for what it holds (`deployment.py`), added once both stacks
+hold everything else: an alarm in one stack on a resource of the other would be a CloudFormation
+export, which blocks changing that resource. It
 alarms on every function, stream consumer, dead-letter queue, table and REST API it finds in the
 stacks it watches, so a function or queue added later is watched without a line here. The
 thresholds and why:
@@ -84,20 +85,30 @@ def stream_consumers_of(scope: IConstruct) -> list[lambda_.Function]:
 
 
 class OperationalAlarms(Construct):
-    """Every alarm above for what the `watched` scopes (the stacks) hold, and the one on refusals
-    without the counter store (a metric of the namespace, not of a resource); each notifies
+    """Every alarm above for what the `watched` scopes (the stacks) hold, and (`of_metrics`) the one
+    on refusals without the counter store (a metric of the namespace, not of a resource); each notifies
     `topic` when it goes into ALARM and when it is OK again. Missing data is not breaching: a quiet
     hour is no alarm.
     """
 
     def __init__(
-        self, scope: Construct, construct_id: str, *, topic: sns.ITopic, watched: Sequence[IConstruct]
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        topic: sns.ITopic,
+        watched: Sequence[IConstruct],
+        of_metrics: bool = True,
     ) -> None:
         super().__init__(scope, construct_id)
         self._action = actions.SnsAction(topic)
         self.alarms: list[cloudwatch.Alarm] = []
         for each in watched:
             self._watch(each)
+        if of_metrics:
+            self._refusals()
+
+    def _refusals(self) -> None:
         refused = cloudwatch.MathExpression(
             expression=insights(
                 names.METRIC_DENIALS,

@@ -12,7 +12,7 @@ Cron expressions (Scheduler's six fields, `ScheduleExpressionTimezone` the team'
 from datetime import time
 from pathlib import Path
 
-from aws_cdk import Duration, Stack, TimeZone
+from aws_cdk import Duration, Stack, TimeZone, Token
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
@@ -96,12 +96,17 @@ class ReportSchedules(Construct):
             counters,
             ledger,
         )
+        # cdk-nag names the region and account as the template has them: pseudo parameters in an
+        # env-agnostic stack, the literal values in a deploy file's (`make deploy ENV=…`).
+        region = "<AWS::Region>" if Token.is_unresolved(stack.region) else stack.region
+        account = "<AWS::AccountId>" if Token.is_unresolved(stack.account) else stack.account
         for function in (self.forecast, self.digest):
             function.add_to_role_policy(iam.PolicyStatement(actions=["sns:Publish"], resources=[f"{topic_prefix}*"]))
+            assert function.role is not None
             acknowledge(
-                function,
+                function.role,  # its policies live under the role (lambda_defaults.default_function)
                 {
-                    "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sns:<AWS::Region>:<AWS::AccountId>:"
+                    f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sns:{region}:{account}:"
                     f"{names.ALERT_TOPIC_PREFIX}*]": "One alert topic per team, named by the prefix: only those.",
                 },
             )

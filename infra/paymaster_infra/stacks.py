@@ -2,10 +2,7 @@
 
 from typing import Any
 
-from aws_cdk import CfnOutput, Stack
-from aws_cdk import aws_dynamodb as dynamodb
-from aws_cdk import aws_events as events
-from aws_cdk import aws_sqs as sqs
+from aws_cdk import Aspects, CfnOutput, Stack
 from constructs import Construct
 
 from paymaster.domain.policy import Policy
@@ -15,6 +12,7 @@ from paymaster_infra.denial_queue import DenialQueue
 from paymaster_infra.event_bus import CostEventBus
 from paymaster_infra.gateway_api import GatewayApi
 from paymaster_infra.gateway_function import GatewayFunction
+from paymaster_infra.lambda_defaults import FunctionLogRetention
 from paymaster_infra.layers import GatewayLayers
 from paymaster_infra.ledger_denials import DenialLedgerFunction
 from paymaster_infra.ledger_failures import LedgerFailureQueue
@@ -22,13 +20,15 @@ from paymaster_infra.ledger_function import LedgerFunction
 from paymaster_infra.schedules import ReportSchedules
 from paymaster_infra.settlement_queue import SettlementQueue
 from paymaster_infra.settlement_retry import SettlementRetryFunction
+from paymaster_infra.state_parameters import StateResources, publish_state, read_state
 from paymaster_infra.sweeper import SweeperDeadLetterQueue, SweeperFunction
 from paymaster_infra.tables import CounterTables
 
 
 class StatefulStack(Stack):
     """Tables, bus, archive, the settlement queue, the ledger's failure queue, the denials queue
-    with its rule and the sweeper's dead-letter queue. Everything here is retained when the stack is deleted."""
+    with its rule and the sweeper's dead-letter queue. Everything here is retained when the stack is deleted,
+    but the SSM parameters that tell the gateway stack their names (`state_parameters`)."""
 
     def __init__(self, scope: Construct, construct_id: str, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -39,6 +39,18 @@ class StatefulStack(Stack):
         self.denials = DenialQueue(self, "Denials", bus=self.events.bus)
         self.sweeper_dead_letters = SweeperDeadLetterQueue(self, "SweeperDeadLetters")
         self.alarms = AlarmQueue(self, "Alarms", bus=self.events.bus)
+        self.published = StateResources(
+            counters=self.tables.counters,
+            ledger=self.tables.ledger,
+            prompts=self.tables.prompts,
+            bus=self.events.bus,
+            settlement_queue=self.settlements.queue,
+            ledger_failures=self.ledger_failures.queue,
+            denials_queue=self.denials.queue,
+            sweeper_dead_letters=self.sweeper_dead_letters.queue,
+            alarm_queue=self.alarms.queue,
+        )
+        publish_state(self, self.published)
 
         dead_letters = self.settlements.dead_letter_queue
         CfnOutput(
@@ -80,8 +92,11 @@ class StatefulStack(Stack):
 
 
 class GatewayStack(Stack):
-    """Layers, gateway function, API, the settlement-retry, sweeper and two ledger functions, the
-    budget alarms (their queues retained); holds no data, so it can be destroyed and redeployed."""
+    """Layers, gateway function, API, the settlement-retry, sweeper, report-schedule and two
+    ledger functions, the budget alarms; holds no data, so it can be destroyed and redeployed.
+
+    It finds the state stack's tables, bus and queues through the SSM parameters that stack writes
+    (`state_parameters`), not through exports, so the state stack stays free to change them."""
 
     def __init__(
         self,
@@ -90,18 +105,16 @@ class GatewayStack(Stack):
         *,
         config: AppConfig,
         policy: Policy,
-        counters: dynamodb.ITable,
-        ledger: dynamodb.ITable,
-        prompts: dynamodb.ITable,
-        bus: events.IEventBus,
-        settlement_queue: sqs.IQueue,
-        ledger_failures: sqs.IQueue,
-        denials_queue: sqs.IQueue,
-        sweeper_dead_letters: sqs.IQueue,
-        alarm_queue: sqs.IQueue,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
+        self.state = read_state(Construct(self, "State"))
+        counters, ledger, prompts = self.state.counters, self.state.ledger, self.state.prompts
+        bus, settlement_queue = self.state.bus, self.state.settlement_queue
+        ledger_failures, denials_queue = self.state.ledger_failures, self.state.denials_queue
+        sweeper_dead_letters, alarm_queue = self.state.sweeper_dead_letters, self.state.alarm_queue
+        deployment = config.deployment
+        Aspects.of(self).add(FunctionLogRetention(deployment.log_retention.function_logs_days))
         self.layers = GatewayLayers(self, "Layers", config=config)
         self.gateway = GatewayFunction(
             self,
@@ -115,7 +128,7 @@ class GatewayStack(Stack):
             bus=bus,
             settlement_queue=settlement_queue,
         )
-        self.api = GatewayApi(self, "Api", handler=self.gateway.function)
+        self.api = GatewayApi(self, "Api", handler=self.gateway.function, deployment=deployment)
         self.settlement_retry = SettlementRetryFunction(
             self,
             "SettlementRetry",

@@ -26,7 +26,7 @@ from paymaster.ports import RequestMetrics
 from paymaster_infra import dashboards, operational_alarms
 from paymaster_infra.config import DEFAULT_POLICY_FILE, REPO_ROOT
 from paymaster_infra.deployment import Paymaster
-from tests.infra.test_stacks import logical_id
+from tests.infra.test_stacks import import_of, logical_id
 
 REGION = "eu-west-1"
 WATCHED = dashboards.Watched(
@@ -305,7 +305,7 @@ def test_with_app_and_model_collapsed_only_the_team_wide_views_remain(policy: Po
 
 
 def test_the_overview_watches_every_function_of_the_gateway_and_every_table_and_dead_letter_queue_of_the_state(
-    gateway_template: Template, paymaster: Paymaster
+    gateway_template: Template, state_template: Template, paymaster: Paymaster
 ) -> None:
     (overview,) = [
         d["Properties"]["DashboardBody"]
@@ -317,6 +317,15 @@ def test_the_overview_watches_every_function_of_the_gateway_and_every_table_and_
     for function in operational_alarms.functions_of(paymaster.gateway):
         assert json.dumps({"Ref": logical_id(function)}) in referenced
     state = paymaster.state
-    # A state resource arrives as an import whose export is named after its logical id.
-    for resource in [*operational_alarms.tables_of(state), *operational_alarms.dead_letter_queues_of(state)]:
-        assert logical_id(resource) in referenced
+    # A state resource arrives through the SSM parameter the state stack writes its name or ARN
+    # to (state_parameters): the overview names the parameter, never an export.
+    for table in operational_alarms.tables_of(state):
+        assert json.dumps(import_of(state_template, logical_id(table), None)) in referenced
+    ssm_parameters = {
+        parameter["Properties"]["Name"]: parameter["Properties"]["Value"]
+        for parameter in state_template.find_resources("AWS::SSM::Parameter").values()
+    }
+    for queue in operational_alarms.dead_letter_queues_of(state):
+        (name,) = [n for n, v in ssm_parameters.items() if v == {"Fn::GetAtt": [logical_id(queue), "Arn"]}]
+        assert name.replace("/", "").replace("-", "").replace("_", "") in referenced.replace("-", "").replace("_", "")
+    assert "Fn::ImportValue" not in referenced

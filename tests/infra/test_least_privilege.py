@@ -9,6 +9,7 @@ from typing import Any
 
 from aws_cdk.assertions import Template
 
+from paymaster import names
 from paymaster_infra.deployment import Paymaster
 from paymaster_infra.operational_alarms import functions_of
 from tests.infra.test_stacks import LOG_WRITES, as_list, logical_id, own_logs, properties, role_statements
@@ -95,7 +96,16 @@ def test_no_grant_is_on_every_resource_but_those_aws_allows_no_other_way(
 def test_a_wildcard_in_a_resource_is_only_a_bedrock_model_in_any_region_or_the_sweeper_s_versions(
     gateway_template: Template, state_template: Template, paymaster: Paymaster
 ) -> None:
-    sweeper = logical_id(paymaster.gateway.sweeper.function)
+    schedules = paymaster.gateway.schedules
+    scheduled_versions = {
+        json.dumps({"Fn::Join": ["", [{"Fn::GetAtt": [logical_id(function), "Arn"]}, ":*"]]})
+        for function in (
+            paymaster.gateway.sweeper.function,
+            schedules.forecast,
+            schedules.digest,
+            schedules.month_close,
+        )
+    }
     wildcards = set()
     for statement in all_statements(gateway_template, state_template):
         for resource in as_list(statement["Resource"]):
@@ -106,5 +116,8 @@ def test_a_wildcard_in_a_resource_is_only_a_bedrock_model_in_any_region_or_the_s
     for text in wildcards:
         # An inference profile routes to its models in any of its regions (provider_access.py).
         model_in_any_region = '":bedrock:*::foundation-model/' in text and text.count("*") == 1
-        sweeper_versions = text == json.dumps({"Fn::Join": ["", [{"Fn::GetAtt": [sweeper, "Arn"]}, ":*"]]})
-        assert model_in_any_region or sweeper_versions, text
+        # A schedule may invoke its function's versions and aliases (sweeper.py, schedules.py).
+        function_versions = text in scheduled_versions
+        # The forecast and digest publish to every team's topic, named by one prefix (schedules.py).
+        alert_topics = text.endswith(f':{names.ALERT_TOPIC_PREFIX}*"]]}}') and text.count("*") == 1
+        assert model_in_any_region or function_versions or alert_topics, text

@@ -1,6 +1,7 @@
 """The ops topic and the operational alarms: every function, stream consumer, dead-letter queue,
 table and the API of the synthesised stacks is watched, and every alarm goes to the ops topic."""
 
+import json
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ from paymaster_infra import operational_alarms
 from paymaster_infra.config import ConfigError, ops_emails
 from paymaster_infra.deployment import Paymaster
 from tests.infra.conftest import OPS_EMAILS
-from tests.infra.test_stacks import import_of, logical_id
+from tests.infra.test_stacks import logical_id
 
 
 def alarms(gateway_template: Template) -> list[dict[str, Any]]:
@@ -28,21 +29,37 @@ def watching(gateway_template: Template, namespace: str, metric: str) -> list[di
     return found
 
 
-def topic_arn(state_template: Template, paymaster: Paymaster) -> dict[str, str]:
-    return import_of(state_template, logical_id(paymaster.ops.topic), None)
+def gateway_topic_arn(state_template: Template, gateway_template: Template, paymaster: Paymaster) -> dict[str, str]:
+    """The ops topic as the gateway stack finds it: the SSM parameter the state stack writes its
+    ARN to, never an export."""
+    ((name, parameter),) = [
+        (p["Properties"]["Name"], p)
+        for p in state_template.find_resources("AWS::SSM::Parameter").values()
+        if p["Properties"]["Value"] == {"Ref": logical_id(paymaster.ops.topic)}
+    ]
+    ((parameter_id, _),) = [
+        (key, p) for key, p in gateway_template.to_json()["Parameters"].items() if p.get("Default") == name
+    ]
+    assert parameter["Properties"]["Value"] == {"Ref": logical_id(paymaster.ops.topic)}
+    return {"Ref": parameter_id}
 
 
 def test_every_alarm_notifies_the_ops_topic_going_into_alarm_and_back_with_its_reason(
     gateway_template: Template, state_template: Template, paymaster: Paymaster
 ) -> None:
-    topic = topic_arn(state_template, paymaster)
-    found = alarms(gateway_template)
-    assert len(found) == len(paymaster.alarms.alarms) > 10
-    for alarm in found:
-        assert alarm["AlarmActions"] == [topic]
-        assert alarm["OKActions"] == [topic]
-        assert alarm["TreatMissingData"] == "notBreaching"
-        assert alarm["AlarmDescription"].startswith("paymaster: ")
+    in_state = {"Ref": logical_id(paymaster.ops.topic)}
+    in_gateway = gateway_topic_arn(state_template, gateway_template, paymaster)
+    for template, alarm_set, topic in (
+        (gateway_template, paymaster.alarms, in_gateway),
+        (state_template, paymaster.state_alarms, in_state),
+    ):
+        found = alarms(template)
+        assert len(found) == len(alarm_set.alarms) >= 10
+        for alarm in found:
+            assert alarm["AlarmActions"] == [topic]
+            assert alarm["OKActions"] == [topic]
+            assert alarm["TreatMissingData"] == "notBreaching"
+            assert alarm["AlarmDescription"].startswith("paymaster: ")
 
 
 def test_every_function_of_the_stacks_alarms_on_any_error_and_any_throttle(
@@ -78,11 +95,14 @@ def test_every_dead_letter_queue_and_no_work_queue_alarms_on_a_single_message(
         state.denials.dead_letter_queue,
         state.ledger_failures.queue,
         state.sweeper_dead_letters.queue,
+        state.alarms.dead_letter_queue,
     ]
     assert set(operational_alarms.dead_letter_queues_of(state)) == set(dead_letters)
-    watched = watching(gateway_template, "AWS/SQS", "ApproximateNumberOfMessagesVisible")
-    watched_names = sorted(str(alarm["dimensions"]["QueueName"]) for alarm in watched)
-    assert watched_names == sorted(str(import_of(state_template, logical_id(q), "QueueName")) for q in dead_letters)
+    # Alarmed in the state stack itself, where the queues are: no reference crosses the stacks.
+    watched = watching(state_template, "AWS/SQS", "ApproximateNumberOfMessagesVisible")
+    watched_names = sorted(json.dumps(alarm["dimensions"]["QueueName"]) for alarm in watched)
+    assert watched_names == sorted(json.dumps({"Fn::GetAtt": [logical_id(q), "QueueName"]}) for q in dead_letters)
+    assert watching(gateway_template, "AWS/SQS", "ApproximateNumberOfMessagesVisible") == []
     assert {(a["Threshold"], a["ComparisonOperator"]) for a in watched} == {(0, "GreaterThanThreshold")}
 
 
@@ -90,12 +110,13 @@ def test_every_table_alarms_on_throttling_and_sustained_transaction_conflicts(
     gateway_template: Template, state_template: Template, paymaster: Paymaster
 ) -> None:
     tables = paymaster.state.tables
-    names_ = [import_of(state_template, logical_id(t), None) for t in (tables.counters, tables.ledger, tables.prompts)]
-    conflicts = watching(gateway_template, "AWS/DynamoDB", "TransactionConflict")
+    names_ = [{"Ref": logical_id(t)} for t in (tables.counters, tables.ledger, tables.prompts)]
+    conflicts = watching(state_template, "AWS/DynamoDB", "TransactionConflict")
     assert [alarm["dimensions"]["TableName"] for alarm in conflicts] == names_
     assert {(a["Threshold"], a["EvaluationPeriods"]) for a in conflicts} == {(100, 3)}
+    assert watching(gateway_template, "AWS/DynamoDB", "TransactionConflict") == []
 
-    throttles = [a for a in alarms(gateway_template) if "throttled requests" in a["AlarmDescription"]]
+    throttles = [a for a in alarms(state_template) if "throttled requests" in a["AlarmDescription"]]
     assert len(throttles) == len(names_)
     for alarm, table in zip(throttles, names_, strict=True):
         metrics = {m["Id"]: m for m in alarm["Metrics"]}

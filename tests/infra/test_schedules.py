@@ -9,7 +9,7 @@ from aws_cdk.assertions import Template
 from paymaster import names
 from paymaster_infra import schedules
 from paymaster_infra.deployment import Paymaster
-from tests.infra.test_stacks import assert_grants_exactly, import_of, logical_id, properties, role_statements
+from tests.infra.test_stacks import assert_grants_exactly, import_of, logical_id, own_logs, properties, role_statements
 from tests.infra.test_sweeper import dead_letters_arn
 
 
@@ -80,6 +80,7 @@ def test_the_month_close_may_read_the_counters_and_ledger_write_its_report_and_p
             (bus, {"events:PutEvents"}),
             (queue, {"sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"}),
             ("*", {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}),
+            own_logs(gateway_template, paymaster.gateway.schedules.month_close),
         ],
     )
 

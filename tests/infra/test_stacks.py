@@ -2,13 +2,15 @@
 
 import json
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aws_cdk import CfnElement, Stack
+from aws_cdk import App, CfnElement, Stack
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk.assertions import Match, Template
+from constructs import Construct
 
 from paymaster import names, schema
 from paymaster.adapters.settings import LedgerSettings, Settings
@@ -19,6 +21,7 @@ from paymaster_infra import (
     ledger_function,
     settlement_queue,
     settlement_retry,
+    state_parameters,
     target,
     web_adapter,
 )
@@ -35,13 +38,53 @@ def logical_id(construct: Any) -> str:
     return str(Stack.of(element).resolve(element.logical_id))
 
 
-def import_of(state_template: Template, resource_id: str, attribute: str | None) -> dict[str, str]:
-    """How the gateway stack refers to a state resource: Fn::ImportValue of its export."""
-    value = {"Fn::GetAtt": [resource_id, attribute]} if attribute else {"Ref": resource_id}
-    outputs = state_template.find_outputs("*", {"Value": value})
-    assert len(outputs) == 1, f"no export of {value}"
-    (output,) = outputs.values()
-    return {"Fn::ImportValue": output["Export"]["Name"]}
+# How each reference the gateway stack holds names a state resource's attribute (Ref: None).
+_REFERENCE_ATTRIBUTES: dict[str | None, tuple[str, ...]] = {
+    None: ("table_name", "queue_url", "event_bus_name"),
+    "Arn": ("table_arn", "queue_arn", "event_bus_arn"),
+    "StreamArn": ("table_stream_arn",),
+}
+
+
+def import_of(state_template: Template, resource_id: str, attribute: str | None) -> Any:
+    """How the gateway stack refers to a state resource's attribute (its Ref when None).
+
+    The state stack writes the resource's name or ARN into an SSM parameter
+    (`paymaster_infra.state_parameters`); the gateway stack reads it back as a CloudFormation
+    parameter and builds its references from it. Found here by the parameter that names the
+    resource, resolved as `read_state` resolves it in any stack (its ids are the stack's own).
+    """
+    names_it = [
+        parameter["Properties"]["Name"]
+        for parameter in state_template.find_resources("AWS::SSM::Parameter").values()
+        if json.dumps(resource_id) in json.dumps(parameter["Properties"]["Value"])
+    ]
+    assert names_it, f"no SSM parameter names {resource_id}"
+    (field,) = {name.removeprefix(state_parameters.PARAMETER_PREFIX + "/").split("/")[0] for name in names_it}
+    stack, state = _scratch_state()
+    reference = getattr(state, field)
+    (name,) = [name for name in _REFERENCE_ATTRIBUTES[attribute] if hasattr(reference, name)]
+    return stack.resolve(getattr(reference, name))
+
+
+def joined(*parts: Any) -> dict[str, Any]:
+    """`Fn::Join` of `parts` as CDK writes it: nested joins spliced in, adjacent strings merged
+    (a table ARN the gateway stack builds from the table's name is itself a join)."""
+    flat: list[Any] = []
+    for part in parts:
+        inner = part["Fn::Join"][1] if isinstance(part, dict) and part.get("Fn::Join", [None])[0] == "" else [part]
+        for item in inner:
+            if isinstance(item, str) and flat and isinstance(flat[-1], str):
+                flat[-1] += item
+            else:
+                flat.append(item)
+    return {"Fn::Join": ["", flat]}
+
+
+@cache
+def _scratch_state() -> tuple[Stack, state_parameters.StateResources]:
+    stack = Stack(App(), "Scratch")
+    return stack, state_parameters.read_state(Construct(stack, "State"))
 
 
 def properties(template: Template, construct: Any) -> dict[str, Any]:
@@ -235,6 +278,8 @@ def test_gateway_runs_behind_lambda_web_adapter_in_streaming_mode(
     }
     variables = function["Environment"]["Variables"]
     assert {name: variables.get(name) for name in expected} == expected
+    # Env-agnostic: the version comes from the per-region table, as a mapping the deploy reads.
+    (mapping_id,) = gateway_template.to_json()["Mappings"]
     adapter_layer = {
         "Fn::Join": [
             "",
@@ -243,11 +288,15 @@ def test_gateway_runs_behind_lambda_web_adapter_in_streaming_mode(
                 {"Ref": "AWS::Partition"},
                 ":lambda:",
                 {"Ref": "AWS::Region"},
-                f":753240598075:layer:LambdaAdapterLayerArm64:{web_adapter.LAYER_VERSION}",
+                ":753240598075:layer:LambdaAdapterLayerArm64:",
+                {"Fn::FindInMap": [mapping_id, {"Ref": "AWS::Region"}, "version"]},
             ],
         ]
     }
     assert adapter_layer in function["Layers"]
+    assert gateway_template.to_json()["Mappings"][mapping_id] == {
+        region: {"version": version} for region, version in web_adapter.LAYER_VERSIONS.items()
+    }
 
 
 def test_gateway_mounts_core_deps_tokenizer_and_policy_layers(gateway_template: Template, paymaster: Paymaster) -> None:
@@ -344,7 +393,7 @@ def test_gateway_role_may_send_what_the_counter_store_sends_and_put_events(
 
     # The store's transactions (Update and Put items) and counter reads; its index query for the sweeper.
     assert allowed_on(statements, counters_arn) == {"dynamodb:UpdateItem", "dynamodb:PutItem", "dynamodb:BatchGetItem"}
-    held_index = {"Fn::Join": ["", [counters_arn, f"/index/{schema.HELD_INDEX}"]]}
+    held_index = joined(counters_arn, f"/index/{schema.HELD_INDEX}")
     assert allowed_on(statements, held_index) == {"dynamodb:Query"}
     assert "events:PutEvents" in allowed_on(statements, bus_arn)
     queue_arn = import_of(state_template, logical_id(state.settlements.queue), "Arn")
@@ -612,7 +661,7 @@ def test_the_gateway_may_put_prompt_records_and_never_read_them(
     statements = role_statements(gateway_template, paymaster.gateway.gateway.function)
 
     assert allowed_on(statements, prompts_arn) == {"dynamodb:PutItem"}
-    index_wildcard = {"Fn::Join": ["", [prompts_arn, "/index/*"]]}
+    index_wildcard = joined(prompts_arn, "/index/*")
     assert allowed_on(statements, index_wildcard) == set()
 
 
@@ -775,14 +824,61 @@ def test_state_lives_apart_from_the_gateway(state_template: Template, gateway_te
         "AWS::SNS::Topic",
         "AWS::SNS::TopicPolicy",
         "AWS::SNS::Subscription",
+        "AWS::SSM::Parameter",  # the names the gateway stack reads (state_parameters)
+        "AWS::CloudWatch::Alarm",  # on its tables and dead-letter queues (operational_alarms)
     }
     assert {"AWS::CloudWatch::Alarm", "AWS::CloudWatch::Dashboard"} <= gateway_types
-    assert not gateway_types & state_types
+    # Each stack alarms on its own resources (operational_alarms); the teams' topics come with the
+    # gateway (the policy names the teams), the ops topic with the state. Nothing else is in both.
+    assert gateway_types & state_types == {
+        "AWS::CloudWatch::Alarm",
+        "AWS::SNS::Topic",
+        "AWS::SNS::TopicPolicy",
+        "AWS::SNS::Subscription",
+    }
 
 
-def test_everything_in_the_state_stack_is_retained(state_template: Template) -> None:
+def test_everything_in_the_state_stack_is_retained_but_the_parameters_naming_it(state_template: Template) -> None:
     resources = state_template.to_json()["Resources"]
-    assert {name for name, resource in resources.items() if resource | RETAINED != resource} == set()
+    assert {
+        name
+        for name, resource in resources.items()
+        if resource | RETAINED != resource and resource["Type"] not in {"AWS::SSM::Parameter", "AWS::CloudWatch::Alarm"}
+    } == set()
+    # An alarm holds no data either: it watches the stack's resources and goes with them.
+    # A retained parameter (its name is fixed) would block the stack's re-creation; it holds no data.
+    for parameter in state_template.find_resources("AWS::SSM::Parameter").values():
+        assert parameter["DeletionPolicy"] == "Delete"
+
+
+def test_the_stacks_share_no_exports_so_the_state_stack_may_change_its_resources(
+    state_template: Template, gateway_template: Template
+) -> None:
+    assert not [output for output in state_template.to_json().get("Outputs", {}).values() if "Export" in output]
+    assert "Fn::ImportValue" not in json.dumps(gateway_template.to_json())
+
+
+def test_the_gateway_stack_reads_every_state_name_from_a_parameter_the_state_stack_writes(
+    state_template: Template, gateway_template: Template, paymaster: Paymaster
+) -> None:
+    written = {
+        parameter["Properties"]["Name"]: parameter["Properties"]["Value"]
+        for parameter in state_template.find_resources("AWS::SSM::Parameter").values()
+    }
+    read = {
+        parameter["Default"]
+        for parameter in gateway_template.to_json()["Parameters"].values()
+        if parameter["Type"] == "AWS::SSM::Parameter::Value<String>"
+        and parameter["Default"].startswith(state_parameters.PARAMETER_PREFIX)
+    }
+    assert read == set(written)
+    assert all(name.startswith("/paymaster/state/") for name in written)
+    tables, queue = paymaster.state.tables, paymaster.state.settlements.queue
+    assert written["/paymaster/state/counters/table-name"] == {"Ref": logical_id(tables.counters)}
+    assert written["/paymaster/state/counters/stream-arn"] == {"Fn::GetAtt": [logical_id(tables.counters), "StreamArn"]}
+    assert written["/paymaster/state/settlement_queue/queue-arn"] == {"Fn::GetAtt": [logical_id(queue), "Arn"]}
+    # No export orders the deploys any more: the gateway stack depends on the state stack itself.
+    assert paymaster.state in paymaster.gateway.dependencies
 
 
 def test_tables_are_on_demand_recoverable_and_retained(state_template: Template) -> None:
@@ -959,6 +1055,17 @@ def test_synth_passes_aws_solutions_checks_with_reasoned_acknowledgements(
         "AwsSolutions-L1",
         "AwsSolutions-SQS3",
         "AwsSolutions-IAM5[Resource::*]",
+        # The forecast and digest may publish to the teams' alert topics (infra/paymaster_infra/schedules.py).
+        "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sns:<AWS::Region>:<AWS::AccountId>:paymaster-alerts-*]",
+        # Their schedules may invoke each scheduled function, its versions and aliases.
+        *(
+            f"AwsSolutions-IAM5[Resource::<{logical_id(function)}.Arn>:*]"
+            for function in (
+                paymaster.gateway.schedules.forecast,
+                paymaster.gateway.schedules.digest,
+                paymaster.gateway.schedules.month_close,
+            )
+        ),
         # The sweeper's schedule may invoke it, its versions and aliases (infra/paymaster_infra/sweeper.py).
         f"AwsSolutions-IAM5[Resource::<{logical_id(paymaster.gateway.sweeper.function)}.Arn>:*]",
         # …and each report schedule its function (infra/paymaster_infra/schedules.py).
@@ -971,7 +1078,6 @@ def test_synth_passes_aws_solutions_checks_with_reasoned_acknowledgements(
             )
         ),
         # The forecast and digest may publish to every team's topic, named by one prefix.
-        "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sns:<AWS::Region>:<AWS::AccountId>:paymaster-alerts-*]",
         *(
             f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:bedrock:*::foundation-model/{model}]"
             for model in DEMO_BEDROCK_MODELS
@@ -980,3 +1086,10 @@ def test_synth_passes_aws_solutions_checks_with_reasoned_acknowledgements(
         "AmazonAPIGatewayPushToCloudWatchLogs]",
     }
     assert all(len(reason) > 40 for reason in acknowledged.values())
+
+
+def test_no_export_ties_the_stacks_together(state_template: Template, gateway_template: Template) -> None:
+    """Every name the gateway stack uses from the state stack comes through SSM (state_parameters):
+    an export would block changing what it names (a table replaced, a queue renamed)."""
+    assert "Fn::ImportValue" not in json.dumps(gateway_template.to_json())
+    assert [name for name, output in state_template.to_json().get("Outputs", {}).items() if "Export" in output] == []

@@ -13,6 +13,7 @@ from paymaster_infra.layers import POLICY_FILE
 from tests.infra.test_stacks import (
     assert_grants_exactly,
     import_of,
+    joined,
     logical_id,
     own_logs,
     properties,
@@ -115,7 +116,7 @@ def test_the_sweeper_role_may_only_query_the_held_index_update_the_counters_and_
     gateway_template: Template, state_template: Template, paymaster: Paymaster
 ) -> None:
     counters_arn = import_of(state_template, logical_id(paymaster.state.tables.counters), "Arn")
-    index_arn = {"Fn::Join": ["", [counters_arn, f"/index/{schema.HELD_INDEX}"]]}
+    index_arn = joined(counters_arn, f"/index/{schema.HELD_INDEX}")
     queue_arn = dead_letters_arn(state_template, paymaster)
     statements = role_statements(gateway_template, paymaster.gateway.sweeper.function)
 

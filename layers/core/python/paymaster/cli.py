@@ -6,6 +6,12 @@ paymaster policy validate FILE              check a policy file; every error wit
 paymaster events tail [--queue-url URL] [--count N] [--seconds S]
                                             print paymaster's events, one line each, as they
                                             arrive on an SQS queue a bus rule delivers them to
+paymaster secrets set PROVIDER [--policy FILE] [--region R]
+                                            store a provider's API key (read from stdin) in the
+                                            secret the policy names for it, creating it if missing
+paymaster secrets check [--policy FILE] [--region R]
+                                            every secret the policy names: set, missing or empty
+                                            (exit 1 unless all are set; `make deploy ENV=…` runs it)
 paymaster ledger --team T [--month YYYY-MM] [--csv FILE] | --request ID  [--table NAME]
                                             a team's calls for a UTC month with their total, or
                                             one request's; every field as CSV (ledger_report)
@@ -28,6 +34,7 @@ from typing import Any, TextIO
 from paymaster import names
 from paymaster.adapters.policy_file import PolicyFileError, load_policy
 from paymaster.domain.money import format_usd
+from paymaster.domain.policy import Policy
 from paymaster.domain.spend import is_month
 
 
@@ -81,7 +88,18 @@ def main(argv: list[str] | None = None) -> int:
         help=f"the ledger table (default: ${names.ENV_LEDGER_TABLE}); AWS_ENDPOINT_URL points at the local stack",
     )
 
+    secrets = commands.add_parser("secrets", help="the provider API-key secrets the policy names")
+    secrets_commands = secrets.add_subparsers(dest="secrets_command", required=True)
+    for name, text in (("set", "store a provider's API key, read from stdin"), ("check", "is every secret set?")):
+        command = secrets_commands.add_parser(name, help=text)
+        if name == "set":
+            command.add_argument("provider", help="a provider of the policy with an api_key_secret")
+        command.add_argument("--policy", type=Path, default=Path("policy/demo.yaml"), help="the policy file")
+        command.add_argument("--region", default=os.environ.get(names.ENV_REGION), help="default: $AWS_REGION")
+
     args = parser.parse_args(argv)
+    if args.command == "secrets":
+        return _secrets(args)
     if args.command == "report":
         if not args.table:
             parser.error(f"report needs --table or ${names.ENV_LEDGER_TABLE}")
@@ -107,6 +125,83 @@ def _local_cli() -> ModuleType | None:
         return importlib.import_module("paymaster_local.cli")
     except ImportError:
         return None
+
+
+def provider_secrets(policy: Policy) -> dict[str, str]:
+    """Each provider's `api_key_secret`, for the providers that have one."""
+    return {name: provider.api_key_secret for name, provider in policy.providers.items() if provider.api_key_secret}
+
+
+def secret_status(client: Any, secret: str) -> str:
+    """`set`, `missing` or `empty`, as the gateway would find the secret (`adapters/secrets.py`
+    treats a missing or blank one as the provider failing); other errors raise."""
+    from botocore.exceptions import ClientError  # noqa: PLC0415 - only these commands need it
+
+    try:
+        value = client.get_secret_value(SecretId=secret).get("SecretString")
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code")
+        if code == "ResourceNotFoundException":
+            return "missing"
+        if code == "InvalidRequestException":  # no current version: created without a value
+            return "empty"
+        raise
+    return "set" if isinstance(value, str) and value.strip() else "empty"
+
+
+def check_secrets(client: Any, policy: Policy, out: TextIO = sys.stdout) -> int:
+    """One line per provider secret; 1 when any is missing or empty, with the command that fills it."""
+    unset = 0
+    for provider, secret in provider_secrets(policy).items():
+        status = secret_status(client, secret)
+        print(f"{status:<8} {secret}  (provider {provider})", file=out)
+        if status != "set":
+            unset += 1
+            print(f"         fill it: paymaster secrets set {provider} --policy <file> < key.txt", file=out)
+    return 1 if unset else 0
+
+
+def set_secret(client: Any, secret: str, value: str) -> str:
+    """Put `value` as the secret's current version, creating the secret if there is none.
+    Returns what was done (`created` or `updated`); the value is never printed."""
+    from botocore.exceptions import ClientError  # noqa: PLC0415
+
+    try:
+        client.put_secret_value(SecretId=secret, SecretString=value)
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+            raise
+        client.create_secret(Name=secret, SecretString=value, Description="paymaster: a provider's API key")
+        return "created"
+    return "updated"
+
+
+def _secrets(args: argparse.Namespace) -> int:
+    import boto3  # noqa: PLC0415 - only these commands need it
+
+    try:
+        policy = load_policy(args.policy)
+    except PolicyFileError as error:
+        print(f"{args.policy}: invalid policy: {error}", file=sys.stderr)
+        return 1
+    client = boto3.client("secretsmanager", region_name=args.region)
+    if args.secrets_command == "check":
+        return check_secrets(client, policy)
+    secret = provider_secrets(policy).get(args.provider)
+    if secret is None:
+        print(f"{args.policy}: provider {args.provider!r} has no api_key_secret", file=sys.stderr)
+        return 1
+    if sys.stdin.isatty():
+        import getpass  # noqa: PLC0415
+
+        value = getpass.getpass(f"API key for {args.provider} (stored in {secret}): ")
+    else:
+        value = sys.stdin.read()
+    if not value.strip():
+        print("refusing to store an empty key: the gateway would treat the provider as failing", file=sys.stderr)
+        return 1
+    print(f"{set_secret(client, secret, value.strip())} {secret} (provider {args.provider})")
+    return 0
 
 
 def _month(text: str) -> str:
