@@ -3,8 +3,8 @@
 Runs, against the local stack running under the state directory (`RunningStack`), the handler
 of one schedule the CDK app defines, with the input that schedule sends (`timers.schedule_event`)
 for `--at`, or for what the schedules' clock says now (the stack's `--clock-speed` included), and
-prints the handler's answer as JSON. The handler runs in this process with the functions'
-environment the stack wrote, as the runner would run it.
+prints the handler's answer as JSON on stdout (its logs go to stderr). The handler runs in this
+process with the functions' environment the stack wrote, as the runner would run it.
 
     paymaster local tick month-close --team search --at 2026-12-01T00:05-08:00
     {"team": "search", "month": "2026-11", "written": true, "published": true}
@@ -15,6 +15,8 @@ gateway's clock, `timers.py`).
 
 import json
 import os
+import sys
+from contextlib import redirect_stdout
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
@@ -61,6 +63,9 @@ def tick(state_dir: Path, job: Job, team: str | None, at: datetime | None, out: 
     schedule = find_schedule(schedules(load_policy(running.policy_file)), job, team)
     scheduled_time = at or clock_from_environ(running.environment).at(datetime.now(UTC)).replace(microsecond=0)
     os.environ.update(running.environment)
-    answer = invoke(schedule, load_handler(schedule.function), scheduled_time)
+    # The handler's loggers are made as it is imported, on stdout as in Lambda: here on stderr,
+    # so that stdout is the answer alone.
+    with redirect_stdout(sys.stderr):
+        answer = invoke(schedule, load_handler(schedule.function), scheduled_time)
     print(json.dumps({"schedule": schedule.name, "scheduled_time": scheduled_time.isoformat(), **answer}), file=out)
     return 0
