@@ -51,6 +51,7 @@ class AppConfig:
     forecast_code_dir: Path = REPO_ROOT / "functions" / "forecast"
     digest_code_dir: Path = REPO_ROOT / "functions" / "digest"
     month_close_code_dir: Path = REPO_ROOT / "functions" / "month_close"
+    budget_alarm_code_dir: Path = REPO_ROOT / "functions" / "budget_alarm"
 
     @classmethod
     def from_context(cls, node: Node) -> "AppConfig":
@@ -82,6 +83,7 @@ class AppConfig:
             self.forecast_code_dir / "app.py": "the forecast entry point ships in the repository",
             self.digest_code_dir / "app.py": "the digest entry point ships in the repository",
             self.month_close_code_dir / "app.py": "the month-close entry point ships in the repository",
+            self.budget_alarm_code_dir / "app.py": "the budget-alarm entry point ships in the repository",
         }
         missing = [f"{path}: {fix}" for path, fix in expected.items() if not path.exists()]
         if missing:

@@ -43,6 +43,7 @@ def add_paymaster(app: App, config: AppConfig, *, env: Environment | None = None
         ledger_failures=state.ledger_failures.queue,
         denials_queue=state.denials.queue,
         sweeper_dead_letters=state.sweeper_dead_letters.queue,
+        alarm_queue=state.alarms.queue,
     )
     Tags.of(app).add("project", "paymaster")
     add_checks(app)

@@ -509,7 +509,7 @@ def test_settlement_retry_role_may_only_settle_on_the_counters_put_prompts_and_c
 # --- ledger function ----------------------------------------------------------------------
 
 
-def test_ledger_runs_its_handler_on_the_core_and_deps_layers_with_the_ledger_table_and_the_bus(
+def test_ledger_runs_its_handler_on_the_core_deps_and_policy_layers_with_the_ledger_table_bus_and_policy(
     gateway_template: Template, state_template: Template, paymaster: Paymaster
 ) -> None:
     layers = paymaster.gateway.layers
@@ -517,10 +517,11 @@ def test_ledger_runs_its_handler_on_the_core_and_deps_layers_with_the_ledger_tab
     variables = function["Environment"]["Variables"]
 
     assert function["Handler"] == "app.handler"
-    assert function["Layers"] == [{"Ref": logical_id(layer)} for layer in (layers.core, layers.deps)]
+    assert function["Layers"] == [{"Ref": logical_id(layer)} for layer in (layers.core, layers.deps, layers.policy)]
     assert variables == {
         names.ENV_LEDGER_TABLE: import_of(state_template, logical_id(paymaster.state.tables.ledger), None),
         names.ENV_EVENT_BUS: import_of(state_template, logical_id(paymaster.state.events.bus), None),
+        names.ENV_POLICY_FILE: POLICY_FILE,
     }
     environ = {names.ENV_LEDGER_TABLE: "<table>", names.ENV_EVENT_BUS: "<bus>", names.ENV_REGION: "eu-west-1"}
     settings = LedgerSettings.from_environ(environ)
@@ -912,6 +913,8 @@ def test_every_queue_refuses_requests_without_tls(state_template: Template, paym
         logical_id(paymaster.state.sweeper_dead_letters.queue),
         logical_id(paymaster.state.denials.queue),
         logical_id(paymaster.state.denials.dead_letter_queue),
+        logical_id(paymaster.state.alarms.queue),
+        logical_id(paymaster.state.alarms.dead_letter_queue),
     }
 
 
@@ -941,6 +944,17 @@ def test_synth_passes_aws_solutions_checks_with_reasoned_acknowledgements(
         "AwsSolutions-IAM5[Resource::*]",
         # The sweeper's schedule may invoke it, its versions and aliases (infra/paymaster_infra/sweeper.py).
         f"AwsSolutions-IAM5[Resource::<{logical_id(paymaster.gateway.sweeper.function)}.Arn>:*]",
+        # …and each report schedule its function (infra/paymaster_infra/schedules.py).
+        *(
+            f"AwsSolutions-IAM5[Resource::<{logical_id(function)}.Arn>:*]"
+            for function in (
+                paymaster.gateway.schedules.forecast,
+                paymaster.gateway.schedules.digest,
+                paymaster.gateway.schedules.month_close,
+            )
+        ),
+        # The forecast and digest may publish to every team's topic, named by one prefix.
+        "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sns:<AWS::Region>:<AWS::AccountId>:paymaster-alerts-*]",
         *(
             f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:bedrock:*::foundation-model/{model}]"
             for model in DEMO_BEDROCK_MODELS

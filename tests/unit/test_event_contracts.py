@@ -12,6 +12,7 @@ from paymaster import names
 from paymaster.api.errors import status_and_type
 from paymaster.domain.errors import BudgetExhaustedError, RateLimitedError
 from paymaster.domain.events import (
+    BudgetThresholdCrossed,
     CostRecorded,
     MonthClosed,
     PaymasterEvent,
@@ -32,6 +33,7 @@ SAMPLES: dict[str, type[PaymasterEvent]] = {
     "request-denied.json": RequestDenied,
     "reservation-expired.json": ReservationExpired,
     "month-closed.json": MonthClosed,
+    "budget-threshold-crossed.json": BudgetThresholdCrossed,
 }
 ENVELOPE = {"version", "id", "detail-type", "source", "account", "time", "region", "resources", "detail"}
 CALLER = Caller(

@@ -18,6 +18,7 @@ from paymaster import names
 from paymaster.adapters import aws_environment
 from paymaster.adapters.aws_environment import BEDROCK_RUNTIME, DYNAMODB, SECRETS_MANAGER, DeferredClient
 from paymaster.adapters.bedrock_runtime import BedrockRuntimeWire
+from paymaster.adapters.dynamodb_alarms import DynamoDBAlarmMarks
 from paymaster.adapters.dynamodb_counters import DynamoDBCounterStore
 from paymaster.adapters.dynamodb_ledger import DynamoDBLedger
 from paymaster.adapters.dynamodb_reports import DynamoDBReports
@@ -42,6 +43,7 @@ from paymaster.domain.cardinality import metric_dimensions
 from paymaster.domain.policy import Policy, Provider
 from paymaster.ports import Authenticator, ChatProvider, EmbeddingProvider, EventPublisher, MetricsSink, Notifier
 from paymaster.services.admission import AdmissionService
+from paymaster.services.alarms import BudgetAlarms, ThresholdWatch
 from paymaster.services.chat import ChatService
 from paymaster.services.denials import DENIAL_EVENT_WAIT_S, DenialEvents
 from paymaster.services.digest import Digest
@@ -198,6 +200,31 @@ def ledger_recorder() -> LedgerRecorder:
         entry_attempts=4,
     )
     return LedgerRecorder(DynamoDBLedger(_dynamodb(settings.region, LEDGER_TIMEOUT_S), settings.ledger_table), bus)
+
+
+def _alarm_marks(settings: LedgerSettings) -> DynamoDBAlarmMarks:
+    return DynamoDBAlarmMarks(_dynamodb(settings.region, LEDGER_TIMEOUT_S), settings.ledger_table)
+
+
+def _alarm_policy(settings: LedgerSettings, function: str) -> Policy:
+    if settings.policy_file is None:
+        raise ValueError(f"the {function} needs {names.ENV_POLICY_FILE}: budget alarms follow the rules' thresholds")
+    return load_policy(settings.policy_file)
+
+
+@cache
+def threshold_watch() -> ThresholdWatch:
+    """The ledger function's other use case: the crossings of each counter's change, once per container."""
+    settings = LedgerSettings.from_environ(os.environ)
+    return ThresholdWatch(_alarm_policy(settings, "ledger function"), _alarm_marks(settings))
+
+
+@cache
+def budget_alarms() -> BudgetAlarms:
+    """The budget-alarm function's use case (`functions/budget_alarm`), once per container."""
+    settings = LedgerSettings.from_environ(os.environ)
+    ledger = DynamoDBLedger(_dynamodb(settings.region, LEDGER_TIMEOUT_S), settings.ledger_table)
+    return BudgetAlarms(_alarm_policy(settings, "budget-alarm function"), _alarm_marks(settings), notifier(), ledger)
 
 
 @cache

@@ -69,6 +69,11 @@ ENV_LEDGER_FAILURE_QUEUE_URL: Final = "PAYMASTER_LEDGER_FAILURE_QUEUE_URL"
 # local stack; locally the runner finds the queue in this variable.
 DENIALS_MAX_RECEIVES: Final = 10
 ENV_DENIALS_QUEUE_URL: Final = "PAYMASTER_DENIALS_QUEUE_URL"
+# The alarm queue: BudgetThresholdCrossed events the budget-alarm function emails, delivered at
+# most this many times before its dead-letter queue, the same in AWS (infra's BudgetAlarms) and
+# in the local stack; locally the runner finds the queue in this variable.
+ALARM_MAX_RECEIVES: Final = 5
+ENV_ALARM_QUEUE_URL: Final = "PAYMASTER_ALARM_QUEUE_URL"
 # SNS: one topic per team (budget alarms, forecasts, the daily digest), named by
 # `alert_topic_name`; the functions that notify find a team's topic as this prefix (an ARN up to
 # the team's part: `arn:aws:sns:<region>:<account>:paymaster-alerts-`) plus `alert_topic_suffix`.

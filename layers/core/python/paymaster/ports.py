@@ -314,7 +314,7 @@ class MetricsSink(Protocol):
     def emit(self, request: RequestMetrics) -> None: ...
 
 
-from paymaster.domain.events import MonthClosed  # noqa: E402
+from paymaster.domain.events import BudgetThresholdCrossed, MonthClosed  # noqa: E402
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,4 +351,28 @@ class Reports(Protocol):
 
     def release_notice(self, key: str, day: str) -> None:
         """Deletes a marker whose notice could not be sent, so that the next run may send it."""
+        ...
+
+
+class AlarmMarks(Protocol):
+    """The markers that make each threshold fire once per window and email once (docs/ALARMS.md).
+    Each call is one conditional write; each raises StoreUnavailableError when the store cannot
+    answer."""
+
+    def cross(self, crossing: BudgetThresholdCrossed, record_id: str) -> bool:
+        """Records that stream record `record_id` crossed the threshold: True when it is the one
+        that did (now, or on an earlier delivery of it), False when another record had."""
+        ...
+
+    def claim(self, crossing: BudgetThresholdCrossed, now: datetime, lease_s: int) -> bool:
+        """Takes the crossing's email to send it, for `lease_s` seconds: False when it was sent,
+        or another delivery is sending it (its lease not yet over)."""
+        ...
+
+    def sent(self, crossing: BudgetThresholdCrossed) -> None:
+        """The email went out: no later delivery sends it."""
+        ...
+
+    def release(self, crossing: BudgetThresholdCrossed) -> None:
+        """The email did not go out: the next delivery may send it at once."""
         ...

@@ -49,8 +49,8 @@ class DynamoDBWire(AwsJsonApi):
     def get_item(self, **body: Any) -> dict[str, Any]:
         return self.call("GetItem", body)
 
-    # The scheduled jobs' reports and notice markers (`dynamodb_reports`): conditional puts, an
-    # idempotent SET and a delete, each safe to repeat.
+    # The scheduled jobs' reports and notice markers (`dynamodb_reports`) and the alarms' markers
+    # (`dynamodb_alarms`): conditional puts, idempotent SETs and deletes, each safe to repeat.
     def put_item(self, **body: Any) -> dict[str, Any]:
         return self.call("PutItem", body)
 

@@ -10,7 +10,7 @@ from typing import Literal, TypeVar
 from paymaster import schema
 from paymaster.domain.audit import PromptRecord
 from paymaster.domain.errors import StoreUnavailableError
-from paymaster.domain.events import MonthClosed
+from paymaster.domain.events import BudgetThresholdCrossed, MonthClosed
 from paymaster.domain.ledger import Dimension, LedgerEntry, Rollup, Totals, rollups, totals
 from paymaster.domain.limits import Hold, Refusal
 from paymaster.ports import CounterState, HeldReservation, Reservation, Settlement, StoredReport
@@ -361,6 +361,46 @@ class MemoryReports:
         self._check()
         with self._lock:
             self.notices.pop((key, day), None)
+
+    def _check(self) -> None:
+        if self.unavailable:
+            raise StoreUnavailableError("the ledger is unreachable")
+
+
+class MemoryAlarmMarks:
+    """The alarm markers as the DynamoDB ones behave (`adapters.dynamodb_alarms`): each call one
+    atomic conditional write. `unavailable` makes every call raise StoreUnavailableError."""
+
+    def __init__(self) -> None:
+        self.crossed: dict[str, str] = {}  # crossing id → the record that crossed it
+        self.notices: dict[str, tuple[str, int]] = {}  # crossing id → (state, lease until)
+        self._lock = threading.Lock()
+        self.unavailable = False
+
+    def cross(self, crossing: BudgetThresholdCrossed, record_id: str) -> bool:
+        self._check()
+        with self._lock:
+            return self.crossed.setdefault(crossing.crossing_id, record_id) == record_id
+
+    def claim(self, crossing: BudgetThresholdCrossed, now: datetime, lease_s: int) -> bool:
+        self._check()
+        with self._lock:
+            state, lease = self.notices.get(crossing.crossing_id, (None, 0))
+            if state == schema.SENT or (state == schema.SENDING and lease >= int(now.timestamp())):
+                return False
+            self.notices[crossing.crossing_id] = (schema.SENDING, int(now.timestamp()) + lease_s)
+            return True
+
+    def sent(self, crossing: BudgetThresholdCrossed) -> None:
+        self._check()
+        with self._lock:
+            self.notices[crossing.crossing_id] = (schema.SENT, 0)
+
+    def release(self, crossing: BudgetThresholdCrossed) -> None:
+        self._check()
+        with self._lock:
+            if self.notices.get(crossing.crossing_id, (None, 0))[0] == schema.SENDING:
+                del self.notices[crossing.crossing_id]
 
     def _check(self) -> None:
         if self.unavailable:

@@ -70,15 +70,18 @@ class Settings(BaseModel):
 
 
 class LedgerSettings(BaseModel):
-    """What the ledger function reads at cold start: the table it writes and the bus it publishes
-    to. It reads the counters only through their stream, which its event source delivers; it
-    needs no policy."""
+    """What the ledger functions read at cold start: the table they write and the bus they publish
+    to. They read the counters only through their stream, which the event source delivers. The
+    policy: the ledger function checks each counter's spend against its rule's alert thresholds
+    (`composition.threshold_watch` refuses to start without it); the denials ledger needs none.
+    The budget-alarm function reads the same three (and `NotifierSettings`)."""
 
     model_config = ConfigDict(frozen=True)
 
     ledger_table: str = Field(min_length=1)
     # paymaster's EventBridge bus; None (tests, a stack without one) publishes nothing.
     event_bus: str | None = Field(default=None, min_length=1)
+    policy_file: Path | None = None
     region: str = names.LOCAL_REGION
 
     @classmethod
@@ -86,6 +89,7 @@ class LedgerSettings(BaseModel):
         raw = {
             "ledger_table": environ.get(names.ENV_LEDGER_TABLE),
             "event_bus": environ.get(names.ENV_EVENT_BUS) or None,
+            "policy_file": environ.get(names.ENV_POLICY_FILE) or None,
             "region": environ.get(names.ENV_REGION),
         }
         return cls.model_validate({key: value for key, value in raw.items() if value is not None})
