@@ -14,6 +14,8 @@ REAL ?=
 ENV ?=
 DEPLOY_FILE := $(if $(ENV),deploy/$(ENV).yaml)
 CDK_CONTEXT := $(if $(ENV),-c deployFile=$(DEPLOY_FILE))
+# The report schedules' clock (forecast, digests, month closes) this many times the real one, e.g. 1440: a day a minute
+CLOCK_SPEED ?= 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
 # uv when it is there or can be installed with pip; plain pip from the exported lock otherwise.
@@ -39,8 +41,8 @@ $(STAMP): pyproject.toml uv.lock requirements-dev.lock
 venv: $(STAMP) ## create or update the environment
 
 .PHONY: run
-run: $(STAMP) ## start the local stack in the foreground (POLICY=file PORT=n REAL="name[=env:VAR|file:PATH] …")
-	$(VENV)/bin/paymaster local --policy $(POLICY) --port $(PORT) $(patsubst %,--real-endpoint '%',$(REAL))
+run: $(STAMP) ## start the local stack in the foreground (POLICY=file PORT=n REAL="name[=env:VAR|file:PATH] …" CLOCK_SPEED=n)
+	$(VENV)/bin/paymaster local --policy $(POLICY) --port $(PORT) --clock-speed $(CLOCK_SPEED) $(patsubst %,--real-endpoint '%',$(REAL))
 
 .PHONY: test
 test: $(STAMP) lint ## lint, type-check, import contracts, then every test

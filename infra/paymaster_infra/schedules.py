@@ -3,13 +3,13 @@ each team's digest (at its `alerts.digest_at`, in its `alerts.time_zone`) and mo
 on the 1st in the team's zone), each an EventBridge Scheduler schedule with retries and the
 sweeper's dead-letter queue, invoking its own function with least privilege.
 
-Cron expressions (Scheduler's six fields, `ScheduleExpressionTimezone` the team's zone):
+Which schedules, their expressions, zones and inputs are `paymaster.domain.schedules`'s (the
+local runner fires the same list):
     forecast     cron(0 6 * * ? *)  UTC
     digest       cron(<m> <h> * * ? *)  e.g. 09:00 America/Los_Angeles → cron(0 9 * * ? *)
     month close  cron(5 0 1 * ? *)  the team's zone
 """
 
-from datetime import time
 from pathlib import Path
 
 from aws_cdk import Duration, Stack, TimeZone, Token
@@ -25,28 +25,29 @@ from constructs import Construct
 
 from paymaster import names
 from paymaster.domain.policy import Policy
+from paymaster.domain.schedules import Schedule, schedules
 from paymaster_infra.config import AppConfig
 from paymaster_infra.counter_access import READ_COUNTERS
 from paymaster_infra.lambda_defaults import EVENT_HANDLER, default_function
 from paymaster_infra.layers import POLICY_FILE, GatewayLayers
 from paymaster_infra.nag import acknowledge
 
-FORECAST_AT = time(6, 0)  # UTC: before the working day in Europe, the night before in the Americas
-MONTH_CLOSE_AT = time(0, 5)  # on the 1st, in the team's zone: the month's last calls settled
 TIMEOUT = Duration.minutes(5)
 # A daily or monthly run is worth delivering late: Scheduler retries it for up to a day.
 DELIVERY_RETRIES = 10
 MAX_EVENT_AGE = Duration.hours(24)
 
 
-def daily_cron(at: time) -> str:
-    """`cron(30 8 * * ? *)` for 08:30."""
-    return f"cron({at.minute} {at.hour} * * ? *)"
-
-
-def monthly_cron(at: time) -> str:
-    """`cron(5 0 1 * ? *)` for 00:05 on the 1st."""
-    return f"cron({at.minute} {at.hour} 1 * ? *)"
+def scheduler_input(schedule: Schedule) -> scheduler.ScheduleTargetInput:
+    """The schedule's input with Scheduler's context attributes in place."""
+    return scheduler.ScheduleTargetInput.from_object(
+        schedule.input(
+            scheduler.ContextAttribute.schedule_arn,
+            scheduler.ContextAttribute.scheduled_time,
+            scheduler.ContextAttribute.execution_id,
+            scheduler.ContextAttribute.attempt_number,
+        )
+    )
 
 
 class ReportSchedules(Construct):
@@ -112,30 +113,12 @@ class ReportSchedules(Construct):
             )
         bus.grant_put_events_to(self.month_close)
 
+        functions = {"forecast": self.forecast, "digest": self.digest, "month-close": self.month_close}
         self.schedules: list[scheduler.Schedule] = [
-            self._schedule("ForecastDaily", self.forecast, daily_cron(FORECAST_AT), "UTC", None)
+            self._schedule(schedule, functions[schedule.job])
+            for schedule in schedules(policy)
+            if schedule.job in functions
         ]
-        for team_name, team in policy.teams.items():
-            label = "".join(part.capitalize() for part in team_name.replace("_", "-").replace(".", "-").split("-"))
-            if team.alerts.digest_at is not None:
-                self.schedules.append(
-                    self._schedule(
-                        f"Digest{label}",
-                        self.digest,
-                        daily_cron(team.alerts.digest_at),
-                        team.alerts.time_zone,
-                        team_name,
-                    )
-                )
-            self.schedules.append(
-                self._schedule(
-                    f"MonthClose{label}",
-                    self.month_close,
-                    monthly_cron(MONTH_CLOSE_AT),
-                    team.alerts.time_zone,
-                    team_name,
-                )
-            )
 
     def _function(
         self, name: str, code_dir: Path, environment: dict[str, str], counters: dynamodb.ITable, ledger: dynamodb.ITable
@@ -180,26 +163,16 @@ class ReportSchedules(Construct):
         )
         return function
 
-    def _schedule(
-        self, construct_id: str, function: lambda_.Function, cron: str, zone: str, team: str | None
-    ) -> scheduler.Schedule:
-        detail: dict[str, object] = {
-            "schedule": scheduler.ContextAttribute.schedule_arn,
-            "scheduled_time": scheduler.ContextAttribute.scheduled_time,
-            "execution_id": scheduler.ContextAttribute.execution_id,
-            "attempt": scheduler.ContextAttribute.attempt_number,
-        }
-        if team is not None:
-            detail["team"] = team
+    def _schedule(self, schedule: Schedule, function: lambda_.Function) -> scheduler.Schedule:
         return scheduler.Schedule(
             self,
-            construct_id,
-            description=f"paymaster {construct_id}",
-            schedule=scheduler.ScheduleExpression.expression(cron, TimeZone.of(zone)),
+            schedule.name,
+            description=f"paymaster {schedule.name}",
+            schedule=scheduler.ScheduleExpression.expression(schedule.expression, TimeZone.of(schedule.time_zone)),
             time_window=scheduler.TimeWindow.off(),
             target=targets.LambdaInvoke(
                 function,
-                input=scheduler.ScheduleTargetInput.from_object(detail),
+                input=scheduler_input(schedule),
                 dead_letter_queue=self._dead_letters,
                 role=self.role,
                 retry_attempts=DELIVERY_RETRIES,

@@ -11,14 +11,15 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from paymaster import names
+from paymaster.domain.schedules import SWEEPER
 from paymaster_infra.config import AppConfig
 from paymaster_infra.counter_access import grant_sweeps
 from paymaster_infra.lambda_defaults import EVENT_HANDLER, default_function
 from paymaster_infra.layers import POLICY_FILE, GatewayLayers
 from paymaster_infra.nag import acknowledge
+from paymaster_infra.schedules import scheduler_input
 from paymaster_infra.settlement_queue import kept_queue
 
-EVERY = Duration.minutes(1)
 # The handler stops sweeping with 15 s left (functions/sweeper); a backlog larger than a minute's
 # sweeps is the next invocation's.
 TIMEOUT = Duration.minutes(1)
@@ -53,8 +54,9 @@ class SweeperDeadLetterQueue(Construct):
 
 
 class SweeperFunction(Construct):
-    """The function and its schedule, `rate(1 minute)` with no flexible time window: a hold is
-    charged at most about a minute after its `RESERVATION_LIFETIME`. An invocation Scheduler could
+    """The function and its schedule (`paymaster.domain.schedules.SWEEPER`: `rate(1 minute)`)
+    with no flexible time window: a hold is charged at most about a minute after its
+    `RESERVATION_LIFETIME`. An invocation Scheduler could
     not deliver after `DELIVERY_RETRIES`, and one whose sweep failed (Lambda does not retry it;
     the next minute's sweep does), lands in `dead_letters` (`SweeperDeadLetterQueue`).
 
@@ -118,18 +120,11 @@ class SweeperFunction(Construct):
             self,
             "EveryMinute",
             description="paymaster sweeper: charge expired holds",
-            schedule=scheduler.ScheduleExpression.rate(EVERY),
+            schedule=scheduler.ScheduleExpression.expression(SWEEPER.expression),
             time_window=scheduler.TimeWindow.off(),
             target=targets.LambdaInvoke(
                 self.function,
-                input=scheduler.ScheduleTargetInput.from_object(
-                    {
-                        "schedule": scheduler.ContextAttribute.schedule_arn,
-                        "scheduled_time": scheduler.ContextAttribute.scheduled_time,
-                        "execution_id": scheduler.ContextAttribute.execution_id,
-                        "attempt": scheduler.ContextAttribute.attempt_number,
-                    }
-                ),
+                input=scheduler_input(SWEEPER),
                 dead_letter_queue=dead_letters,
                 role=self.role,
                 retry_attempts=DELIVERY_RETRIES,

@@ -1,18 +1,24 @@
-"""`paymaster local`: run the whole stack in the foreground until Ctrl-C."""
+"""`paymaster local`: run the whole stack in the foreground until Ctrl-C; `paymaster local tick`:
+run one schedule's handler now against the stack running under the state directory."""
 
 import argparse
 import os
 import signal
 import sys
 import threading
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from paymaster.adapters.policy_file import PolicyFileError, load_policy
 from paymaster.domain.policy import Policy
+from paymaster.domain.schedules import JOBS, next_fire, schedules
 from paymaster_local.mail import MailWatcher
 from paymaster_local.real_endpoints import SYNTAX, RealEndpointChoice, RealEndpointError, parse_choice
 from paymaster_local.resources import LEDGER_TABLE
-from paymaster_local.stack import DEFAULT_PORT, LocalStack, local_stack
+from paymaster_local.stack import DEFAULT_PORT, DEFAULT_STATE_DIR, LocalStack, NoRunningStackError, local_stack
+from paymaster_local.tick import TickError, find_schedule, parse_at, tick
+from paymaster_local.timers import ScheduleClock
 
 DEMO_POLICY = Path(__file__).resolve().parents[2] / "policy" / "demo.yaml"
 
@@ -25,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=int(os.environ.get("PAYMASTER_PORT", DEFAULT_PORT)),
         help=f"gateway port (default: $PAYMASTER_PORT or {DEFAULT_PORT})",
     )
-    parser.add_argument("--state-dir", type=Path, default=Path(".paymaster/local"), help="credentials and logs")
+    parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR, help="credentials and logs")
     parser.add_argument(
         "--real-endpoint",
         dest="real_endpoints",
@@ -37,6 +43,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "instead of the fakes, its API key read from an environment variable or a file into the local "
         "Secrets Manager; repeatable",
     )
+    parser.add_argument(
+        "--clock-speed",
+        type=_clock_speed,
+        default=1.0,
+        metavar="N",
+        help="run the report schedules' clock (forecast, digests, month closes) N times faster than the real one "
+        "from the start, e.g. 1440: a day a minute (the sweeper and the counters' windows keep the real clock)",
+    )
+    commands = parser.add_subparsers(dest="local_command", metavar="{tick}")
+    tick_parser = commands.add_parser(
+        "tick",
+        help="run one schedule's handler now (or as of --at) against the running local stack; print its answer",
+    )
+    tick_parser.add_argument("schedule", choices=JOBS)
+    tick_parser.add_argument("--team", help="the team whose digest or month close to run")
+    tick_parser.add_argument(
+        "--at", type=_at, help="the schedule's scheduled_time, with its offset (default: the schedules' clock now)"
+    )
+    tick_parser.add_argument(
+        "--state-dir", type=Path, default=argparse.SUPPRESS, help="the running stack's (default: .paymaster/local)"
+    )
 
 
 def _real_endpoint(text: str) -> RealEndpointChoice:
@@ -46,7 +73,30 @@ def _real_endpoint(text: str) -> RealEndpointChoice:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def _clock_speed(text: str) -> float:
+    try:
+        speed = float(text)
+    except ValueError:
+        speed = 0.0
+    if not speed > 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: a clock speed is a positive number, e.g. 60 or 1440")
+    return speed
+
+
+def _at(text: str) -> datetime:
+    try:
+        return parse_at(text)
+    except TickError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "local_command", None) == "tick":
+        try:
+            return tick(args.state_dir, args.schedule, args.team, args.at, sys.stdout)
+        except (NoRunningStackError, TickError) as error:
+            print(f"paymaster local tick: {error}", file=sys.stderr)
+            return 2
     try:
         load_policy(args.policy)
     except PolicyFileError as error:
@@ -57,7 +107,11 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(signum, lambda *_: stopped.set())
     try:
         with local_stack(
-            args.policy, port=args.port, state_dir=args.state_dir, real_endpoints=args.real_endpoints
+            args.policy,
+            port=args.port,
+            state_dir=args.state_dir,
+            real_endpoints=args.real_endpoints,
+            clock_speed=args.clock_speed,
         ) as stack:
             print(banner(stack), flush=True)
             mail = threading.Thread(target=MailWatcher(stack.mail_dir, sys.stdout).run, args=(stopped,), daemon=True)
@@ -88,6 +142,22 @@ def providers_line(stack: LocalStack) -> str:
         return "  every provider is served by the fakes (--real-endpoint NAME: by the policy's base_url)"
     real = "".join(f"\n    {endpoint.describe()}" for endpoint in stack.real_endpoints)
     return f"  real endpoints (every other provider is served by the fakes):{real}"
+
+
+def schedules_lines(stack: LocalStack, policy: Policy, team: str) -> str:
+    """The schedules' clock, and how to run one schedule now (README "Scheduled jobs")."""
+    clock = stack.clock or ScheduleClock(datetime.now(UTC))
+    speed = "the real clock" if clock.speed == 1 else f"{clock.speed:g}× the real clock from {clock.start:%H:%M:%S}Z"
+    close = find_schedule(schedules(policy), "month-close", team)
+    closes_at = next_fire(close, clock.at(datetime.now(UTC)), start=clock.start).astimezone(ZoneInfo(close.time_zone))
+    state = "" if stack.state_dir == DEFAULT_STATE_DIR else f" --state-dir {stack.state_dir}"
+    return f"""The schedules run on their timers: the sweeper every minute; the forecast, each team's digest
+and month close on {speed} (--clock-speed N). Run one now, or as of a time, and read the report:
+
+  .venv/bin/paymaster local tick digest --team {team}{state}
+  .venv/bin/paymaster local tick month-close --team {team} --at {closes_at.isoformat()}{state}
+  AWS_ENDPOINT_URL={stack.aws_url} AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local \\
+    .venv/bin/paymaster report --table {LEDGER_TABLE} --team {team} --month {(closes_at - timedelta(days=1)):%Y-%m}"""
 
 
 def banner(stack: LocalStack) -> str:
@@ -139,6 +209,8 @@ Each event on the bus as it arrives (CostRecorded per charged call, RequestDenie
 
   AWS_ENDPOINT_URL={stack.aws_url} AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local \\
     .venv/bin/paymaster events tail --queue-url {stack.events_queue_url}
+
+{schedules_lines(stack, policy, team)}
 
 Ctrl-C stops everything.
 """

@@ -14,17 +14,15 @@ to the gateway. Two kinds of source, as in AWS:
   until `names.LEDGER_RETRY_ATTEMPTS` retries have failed; then it is set aside (the failure
   queue) and the shard moves past it.
 
-And what EventBridge Scheduler does: a timer (`ScheduledJob`) invokes the sweeper
-(`functions/sweeper`) once at start and then every `SWEEP_EVERY_S` (60 s, its schedule's
-`rate(1 minute)`), with the input its schedule sends, so a hold a crashed gateway left behind is
-charged locally too, a minute or so after its 20-minute lifetime. A sweep that fails is logged
-and tried again at the next tick, as the next minute's invocation would in AWS.
+And what EventBridge Scheduler does: a timer per schedule of the CDK app (`timers.py`) — the
+sweeper every minute, the forecast daily, each team's digest and month close in its zone — with
+the input its schedule sends, the report schedules on the schedules' clock
+(`PAYMASTER_LOCAL_CLOCK_SPEED` times the real one from `PAYMASTER_LOCAL_CLOCK_START`).
 
     python -m paymaster_local.runner   (environment: the gateway's, as the local stack sets it)
 """
 
 import hashlib
-import importlib.util
 import json
 import os
 import signal
@@ -34,7 +32,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import boto3
@@ -43,44 +40,17 @@ from botocore.exceptions import ClientError
 
 from paymaster import names
 from paymaster.adapters.policy_file import load_policy
+from paymaster.domain.schedules import schedules
+from paymaster_local.functions import Handler, LambdaContext, load_handler
 from paymaster_local.mail import MailBox
 from paymaster_local.resources import ENV_MAIL_DIR, ENV_MAIL_QUEUE_URL
+from paymaster_local.timers import ScheduledJob, clock_from_environ, scheduled_jobs
 
 logger = Logger(service="paymaster-local-runner")
 
-FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
 WAIT_S = 1
 BATCH_SIZE = 10
 STREAM_POLL_S = 0.2  # Lambda polls a stream's shards about four times a second
-
-SWEEP_EVERY_S = 60.0
-
-Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
-
-
-@dataclass(frozen=True)
-class LambdaContext:
-    """The part of Lambda's context object that handlers and Powertools read."""
-
-    function_name: str
-    aws_request_id: str
-    memory_limit_in_mb: int = 1024
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:000000000000:function:local"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 300_000
-
-
-def load_handler(function: str, module: str = "app", attribute: str = "handler") -> Handler:
-    """`functions/<function>/<module>.py`'s handler, imported as Lambda would import it."""
-    path = FUNCTIONS / function / f"{module}.py"
-    spec = importlib.util.spec_from_file_location(f"paymaster_function_{function}", path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"no handler module at {path}")
-    loaded: ModuleType = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(loaded)
-    handler: Handler = getattr(loaded, attribute)
-    return handler
 
 
 def sqs_event(messages: list[dict[str, Any]], queue_arn: str, region: str) -> dict[str, Any]:
@@ -292,40 +262,6 @@ class StreamConsumer:
         }
 
 
-def schedule_event(schedule: str, scheduled_time: datetime) -> dict[str, str]:
-    """The input a paymaster schedule sends its function, as Scheduler fills in its context
-    attributes (`infra/paymaster_infra/sweeper.py`; sample `events/scheduler/sweeper.json`)."""
-    return {
-        "schedule": f"arn:aws:scheduler:{names.LOCAL_REGION}:000000000000:schedule/default/{schedule}",
-        "scheduled_time": scheduled_time.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "execution_id": str(uuid.uuid4()),
-        "attempt": "1",
-    }
-
-
-class ScheduledJob:
-    """One schedule → one handler: invoked now, then every `every_s` seconds until stopped."""
-
-    def __init__(self, handler: Handler, function: str, every_s: float) -> None:
-        self._handler = handler
-        self._function = function
-        self._every_s = every_s
-
-    def run_once(self) -> dict[str, Any] | None:
-        """Invokes the handler; its answer, or None when it raised (logged, as Lambda would)."""
-        event = schedule_event(self._function, datetime.now(UTC))
-        try:
-            return self._handler(event, LambdaContext(self._function, event["execution_id"]))
-        except Exception:
-            logger.exception("the scheduled invocation failed; the next one runs as planned", function=self._function)
-            return None
-
-    def run(self, stopped: threading.Event) -> None:
-        while not stopped.is_set():
-            self.run_once()
-            stopped.wait(self._every_s)
-
-
 def main() -> None:
     region = os.environ.get(names.ENV_REGION, names.LOCAL_REGION)
     sqs = boto3.client("sqs", region_name=region)
@@ -334,6 +270,7 @@ def main() -> None:
     )["Table"]
     failures_url = os.environ[names.ENV_LEDGER_FAILURE_QUEUE_URL]
     policy_file = Path(os.environ[names.ENV_POLICY_FILE])
+    clock = clock_from_environ(os.environ)
     consumers: list[QueueConsumer | StreamConsumer | ScheduledJob | MailBox] = [
         QueueConsumer(
             sqs,
@@ -353,7 +290,7 @@ def main() -> None:
             "ledger",
             set_aside=lambda record: sqs.send_message(QueueUrl=failures_url, MessageBody=json.dumps(record)),
         ),
-        ScheduledJob(load_handler("sweeper"), "sweeper", SWEEP_EVERY_S),
+        *scheduled_jobs(schedules(load_policy(policy_file)), load_handler, start=clock.start, speed=clock.speed),
         MailBox(sqs, os.environ[ENV_MAIL_QUEUE_URL], Path(os.environ[ENV_MAIL_DIR]), load_policy(policy_file)),
     ]
     stopped = threading.Event()

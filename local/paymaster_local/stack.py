@@ -5,8 +5,12 @@
     gateway (uvicorn, SigV4-verified)          127.0.0.1:<port>, default 8787
     runner (the event-driven functions)        polls the settlement queue for settlement_retry, the
                                                denials queue and the counters' stream for the ledger,
-                                               which publishes its events on the local bus; runs
-                                               the sweeper every 60 s, as its schedule does in AWS
+                                               which publishes its events on the local bus; fires
+                                               every schedule of the CDK app on its timer
+                                               (`timers.py`; `clock_speed` speeds the report ones)
+
+While it runs, `<state dir>/stack.json` (`RunningStack`) says where it is, for a second shell
+(`paymaster local tick`).
 
 Each is a child process that dies with its parent (Linux parent-death signal), so an
 interrupted test run or a Ctrl-C leaves nothing behind.
@@ -22,7 +26,8 @@ import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
@@ -33,8 +38,10 @@ from paymaster.adapters.policy_file import load_policy
 from paymaster_local.credentials import LocalCredentialFiles, write_local_credentials
 from paymaster_local.real_endpoints import RealEndpoint, RealEndpointChoice, resolve, store_api_keys
 from paymaster_local.resources import ENV_MAIL_DIR, create_resources
+from paymaster_local.timers import ScheduleClock
 
 DEFAULT_PORT = 8787
+DEFAULT_STATE_DIR = Path(".paymaster/local")
 STARTUP_TIMEOUT_S = 60.0
 # The stand-in runs one DynamoDB request at a time, so under load (or on a busy machine) its
 # answers queue behind each other: the gateway waits as long as that queue can honestly take.
@@ -55,6 +62,7 @@ class LocalStack:
     real_endpoints: tuple[RealEndpoint, ...] = ()  # providers sent to their policy's base_url
     pids: dict[str, int] = field(default_factory=dict)  # aws, providers, gateway, runner
     events_queue_url: str = ""  # every paymaster event, as the bus's rule delivers it
+    clock: ScheduleClock | None = None  # the schedules' clock
 
     @property
     def mail_dir(self) -> Path:
@@ -114,13 +122,17 @@ def local_stack(
     policy_file: Path,
     *,
     port: int = DEFAULT_PORT,
-    state_dir: Path = Path(".paymaster/local"),
+    state_dir: Path = DEFAULT_STATE_DIR,
     gateway_output: IO[bytes] | None = None,
     unclaimed_principals: dict[str, str] | None = None,
     real_endpoints: Sequence[RealEndpointChoice] = (),
     gateway_environment: Mapping[str, str] | None = None,
+    clock_speed: float = 1.0,
 ) -> Iterator[LocalStack]:
     """Starts moto, the fake providers and the gateway; yields when all three answer.
+
+    `clock_speed` N runs the report schedules' clock N times faster than the real one from now
+    (`paymaster_local.timers`).
 
     `gateway_environment` is added to the gateway's environment last (a benchmark pointing it at
     another DynamoDB endpoint with `AWS_ENDPOINT_URL_DYNAMODB`, say).
@@ -132,6 +144,7 @@ def local_stack(
     """
     policy = load_policy(policy_file)
     real = resolve(policy, real_endpoints, os.environ)
+    clock = ScheduleClock(datetime.now(UTC), clock_speed)
     state_dir.mkdir(parents=True, exist_ok=True)
     logs = state_dir / "logs"
     logs.mkdir(exist_ok=True)
@@ -165,9 +178,8 @@ def local_stack(
             for name, provider in policy.providers.items()
             if name not in {endpoint.provider for endpoint in real}
         }
-        gateway_env = (
-            base_env
-            | tables
+        functions_env = (
+            tables
             | {
                 "AWS_ENDPOINT_URL": aws_url,
                 "AWS_ACCESS_KEY_ID": "local",
@@ -182,8 +194,9 @@ def local_stack(
                 names.ENV_STORE_TIMEOUT_S: str(LOCAL_STORE_TIMEOUT_S),
                 ENV_MAIL_DIR: str((state_dir / "mail").resolve()),
             }
-            | dict(gateway_environment or {})
+            | clock.environ()
         )
+        gateway_env = base_env | functions_env | dict(gateway_environment or {})
         gateway_args = [
             "-m", "uvicorn", "--factory", "paymaster.composition:gateway_app",
             "--host", "127.0.0.1", "--port", str(port), "--no-access-log", *GATEWAY_SERVER_FLAGS,
@@ -192,6 +205,7 @@ def local_stack(
         runner_log = stack.enter_context((logs / "runner.log").open("wb"))
         runner = stack.enter_context(_process(["-m", "paymaster_local.runner"], gateway_env, runner_log))
         _wait_until_up("gateway", url + "/healthz", gateway, None)
+        stack.enter_context(RunningStack(aws_url, url, policy_file.resolve(), functions_env).written(state_dir))
         yield LocalStack(
             url=url,
             aws_url=aws_url,
@@ -202,4 +216,54 @@ def local_stack(
             real_endpoints=real,
             pids={"aws": aws.pid, "providers": providers.pid, "gateway": gateway.pid, "runner": runner.pid},
             events_queue_url=tables[names.ENV_EVENTS_QUEUE_URL],
+            clock=clock,
         )
+
+
+STACK_FILE = "stack.json"
+
+
+class NoRunningStackError(Exception):
+    """No local stack runs under the state directory given."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunningStack:
+    """What a second shell needs to act on a running local stack: where moto and the gateway
+    answer, its policy, and the environment its functions run with (tables, queues, topics, the
+    schedules' clock). Written to `<state dir>/stack.json` once everything answers, removed when
+    the stack stops."""
+
+    aws_url: str
+    url: str
+    policy_file: Path
+    environment: dict[str, str]
+
+    @contextmanager
+    def written(self, state_dir: Path) -> Iterator[Path]:
+        path = state_dir / STACK_FILE
+        partial = path.with_suffix(".part")
+        partial.write_text(json.dumps({**asdict(self), "policy_file": str(self.policy_file)}, indent=2))
+        partial.rename(path)
+        try:
+            yield path
+        finally:
+            path.unlink(missing_ok=True)
+
+    @classmethod
+    def read(cls, state_dir: Path) -> "RunningStack":
+        """The stack running under `state_dir`; NoRunningStackError when none is, or it stopped
+        without removing its file (killed)."""
+        path = state_dir / STACK_FILE
+        try:
+            raw = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise NoRunningStackError(f"no local stack is running under {state_dir} (no {path}): `make run`") from None
+        running = cls(raw["aws_url"], raw["url"], Path(raw["policy_file"]), raw["environment"])
+        try:
+            httpx.get(running.aws_url + "/moto-api/", timeout=2.0)
+        except httpx.TransportError:
+            raise NoRunningStackError(
+                f"the local stack of {path} does not answer at {running.aws_url}: it was stopped; `make run`"
+            ) from None
+        return running

@@ -20,8 +20,10 @@ from paymaster.adapters.tokenizer import count_tokens
 from paymaster.composition import sweeper
 from paymaster.domain.chat import ChatRequest
 from paymaster.domain.identity import Caller
+from paymaster.domain.schedules import SWEEPER
 from paymaster.services.admission import RESERVATION_LIFETIME, AdmissionService
-from paymaster_local.runner import LambdaContext, ScheduledJob, load_handler, schedule_event
+from paymaster_local.functions import LambdaContext, load_handler
+from paymaster_local.timers import ScheduleClock, ScheduledJob, schedule_event
 from tests.functions.gateway import POLICY
 from tests.policies import policy_with
 
@@ -92,7 +94,7 @@ def crashed_before(gateway_at: Callable[[datetime], AdmissionService], request_i
 
 
 def test_the_runner_sends_what_the_schedule_sends() -> None:
-    assert set(schedule_event("sweeper", datetime.now(UTC))) == set(sample())
+    assert set(schedule_event(SWEEPER, datetime.now(UTC))) == set(sample())
 
 
 def test_an_expired_hold_is_charged_at_its_reservation_once(
@@ -164,24 +166,25 @@ def test_the_runner_s_timer_runs_the_sweeper_which_charges_a_crashed_hold(
     environment: dict[str, str], handler: Handler, aws_url: str, gateway_at: Callable[[datetime], AdmissionService]
 ) -> None:
     crashed_before(gateway_at, "crashed-locally")
+    job = ScheduledJob(SWEEPER, handler, ScheduleClock(datetime.now(UTC)))
 
-    assert ScheduledJob(handler, "sweeper", every_s=60).run_once() == {"charged": 1}
+    assert job.run_once(job.first_fire()) == {"charged": 1}
     assert reservation(environment, aws_url, "crashed-locally")[schema.STATE] == {"S": "expired"}
 
 
-def test_the_runner_s_timer_invokes_again_each_interval_until_stopped_and_survives_a_failure() -> None:
+def test_the_sweeper_s_timer_sweeps_on_its_first_fire_when_the_runner_starts(
+    environment: dict[str, str], handler: Handler, aws_url: str, gateway_at: Callable[[datetime], AdmissionService]
+) -> None:
+    crashed_before(gateway_at, "crashed-before-start")
     stopped = threading.Event()
-    events: list[dict[str, Any]] = []
+    answers: list[dict[str, Any]] = []
 
-    def flaky(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        events.append(event)
-        if len(events) == 1:
-            raise RuntimeError("the store is down")
-        if len(events) == 3:
-            stopped.set()
-        return {"charged": 0}
+    def sweep_once(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        answers.append(handler(event, context))
+        stopped.set()
+        return answers[-1]
 
-    ScheduledJob(flaky, "sweeper", every_s=0).run(stopped)
+    ScheduledJob(SWEEPER, sweep_once, ScheduleClock(datetime.now(UTC))).run(stopped)
 
-    assert len(events) == 3
-    assert len({event["execution_id"] for event in events}) == 3
+    assert answers == [{"charged": 1}]
+    assert reservation(environment, aws_url, "crashed-before-start")[schema.STATE] == {"S": "expired"}

@@ -59,7 +59,11 @@ def test_every_command_the_banner_prints_continues_its_lines_as_a_shell_would(tm
 
     lines = banner(stack).splitlines()
 
-    for command in (".venv/bin/paymaster ledger", ".venv/bin/paymaster events tail --queue-url http://"):
+    for command in (
+        ".venv/bin/paymaster ledger",
+        ".venv/bin/paymaster events tail --queue-url http://",
+        ".venv/bin/paymaster report",
+    ):
         (index,) = [number for number, line in enumerate(lines) if line.strip().startswith(command)]
         assert lines[index - 1].endswith(" \\")
         assert lines[index - 1].strip().startswith("AWS_ENDPOINT_URL=http://127.0.0.1:5000")
