@@ -85,6 +85,10 @@ validate: $(STAMP) ## validate the policy file (POLICY=file)
 layers: $(STAMP) ## build the Lambda dependencies layer (arm64, Python 3.13) into build/
 	$(PY) infra/build_layers.py
 
+.PHONY: smoke
+smoke: $(STAMP) ## boot the shipped functions and layers on this machine (no AWS, no Docker): cold start, size
+	$(PY) infra/smoke.py
+
 .PHONY: synth
 synth: layers ## synthesise the CDK app into infra/cdk.out (no AWS credentials needed)
 	cd infra && ../$(PY) app.py
