@@ -49,7 +49,6 @@ import httpx
 import build_layers
 from paymaster import names
 from paymaster.adapters.policy_file import load_policy
-from paymaster_infra.web_adapter import LAYER_NAME as WEB_ADAPTER_LAYER_NAME
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EVENTS_DIR = REPO_ROOT / "events"
@@ -130,6 +129,7 @@ class SmokeReport:
     functions: list[ShippedFunction] = field(default_factory=list)
     outcomes: list[Outcome] = field(default_factory=list)
     cold_start_s: float | None = None  # the gateway: process start to the first /healthz answer
+    cold_start_cpu_s: float | None = None  # the CPU time the gateway process used to it (Linux)
     sizes: dict[str, int] = field(default_factory=dict)  # function → unzipped code + layers, bytes
 
     @property
@@ -504,12 +504,25 @@ def check_refusal(report: SmokeReport, label: str, client: httpx.Client, event: 
     report.add(label, f"POST {event['path']} as an unknown role", ok, f"{answer.status_code} {answer.text[:300]}")
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a running process, from /proc (None where there is none)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    # utime and stime: fields 14 and 15 of proc(5), counted after the command's closing paren.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def drive_web_app(
     report: SmokeReport, function: ShippedFunction, task_root: Path, environment: dict[str, str], log: Path
 ) -> None:
     """Start the handler script as Lambda Web Adapter does and send it what the adapter sends."""
+    # Imported here: the module starts jsii, which synth has started by now.
+    from paymaster_infra.web_adapter import LAYER_NAME  # noqa: PLC0415
+
     label = function.label
-    if not any(WEB_ADAPTER_LAYER_NAME in layer for layer in function.external_layers):
+    if not any(LAYER_NAME in layer for layer in function.external_layers):
         report.add(label, "mounts Lambda Web Adapter", False, f"{WEB_ADAPTER_WRAPPER} comes from its layer")
         return
     script = task_root / function.handler
@@ -534,6 +547,7 @@ def drive_web_app(
             report.add(label, f"GET {readiness}", False, str(error))
             return
         report.cold_start_s = ready - started
+        report.cold_start_cpu_s = cpu_seconds(child.pid)
         report.add(label, f"GET {readiness}", True, f"first 200 after {report.cold_start_s:.2f} s")
         with httpx.Client(base_url=url, timeout=REQUEST_TIMEOUT_S) as client:
             check_chat(report, label, client, event)
@@ -644,7 +658,9 @@ def main() -> None:
         detail = outcome.detail if not outcome.ok else outcome.detail.splitlines()[0] if outcome.detail else ""
         print(f"{mark} {outcome.function:18} {outcome.check:45} {detail}")
     if report.cold_start_s is not None:
-        print(f"cold start (process start to first /healthz 200): {report.cold_start_s:.2f} s")
+        cpu = "" if report.cold_start_cpu_s is None else f", {report.cold_start_cpu_s:.2f} s of CPU"
+        load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+        print(f"cold start (process start to first /healthz 200): {report.cold_start_s:.2f} s{cpu} (load {load})")
     for label, size in report.sizes.items():
         share = size / LAMBDA_UNZIPPED_LIMIT_BYTES
         print(f"unzipped {label:18} {size / MIB:6.1f} MiB of 250 MiB ({share:.0%}), code and layers")

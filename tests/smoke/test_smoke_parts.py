@@ -4,6 +4,7 @@ resolves its environment and refuses a function it cannot test."""
 import json
 import os
 import stat
+import time
 from pathlib import Path
 from typing import Any
 
@@ -245,3 +246,10 @@ def test_the_runtime_puts_the_code_before_the_layers_as_lambda_does(tmp_path: Pa
     assert path[-1] == str(tmp_path / "opt" / "python")
     assert path[1].startswith(str(tmp_path / "opt" / "python" / "lib" / "python3."))
     assert path[1].endswith("site-packages")
+
+
+def test_the_cpu_time_of_a_process_is_read_from_proc_and_none_for_one_that_is_gone() -> None:
+    spent = smoke.cpu_seconds(os.getpid())
+    assert spent is not None
+    assert 0 < spent <= time.process_time() + 0.05
+    assert smoke.cpu_seconds(2**22 + 1) is None
