@@ -656,7 +656,7 @@ def main() -> None:
     for outcome in report.outcomes:
         mark = "ok  " if outcome.ok else "FAIL"
         detail = outcome.detail if not outcome.ok else outcome.detail.splitlines()[0] if outcome.detail else ""
-        print(f"{mark} {outcome.function:18} {outcome.check:45} {detail}")
+        print(f"{mark} {outcome.function:18} {outcome.check:45} {detail}".rstrip())
     if report.cold_start_s is not None:
         cpu = "" if report.cold_start_cpu_s is None else f", {report.cold_start_cpu_s:.2f} s of CPU"
         load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
