@@ -65,7 +65,7 @@ class ScriptedBus:
     def __init__(self, fail: Callable[[dict[str, Any], int], str | None] = lambda *_: None) -> None:
         self.fail = fail
         self.calls: list[list[dict[str, Any]]] = []
-        self.accepted: list[str] = []  # request ids, once per acceptance
+        self.accepted: list[str] = []  # request ids (a crossing's id), once per acceptance
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         assert request.headers["x-amz-target"] == "AWSEvents.PutEvents"
@@ -75,7 +75,8 @@ class ScriptedBus:
         for entry in entries:
             code = self.fail(entry, len(self.calls))
             if code is None:
-                self.accepted.append(json.loads(entry["Detail"])["request_id"])
+                detail = json.loads(entry["Detail"])
+                self.accepted.append(detail.get("request_id") or detail["crossing_id"])
                 results.append({"EventId": uuid.uuid4().hex})
             else:
                 results.append({"ErrorCode": code, "ErrorMessage": f"{code} (scripted)"})

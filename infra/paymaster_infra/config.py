@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from constructs import Node
+from pydantic import EmailStr, TypeAdapter, ValidationError
 
 from paymaster.adapters.policy_file import PolicyFileError, load_policy
 from paymaster.domain.policy import Policy
@@ -19,6 +20,11 @@ CONTEXT_DEPS_DIR = "depsDir"
 CONTEXT_POLICY_FILE = "policyFile"
 CONTEXT_TOKENIZERS_DIR = "tokenizersDir"
 CONTEXT_STAGING_DIR = "stagingDir"
+# Who receives the operational alarms (the ops topic): comma-separated addresses, e.g.
+# `-c opsEmails=platform@example.com,oncall@example.com`. Deployment configuration rather than
+# policy: each account has its own operators, and a policy change redeploys the gateway stack only.
+CONTEXT_OPS_EMAILS = "opsEmails"
+_EMAIL: TypeAdapter[str] = TypeAdapter(EmailStr)
 
 DEFAULT_DEPS_DIR = "build/layers/deps"
 DEFAULT_POLICY_FILE = "policy/demo.yaml"
@@ -42,12 +48,18 @@ class AppConfig:
     """tiktoken BPE files (`tiktoken/`)."""
     staging_dir: Path
     """Scratch space where synth lays out assets that need a different folder shape."""
+    ops_emails: tuple[str, ...] = ()
+    """Subscribed to the ops topic; each confirms its subscription once, or receives nothing."""
     core_dir: Path = REPO_ROOT / "layers" / "core"
     gateway_code_dir: Path = REPO_ROOT / "functions" / "gateway"
     settlement_retry_code_dir: Path = REPO_ROOT / "functions" / "settlement_retry"
     ledger_code_dir: Path = REPO_ROOT / "functions" / "ledger"
     ledger_denials_code_dir: Path = REPO_ROOT / "functions" / "ledger_denials"
     sweeper_code_dir: Path = REPO_ROOT / "functions" / "sweeper"
+    forecast_code_dir: Path = REPO_ROOT / "functions" / "forecast"
+    digest_code_dir: Path = REPO_ROOT / "functions" / "digest"
+    month_close_code_dir: Path = REPO_ROOT / "functions" / "month_close"
+    budget_alarm_code_dir: Path = REPO_ROOT / "functions" / "budget_alarm"
 
     @classmethod
     def from_context(cls, node: Node) -> "AppConfig":
@@ -59,6 +71,7 @@ class AppConfig:
             policy_file=path(CONTEXT_POLICY_FILE, DEFAULT_POLICY_FILE),
             tokenizers_dir=path(CONTEXT_TOKENIZERS_DIR, DEFAULT_TOKENIZERS_DIR),
             staging_dir=path(CONTEXT_STAGING_DIR, DEFAULT_STAGING_DIR),
+            ops_emails=ops_emails(node.try_get_context(CONTEXT_OPS_EMAILS) or ""),
         )
 
     def check(self) -> Policy:
@@ -76,6 +89,10 @@ class AppConfig:
             self.ledger_code_dir / "app.py": "the ledger entry point ships in the repository",
             self.ledger_denials_code_dir / "app.py": "the denials ledger entry point ships in the repository",
             self.sweeper_code_dir / "app.py": "the sweeper entry point ships in the repository",
+            self.forecast_code_dir / "app.py": "the forecast entry point ships in the repository",
+            self.digest_code_dir / "app.py": "the digest entry point ships in the repository",
+            self.month_close_code_dir / "app.py": "the month-close entry point ships in the repository",
+            self.budget_alarm_code_dir / "app.py": "the budget-alarm entry point ships in the repository",
         }
         missing = [f"{path}: {fix}" for path, fix in expected.items() if not path.exists()]
         if missing:
@@ -85,3 +102,14 @@ class AppConfig:
             return load_policy(self.policy_file)
         except PolicyFileError as error:
             raise ConfigError(f"invalid policy file: {error}") from None
+
+
+def ops_emails(text: str) -> tuple[str, ...]:
+    """`a@example.com, b@example.com` → both, checked (syntax only); ConfigError names a bad one."""
+    addresses = tuple(part.strip() for part in text.split(",") if part.strip())
+    for address in addresses:
+        try:
+            _EMAIL.validate_python(address)
+        except ValidationError:
+            raise ConfigError(f"-c {CONTEXT_OPS_EMAILS}: {address!r} is not an email address") from None
+    return addresses

@@ -4,6 +4,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from aws_cdk import Duration
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
@@ -24,8 +25,6 @@ ASSET_EXCLUDES = ["**/__pycache__", "**/*.pyc"]
 # The entry point of every function that Lambda invokes with an event (`functions/<name>/app.py`).
 EVENT_HANDLER = "app.handler"
 
-_BASIC_EXECUTION_POLICY = "arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
-
 
 def default_function(
     scope: Construct,
@@ -39,8 +38,20 @@ def default_function(
     timeout: Duration = TIMEOUT,
 ) -> lambda_.Function:
     """A function with the house defaults: arm64, JSON logs into its own log group, X-Ray on;
-    its code the folder `code_dir` (`functions/<name>`)."""
+    its code the folder `code_dir` (`functions/<name>`).
+
+    Its role may write to its own log group only: CreateLogStream and PutLogEvents on that group
+    (the log group exists, so no CreateLogGroup), where AWSLambdaBasicExecutionRole, CDK's
+    default, would let it write to, and create, every log group of the account.
+    """
     log_group = logs.LogGroup(scope, f"{construct_id}Logs", retention=LOG_RETENTION)
+    role = iam.Role(
+        scope,
+        f"{construct_id}Role",
+        assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+        description=f"paymaster: {description}"[:1000],
+    )
+    log_group.grant_write(role)
     function = lambda_.Function(
         scope,
         construct_id,
@@ -56,6 +67,7 @@ def default_function(
         handler=handler,
         layers=list(layers),
         environment=dict(environment),
+        role=role,
     )
     acknowledge(
         function,
@@ -64,10 +76,12 @@ def default_function(
                 f"Pinned to {RUNTIME.name}: the dependencies layer holds wheels built for it "
                 "(paymaster_infra.target); runtime and layer move together."
             ),
-            f"AwsSolutions-IAM4[Policy::{_BASIC_EXECUTION_POLICY}]": (
-                "AWSLambdaBasicExecutionRole grants only CreateLogGroup, CreateLogStream and "
-                "PutLogEvents, which every function needs for its logs."
-            ),
+        },
+    )
+    # The role's default policy (with every later grant) lives under the role, not the function.
+    acknowledge(
+        role,
+        {
             "AwsSolutions-IAM5[Resource::*]": (
                 "Active tracing: xray:PutTraceSegments and xray:PutTelemetryRecords support no "
                 "resource-level permissions."

@@ -13,7 +13,7 @@ from paymaster import names
 from paymaster_infra.config import AppConfig
 from paymaster_infra.counter_access import grant_transactions
 from paymaster_infra.lambda_defaults import EVENT_HANDLER, default_function
-from paymaster_infra.layers import GatewayLayers
+from paymaster_infra.layers import POLICY_FILE, GatewayLayers
 from paymaster_infra.nag import acknowledge
 
 # A batch of names.LEDGER_BATCH_SIZE records takes well under a second (one transaction per
@@ -28,8 +28,9 @@ class LedgerFunction(Construct):
     resumes from it; a batch that fails `names.LEDGER_RETRY_ATTEMPTS` retries (halved on each
     function error, to isolate the record that fails) is set aside on `failures`.
 
-    It mounts the core package and its dependencies only, and may read the counters' stream, send
-    the ledger's transactions (`PutItem`, `UpdateItem` items) and put events on `bus`; nothing else.
+    It mounts the core package, its dependencies and the policy, and may read the counters'
+    stream, send the ledger's transactions (`PutItem`, `UpdateItem` items) and the conditional
+    `PutItem` of a threshold's marker (docs/ALARMS.md), and put events on `bus`; nothing else.
     """
 
     def __init__(
@@ -51,8 +52,13 @@ class LedgerFunction(Construct):
             description="paymaster ledger: an entry and its rollups for every reservation the stream settles",
             code_dir=config.ledger_code_dir,
             handler=EVENT_HANDLER,
-            layers=layers.python,
-            environment={names.ENV_LEDGER_TABLE: ledger.table_name, names.ENV_EVENT_BUS: bus.event_bus_name},
+            # The policy: a counter's spend is checked against its rule's alert thresholds.
+            layers=[*layers.python, layers.policy],
+            environment={
+                names.ENV_LEDGER_TABLE: ledger.table_name,
+                names.ENV_EVENT_BUS: bus.event_bus_name,
+                names.ENV_POLICY_FILE: POLICY_FILE,
+            },
             timeout=TIMEOUT,
         )
         grant_transactions(ledger, self.function)

@@ -157,7 +157,8 @@ class ProviderAccess(Construct):
                     conditions={operator: dict(values) for operator, values in grant.conditions.items()} or None,
                 )
             )
-        # The statements land in the role's default policy, which lives under the function.
+        # The statements land in the role's default policy, which lives under the role.
         acknowledgements = wildcard_acknowledgements(policy)
         if acknowledgements:
-            acknowledge(function, acknowledgements)
+            assert function.role is not None
+            acknowledge(function.role, acknowledgements)

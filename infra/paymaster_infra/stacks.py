@@ -9,6 +9,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from paymaster.domain.policy import Policy
+from paymaster_infra.budget_alarms import AlarmQueue, BudgetAlarms
 from paymaster_infra.config import AppConfig
 from paymaster_infra.denial_queue import DenialQueue
 from paymaster_infra.event_bus import CostEventBus
@@ -18,6 +19,7 @@ from paymaster_infra.layers import GatewayLayers
 from paymaster_infra.ledger_denials import DenialLedgerFunction
 from paymaster_infra.ledger_failures import LedgerFailureQueue
 from paymaster_infra.ledger_function import LedgerFunction
+from paymaster_infra.schedules import ReportSchedules
 from paymaster_infra.settlement_queue import SettlementQueue
 from paymaster_infra.settlement_retry import SettlementRetryFunction
 from paymaster_infra.sweeper import SweeperDeadLetterQueue, SweeperFunction
@@ -36,6 +38,7 @@ class StatefulStack(Stack):
         self.ledger_failures = LedgerFailureQueue(self, "LedgerFailures")
         self.denials = DenialQueue(self, "Denials", bus=self.events.bus)
         self.sweeper_dead_letters = SweeperDeadLetterQueue(self, "SweeperDeadLetters")
+        self.alarms = AlarmQueue(self, "Alarms", bus=self.events.bus)
 
         dead_letters = self.settlements.dead_letter_queue
         CfnOutput(
@@ -64,6 +67,12 @@ class StatefulStack(Stack):
         )
         CfnOutput(
             self,
+            "BudgetAlarmDeadLetterQueueUrl",
+            value=self.alarms.dead_letter_queue.queue_url,
+            description="Budget alarms that could not be emailed in every delivery (docs/ALARMS.md)",
+        )
+        CfnOutput(
+            self,
             "SweeperDeadLetterQueueUrl",
             value=self.sweeper_dead_letters.queue.queue_url,
             description="Minutes the sweeper could not sweep: not delivered, or the sweep failed (docs/COUNTERS.md)",
@@ -71,8 +80,8 @@ class StatefulStack(Stack):
 
 
 class GatewayStack(Stack):
-    """Layers, gateway function, API, the settlement-retry, sweeper and two ledger functions;
-    holds no data, so it can be destroyed and redeployed."""
+    """Layers, gateway function, API, the settlement-retry, sweeper and two ledger functions, the
+    budget alarms (their queues retained); holds no data, so it can be destroyed and redeployed."""
 
     def __init__(
         self,
@@ -89,6 +98,7 @@ class GatewayStack(Stack):
         ledger_failures: sqs.IQueue,
         denials_queue: sqs.IQueue,
         sweeper_dead_letters: sqs.IQueue,
+        alarm_queue: sqs.IQueue,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -124,6 +134,17 @@ class GatewayStack(Stack):
             settlement_queue=settlement_queue,
             dead_letters=sweeper_dead_letters,
         )
+        self.schedules = ReportSchedules(
+            self,
+            "Schedules",
+            config=config,
+            policy=policy,
+            layers=self.layers,
+            counters=counters,
+            ledger=ledger,
+            bus=bus,
+            dead_letters=sweeper_dead_letters,
+        )
         self.ledger = LedgerFunction(
             self,
             "Ledger",
@@ -136,6 +157,9 @@ class GatewayStack(Stack):
         )
         self.ledger_denials = DenialLedgerFunction(
             self, "LedgerDenials", config=config, layers=self.layers, ledger=ledger, queue=denials_queue
+        )
+        self.budget_alarms = BudgetAlarms(
+            self, "BudgetAlarms", config=config, policy=policy, layers=self.layers, ledger=ledger, queue=alarm_queue
         )
 
         CfnOutput(

@@ -1,8 +1,9 @@
 """`make demo`: the demo policy at work on the local stack, with the clients apps use.
 
 1. search's dev app has 60 requests/minute: the 61st request is throttled (429, Retry-After).
-2. search has $2,000/month and moves to nova-lite at 80 %: the month is seeded at $1,600
-   spent, and the next gpt-4o-mini request is served by nova-lite.
+2. search has $2,000/month, alerts at 50 and 80 % and moves to nova-lite at 80 %: the month is
+   seeded a micro-dollar short of 50 %, then of 80 %, and a request crosses each; the budget
+   alarms' two emails arrive (docs/ALARMS.md), and past 80 % gpt-4o-mini is served by nova-lite.
 3. At $1,999.9999 a request without max_tokens still gets an answer: max_tokens shrinks to what
    the last 100 µUSD afford.
 4. At $1,999.99995 nothing useful is affordable: the request is refused (insufficient_quota).
@@ -13,7 +14,10 @@ traffic; everything else goes through the gateway.
 
 import argparse
 import json
+import time
 from datetime import UTC, datetime
+from email import message_from_bytes
+from email.policy import default
 from pathlib import Path
 
 import boto3
@@ -62,7 +66,8 @@ def seed_month(stack: LocalStack, spent_usd: str) -> None:
             schema.SORT_KEY: {"S": month.id},
             schema.COMMITTED: {"N": amount},
             schema.SPENT: {"N": amount},
-            "rule": {"S": rule.name},
+            schema.RULE: {"S": rule.name},
+            schema.WINDOW_END: {"S": month.end.isoformat()},
         },
     )
 
@@ -74,6 +79,21 @@ def show_refusal(error: openai.RateLimitError) -> None:
     print(f"   → {error.status_code} {body['code']}: {body['message']}")
     print(f"     headers: {headers}")
     print(f"     details: {json.dumps(body['paymaster'])}")
+
+
+def show_emails(stack: LocalStack, count: int, timeout_s: float = 60.0) -> None:
+    """The budget alarms' emails as the team's subscribers get them: the runner writes each as an
+    .eml file under the state directory (and prints it in `make run`'s terminal)."""
+    deadline = time.monotonic() + timeout_s
+    while len(emails := sorted(stack.mail_dir.glob("*.eml"))) < count and time.monotonic() < deadline:
+        time.sleep(0.5)
+    print(f"\n   {len(emails)} budget alarm email(s) in {stack.mail_dir}:")
+    for path in emails:
+        message = message_from_bytes(path.read_bytes(), policy=default)
+        print(f"\n   To: {message['To']}\n   Subject: {str(message['Subject']).strip()}\n")
+        body = message.get_body(preferencelist=("plain",))
+        text = body.get_content() if body is not None else ""
+        print("\n".join(f"   | {line}" for line in text.rstrip().splitlines()))
 
 
 def run(stack: LocalStack) -> None:
@@ -89,9 +109,13 @@ def run(stack: LocalStack) -> None:
             break
 
     search = client(stack, "search-ranker")
-    print("\n2. search has spent $1,600 of its $2,000 month: past 80 % it moves to nova-lite")
-    seed_month(stack, "1600")
+    print("\n2. search's $2,000 month alerts at 50 % and 80 %; past 80 % it moves to nova-lite")
+    seed_month(stack, "999.999999")
+    search.chat.completions.create(model="gpt-4o-mini", messages=HELLO, max_tokens=20)
+    print("   at $999.999999 a request crosses 50 %")
+    seed_month(stack, "1599.999999")
     raw = search.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=HELLO)
+    print("   at $1,599.999999 a request crosses 80 %:")
     headers = raw.headers
     print(f"   asked for gpt-4o-mini, served by {raw.parse().model} ({headers['x-paymaster-deployment']});")
     print(f"   x-paymaster-downgraded-from: {headers.get('x-paymaster-downgraded-from')}")
@@ -99,6 +123,8 @@ def run(stack: LocalStack) -> None:
         f"   tightest budget: {headers['x-paymaster-budget-rule']} {headers['x-paymaster-budget-remaining']} "
         f"of {headers['x-paymaster-budget-limit']} USD left, resets {headers['x-paymaster-budget-reset']}"
     )
+
+    show_emails(stack, 2)
 
     print("\n3. search has spent $1,999.9999: a request without max_tokens gets what is left")
     seed_month(stack, "1999.9999")

@@ -11,7 +11,7 @@ import boto3
 
 from paymaster import names, schema
 from paymaster.domain.policy import Policy
-from paymaster.names import DENIALS_MAX_RECEIVES, SETTLEMENT_MAX_RECEIVES
+from paymaster.names import ALARM_MAX_RECEIVES, DENIALS_MAX_RECEIVES, SETTLEMENT_MAX_RECEIVES
 
 COUNTERS_TABLE = "paymaster-counters"
 LEDGER_TABLE = "paymaster-ledger"
@@ -25,6 +25,9 @@ LEDGER_FAILURES = "paymaster-ledger-failures"  # where the runner sets aside a s
 DENIALS_RULE = "paymaster-denials-to-ledger"
 DENIALS_QUEUE = "paymaster-denials"  # RequestDenied events, for the denials ledger function
 DENIALS_DLQ = "paymaster-denials-dlq"
+ALARMS_RULE = "paymaster-budget-alarms"
+ALARMS_QUEUE = "paymaster-budget-alarms"  # BudgetThresholdCrossed events, for the budget-alarm function
+ALARMS_DLQ = "paymaster-budget-alarms-dlq"
 # Local only: the queue the runner reads the teams' emails from (`paymaster_local.mail`).
 ENV_MAIL_QUEUE_URL = "PAYMASTER_LOCAL_MAIL_QUEUE_URL"
 ENV_MAIL_DIR = "PAYMASTER_LOCAL_MAIL_DIR"  # where it writes each as an .eml file
@@ -34,6 +37,8 @@ SETTLEMENT_VISIBILITY_TIMEOUT_S = 5
 FAKE_API_KEY = "sk-local-fake-provider-key"
 # What the denials rule routes to its queue, here as in the CDK app (infra's DenialQueue).
 DENIALS_PATTERN = {"source": [names.EVENT_SOURCE], "detail-type": [names.REQUEST_DENIED]}
+# And what the alarms rule routes to the alarm queue (infra's BudgetAlarms).
+ALARMS_PATTERN = {"source": [names.EVENT_SOURCE], "detail-type": [names.BUDGET_THRESHOLD_CROSSED]}
 
 
 def create_resources(endpoint_url: str | None, policy: Policy) -> dict[str, str]:
@@ -94,6 +99,16 @@ def create_resources(endpoint_url: str | None, policy: Policy) -> dict[str, str]
     events.put_rule(Name=DENIALS_RULE, EventBusName=EVENT_BUS, EventPattern=json.dumps(DENIALS_PATTERN))
     events.put_targets(Rule=DENIALS_RULE, EventBusName=EVENT_BUS, Targets=[{"Id": "queue", "Arn": denials_arn}])
 
+    alarms_url = rule_to_queue(
+        events,
+        sqs,
+        ALARMS_RULE,
+        ALARMS_PATTERN,
+        queue=ALARMS_QUEUE,
+        dead_letters=ALARMS_DLQ,
+        max_receives=ALARM_MAX_RECEIVES,
+    )
+
     secrets = client("secretsmanager")
     for provider in policy.providers.values():
         if provider.api_key_secret:
@@ -108,9 +123,30 @@ def create_resources(endpoint_url: str | None, policy: Policy) -> dict[str, str]
         names.ENV_SETTLEMENT_QUEUE_URL: settlements_url,
         names.ENV_LEDGER_FAILURE_QUEUE_URL: ledger_failures_url,
         names.ENV_DENIALS_QUEUE_URL: denials_url,
+        names.ENV_ALARM_QUEUE_URL: alarms_url,
         names.ENV_ALERT_TOPIC_ARN_PREFIX: topic_arn_prefix,
         ENV_MAIL_QUEUE_URL: mail_url,
     }
+
+
+def rule_to_queue(
+    events: Any, sqs: Any, rule: str, pattern: dict[str, Any], *, queue: str, dead_letters: str, max_receives: int
+) -> str:
+    """A rule on the bus delivering what `pattern` matches to `queue`, which hands a message it
+    delivered `max_receives` times to `dead_letters`; the queue's URL."""
+    dlq_url = sqs.create_queue(QueueName=dead_letters)["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    url = sqs.create_queue(
+        QueueName=queue,
+        Attributes={
+            "VisibilityTimeout": str(SETTLEMENT_VISIBILITY_TIMEOUT_S),
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receives}),
+        },
+    )["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name=rule, EventBusName=EVENT_BUS, EventPattern=json.dumps(pattern))
+    events.put_targets(Rule=rule, EventBusName=EVENT_BUS, Targets=[{"Id": "queue", "Arn": arn}])
+    return str(url)
 
 
 def team_topics(sqs: Any, sns: Any, policy: Policy) -> tuple[str, str]:

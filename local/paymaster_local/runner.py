@@ -345,6 +345,7 @@ def main() -> None:
         QueueConsumer(
             sqs, os.environ[names.ENV_DENIALS_QUEUE_URL], load_handler("ledger_denials"), "ledger-denials", region
         ),
+        QueueConsumer(sqs, os.environ[names.ENV_ALARM_QUEUE_URL], load_handler("budget_alarm"), "budget-alarm", region),
         StreamConsumer(
             boto3.client("dynamodbstreams", region_name=region),
             counters["LatestStreamArn"],

@@ -28,4 +28,21 @@ def test_demo_shows_throttle_downgrade_shrink_and_refusal(tmp_path: Path, capsys
     assert shrunk is not None, out
     assert 256 <= int(shrunk[1]) < 5000  # what 100 µUSD buys on nova-lite, not its 5000 maximum
     assert "429 insufficient_quota" in out
+    assert "2 budget alarm email(s)" in out
+    assert "Subject: [paymaster] search: search-monthly reached 50 % ($1,000.00 of $2,000.00)" in out
+    assert "Subject: [paymaster] search: search-monthly reached 80 % ($1,600.00 of $2,000.00)" in out
+    for field in (
+        "Team:",
+        "Rule:",
+        "Scope:",
+        "Spent:",
+        "Cap:",
+        "Used:",
+        "Resets:",
+        "Projected:",
+        "Top apps",
+        "Top models",
+    ):
+        assert out.count(field) >= 2, field
+    assert "at 80 % (now): requests are downgraded to nova-lite" in out
     assert "'x-should-retry': 'false'" in out

@@ -17,7 +17,7 @@ from paymaster.adapters.dynamodb_ledger import DynamoDBLedger
 from paymaster.adapters.dynamodb_wire import DynamoDBWire
 from paymaster.adapters.memory import MemorySettlementQueue
 from paymaster.adapters.tokenizer import count_tokens
-from paymaster.composition import ledger_recorder
+from paymaster.composition import ledger_recorder, threshold_watch
 from paymaster.domain.chat import ChatRequest, Usage
 from paymaster.domain.identity import Caller
 from paymaster.domain.ledger import LedgerEntry, Rollup, Totals, rollups
@@ -26,7 +26,7 @@ from paymaster.ports import CallRecord
 from paymaster.services.admission import AdmissionService
 from paymaster_local.runner import LambdaContext, StreamConsumer, load_handler
 from tests.local_aws import local_client
-from tests.policies import policy_with
+from tests.policies import DEMO, policy_with
 
 EVENT = Path(__file__).resolve().parents[2] / "events" / "dynamodb" / "counters-stream.json"
 CONTEXT = LambdaContext("ledger", "c0ffee")
@@ -38,10 +38,13 @@ Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 def environment(aws: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
     """The function's environment, pointed at the session's moto; its composition rebuilt."""
     monkeypatch.setenv(names.ENV_LEDGER_TABLE, aws[names.ENV_LEDGER_TABLE])
+    monkeypatch.setenv(names.ENV_POLICY_FILE, str(DEMO))
     monkeypatch.setenv("AWS_REGION", "us-east-1")
     ledger_recorder.cache_clear()
+    threshold_watch.cache_clear()
     yield aws
     ledger_recorder.cache_clear()
+    threshold_watch.cache_clear()
 
 
 @pytest.fixture

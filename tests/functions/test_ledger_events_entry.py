@@ -16,12 +16,13 @@ import pytest
 
 from paymaster import names, schema
 from paymaster.adapters.dynamodb_ledger import DynamoDBLedger
-from paymaster.composition import ledger_recorder
+from paymaster.composition import ledger_recorder, threshold_watch
 from paymaster.domain.events import CostRecorded, ReservationExpired
 from paymaster.domain.ledger import Rollup
 from paymaster.services.ledger import LedgerRecorder
 from paymaster_local.runner import LambdaContext, load_handler
 from tests.local_aws import local_client
+from tests.policies import DEMO
 from tests.publishers import ScriptedBus, scripted_publisher
 
 EVENT = Path(__file__).resolve().parents[2] / "events" / "dynamodb" / "counters-stream.json"
@@ -37,10 +38,13 @@ def environment(aws: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterato
     session's moto; its composition rebuilt."""
     monkeypatch.setenv(names.ENV_LEDGER_TABLE, aws[names.ENV_LEDGER_TABLE])
     monkeypatch.setenv(names.ENV_EVENT_BUS, aws[names.ENV_EVENT_BUS])
+    monkeypatch.setenv(names.ENV_POLICY_FILE, str(DEMO))
     monkeypatch.setenv("AWS_REGION", "us-east-1")
     ledger_recorder.cache_clear()
+    threshold_watch.cache_clear()
     yield aws
     ledger_recorder.cache_clear()
+    threshold_watch.cache_clear()
 
 
 @pytest.fixture
@@ -203,7 +207,7 @@ def test_an_event_the_bus_refuses_for_what_it_is_is_logged_whole_and_its_record_
 
     assert bus.accepted == ["r01"]
     refused = [record.__dict__ for record in caplog.records if record.getMessage().startswith("ledger event refused")]
-    assert [(line["request_id"], line["code"], line["detail"]["request_id"]) for line in refused] == [
+    assert [(line["key"], line["code"], line["detail"]["request_id"]) for line in refused] == [
         ("r00", "MalformedDetail", "r00")
     ]
 

@@ -26,6 +26,8 @@ from paymaster_infra.config import (  # noqa: E402
 )
 from paymaster_infra.deployment import Paymaster, add_paymaster  # noqa: E402
 
+OPS_EMAILS = ("platform@example.com", "oncall@example.com")
+
 
 @pytest.fixture(scope="session")
 def config(tmp_path_factory: pytest.TempPathFactory) -> AppConfig:
@@ -42,6 +44,7 @@ def config(tmp_path_factory: pytest.TempPathFactory) -> AppConfig:
         policy_file=REPO_ROOT / DEFAULT_POLICY_FILE,
         tokenizers_dir=tokenizers_dir,
         staging_dir=inputs / "staging",
+        ops_emails=OPS_EMAILS,
     )
 
 

@@ -107,6 +107,15 @@ def assert_grants_exactly(statements: list[dict[str, Any]], grants: list[tuple[A
     assert {action for s in statements for action in as_list(s["Action"])} == set().union(*(a for _, a in grants))
 
 
+LOG_WRITES = {"logs:CreateLogStream", "logs:PutLogEvents"}
+
+
+def own_logs(template: Template, function: lambda_.Function) -> tuple[Any, set[str]]:
+    """What a function may do with logs: write to its own log group, nothing else."""
+    log_group = properties(template, function)["LoggingConfig"]["LogGroup"]["Ref"]
+    return {"Fn::GetAtt": [log_group, "Arn"]}, LOG_WRITES
+
+
 def settings_of(variables: dict[str, Any]) -> Settings:
     """What `Settings.from_environ` makes of a function's environment at cold start in Lambda.
 
@@ -498,6 +507,7 @@ def test_settlement_retry_role_may_only_settle_on_the_counters_put_prompts_and_c
     assert_grants_exactly(
         statements,
         [
+            own_logs(gateway_template, paymaster.gateway.settlement_retry.function),
             (counters_arn, {"dynamodb:UpdateItem", "dynamodb:PutItem"}),
             (prompts_arn, {"dynamodb:PutItem"}),
             (queue_arn, consume),
@@ -509,7 +519,7 @@ def test_settlement_retry_role_may_only_settle_on_the_counters_put_prompts_and_c
 # --- ledger function ----------------------------------------------------------------------
 
 
-def test_ledger_runs_its_handler_on_the_core_and_deps_layers_with_the_ledger_table_and_the_bus(
+def test_ledger_runs_its_handler_on_the_core_deps_and_policy_layers_with_the_ledger_table_bus_and_policy(
     gateway_template: Template, state_template: Template, paymaster: Paymaster
 ) -> None:
     layers = paymaster.gateway.layers
@@ -517,10 +527,11 @@ def test_ledger_runs_its_handler_on_the_core_and_deps_layers_with_the_ledger_tab
     variables = function["Environment"]["Variables"]
 
     assert function["Handler"] == "app.handler"
-    assert function["Layers"] == [{"Ref": logical_id(layer)} for layer in (layers.core, layers.deps)]
+    assert function["Layers"] == [{"Ref": logical_id(layer)} for layer in (layers.core, layers.deps, layers.policy)]
     assert variables == {
         names.ENV_LEDGER_TABLE: import_of(state_template, logical_id(paymaster.state.tables.ledger), None),
         names.ENV_EVENT_BUS: import_of(state_template, logical_id(paymaster.state.events.bus), None),
+        names.ENV_POLICY_FILE: POLICY_FILE,
     }
     environ = {names.ENV_LEDGER_TABLE: "<table>", names.ENV_EVENT_BUS: "<bus>", names.ENV_REGION: "eu-west-1"}
     settings = LedgerSettings.from_environ(environ)
@@ -560,6 +571,7 @@ def test_ledger_role_may_read_the_stream_write_the_ledger_put_events_and_set_asi
     assert_grants_exactly(
         statements,
         [
+            own_logs(gateway_template, paymaster.gateway.ledger.function),
             (ledger_arn, {"dynamodb:UpdateItem", "dynamodb:PutItem"}),
             (bus_arn, {"events:PutEvents"}),
             (stream_arn, {"dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"}),
@@ -714,6 +726,7 @@ def test_the_denials_ledger_role_may_write_the_ledger_and_consume_its_queue_only
     assert_grants_exactly(
         statements,
         [
+            own_logs(gateway_template, paymaster.gateway.ledger_denials.function),
             (
                 import_of(state_template, logical_id(state.tables.ledger), "Arn"),
                 {"dynamodb:UpdateItem", "dynamodb:PutItem"},
@@ -758,7 +771,12 @@ def test_state_lives_apart_from_the_gateway(state_template: Template, gateway_te
         "AWS::Events::Rule",  # the denials rule: the queue's policy names it
         "AWS::SQS::Queue",
         "AWS::SQS::QueuePolicy",
+        "AWS::KMS::Key",  # the ops topic's, and the topic with its subscriptions: they outlive deployments
+        "AWS::SNS::Topic",
+        "AWS::SNS::TopicPolicy",
+        "AWS::SNS::Subscription",
     }
+    assert {"AWS::CloudWatch::Alarm", "AWS::CloudWatch::Dashboard"} <= gateway_types
     assert not gateway_types & state_types
 
 
@@ -912,6 +930,8 @@ def test_every_queue_refuses_requests_without_tls(state_template: Template, paym
         logical_id(paymaster.state.sweeper_dead_letters.queue),
         logical_id(paymaster.state.denials.queue),
         logical_id(paymaster.state.denials.dead_letter_queue),
+        logical_id(paymaster.state.alarms.queue),
+        logical_id(paymaster.state.alarms.dead_letter_queue),
     }
 
 
@@ -941,11 +961,21 @@ def test_synth_passes_aws_solutions_checks_with_reasoned_acknowledgements(
         "AwsSolutions-IAM5[Resource::*]",
         # The sweeper's schedule may invoke it, its versions and aliases (infra/paymaster_infra/sweeper.py).
         f"AwsSolutions-IAM5[Resource::<{logical_id(paymaster.gateway.sweeper.function)}.Arn>:*]",
+        # …and each report schedule its function (infra/paymaster_infra/schedules.py).
+        *(
+            f"AwsSolutions-IAM5[Resource::<{logical_id(function)}.Arn>:*]"
+            for function in (
+                paymaster.gateway.schedules.forecast,
+                paymaster.gateway.schedules.digest,
+                paymaster.gateway.schedules.month_close,
+            )
+        ),
+        # The forecast and digest may publish to every team's topic, named by one prefix.
+        "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sns:<AWS::Region>:<AWS::AccountId>:paymaster-alerts-*]",
         *(
             f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:bedrock:*::foundation-model/{model}]"
             for model in DEMO_BEDROCK_MODELS
         ),
-        "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
         "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
         "AmazonAPIGatewayPushToCloudWatchLogs]",
     }

@@ -14,6 +14,7 @@ from tests.infra.test_stacks import (
     assert_grants_exactly,
     import_of,
     logical_id,
+    own_logs,
     properties,
     role_statements,
     settings_of,
@@ -31,7 +32,12 @@ def dead_letters_arn(state_template: Template, paymaster: Paymaster) -> dict[str
 
 
 def the_schedule(gateway_template: Template) -> dict[str, Any]:
-    (schedule,) = gateway_template.find_resources("AWS::Scheduler::Schedule").values()
+    """The sweeper's schedule (the report schedules are tests/infra/test_schedules.py's)."""
+    (schedule,) = [
+        schedule
+        for schedule in gateway_template.find_resources("AWS::Scheduler::Schedule").values()
+        if schedule["Properties"]["ScheduleExpression"] == "rate(1 minute)"
+    ]
     properties: dict[str, Any] = schedule["Properties"]
     return properties
 
@@ -93,7 +99,12 @@ def test_the_schedule_s_role_may_only_invoke_the_sweeper_and_send_to_its_dead_le
 def test_a_failed_sweep_is_not_retried_by_lambda_and_lands_in_the_dead_letters(
     gateway_template: Template, state_template: Template, paymaster: Paymaster
 ) -> None:
-    (config,) = gateway_template.find_resources("AWS::Lambda::EventInvokeConfig").values()
+    sweeper_function = {"Ref": logical_id(paymaster.gateway.sweeper.function)}
+    (config,) = [
+        config
+        for config in gateway_template.find_resources("AWS::Lambda::EventInvokeConfig").values()
+        if config["Properties"]["FunctionName"] == sweeper_function
+    ]
     assert config["Properties"]["MaximumRetryAttempts"] == 0
     assert config["Properties"]["MaximumEventAgeInSeconds"] == sweeper.MAX_EVENT_AGE.to_seconds()
     queue_arn = dead_letters_arn(state_template, paymaster)
@@ -111,6 +122,7 @@ def test_the_sweeper_role_may_only_query_the_held_index_update_the_counters_and_
     assert_grants_exactly(
         statements,
         [
+            own_logs(gateway_template, paymaster.gateway.sweeper.function),
             (counters_arn, {"dynamodb:UpdateItem"}),
             (index_arn, {"dynamodb:Query"}),
             # Lambda's on-failure destination: CDK's grant_send_messages.

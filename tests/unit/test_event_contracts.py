@@ -12,7 +12,9 @@ from paymaster import names
 from paymaster.api.errors import status_and_type
 from paymaster.domain.errors import BudgetExhaustedError, RateLimitedError
 from paymaster.domain.events import (
+    BudgetThresholdCrossed,
     CostRecorded,
+    MonthClosed,
     PaymasterEvent,
     RequestDenied,
     ReservationExpired,
@@ -30,6 +32,8 @@ SAMPLES: dict[str, type[PaymasterEvent]] = {
     "cost-recorded.json": CostRecorded,
     "request-denied.json": RequestDenied,
     "reservation-expired.json": ReservationExpired,
+    "month-closed.json": MonthClosed,
+    "budget-threshold-crossed.json": BudgetThresholdCrossed,
 }
 ENVELOPE = {"version", "id", "detail-type", "source", "account", "time", "region", "resources", "detail"}
 CALLER = Caller(

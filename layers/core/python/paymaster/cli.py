@@ -9,6 +9,9 @@ paymaster events tail [--queue-url URL] [--count N] [--seconds S]
 paymaster ledger --team T [--month YYYY-MM] [--csv FILE] | --request ID  [--table NAME]
                                             a team's calls for a UTC month with their total, or
                                             one request's; every field as CSV (ledger_report)
+paymaster report --team T --month YYYY-MM [--table NAME]
+                                            a team's closed month (its time zone) as a table:
+                                            totals by app, model, user, denials, budgets
 """
 
 import argparse
@@ -69,7 +72,20 @@ def main(argv: list[str] | None = None) -> int:
         help=f"the ledger table (default: ${names.ENV_LEDGER_TABLE}); AWS_ENDPOINT_URL points at the local stack",
     )
 
+    report = commands.add_parser("report", help="a team's closed month, from the month close's report")
+    report.add_argument("--team", required=True)
+    report.add_argument("--month", type=_month, required=True, help="YYYY-MM, in the team's time zone")
+    report.add_argument(
+        "--table",
+        default=os.environ.get(names.ENV_LEDGER_TABLE),
+        help=f"the ledger table (default: ${names.ENV_LEDGER_TABLE}); AWS_ENDPOINT_URL points at the local stack",
+    )
+
     args = parser.parse_args(argv)
+    if args.command == "report":
+        if not args.table:
+            parser.error(f"report needs --table or ${names.ENV_LEDGER_TABLE}")
+        return _report(args)
     if args.command == "ledger":
         if not args.table:
             parser.error(f"ledger needs --table or ${names.ENV_LEDGER_TABLE}")
@@ -110,6 +126,16 @@ def _ledger(args: argparse.Namespace) -> int:
     if args.request:
         return ledger_report.request_report(ledger, args.request, sys.stdout)
     return ledger_report.month_report(ledger, args.team, args.month, sys.stdout, args.csv)
+
+
+def _report(args: argparse.Namespace) -> int:
+    import boto3  # noqa: PLC0415 - only this command needs it
+
+    from paymaster.adapters.dynamodb_reports import DynamoDBReports  # noqa: PLC0415
+    from paymaster.month_report import print_report  # noqa: PLC0415
+
+    client = boto3.client("dynamodb", region_name=os.environ.get(names.ENV_REGION) or names.LOCAL_REGION)
+    return print_report(DynamoDBReports(client, args.table), args.team, args.month, sys.stdout)
 
 
 def _validate(path: Path) -> int:

@@ -18,8 +18,10 @@ from paymaster import names
 from paymaster.adapters import aws_environment
 from paymaster.adapters.aws_environment import BEDROCK_RUNTIME, DYNAMODB, SECRETS_MANAGER, DeferredClient
 from paymaster.adapters.bedrock_runtime import BedrockRuntimeWire
+from paymaster.adapters.dynamodb_alarms import DynamoDBAlarmMarks
 from paymaster.adapters.dynamodb_counters import DynamoDBCounterStore
 from paymaster.adapters.dynamodb_ledger import DynamoDBLedger
+from paymaster.adapters.dynamodb_reports import DynamoDBReports
 from paymaster.adapters.dynamodb_wire import DynamoDBWire
 from paymaster.adapters.emf_metrics import EmfMetrics
 from paymaster.adapters.event_bus import EventBridgePublisher, EventBridgeWire, NoEventBus
@@ -32,7 +34,7 @@ from paymaster.adapters.providers.openai_embeddings import OpenAIEmbeddingsProvi
 from paymaster.adapters.request_context import RequestContextAuthenticator
 from paymaster.adapters.secrets import SecretCache, SecretsManagerWire
 from paymaster.adapters.secrets import api_key as provider_api_key
-from paymaster.adapters.settings import LedgerSettings, NotifierSettings, Settings
+from paymaster.adapters.settings import LedgerSettings, NotifierSettings, ScheduleSettings, Settings
 from paymaster.adapters.settlement_queue import SqsSettlementQueue
 from paymaster.adapters.sns_notifier import SnsNotifier
 from paymaster.adapters.tokenizer import WarmingTokenCounter
@@ -41,12 +43,16 @@ from paymaster.domain.cardinality import metric_dimensions
 from paymaster.domain.policy import Policy, Provider
 from paymaster.ports import Authenticator, ChatProvider, EmbeddingProvider, EventPublisher, MetricsSink, Notifier
 from paymaster.services.admission import AdmissionService
+from paymaster.services.alarms import BudgetAlarms, ThresholdWatch
 from paymaster.services.chat import ChatService
 from paymaster.services.denials import DENIAL_EVENT_WAIT_S, DenialEvents
+from paymaster.services.digest import Digest
 from paymaster.services.embeddings import EmbeddingsService
+from paymaster.services.forecast import Forecast
 from paymaster.services.identify import IdentifyService
 from paymaster.services.ledger import LedgerRecorder
 from paymaster.services.ledger_denials import DenialRecorder
+from paymaster.services.month_close import MonthClose
 from paymaster.services.routing import Router
 from paymaster.services.settlements import SettlementRetry
 from paymaster.services.usage import UsageService
@@ -196,6 +202,31 @@ def ledger_recorder() -> LedgerRecorder:
     return LedgerRecorder(DynamoDBLedger(_dynamodb(settings.region, LEDGER_TIMEOUT_S), settings.ledger_table), bus)
 
 
+def _alarm_marks(settings: LedgerSettings) -> DynamoDBAlarmMarks:
+    return DynamoDBAlarmMarks(_dynamodb(settings.region, LEDGER_TIMEOUT_S), settings.ledger_table)
+
+
+def _alarm_policy(settings: LedgerSettings, function: str) -> Policy:
+    if settings.policy_file is None:
+        raise ValueError(f"the {function} needs {names.ENV_POLICY_FILE}: budget alarms follow the rules' thresholds")
+    return load_policy(settings.policy_file)
+
+
+@cache
+def threshold_watch() -> ThresholdWatch:
+    """The ledger function's other use case: the crossings of each counter's change, once per container."""
+    settings = LedgerSettings.from_environ(os.environ)
+    return ThresholdWatch(_alarm_policy(settings, "ledger function"), _alarm_marks(settings))
+
+
+@cache
+def budget_alarms() -> BudgetAlarms:
+    """The budget-alarm function's use case (`functions/budget_alarm`), once per container."""
+    settings = LedgerSettings.from_environ(os.environ)
+    ledger = DynamoDBLedger(_dynamodb(settings.region, LEDGER_TIMEOUT_S), settings.ledger_table)
+    return BudgetAlarms(_alarm_policy(settings, "budget-alarm function"), _alarm_marks(settings), notifier(), ledger)
+
+
 @cache
 def denial_recorder() -> DenialRecorder:
     """The denials ledger function's use case (`functions/ledger_denials`), once per container."""
@@ -295,4 +326,61 @@ def _bedrock_client(config: Provider, endpoint: str | None, home_region: str) ->
         # call that waits as long for one of the pool's connections was never sent. Nothing is
         # retried: the gateway decides about retries and fallbacks.
         timeout=httpx.Timeout(config.timeouts.first_byte_s, connect=config.timeouts.connect_s),
+    )
+
+
+# Seconds the scheduled functions wait for DynamoDB's and EventBridge's answers: nobody waits on
+# them, and a run that fails is retried by its schedule.
+SCHEDULE_TIMEOUT_S = 5.0
+
+
+@cache
+def month_close() -> MonthClose:
+    """The month-close function's use case (`functions/month_close`), once per container."""
+    settings = ScheduleSettings.from_environ(os.environ)
+    dynamodb = _dynamodb(settings.region, SCHEDULE_TIMEOUT_S)
+    bus = build_event_publisher(
+        settings.event_bus,
+        settings.region,
+        timeout=httpx.Timeout(SCHEDULE_TIMEOUT_S, connect=1.0),
+        max_attempts=3,
+        entry_attempts=4,
+    )
+    return MonthClose(
+        load_policy(settings.policy_file),
+        DynamoDBLedger(dynamodb, settings.ledger_table),
+        DynamoDBReports(dynamodb, settings.ledger_table),
+        DynamoDBCounterStore(dynamodb, settings.counters_table),
+        bus,
+    )
+
+
+@cache
+def forecast() -> Forecast:
+    """The forecast function's use case (`functions/forecast`), once per container."""
+    settings = ScheduleSettings.from_environ(os.environ)
+    dynamodb = _dynamodb(settings.region, SCHEDULE_TIMEOUT_S)
+    ledger = DynamoDBLedger(dynamodb, settings.ledger_table)
+    return Forecast(
+        load_policy(settings.policy_file),
+        DynamoDBCounterStore(dynamodb, settings.counters_table),
+        ledger,
+        DynamoDBReports(dynamodb, settings.ledger_table),
+        notifier(),
+    )
+
+
+@cache
+def digest() -> Digest:
+    """The daily digest function's use case (`functions/digest`), once per container."""
+    settings = ScheduleSettings.from_environ(os.environ)
+    dynamodb = _dynamodb(settings.region, SCHEDULE_TIMEOUT_S)
+    ledger = DynamoDBLedger(dynamodb, settings.ledger_table)
+    return Digest(
+        load_policy(settings.policy_file),
+        entries=ledger,
+        spend=ledger,
+        counters=DynamoDBCounterStore(dynamodb, settings.counters_table),
+        reports=DynamoDBReports(dynamodb, settings.ledger_table),
+        notifier=notifier(),
     )

@@ -16,6 +16,7 @@ COST_RECORDED: Final = "CostRecorded"
 BUDGET_THRESHOLD_CROSSED: Final = "BudgetThresholdCrossed"
 REQUEST_DENIED: Final = "RequestDenied"
 RESERVATION_EXPIRED: Final = "ReservationExpired"
+MONTH_CLOSED: Final = "MonthClosed"
 
 # Environment variables read by the settings at cold start.
 ENV_COUNTERS_TABLE: Final = "PAYMASTER_COUNTERS_TABLE"
@@ -68,6 +69,11 @@ ENV_LEDGER_FAILURE_QUEUE_URL: Final = "PAYMASTER_LEDGER_FAILURE_QUEUE_URL"
 # local stack; locally the runner finds the queue in this variable.
 DENIALS_MAX_RECEIVES: Final = 10
 ENV_DENIALS_QUEUE_URL: Final = "PAYMASTER_DENIALS_QUEUE_URL"
+# The alarm queue: BudgetThresholdCrossed events the budget-alarm function emails, delivered at
+# most this many times before its dead-letter queue, the same in AWS (infra's BudgetAlarms) and
+# in the local stack; locally the runner finds the queue in this variable.
+ALARM_MAX_RECEIVES: Final = 5
+ENV_ALARM_QUEUE_URL: Final = "PAYMASTER_ALARM_QUEUE_URL"
 # SNS: one topic per team (budget alarms, forecasts, the daily digest), named by
 # `alert_topic_name`; the functions that notify find a team's topic as this prefix (an ARN up to
 # the team's part: `arn:aws:sns:<region>:<account>:paymaster-alerts-`) plus `alert_topic_suffix`.
@@ -104,6 +110,7 @@ DIMENSION_MODEL: Final = "model"
 DIMENSION_ENV: Final = "env"
 DIMENSION_REASON: Final = "reason"  # of a denial: the rule's name, or the error code
 DIMENSION_PROVIDER: Final = "provider"  # of a provider error: the policy's provider name
+DIMENSION_RULE: Final = "rule"  # of a projection: the budget rule's name
 METRICS_REQUEST_ID: Final = "request_id"  # a property of each line, not a dimension
 # The value of a dimension collapsed past the policy's metric stream budget. Policy names start
 # with a letter or digit, so it never names a real app or model.
@@ -140,3 +147,8 @@ REQUEST_METRICS: Final = (
 REQUEST_DIMENSIONS: Final = (DIMENSION_TEAM, DIMENSION_APP, DIMENSION_MODEL, DIMENSION_ENV)
 DENIAL_DIMENSIONS: Final = (DIMENSION_TEAM, DIMENSION_ENV, DIMENSION_REASON)
 PROVIDER_ERROR_DIMENSIONS: Final = (DIMENSION_PROVIDER,)
+# The forecast function's projection of a team's budget (`domain.forecast.Projection.at_end`): what
+# the team will have spent when the rule's window ends, in micro-USD, one value per (team, rule) per
+# run. The team dashboards draw it beside the month-to-date spend (infra's dashboards.py).
+METRIC_PROJECTED_SPEND: Final = "ProjectedSpendMicroUsd"
+PROJECTION_DIMENSIONS: Final = (DIMENSION_TEAM, DIMENSION_RULE)

@@ -1,7 +1,7 @@
 """The interfaces the use cases need. Adapters implement them; only the composition root
 (`paymaster.composition`) chooses which."""
 
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -312,3 +312,67 @@ class MetricsSink(Protocol):
     """Publishes each request's metrics as it ends. Never raises, and never waits on the network."""
 
     def emit(self, request: RequestMetrics) -> None: ...
+
+
+from paymaster.domain.events import BudgetThresholdCrossed, MonthClosed  # noqa: E402
+
+
+@dataclass(frozen=True, slots=True)
+class StoredReport:
+    """A month close as the ledger keeps it, and whether its MonthClosed is known to be on the bus."""
+
+    report: MonthClosed
+    published: bool
+
+
+class Entries(Protocol):
+    """The ledger's entries, read by admission time. Raises StoreUnavailableError."""
+
+    def between(self, team: str, start: datetime, end: datetime) -> Iterator[LedgerEntry]:
+        """Every entry of `team` admitted at or after `start` and before `end`, in order of admission:
+        a Query with a sort-key range of each UTC month's partition the span overlaps."""
+        ...
+
+
+class Reports(Protocol):
+    """Month closes and once-a-day notice markers, in the ledger table. Raises StoreUnavailableError."""
+
+    def put_report(self, report: MonthClosed) -> bool:
+        """Puts the report unless the team's month has one: False (and nothing written) if it has."""
+        ...
+
+    def report(self, team: str, month: str) -> StoredReport | None: ...
+
+    def mark_published(self, team: str, month: str) -> None: ...
+
+    def claim_notice(self, key: str, day: str, expires_at: datetime) -> bool:
+        """Puts the marker `key`/`day` unless it is there: False when this day's notice was claimed."""
+        ...
+
+    def release_notice(self, key: str, day: str) -> None:
+        """Deletes a marker whose notice could not be sent, so that the next run may send it."""
+        ...
+
+
+class AlarmMarks(Protocol):
+    """The markers that make each threshold fire once per window and email once (docs/ALARMS.md).
+    Each call is one conditional write; each raises StoreUnavailableError when the store cannot
+    answer."""
+
+    def cross(self, crossing: BudgetThresholdCrossed, record_id: str) -> bool:
+        """Records that stream record `record_id` crossed the threshold: True when it is the one
+        that did (now, or on an earlier delivery of it), False when another record had."""
+        ...
+
+    def claim(self, crossing: BudgetThresholdCrossed, now: datetime, lease_s: int) -> bool:
+        """Takes the crossing's email to send it, for `lease_s` seconds: False when it was sent,
+        or another delivery is sending it (its lease not yet over)."""
+        ...
+
+    def sent(self, crossing: BudgetThresholdCrossed) -> None:
+        """The email went out: no later delivery sends it."""
+        ...
+
+    def release(self, crossing: BudgetThresholdCrossed) -> None:
+        """The email did not go out: the next delivery may send it at once."""
+        ...

@@ -16,6 +16,13 @@ by the ledger function from the counters' stream (docs/LEDGER.md):
     CALLS#<team>#<YYYY-MM>              / <admitted at>#<reservation id>   an entry (a denial's too)
     SPEND#<team>#<YYYY-MM | YYYY-MM-DD> / TOTAL                            a team's rollup
     SPEND#<team>#<period>#<dimension>   / <app | model | user | rule>      … by app, model, user, rule
+    ALERT#<rule>#<bucket>#<window>      / AT#<pct>                         a threshold crossed (docs/ALARMS.md)
+    ALERT#<rule>#<bucket>#<window>      / SENT#<pct>                       … and its email, sending or sent
+
+and by the scheduled jobs (docs/SCHEDULES.md):
+
+    REPORT#<team>                       / <YYYY-MM>                        a month's close, team's zone
+    NOTICE#<team>#<kind>#<rule>#<bucket> / <YYYY-MM-DD>                    a notice sent that day (TTL)
 
 Prompts table (`pk` / `sk`, TTL `expires_at`), written by the settlement's own transaction for
 teams whose policy opts in (`audit: {prompts: true}`; docs/LEDGER.md, "Prompt audit record"):
@@ -164,9 +171,23 @@ COUNTERS: Final = Table(
 )
 
 
+COUNTER_PREFIX: Final = "RULE#"
+
+
 def counter_pk(rule: str, bucket: str) -> str:
     """`RULE#search-monthly#team=search`: one partition per rule and bucket."""
-    return f"RULE#{rule}#{bucket}"
+    return f"{COUNTER_PREFIX}{rule}#{bucket}"
+
+
+def split_counter_pk(pk: str) -> tuple[str, str]:
+    """`RULE#search-monthly#team=search` → (`search-monthly`, `team=search`): a rule's name has no
+    `#` (the policy's names), a bucket may."""
+    if not pk.startswith(COUNTER_PREFIX):
+        raise ValueError(f"{pk!r} is not a counter's key")
+    rule, separator, bucket = pk.removeprefix(COUNTER_PREFIX).partition("#")
+    if not separator:
+        raise ValueError(f"{pk!r} is not a counter's key")
+    return rule, bucket
 
 
 def reservation_pk(request_id: str) -> str:
@@ -243,6 +264,54 @@ def split_hop(reservation_id: str) -> tuple[str, int]:
     """`r1~2` → (`r1`, 2); `r1` → (`r1`, 0): a fallback's reservation id names its request."""
     request_id, _, hop = reservation_id.partition(HOP_SEPARATOR)
     return request_id, int(hop or 0)
+
+
+# A month close's report: the MonthClosed event's detail, whole, as JSON; put once (a second run
+# finds it), `published` set once its event is on the bus.
+REPORT: Final = "report"
+PUBLISHED: Final = "published"
+# A notice marker: put (conditionally) before a once-a-day notice is sent, so that a second run that
+# day finds it and sends nothing; expires a few days later.
+NOTICE_KIND_FORECAST: Final = "forecast"
+NOTICE_KIND_DIGEST: Final = "digest"
+
+
+def report_pk(team: str) -> str:
+    """`REPORT#search` (sort key `2026-11`): a team's month closes, one Query."""
+    return f"REPORT#{team}"
+
+
+def notice_pk(team: str, kind: str, rule: str, bucket: str) -> str:
+    """`NOTICE#search#forecast#search-monthly#team=search` (sort key the day it was sent)."""
+    return f"NOTICE#{team}#{kind}#{rule}#{bucket}"
+
+
+# A budget alarm's markers, one partition per rule, bucket and window, never read by the gateway:
+# - the crossing (`AT#<pct>`), put once by the ledger function with the stream record that
+#   crossed the threshold (`CROSSED_BY`, the record's eventID): that record publishes the
+#   BudgetThresholdCrossed, on every delivery of it; any other record finding it does nothing;
+# - its email (`SENT#<pct>`), claimed by the budget-alarm function while it sends (`NOTICE`
+#   `sending`, until `LEASE_UNTIL`) and then `sent`: a second delivery finds it and sends nothing.
+ALERT_PREFIX: Final = "ALERT#"
+CROSSED_BY: Final = "record"
+NOTICE: Final = "notice"
+SENDING: Final = "sending"
+SENT: Final = "sent"
+LEASE_UNTIL: Final = "lease_until"  # epoch seconds
+CLAIM: Final = "claim"  # the claim's own token, so that a repeated PutItem finds its own
+
+
+def alert_pk(rule: str, bucket: str, window: str) -> str:
+    """`ALERT#search-monthly#team=search#2026-12`."""
+    return f"{ALERT_PREFIX}{rule}#{bucket}#{window}"
+
+
+def crossed_sk(at: int) -> str:
+    return f"AT#{at}"
+
+
+def sent_sk(at: int) -> str:
+    return f"SENT#{at}"
 
 
 # --- the prompts table ---------------------------------------------------------------------------

@@ -28,19 +28,22 @@ ceiling.
 
 `rollup` (a GetItem) and `breakdown` (a Query of one month × dimension partition) read the
 rollups, all under `SPEND#`: what the gateway answers `GET /v1/usage` with, and all its role may
-read of this table. `calls` and `request` read entries, for `paymaster ledger`.
+read of this table. `calls` and `request` read entries, for `paymaster ledger`; `between`, a
+team's entries of a span, for the digest and the month close (docs/SCHEDULES.md).
 """
 
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from paymaster import schema
 from paymaster.adapters.dynamodb_records import entry_attributes, n, recorded_entry, s
 from paymaster.adapters.dynamodb_transact import Transactions, store_errors
 from paymaster.domain.ledger import Dimension, LedgerEntry, Rollup, Totals, rollups, totals
+from paymaster.domain.reports import utc_months
+from paymaster.domain.windows import Window
 
 # A month's entries and rollups are kept this long after the month ends, then TTL deletes them:
 # long enough to compare a month with the same month a year before, through the next year's
@@ -110,6 +113,23 @@ class DynamoDBLedger:
             ExpressionAttributeNames={"#pk": schema.PARTITION_KEY},
             ExpressionAttributeValues={":pk": s(schema.calls_pk(team, month))},
         )
+
+    def between(self, team: str, start: datetime, end: datetime) -> Iterator[LedgerEntry]:
+        """Every entry of `team` admitted in [start, end), in order of admission: for each UTC month
+        the span overlaps, a Query of its partition with `sk BETWEEN <start> AND <end>` (ISO-8601
+        UTC sorts as it reads; an entry admitted exactly at `end` sorts after `<end>` by its
+        `#<id>` suffix, and so is left out)."""
+        low, high = _iso(start), _iso(end)
+        for month in utc_months(Window("span", start, end)):
+            yield from self._query(
+                KeyConditionExpression="#pk = :pk AND #sk BETWEEN :low AND :high",
+                ExpressionAttributeNames={"#pk": schema.PARTITION_KEY, "#sk": schema.SORT_KEY},
+                ExpressionAttributeValues={
+                    ":pk": s(schema.calls_pk(team, month)),
+                    ":low": s(low),
+                    ":high": s(high),
+                },
+            )
 
     def request(self, request_id: str) -> list[LedgerEntry]:
         """A request's entries: one, or one per hop when it fell back, in order of admission."""
@@ -212,6 +232,10 @@ class DynamoDBLedger:
 def _totals(item: Mapping[str, Any]) -> Totals:
     """A rollup item's sums; an attribute never added to (no cache tokens, say) is 0."""
     return Totals(**{field: int(item.get(name, {"N": "0"})["N"]) for name, field in _TOTALS.items()})
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _rollup_key(rollup: Rollup) -> tuple[str, str]:

@@ -48,3 +48,14 @@ class DynamoDBWire(AwsJsonApi):
 
     def get_item(self, **body: Any) -> dict[str, Any]:
         return self.call("GetItem", body)
+
+    # The scheduled jobs' reports and notice markers (`dynamodb_reports`) and the alarms' markers
+    # (`dynamodb_alarms`): conditional puts, idempotent SETs and deletes, each safe to repeat.
+    def put_item(self, **body: Any) -> dict[str, Any]:
+        return self.call("PutItem", body)
+
+    def update_item(self, **body: Any) -> dict[str, Any]:
+        return self.call("UpdateItem", body)
+
+    def delete_item(self, **body: Any) -> dict[str, Any]:
+        return self.call("DeleteItem", body)

@@ -2,7 +2,7 @@
 
 import threading
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Literal, TypeVar
@@ -10,9 +10,10 @@ from typing import Literal, TypeVar
 from paymaster import schema
 from paymaster.domain.audit import PromptRecord
 from paymaster.domain.errors import StoreUnavailableError
+from paymaster.domain.events import BudgetThresholdCrossed, MonthClosed
 from paymaster.domain.ledger import Dimension, LedgerEntry, Rollup, Totals, rollups, totals
 from paymaster.domain.limits import Hold, Refusal
-from paymaster.ports import CounterState, HeldReservation, Reservation, Settlement
+from paymaster.ports import CounterState, HeldReservation, Reservation, Settlement, StoredReport
 
 # DynamoDB answers a repeat of a transaction that committed under the same ClientRequestToken
 # with success, without applying it again, for this long after the first one completed.
@@ -278,7 +279,7 @@ class MemoryLedger:
     nobody can reach does."""
 
     def __init__(self) -> None:
-        self._recorded: set[tuple[str, str, str, int]] = set()
+        self._recorded: dict[tuple[str, str, str, int], LedgerEntry] = {}
         self._rollups: dict[Rollup, Totals] = {}
         self._lock = threading.Lock()
         self.unavailable = False
@@ -289,7 +290,7 @@ class MemoryLedger:
         with self._lock:
             if key in self._recorded:
                 return False
-            self._recorded.add(key)
+            self._recorded[key] = entry
             for rollup in rollups(entry):
                 self._rollups[rollup] = self._rollups.get(rollup, Totals()) + totals(entry)
         return True
@@ -307,6 +308,99 @@ class MemoryLedger:
                 for rollup, added in self._rollups.items()
                 if (rollup.team, rollup.period, rollup.dimension) == (team, month, dimension) and rollup.value
             }
+
+    def between(self, team: str, start: datetime, end: datetime) -> Iterator[LedgerEntry]:
+        self._check()
+        with self._lock:
+            found = [entry for entry in self._recorded.values() if entry.team == team]
+        yield from sorted(
+            (entry for entry in found if start <= entry.admitted_at < end), key=lambda entry: entry.admitted
+        )
+
+    def _check(self) -> None:
+        if self.unavailable:
+            raise StoreUnavailableError("the ledger is unreachable")
+
+
+class MemoryReports:
+    """Month closes and notice markers as DynamoDBReports keeps them: each put once. `unavailable`
+    makes every call raise StoreUnavailableError."""
+
+    def __init__(self) -> None:
+        self.reports: dict[tuple[str, str], StoredReport] = {}
+        self.notices: dict[tuple[str, str], datetime] = {}
+        self._lock = threading.Lock()
+        self.unavailable = False
+
+    def put_report(self, report: MonthClosed) -> bool:
+        self._check()
+        with self._lock:
+            if (report.team, report.month) in self.reports:
+                return False
+            self.reports[report.team, report.month] = StoredReport(report, published=False)
+        return True
+
+    def report(self, team: str, month: str) -> StoredReport | None:
+        self._check()
+        return self.reports.get((team, month))
+
+    def mark_published(self, team: str, month: str) -> None:
+        self._check()
+        with self._lock:
+            self.reports[team, month] = StoredReport(self.reports[team, month].report, published=True)
+
+    def claim_notice(self, key: str, day: str, expires_at: datetime) -> bool:
+        self._check()
+        with self._lock:
+            if (key, day) in self.notices:
+                return False
+            self.notices[key, day] = expires_at
+        return True
+
+    def release_notice(self, key: str, day: str) -> None:
+        self._check()
+        with self._lock:
+            self.notices.pop((key, day), None)
+
+    def _check(self) -> None:
+        if self.unavailable:
+            raise StoreUnavailableError("the ledger is unreachable")
+
+
+class MemoryAlarmMarks:
+    """The alarm markers as the DynamoDB ones behave (`adapters.dynamodb_alarms`): each call one
+    atomic conditional write. `unavailable` makes every call raise StoreUnavailableError."""
+
+    def __init__(self) -> None:
+        self.crossed: dict[str, str] = {}  # crossing id → the record that crossed it
+        self.notices: dict[str, tuple[str, int]] = {}  # crossing id → (state, lease until)
+        self._lock = threading.Lock()
+        self.unavailable = False
+
+    def cross(self, crossing: BudgetThresholdCrossed, record_id: str) -> bool:
+        self._check()
+        with self._lock:
+            return self.crossed.setdefault(crossing.crossing_id, record_id) == record_id
+
+    def claim(self, crossing: BudgetThresholdCrossed, now: datetime, lease_s: int) -> bool:
+        self._check()
+        with self._lock:
+            state, lease = self.notices.get(crossing.crossing_id, (None, 0))
+            if state == schema.SENT or (state == schema.SENDING and lease >= int(now.timestamp())):
+                return False
+            self.notices[crossing.crossing_id] = (schema.SENDING, int(now.timestamp()) + lease_s)
+            return True
+
+    def sent(self, crossing: BudgetThresholdCrossed) -> None:
+        self._check()
+        with self._lock:
+            self.notices[crossing.crossing_id] = (schema.SENT, 0)
+
+    def release(self, crossing: BudgetThresholdCrossed) -> None:
+        self._check()
+        with self._lock:
+            if self.notices.get(crossing.crossing_id, (None, 0))[0] == schema.SENDING:
+                del self.notices[crossing.crossing_id]
 
     def _check(self) -> None:
         if self.unavailable:

@@ -70,20 +70,50 @@ class Settings(BaseModel):
 
 
 class LedgerSettings(BaseModel):
-    """What the ledger function reads at cold start: the table it writes and the bus it publishes
-    to. It reads the counters only through their stream, which its event source delivers; it
-    needs no policy."""
+    """What the ledger functions read at cold start: the table they write and the bus they publish
+    to. They read the counters only through their stream, which the event source delivers. The
+    policy: the ledger function checks each counter's spend against its rule's alert thresholds
+    (`composition.threshold_watch` refuses to start without it); the denials ledger needs none.
+    The budget-alarm function reads the same three (and `NotifierSettings`)."""
 
     model_config = ConfigDict(frozen=True)
 
     ledger_table: str = Field(min_length=1)
     # paymaster's EventBridge bus; None (tests, a stack without one) publishes nothing.
     event_bus: str | None = Field(default=None, min_length=1)
+    policy_file: Path | None = None
     region: str = names.LOCAL_REGION
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Self:
         raw = {
+            "ledger_table": environ.get(names.ENV_LEDGER_TABLE),
+            "event_bus": environ.get(names.ENV_EVENT_BUS) or None,
+            "policy_file": environ.get(names.ENV_POLICY_FILE) or None,
+            "region": environ.get(names.ENV_REGION),
+        }
+        return cls.model_validate({key: value for key, value in raw.items() if value is not None})
+
+
+class ScheduleSettings(BaseModel):
+    """What the forecast, digest and month-close functions read at cold start: the policy (its
+    teams, budgets and alerts), the counters they read, the ledger they read and write reports
+    and notice markers in, and the bus a month close publishes to. Their notices go to the
+    teams' topics (`composition.notifier`, `NotifierSettings`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    policy_file: Path
+    counters_table: str = Field(min_length=1)
+    ledger_table: str = Field(min_length=1)
+    event_bus: str | None = Field(default=None, min_length=1)
+    region: str = names.LOCAL_REGION
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> Self:
+        raw = {
+            "policy_file": environ.get(names.ENV_POLICY_FILE),
+            "counters_table": environ.get(names.ENV_COUNTERS_TABLE),
             "ledger_table": environ.get(names.ENV_LEDGER_TABLE),
             "event_bus": environ.get(names.ENV_EVENT_BUS) or None,
             "region": environ.get(names.ENV_REGION),

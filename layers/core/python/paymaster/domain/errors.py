@@ -179,3 +179,10 @@ class NoticeNotSentError(PaymasterError):
     message it came from is delivered again, and after its retries lands on a dead-letter queue."""
 
     code = "notice_not_sent"
+
+
+class EventNotPublishedError(PaymasterError):
+    """The bus did not take an event a scheduled job must publish (a MonthClosed): the invocation
+    fails, its schedule retries it, and the next run publishes what the first one recorded."""
+
+    code = "event_not_published"

@@ -6,6 +6,8 @@ sample of each as a consumer receives it, which the tests hold the models to.
     CostRecorded          one per settled request: what it used and what it was charged
     RequestDenied         one per request a rule refused (429): which rule, and its figures
     ReservationExpired    one per hold a crash left behind, charged when it expired
+    MonthClosed           one per team and month: the month's totals, in the team's time zone
+    BudgetThresholdCrossed  one per budget, bucket, window and alert threshold its spend reached
 
 `ledger_event(entry, written_at)` is the event a ledger entry publishes (the ledger function's,
 from the counters' stream); `request_denied` the gateway's for a refusal.
@@ -22,7 +24,7 @@ from the counters' stream); `request_denied` the gateway's for a refusal.
 
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, ClassVar, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
 
@@ -30,7 +32,7 @@ from paymaster import names
 from paymaster.domain.chat import Usage
 from paymaster.domain.errors import BudgetExhaustedError, LimitRefusedError
 from paymaster.domain.identity import Caller
-from paymaster.domain.ledger import DENIED, Denial, LedgerEntry
+from paymaster.domain.ledger import DENIED, Denial, LedgerEntry, Totals
 from paymaster.domain.policy import Unit
 
 
@@ -63,13 +65,19 @@ class _Detail(BaseModel):
 
 
 class PaymasterEvent(_Detail):
-    """What every event carries. `detail_type` is its EventBridge `detail-type`."""
+    """What every event carries. `detail_type` is its EventBridge `detail-type`; `key` what a
+    consumer de-duplicates on with it (a request's id, a crossing's id)."""
 
     detail_type: ClassVar[str]
 
     version: Literal[1] = 1
-    request_id: str = Field(min_length=1)
-    time: UtcTime
+    if TYPE_CHECKING:
+        # Each event declares it after its own id, where its sample lists it.
+        time: datetime
+
+    @property
+    def key(self) -> str:
+        raise NotImplementedError
 
     def put_events_entry(self, bus_name: str) -> dict[str, Any]:
         """The PutEvents entry as AWS's JSON protocol sends it: `Time` in epoch seconds."""
@@ -82,7 +90,19 @@ class PaymasterEvent(_Detail):
         }
 
 
-class RequestEvent(PaymasterEvent):
+class RequestScoped(PaymasterEvent):
+    """An event named by a `request_id`: the gateway's for an event about one request, or a
+    scheduled job's own for what it did once (a month close: `month-close/<team>/<month>`)."""
+
+    request_id: str = Field(min_length=1)
+    time: UtcTime
+
+    @property
+    def key(self) -> str:
+        return self.request_id
+
+
+class RequestEvent(RequestScoped):
     """An event about one request: who made it — the IAM principal the gateway verified and the
     team, app and env the policy maps it to; `user` is the caller's own claim — and the model."""
 
@@ -169,7 +189,7 @@ class RequestDenied(RequestEvent):
     metadata: dict[str, str]
 
 
-class ReservationExpired(PaymasterEvent):
+class ReservationExpired(RequestScoped):
     """A hold that outlived its expiry unsettled (the gateway stopped between reserve and settle),
     charged at its reservation: the provider may have billed the call."""
 
@@ -182,6 +202,41 @@ class ReservationExpired(PaymasterEvent):
     cost_usd_micros: UsdMicros
     held_until: UtcTime
     flags: tuple[str, ...]
+
+
+class BudgetThresholdCrossed(PaymasterEvent):
+    """A budget's spend in one window reached one of its alert thresholds: published once per
+    rule, bucket, window and threshold (the ledger function's marker, docs/ALARMS.md), delivered
+    at least once; consumers de-duplicate on `crossing_id`.
+
+    Amounts are integers in the rule's `unit` (micro-USD for `cost_*`, tokens otherwise).
+    `team` is who is told: the bucket's `team=` value, else the rule's one `when.team`; None for a
+    budget no single team owns (no email is sent for it, docs/ALARMS.md). `time` is when the
+    settlement that crossed it was written.
+
+    Example: `search-monthly` ($2,000 a month, per team) goes from $1,590 to $1,612.40 spent: its
+    80 % threshold ($1,600) is crossed, `crossing_id` `search-monthly#team=search#2026-12#80`.
+    """
+
+    detail_type: ClassVar[str] = names.BUDGET_THRESHOLD_CROSSED
+
+    crossing_id: str = Field(min_length=1)
+    time: UtcTime
+    team: str | None
+    rule: str
+    scope: str  # the rule's bucket, e.g. "team=search"
+    window: str  # the window's id, e.g. "2026-12"
+    resets_at: UtcTime  # the window's end
+    time_zone: str  # the rule's, in which its day/week/month windows run
+    threshold_pct: Annotated[int, Field(strict=True, ge=1, le=100)]
+    unit: Unit
+    limit: Amount  # the rule's limit (100 %), in its unit
+    threshold: Amount  # limit × threshold_pct / 100, what the spend reached
+    spent: Amount  # the window's settled spend right after the crossing
+
+    @property
+    def key(self) -> str:
+        return self.crossing_id
 
 
 def request_denied(
@@ -338,3 +393,93 @@ def denied_entry(event: RequestDenied) -> LedgerEntry:
             resets_at=rule.resets_at,
         ),
     )
+
+
+class MonthTotals(_Detail):
+    """What calls add up to (`domain.ledger.Totals`): calls admitted (released ones included, at
+    $0), micro-USD charged, the tokens providers reported, and requests a rule refused."""
+
+    calls: Count
+    cost_usd_micros: UsdMicros
+    input_tokens: Count
+    output_tokens: Count
+    cache_read_tokens: Count
+    cache_write_tokens: Count
+    denials: Count
+
+    @classmethod
+    def of(cls, totals: Totals) -> "MonthTotals":
+        return cls(
+            calls=totals.calls,
+            cost_usd_micros=totals.cost,
+            input_tokens=totals.input_tokens,
+            output_tokens=totals.output_tokens,
+            cache_read_tokens=totals.cache_read_tokens,
+            cache_write_tokens=totals.cache_write_tokens,
+            denials=totals.denials,
+        )
+
+
+class MonthRow(_Detail):
+    """One app, model or user of the month; `name` None for the calls that named no user."""
+
+    name: str | None
+    totals: MonthTotals
+
+
+class RuleDenials(_Detail):
+    rule: str
+    denials: Count
+
+
+class BudgetFinal(_Detail):
+    """A monthly budget's bucket as its counter ended the month: `spent` and `cap` in the rule's
+    unit (micro-USD for cost_per_month, tokens for tokens_per_month), in its own window — the
+    month of the rule's time zone, which may differ from the team's."""
+
+    rule: str
+    scope: str
+    unit: Unit
+    window: str
+    spent: Amount
+    cap: Amount
+
+
+class MonthClosed(RequestScoped):
+    """A team's month, closed: its calls' totals from the ledger's entries in the team's time zone
+    (`alerts.time_zone`), `starts_at` ≤ admission < `ends_at`, by app, model and user (costliest
+    first), denials by rule, and each monthly budget's final spend against its cap.
+
+    `request_id` is `month-close/<team>/<month>`: one per team and month, the key to de-duplicate
+    on. The event lists at most `MONTH_CLOSED_ROWS` rows per breakdown (EventBridge takes 256 KB);
+    `rows_left_out` says how many it left out, and the report item (`paymaster report`) has them all.
+    """
+
+    detail_type: ClassVar[str] = names.MONTH_CLOSED
+
+    team: str
+    month: str  # YYYY-MM in `time_zone`
+    time_zone: str
+    starts_at: UtcTime
+    ends_at: UtcTime
+    totals: MonthTotals
+    by_app: tuple[MonthRow, ...]
+    by_model: tuple[MonthRow, ...]
+    by_user: tuple[MonthRow, ...]
+    denials_by_rule: tuple[RuleDenials, ...]
+    budgets: tuple[BudgetFinal, ...]
+    rows_left_out: Count = 0
+
+    def listing_at_most(self, rows: int) -> "MonthClosed":
+        """The same report with each breakdown cut to its first `rows`, counting what was left out."""
+        cut = {name: getattr(self, name)[:rows] for name in ("by_app", "by_model", "by_user")}
+        left_out = sum(len(getattr(self, name)) - len(kept) for name, kept in cut.items())
+        return self.model_copy(update=cut | {"rows_left_out": self.rows_left_out + left_out})
+
+
+MONTH_CLOSED_ROWS = 50
+
+
+def month_close_id(team: str, month: str) -> str:
+    """`month-close/search/2026-11`: a MonthClosed's request_id."""
+    return f"month-close/{team}/{month}"

@@ -61,7 +61,7 @@ class LedgerRecorder:
             logger.error(
                 "ledger event refused by the bus for what it is: not retried",
                 extra={
-                    "request_id": refused.event.request_id,
+                    "key": refused.event.key,
                     "detail_type": refused.event.detail_type,
                     "code": refused.code,
                     "error": refused.message,
@@ -73,7 +73,7 @@ class LedgerRecorder:
             logger.warning(
                 "ledger event not published: its record will be delivered again",
                 extra={
-                    "request_id": failure.event.request_id,
+                    "key": failure.event.key,
                     "detail_type": failure.event.detail_type,
                     "code": failure.code,
                     "error": failure.message,

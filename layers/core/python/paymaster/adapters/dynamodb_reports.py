@@ -1,0 +1,88 @@
+"""Month closes and once-a-day notice markers in the ledger table (`schema`: `REPORT#`, `NOTICE#`).
+
+A report is put with `attribute_not_exists`: a month closed twice (a retried schedule, a tick by
+hand) keeps the first report, and the second run writes nothing. It carries `published` false
+until its MonthClosed is on the bus, so that a run that stopped in between publishes it then.
+A notice marker is the same conditional put, with a TTL: the forecast's once-a-day guarantee.
+"""
+
+import json
+from datetime import datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from paymaster import schema
+from paymaster.adapters.dynamodb_records import n, s
+from paymaster.adapters.dynamodb_transact import store_errors
+from paymaster.domain.events import MonthClosed
+from paymaster.ports import StoredReport
+
+STORE = "the ledger"
+_ABSENT = "attribute_not_exists(#pk)"
+
+
+class DynamoDBReports:
+    """`client` is a boto3 DynamoDB client or `DynamoDBWire`; `table` the ledger table's name."""
+
+    def __init__(self, client: Any, table: str) -> None:
+        self._client = client
+        self._table = table
+
+    def put_report(self, report: MonthClosed) -> bool:
+        item = {
+            schema.PARTITION_KEY: s(schema.report_pk(report.team)),
+            schema.SORT_KEY: s(report.month),
+            schema.REPORT: s(report.model_dump_json()),
+            schema.PUBLISHED: {"BOOL": False},
+        }
+        return self._put_new(item)
+
+    def report(self, team: str, month: str) -> StoredReport | None:
+        with store_errors(STORE):
+            answer = self._client.get_item(
+                TableName=self._table, Key=_key(schema.report_pk(team), month), ConsistentRead=True
+            )
+        item = answer.get("Item")
+        if item is None:
+            return None
+        report = MonthClosed.model_validate(json.loads(item[schema.REPORT]["S"]))
+        return StoredReport(report, bool(item.get(schema.PUBLISHED, {}).get("BOOL")))
+
+    def mark_published(self, team: str, month: str) -> None:
+        with store_errors(STORE):
+            self._client.update_item(
+                TableName=self._table,
+                Key=_key(schema.report_pk(team), month),
+                UpdateExpression="SET #published = :true",
+                ExpressionAttributeNames={"#published": schema.PUBLISHED},
+                ExpressionAttributeValues={":true": {"BOOL": True}},
+            )
+
+    def claim_notice(self, key: str, day: str, expires_at: datetime) -> bool:
+        return self._put_new(_key(key, day) | {schema.TTL_ATTRIBUTE: n(int(expires_at.timestamp()))})
+
+    def release_notice(self, key: str, day: str) -> None:
+        with store_errors(STORE):
+            self._client.delete_item(TableName=self._table, Key=_key(key, day))
+
+    def _put_new(self, item: dict[str, Any]) -> bool:
+        """True when put; False when the item was there (or a put whose answer was lost, repeated
+        by the wire, found its own: either way the item is there)."""
+        try:
+            with store_errors(STORE):
+                self._client.put_item(
+                    TableName=self._table,
+                    Item=item,
+                    ConditionExpression=_ABSENT,
+                    ExpressionAttributeNames={"#pk": schema.PARTITION_KEY},
+                )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+
+def _key(pk: str, sk: str) -> dict[str, dict[str, str]]:
+    return {schema.PARTITION_KEY: s(pk), schema.SORT_KEY: s(sk)}

@@ -1,0 +1,236 @@
+"""Budget alarms: which thresholds a change of a counter's spend crosses, who hears of it, and
+the email that says so.
+
+A budget rule (`tokens_per_month`, `cost_*`) alerts at each of its `alert` actions' percentages;
+a budget that lists no alert action alerts at `DEFAULT_ALERTS` (50, 80 and 100 %). Rate limits
+(`requests_*`, `tokens_per_minute|hour|day`) never alert: their windows are minutes to a day and
+refusing is the whole story.
+
+A threshold at `at` % of `limit_units` is crossed by the one change of `spent` from below it to at
+or above it, in integers: `old × 100 < limit_units × at <= new × 100`. `spent` only grows
+(settlements ADD what a call cost), so each threshold of a window is crossed by exactly one
+change, however the increments fall.
+
+Example: `search-monthly`, $2,000 (2_000_000_000 µUSD), alerts at 50 and 80 %. Spend moving from
+$990 to $1,612.40 crosses 50 % ($1,000) and 80 % ($1,600) at once; the next change, $1,612.40 →
+$1,700, crosses nothing.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from paymaster.domain.events import BudgetThresholdCrossed
+from paymaster.domain.forecast import Projection
+from paymaster.domain.ledger import Totals
+from paymaster.domain.money import MICRO_PER_USD
+from paymaster.domain.policy import Rule
+
+DEFAULT_ALERTS = (50, 80, 100)
+TOP = 3  # apps and models named in an email
+
+
+def alert_thresholds(rule: Rule) -> tuple[int, ...]:
+    """The percentages `rule` alerts at, ascending: its alert actions', else DEFAULT_ALERTS for a
+    budget; none for a rate limit."""
+    if not rule.is_budget:
+        return ()
+    listed = sorted({action.at for action in rule.actions if action.alert})
+    return tuple(listed) if listed else DEFAULT_ALERTS
+
+
+def crossed(rule: Rule, old_spent: int, new_spent: int) -> tuple[int, ...]:
+    """The thresholds the change from `old_spent` to `new_spent` crosses (a new counter: old 0).
+
+    >>> from paymaster.domain.policy import Rule
+    >>> rule = Rule(name="b", limit=2000, unit="cost_per_month")
+    >>> crossed(rule, 990_000_000, 1_612_400_000), crossed(rule, 1_612_400_000, 1_700_000_000)
+    ((50, 80), ())
+    """
+    limit = rule.limit_units
+    return tuple(at for at in alert_thresholds(rule) if old_spent * 100 < limit * at <= new_spent * 100)
+
+
+def threshold_amount(rule: Rule, at: int) -> int:
+    """`at` % of the limit in counter units, rounded up: the least spend that reaches it."""
+    return -(-rule.limit_units * at // 100)
+
+
+def recipient(rule: Rule, bucket: str) -> str | None:
+    """The team told of a crossing: the bucket's `team=` value (`team=search/user=alice` →
+    `search`), else the rule's `when.team` when it names exactly one team, else None — a budget
+    shared by several teams, or all of them, belongs to none (docs/ALARMS.md)."""
+    for part in bucket.split("/"):
+        dimension, _, value = part.partition("=")
+        if dimension == "team" and value and value != "-":
+            return value
+    teams = rule.when.team or []
+    return teams[0] if len(teams) == 1 else None
+
+
+def crossing_id(rule: str, bucket: str, window: str, at: int) -> str:
+    """`search-monthly#team=search#2026-12#80`: one threshold of one bucket's window."""
+    return f"{rule}#{bucket}#{window}#{at}"
+
+
+@dataclass(frozen=True, slots=True)
+class SpendChange:
+    """One write to a counter as its stream record shows it: `spent` before and after."""
+
+    rule: str
+    bucket: str
+    window: str
+    window_end: datetime
+    old_spent: int
+    new_spent: int
+
+
+def crossings(rule: Rule, change: SpendChange, time: datetime) -> list[BudgetThresholdCrossed]:
+    """The BudgetThresholdCrossed of every threshold `change` crosses, at `time` (when the write
+    was made)."""
+    return [
+        BudgetThresholdCrossed(
+            crossing_id=crossing_id(rule.name, change.bucket, change.window, at),
+            time=time,
+            team=recipient(rule, change.bucket),
+            rule=rule.name,
+            scope=change.bucket,
+            window=change.window,
+            resets_at=change.window_end,
+            time_zone=rule.time_zone,
+            threshold_pct=at,
+            unit=rule.unit,
+            limit=rule.limit_units,
+            threshold=threshold_amount(rule, at),
+            spent=change.new_spent,
+        )
+        for at in crossed(rule, change.old_spent, change.new_spent)
+    ]
+
+
+# --- the email -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TeamSpend:
+    """What the ledger's rollups say of the team's UTC `month`: spend by app and by model."""
+
+    month: str
+    apps: Mapping[str, Totals]
+    models: Mapping[str, Totals]
+
+
+def amount(unit: str, value: int) -> str:
+    """A figure in a rule's unit, for people: `$1,612.40` (µUSD, to the cent, or to the µUSD below
+    a cent), `1,250,000 tokens`.
+
+    >>> amount("cost_per_month", 1_612_400_000), amount("cost_per_day", 4_210), amount("tokens_per_month", 1_250_000)
+    ('$1,612.40', '$0.00421', '1,250,000 tokens')
+    """
+    return usd_text(value) if unit.startswith("cost_") else f"{value:,} tokens"
+
+
+def usd_text(micros: int) -> str:
+    dollars = Decimal(micros) / MICRO_PER_USD
+    if micros and abs(micros) < MICRO_PER_USD // 100:
+        return f"${dollars.normalize():f}"
+    return f"${dollars.quantize(Decimal('0.01')):,}"
+
+
+def percent(part: int, whole: int) -> str:
+    """One decimal, rounded down so that 79.99 % never reads as 80 %: (1_612, 2_000) → `80.6 %`."""
+    tenths = part * 1000 // whole if whole else 0
+    return f"{tenths // 10}.{tenths % 10} %"
+
+
+def _local(moment: datetime, zone_name: str) -> str:
+    local = moment.astimezone(ZoneInfo(zone_name))
+    return local.strftime("%a %d %b %Y %H:%M %Z")
+
+
+def _left(now: datetime, end: datetime) -> str:
+    seconds = max(0, int((end - now).total_seconds()))
+    days, hours = divmod(seconds // 3600, 24)
+    if days:
+        return f"{days} day{'s' if days != 1 else ''} {hours} h"
+    return f"{hours} h {seconds % 3600 // 60} min"
+
+
+def _top(rows: Mapping[str, Totals]) -> list[str]:
+    ranked = sorted(rows.items(), key=lambda row: (-row[1].cost, row[0]))[:TOP]
+    if not ranked:
+        return ["    (nothing recorded yet)"]
+    width = max(len(name) for name, _ in ranked)
+    return [
+        f"    {name:<{width}}  {usd_text(totals.cost)}  ({totals.calls:,} call{'' if totals.calls == 1 else 's'})"
+        for name, totals in ranked
+    ]
+
+
+def _next_steps(rule: Rule, spent: int) -> list[str]:
+    """What the rule does from here: each downgrade and the block, marked `now` once reached."""
+    steps: list[tuple[int, str]] = [
+        (action.at, f"requests are downgraded to {action.downgrade_to}")
+        for action in rule.actions
+        if action.downgrade_to is not None
+    ]
+    block_at = min((action.at for action in rule.actions if action.block), default=100)
+    steps.append((block_at, "requests are refused (HTTP 429 insufficient_quota) until the window resets"))
+    lines = []
+    for at, what in sorted(steps):
+        reached = spent * 100 >= rule.limit_units * at
+        lines.append(f"    at {at} %{' (now)' if reached else ''}: {what}")
+    return lines
+
+
+def alarm_subject(event: BudgetThresholdCrossed) -> str:
+    """`[paymaster] search: search-monthly reached 80 % ($1,612.40 of $2,000.00)`"""
+    return (
+        f"[paymaster] {event.team}: {event.rule} reached {event.threshold_pct} % "
+        f"({amount(event.unit, event.spent)} of {amount(event.unit, event.limit)})"
+    )
+
+
+def alarm_text(
+    event: BudgetThresholdCrossed, rule: Rule, projection: Projection, spend: TeamSpend, now: datetime
+) -> str:
+    """The email's body: the figures first, then where it is heading, who spends it, what happens
+    next. `projection` is the bucket's spend projected to the window's end (`domain.forecast`);
+    `spend` the team's top apps and models of the ledger's UTC month; `now` when it is written."""
+    unit, limit = event.unit, event.limit
+    zone = event.time_zone
+    per = f", per {' and '.join(rule.per)}" if rule.per else ""
+    forecast = (
+        f"    Projected:  {amount(unit, projection.at_end)} by the reset, at {amount(unit, projection.per_day)} a day"
+    )
+    if projection.cap_reached_at is not None and projection.spent < limit:
+        forecast += f"; the cap is reached around {_local(projection.cap_reached_at, zone)}"
+    elif projection.at_end <= limit:
+        forecast += " (under the cap)"
+    months_note = "" if zone == "UTC" else f"; the budget's window runs in {zone}"
+    lines = [
+        f"Team {event.team} has used {percent(event.spent, limit)} of the budget {event.rule}"
+        f" (alert at {event.threshold_pct} %).",
+        "",
+        f"    Team:       {event.team}",
+        f"    Rule:       {event.rule} ({event.unit}{per})",
+        f"    Scope:      {event.scope}",
+        f"    Spent:      {amount(unit, event.spent)}",
+        f"    Cap:        {amount(unit, limit)}",
+        f"    Used:       {percent(event.spent, limit)}",
+        f"    Resets:     {_local(event.resets_at, zone)} ({zone}), in {_left(now, event.resets_at)}",
+        forecast,
+        "",
+        f"Top apps of team {event.team} in {spend.month} (UTC calendar month{months_note}):",
+        *_top(spend.apps),
+        f"Top models of team {event.team} in {spend.month} (UTC calendar month{months_note}):",
+        *_top(spend.models),
+        "",
+        "What happens next:",
+        *_next_steps(rule, event.spent),
+        "",
+        f"Crossing {event.crossing_id}. You get one email per threshold per window.",
+    ]
+    return "\n".join(lines) + "\n"

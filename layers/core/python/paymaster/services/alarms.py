@@ -1,0 +1,130 @@
+"""Budget alarms, exactly once per threshold per window (docs/ALARMS.md): the ledger function's
+`ThresholdWatch` finds crossings on the counters' stream, the budget-alarm function's
+`BudgetAlarms` emails each one to its team.
+
+**Crossing.** A counter's stream record shows `spent` before and after a settlement; the
+thresholds that change crosses (`domain.alarms.crossed`) are each crossed by exactly one write.
+For each, a conditional marker naming the stream record (`AlarmMarks.cross`) decides which record
+publishes the BudgetThresholdCrossed: the one that crossed it, on every delivery of that record
+(the stream redelivers a batch whose events did not all go out: at least once); no other record.
+
+**Email.** Per BudgetThresholdCrossed: claim its email (`AlarmMarks.claim`, a lease), send it,
+mark it sent. A duplicated event or a redelivered message finds the claim or the mark and sends
+nothing; a send that fails releases the claim and raises, so the message is delivered again and,
+after `names.ALARM_MAX_RECEIVES`, rests on the dead-letter queue. Send-then-mark: the one
+duplicate left is a function that dies after the send and before the mark, whose claim's lease
+runs out and whose message is delivered again.
+"""
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+
+from aws_lambda_powertools import Logger
+
+from paymaster.domain.alarms import SpendChange, TeamSpend, alarm_subject, alarm_text, crossings
+from paymaster.domain.events import BudgetThresholdCrossed
+from paymaster.domain.forecast import project
+from paymaster.domain.policy import Policy, Rule
+from paymaster.domain.windows import window
+from paymaster.ports import AlarmMarks, Notice, Notifier, SpendLedger
+
+logger = Logger(service="paymaster")
+
+# Longer than the budget-alarm function may run (infra: 30 s), so that a live sender is never
+# doubled; shorter than the queue's visibility timeout, so that a message whose sender died is
+# sent by its next delivery.
+CLAIM_LEASE_S = 60
+
+
+class ThresholdWatch:
+    """The ledger function's half: which crossings a counter's change publishes."""
+
+    def __init__(self, policy: Policy, marks: AlarmMarks) -> None:
+        self._rules = {rule.name: rule for rule in policy.rules}
+        self._marks = marks
+
+    def crossings(self, change: SpendChange, record_id: str, written_at: datetime) -> list[BudgetThresholdCrossed]:
+        """The BudgetThresholdCrossed this record publishes: each threshold it crossed and whose
+        marker names it. Raises StoreUnavailableError when a marker cannot be written now (the
+        record fails and comes again; the markers it did write name it, so it publishes those)."""
+        rule = self._rules.get(change.rule)
+        if rule is None:
+            # A counter of a rule the deployed policy no longer has: nobody to tell, nothing to cap.
+            logger.info("spend on a rule the policy no longer names", extra={"rule": change.rule})
+            return []
+        published = []
+        for crossing in crossings(rule, change, written_at):
+            if self._marks.cross(crossing, record_id):
+                published.append(crossing)
+            else:
+                logger.info("threshold already crossed by another record", extra={"crossing_id": crossing.crossing_id})
+        return published
+
+
+class Delivery(StrEnum):
+    SENT = "sent"
+    ALREADY_SENT = "already_sent"  # or being sent by another delivery right now
+    NO_TEAM = "no_team"  # a budget no single team owns: nobody's topic
+    UNKNOWN_RULE = "unknown_rule"
+
+
+class BudgetAlarms:
+    """The budget-alarm function's use case: one email per crossing."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        marks: AlarmMarks,
+        notifier: Notifier,
+        spend: SpendLedger,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._rules = {rule.name: rule for rule in policy.rules}
+        self._marks = marks
+        self._notifier = notifier
+        self._spend = spend
+        self._clock = clock
+
+    def deliver(self, crossing: BudgetThresholdCrossed) -> Delivery:
+        """Emails the crossing to its team once. Raises NoticeNotSentError (the topic did not take
+        it) or StoreUnavailableError (no marker, or no rollups to write it from): the message is
+        delivered again."""
+        extra = {"crossing_id": crossing.crossing_id, "team": crossing.team}
+        if crossing.team is None:
+            # Issue 11 brings an ops topic for these; until then the event on the bus is all there is.
+            logger.warning("a budget no single team owns crossed a threshold: no email", extra=extra)
+            return Delivery.NO_TEAM
+        rule = self._rules.get(crossing.rule)
+        if rule is None:
+            logger.warning("a crossing of a rule the policy no longer names: no email", extra=extra)
+            return Delivery.UNKNOWN_RULE
+        now = self._clock()
+        notice = self.notice(crossing, rule, now)  # before the claim: a ledger failure claims nothing
+        if not self._marks.claim(crossing, now, CLAIM_LEASE_S):
+            logger.info("budget alarm already sent (or being sent)", extra=extra)
+            return Delivery.ALREADY_SENT
+        try:
+            self._notifier.notify(crossing.team, notice)
+        except Exception:
+            self._marks.release(crossing)
+            raise
+        self._marks.sent(crossing)
+        logger.info("budget alarm sent", extra=extra)
+        return Delivery.SENT
+
+    def notice(self, crossing: BudgetThresholdCrossed, rule: Rule, now: datetime) -> Notice:
+        """The email: the bucket's spend projected to the window's end at its mean rate so far
+        (a bucket's own daily spend is not kept; the team's day rollups are not the bucket's),
+        and the team's top apps and models of the ledger's current UTC month."""
+        assert crossing.team is not None
+        # The crossing's window is the one that holds the last instant before its reset.
+        current = window(rule.period, rule.zone, crossing.resets_at - timedelta(microseconds=1))
+        projection = project(crossing.spent, rule.cap, current, now)
+        month = now.astimezone(UTC).strftime("%Y-%m")
+        spend = TeamSpend(
+            month=month,
+            apps=self._spend.breakdown(crossing.team, month, "app"),
+            models=self._spend.breakdown(crossing.team, month, "model"),
+        )
+        return Notice(alarm_subject(crossing), alarm_text(crossing, rule, projection, spend, now))

@@ -1,0 +1,204 @@
+"""Budget alarms on the in-memory adapters: each threshold of a window fires once however the
+settlements race and the stream redelivers, and emails once however often its event comes."""
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from paymaster.adapters.memory import MemoryAlarmMarks, MemoryLedger
+from paymaster.domain.alarms import SpendChange
+from paymaster.domain.errors import NoticeNotSentError, StoreUnavailableError
+from paymaster.domain.events import BudgetThresholdCrossed
+from paymaster.domain.policy import Policy
+from paymaster.domain.windows import window
+from paymaster.ports import Notice
+from paymaster.services.alarms import CLAIM_LEASE_S, BudgetAlarms, Delivery, ThresholdWatch
+from tests.policies import policy_with
+
+LA = ZoneInfo("America/Los_Angeles")
+NOW = datetime(2026, 12, 19, 17, 42, tzinfo=UTC)
+MONTHLY = {
+    "name": "search-monthly",
+    "when": {"team": "search"},
+    "limit": 2000,
+    "unit": "cost_per_month",
+    "per": ["team"],
+    "time_zone": "America/Los_Angeles",
+}
+SHARED = {"name": "shared-monthly", "limit": 100, "unit": "cost_per_month"}
+
+
+class RecordingNotifier:
+    def __init__(self, fail: bool = False) -> None:
+        self.sent: list[tuple[str, Notice]] = []
+        self.fail = fail
+        self._lock = threading.Lock()
+
+    def notify(self, team: str, notice: Notice) -> None:
+        if self.fail:
+            raise NoticeNotSentError("the topic is gone (scripted)")
+        with self._lock:
+            self.sent.append((team, notice))
+
+
+@pytest.fixture
+def policy() -> Policy:
+    return policy_with([MONTHLY, SHARED])
+
+
+@pytest.fixture
+def marks() -> MemoryAlarmMarks:
+    return MemoryAlarmMarks()
+
+
+def usd(dollars: int) -> int:
+    return dollars * 1_000_000
+
+
+def change(
+    old: int, new: int, now: datetime = NOW, rule: str = "search-monthly", bucket: str = "team=search"
+) -> SpendChange:
+    month = window("month", LA, now)
+    return SpendChange(rule, bucket, month.id, month.end, old, new)
+
+
+def test_50_racing_settlements_past_80_percent_publish_one_80_and_one_50_and_email_each_once(
+    policy: Policy, marks: MemoryAlarmMarks
+) -> None:
+    """Each settlement is one atomic ADD on the counter; its stream record shows that write's old
+    and new spend. 50 of $33 take $0 to $1,650."""
+    watch = ThresholdWatch(policy, marks)
+    notifier = RecordingNotifier()
+    alarms = BudgetAlarms(policy, marks, notifier, MemoryLedger(), clock=lambda: NOW)
+    counter = {"spent": 0}
+    lock = threading.Lock()
+
+    def settle(index: int) -> list[BudgetThresholdCrossed]:
+        with lock:  # DynamoDB's per-item atomicity
+            old = counter["spent"]
+            counter["spent"] = new = old + usd(33)
+        published = watch.crossings(change(old, new), f"record-{index}", NOW)
+        for crossing in published:
+            alarms.deliver(crossing)
+        return published
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        published = [crossing for batch in pool.map(settle, range(50)) for crossing in batch]
+
+    assert sorted(crossing.threshold_pct for crossing in published) == [50, 80]
+    assert sorted(notice.subject for _, notice in notifier.sent) == [
+        "[paymaster] search: search-monthly reached 50 % ($1,023.00 of $2,000.00)",
+        "[paymaster] search: search-monthly reached 80 % ($1,617.00 of $2,000.00)",
+    ]
+
+
+def test_a_redelivered_record_publishes_its_crossing_again_and_no_second_email(
+    policy: Policy, marks: MemoryAlarmMarks
+) -> None:
+    watch = ThresholdWatch(policy, marks)
+    notifier = RecordingNotifier()
+    alarms = BudgetAlarms(policy, marks, notifier, MemoryLedger(), clock=lambda: NOW)
+
+    first = watch.crossings(change(usd(990), usd(1010)), "record-7", NOW)
+    again = watch.crossings(change(usd(990), usd(1010)), "record-7", NOW)
+    deliveries = [alarms.deliver(crossing) for crossing in [*first, *again]]
+
+    assert first == again
+    assert [crossing.threshold_pct for crossing in first] == [50]
+    assert deliveries == [Delivery.SENT, Delivery.ALREADY_SENT]
+    assert len(notifier.sent) == 1
+
+
+def test_another_record_finding_the_marker_publishes_nothing(policy: Policy, marks: MemoryAlarmMarks) -> None:
+    """Two records cannot both cross one threshold while spend only grows; a stream replayed from
+    another shard's copy (or a hand replay) could bring one, and it stays silent."""
+    watch = ThresholdWatch(policy, marks)
+
+    assert watch.crossings(change(usd(990), usd(1010)), "record-7", NOW)
+    assert watch.crossings(change(usd(990), usd(1010)), "record-8", NOW) == []
+
+
+def test_the_same_threshold_in_the_next_window_fires_again(policy: Policy, marks: MemoryAlarmMarks) -> None:
+    watch = ThresholdWatch(policy, marks)
+    notifier = RecordingNotifier()
+    january = datetime(2027, 1, 5, tzinfo=UTC)
+    alarms = BudgetAlarms(policy, marks, notifier, MemoryLedger(), clock=lambda: january)
+
+    december = watch.crossings(change(usd(990), usd(1010)), "record-1", NOW)
+    next_month = watch.crossings(change(usd(990), usd(1010), now=january), "record-2", january)
+    for crossing in [*december, *next_month]:
+        alarms.deliver(crossing)
+
+    assert [crossing.crossing_id for crossing in [*december, *next_month]] == [
+        "search-monthly#team=search#2026-12#50",
+        "search-monthly#team=search#2027-01#50",
+    ]
+    assert len(notifier.sent) == 2
+
+
+def test_a_send_that_fails_releases_its_claim_so_that_the_next_delivery_sends_it(
+    policy: Policy, marks: MemoryAlarmMarks
+) -> None:
+    [crossing] = ThresholdWatch(policy, marks).crossings(change(usd(990), usd(1010)), "record-1", NOW)
+    failing = RecordingNotifier(fail=True)
+
+    with pytest.raises(NoticeNotSentError):
+        BudgetAlarms(policy, marks, failing, MemoryLedger(), clock=lambda: NOW).deliver(crossing)
+    working = RecordingNotifier()
+    delivered = BudgetAlarms(policy, marks, working, MemoryLedger(), clock=lambda: NOW).deliver(crossing)
+
+    assert delivered == Delivery.SENT
+    assert len(working.sent) == 1
+
+
+def test_a_sender_that_died_holding_its_claim_is_replaced_once_its_lease_is_over(
+    policy: Policy, marks: MemoryAlarmMarks
+) -> None:
+    [crossing] = ThresholdWatch(policy, marks).crossings(change(usd(990), usd(1010)), "record-1", NOW)
+    assert marks.claim(crossing, NOW, CLAIM_LEASE_S)  # and then the function died
+    notifier = RecordingNotifier()
+
+    during = BudgetAlarms(policy, marks, notifier, MemoryLedger(), clock=lambda: NOW + timedelta(seconds=30))
+    after = BudgetAlarms(policy, marks, notifier, MemoryLedger(), clock=lambda: NOW + timedelta(seconds=61))
+
+    assert during.deliver(crossing) == Delivery.ALREADY_SENT
+    assert after.deliver(crossing) == Delivery.SENT
+    assert len(notifier.sent) == 1
+
+
+def test_a_ledger_that_cannot_be_read_claims_nothing_and_fails_the_delivery(
+    policy: Policy, marks: MemoryAlarmMarks
+) -> None:
+    [crossing] = ThresholdWatch(policy, marks).crossings(change(usd(990), usd(1010)), "record-1", NOW)
+    ledger = MemoryLedger()
+    ledger.unavailable = True
+
+    with pytest.raises(StoreUnavailableError):
+        BudgetAlarms(policy, marks, RecordingNotifier(), ledger, clock=lambda: NOW).deliver(crossing)
+
+    assert marks.notices == {}
+
+
+def test_a_budget_no_single_team_owns_publishes_its_crossing_without_a_team_and_emails_nobody(
+    policy: Policy, marks: MemoryAlarmMarks
+) -> None:
+    notifier = RecordingNotifier()
+    [crossing] = ThresholdWatch(policy, marks).crossings(
+        change(0, usd(60), rule="shared-monthly", bucket="*"), "record-1", NOW
+    )
+
+    delivered = BudgetAlarms(policy, marks, notifier, MemoryLedger(), clock=lambda: NOW).deliver(crossing)
+
+    assert crossing.team is None
+    assert crossing.threshold_pct == 50
+    assert delivered == Delivery.NO_TEAM
+    assert notifier.sent == []
+
+
+def test_a_counter_of_a_rule_the_policy_no_longer_names_publishes_nothing(
+    policy: Policy, marks: MemoryAlarmMarks
+) -> None:
+    assert ThresholdWatch(policy, marks).crossings(change(0, usd(5000), rule="gone"), "record-1", NOW) == []
