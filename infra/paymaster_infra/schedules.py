@@ -98,8 +98,10 @@ class ReportSchedules(Construct):
         )
         for function in (self.forecast, self.digest):
             function.add_to_role_policy(iam.PolicyStatement(actions=["sns:Publish"], resources=[f"{topic_prefix}*"]))
+            # On the role: its policy is the role's child, and the role is the function's sibling.
+            assert function.role is not None
             acknowledge(
-                function,
+                function.role,
                 {
                     "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sns:<AWS::Region>:<AWS::AccountId>:"
                     f"{names.ALERT_TOPIC_PREFIX}*]": "One alert topic per team, named by the prefix: only those.",
