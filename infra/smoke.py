@@ -61,9 +61,13 @@ LAMBDA_RUNTIME = Path(__file__).resolve().parent / "lambda_runtime.py"
 # in the template without one fails the smoke: add its folder here with the event it is invoked
 # with in AWS. The gateway's is the API Gateway event whose request context the smoke sends.
 SAMPLE_EVENTS: Mapping[str, str] = {
+    "budget_alarm": "sqs/budget-threshold-crossed.json",
+    "digest": "scheduler/digest.json",
+    "forecast": "scheduler/forecast.json",
     "gateway": "apigateway/rest-chat-assumed-role.json",
     "ledger": "dynamodb/counters-stream.json",
     "ledger_denials": "sqs/request-denied.json",
+    "month_close": "scheduler/month-close.json",
     "settlement_retry": "sqs/settlement-retry.json",
     "sweeper": "scheduler/sweeper.json",
 }

@@ -186,7 +186,7 @@ class Unused:
 
 @pytest.mark.parametrize(
     ("name", "check"),
-    [("budget_alarm", "has a sample event"), (None, "code from functions/")],
+    [("new_function", "has a sample event"), (None, "code from functions/")],
     ids=["no-sample", "stray"],
 )
 def test_a_function_the_smoke_cannot_invoke_fails_it_before_anything_runs(
@@ -253,3 +253,10 @@ def test_the_cpu_time_of_a_process_is_read_from_proc_and_none_for_one_that_is_go
     assert spent is not None
     assert 0 < spent <= time.process_time() + 0.05
     assert smoke.cpu_seconds(2**22 + 1) is None
+
+
+def test_the_budget_alarm_sqs_sample_carries_the_published_budget_threshold_crossed_event() -> None:
+    event = json.loads((REPO / "events" / "sqs" / "budget-threshold-crossed.json").read_text())
+    published = json.loads((REPO / "events" / "published" / "budget-threshold-crossed.json").read_text())
+    (record,) = event["Records"]
+    assert json.loads(record["body"]) == published
