@@ -100,6 +100,10 @@ ALLOW_MISSING_SECRETS ?=
 deploy-file: $(STAMP)
 	@if [ -n "$(ENV)" ]; then PYTHONPATH=infra $(PY) -m paymaster_infra.deploy_file check $(DEPLOY_FILE); fi
 
+.PHONY: smoke
+smoke: $(STAMP) ## boot the shipped functions and layers on this machine (no AWS, no Docker): cold start, size
+	$(PY) infra/smoke.py
+
 .PHONY: synth
 synth: deploy-file layers ## synthesise the CDK app into infra/cdk.out (ENV=name: deploy/name.yaml; no AWS credentials needed)
 	cd infra && ../$(PY) app.py $(CDK_CONTEXT)

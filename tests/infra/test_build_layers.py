@@ -70,3 +70,17 @@ def test_exported_requirements_pin_the_lock_versions_of_runtime_dependencies_onl
     assert runtime <= set(pinned)
     assert not dev_only & set(pinned)
     assert "paymaster" not in pinned
+
+
+def test_install_for_an_interpreter_takes_its_version_and_platform_instead_of_lambdas(tmp_path: Path) -> None:
+    platform = build_layers.interpreter_platform("/smoke/runtime/bin/python")
+    command = build_layers.install_command("uv", tmp_path / "python", tmp_path / "requirements.txt", platform)
+    assert flag_value(command, "--python") == "/smoke/runtime/bin/python"
+    assert not {"--python-platform", "--python-version"} & set(command)
+    assert {"--require-hashes", "--only-binary"} <= set(command)
+
+
+def test_install_from_the_cache_alone_is_offline_and_otherwise_it_may_use_the_registry(tmp_path: Path) -> None:
+    requirements = tmp_path / "requirements.txt"
+    assert "--offline" in build_layers.install_command("uv", tmp_path, requirements, offline=True)
+    assert "--offline" not in build_layers.install_command("uv", tmp_path, requirements)
