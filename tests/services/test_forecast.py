@@ -102,3 +102,30 @@ def test_without_day_figures_of_its_own_a_bucket_is_projected_from_its_window_s_
     ((_, notice),) = notifier.sent
     assert "from the window's mean so far" in notice.text
     assert "projected $12 of $10" in notice.subject
+
+
+class RecordingProjections:
+    def __init__(self) -> None:
+        self.emitted: list[tuple[str, str, int, datetime]] = []
+
+    def emit(self, team: str, rule: str, projected: int, at: datetime) -> None:
+        self.emitted.append((team, rule, projected, at))
+
+
+def test_each_teams_projection_is_a_metric_for_its_dashboard_warned_or_not() -> None:
+    metrics = RecordingProjections()
+    policy = policy_with([MONTHLY, APP_DAILY])
+    forecast = Forecast(
+        policy,
+        Counters({KEY: 1_000 * USD}),  # type: ignore[arg-type]
+        ledger_with_days(80 * USD),
+        MemoryReports(),
+        RecordingNotifier(),
+        metrics=metrics,
+    )
+
+    assert forecast.run(NOW) == []  # under its cap: no warning, and still a point on the dashboard
+
+    # search-monthly is search's whole; app-daily's buckets are per app, which the dashboard
+    # cannot name by team and rule alone: no metric for them.
+    assert metrics.emitted == [("search", "search-monthly", 1_800 * USD, NOW)]

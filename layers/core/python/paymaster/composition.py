@@ -23,7 +23,7 @@ from paymaster.adapters.dynamodb_counters import DynamoDBCounterStore
 from paymaster.adapters.dynamodb_ledger import DynamoDBLedger
 from paymaster.adapters.dynamodb_reports import DynamoDBReports
 from paymaster.adapters.dynamodb_wire import DynamoDBWire
-from paymaster.adapters.emf_metrics import EmfMetrics
+from paymaster.adapters.emf_metrics import EmfMetrics, EmfProjections
 from paymaster.adapters.event_bus import EventBridgePublisher, EventBridgeWire, NoEventBus
 from paymaster.adapters.policy_file import load_policy
 from paymaster.adapters.providers.anthropic import AnthropicProvider
@@ -367,6 +367,7 @@ def forecast() -> Forecast:
         ledger,
         DynamoDBReports(dynamodb, settings.ledger_table),
         notifier(),
+        metrics=EmfProjections(names.METRICS_NAMESPACE),
     )
 
 

@@ -308,6 +308,14 @@ class RequestMetrics:
     request_id: str | None = None  # not a dimension: a property of the line, to find it by
 
 
+class ProjectionMetrics(Protocol):
+    """The forecast's projection of a team's budget to its window's end, as a metric the team's
+    dashboard draws beside its spend (`names.METRIC_PROJECTED_SPEND` by team and rule). Never
+    raises: a projection not drawn is no reason to fail the forecast."""
+
+    def emit(self, team: str, rule: str, projected: int, at: datetime) -> None: ...
+
+
 class MetricsSink(Protocol):
     """Publishes each request's metrics as it ends. Never raises, and never waits on the network."""
 

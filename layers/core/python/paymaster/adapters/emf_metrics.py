@@ -23,6 +23,7 @@ import json
 import sys
 import threading
 from collections import Counter
+from datetime import datetime
 from typing import Any, TextIO
 
 from aws_lambda_powertools import Logger
@@ -152,3 +153,27 @@ def _add_directives(document: dict[str, Any], other: dict[str, Any]) -> None:
     Where both hold a value (a dimension, a metric), it is the same request's same value."""
     document["_aws"]["CloudWatchMetrics"].extend(other["_aws"]["CloudWatchMetrics"])
     document.update({key: value for key, value in other.items() if key != "_aws"})
+
+
+class EmfProjections:
+    """The forecast's projections (`ports.ProjectionMetrics`) as EMF lines on `stream`: one per
+    team and rule, `names.METRIC_PROJECTED_SPEND` (micro-USD, or tokens for a token budget) by
+    `names.PROJECTION_DIMENSIONS`, timestamped at the run's `now` — the instant it projects from,
+    so that a retried run draws the same point."""
+
+    def __init__(self, namespace: str, stream: TextIO | None = None) -> None:
+        self._namespace = namespace
+        self._stream = stream if stream is not None else sys.stdout
+
+    def emit(self, team: str, rule: str, projected: int, at: datetime) -> None:
+        try:
+            metrics = EphemeralMetrics(namespace=self._namespace, service="")
+            metrics.add_dimension(names.DIMENSION_TEAM, team)
+            metrics.add_dimension(names.DIMENSION_RULE, rule)
+            metrics.add_metric(names.METRIC_PROJECTED_SPEND, NO_UNIT, projected)
+            metrics.set_timestamp(at)
+            line = json.dumps(metrics.serialize_metric_set(), separators=(",", ":")) + "\n"
+            self._stream.write(line)
+            self._stream.flush()
+        except Exception:  # the forecast's warnings matter more than its line on a dashboard
+            logger.exception("projection not written", extra={"team": team, "rule": rule})

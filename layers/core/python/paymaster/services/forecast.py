@@ -9,6 +9,10 @@ rule with `when` naming at most the team and `per` at most `[team]`): those roll
 that bucket's own days. Any other bucket (an app's, a model's, a token budget) has no day
 figures of its own, and the rate is the window's mean so far.
 
+Each bucket that is one team's whole budget (`per` at most `[team]`) also leaves its projection
+as a metric (`ports.ProjectionMetrics`: `names.METRIC_PROJECTED_SPEND` by team and rule), warned
+or not: the forecast line on the team's dashboard.
+
 Once a day: a marker (`NOTICE#<team>#forecast#<rule>#<bucket>` / the team's local date, TTL)
 is put conditionally BEFORE the notice is sent. A second run that day finds it and sends nothing.
 A notice the topic refuses (NoticeNotSentError) deletes its marker and fails the run, so the
@@ -29,7 +33,7 @@ from paymaster.domain.notices import forecast_text
 from paymaster.domain.policy import Policy, Rule
 from paymaster.domain.reports import BudgetBucket, budget_buckets
 from paymaster.domain.windows import Window, window
-from paymaster.ports import CounterStore, Notice, Notifier, Reports, SpendLedger
+from paymaster.ports import CounterStore, Notice, Notifier, ProjectionMetrics, Reports, SpendLedger
 
 logger = Logger(service="paymaster")
 
@@ -47,13 +51,21 @@ class Warned:
 
 class Forecast:
     def __init__(
-        self, policy: Policy, counters: CounterStore, spend: SpendLedger, reports: Reports, notifier: Notifier
+        self,
+        policy: Policy,
+        counters: CounterStore,
+        spend: SpendLedger,
+        reports: Reports,
+        notifier: Notifier,
+        *,
+        metrics: ProjectionMetrics | None = None,
     ) -> None:
         self._policy = policy
         self._counters = counters
         self._spend = spend
         self._reports = reports
         self._notifier = notifier
+        self._metrics = metrics
 
     def run(self, now: datetime) -> list[Warned]:
         """Projects every bucket and warns where the cap will be passed; the warnings sent.
@@ -74,6 +86,8 @@ class Forecast:
             spent = 0 if state is None else state.spent
             current = self._window(rule, now)
             projection = project(spent, rule.cap, current, now, self._recent_days(found, now))
+            if self._metrics is not None and _one_teams(found):
+                self._metrics.emit(found.teams[0], rule.name, projection.at_end, now)
             if not projection.exceeds(rule.cap):
                 continue
             text = forecast_text(", ".join(found.teams), rule, found.bucket, current, projection)
@@ -113,3 +127,9 @@ class Forecast:
         today = now.astimezone(UTC).date()
         days = [today - timedelta(days=back) for back in range(RECENT_DAYS, 0, -1)]
         return [self._spend.rollup(Rollup(team, day.isoformat())).cost for day in days]
+
+
+def _one_teams(found: BudgetBucket) -> bool:
+    """A bucket that is one team's budget whole (`per` at most `[team]`, one team counted): the
+    only ones whose projection the team's dashboard can name by team and rule alone."""
+    return len(found.teams) == 1 and set(found.rule.per) <= {"team"}
