@@ -88,7 +88,10 @@ class AppConfig:
             policy_file=policy_file,
             tokenizers_dir=path(CONTEXT_TOKENIZERS_DIR, DEFAULT_TOKENIZERS_DIR),
             staging_dir=path(CONTEXT_STAGING_DIR, DEFAULT_STAGING_DIR),
-            ops_emails=ops_emails(node.try_get_context(CONTEXT_OPS_EMAILS) or ""),
+            # The deploy file's, else the context value's (a deployment without a file).
+            ops_emails=tuple(str(email) for email in deployment.ops_emails)
+            if isinstance(deployment, DeployFile) and deployment.ops_emails
+            else ops_emails(node.try_get_context(CONTEXT_OPS_EMAILS) or ""),
             deployment=deployment,
         )
 

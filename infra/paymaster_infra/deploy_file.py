@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, field_validator, model_validator
 
 # CloudWatch Logs accepts these retention periods only (PutRetentionPolicy).
 RETENTION_DAYS = frozenset(
@@ -113,6 +113,8 @@ class DeployFile(_Strict):
     """Executions reserved for the gateway (and its ceiling); none: it shares the account's pool."""
     require_approval: Literal["never", "any-change", "broadening"] = "broadening"
     """`cdk deploy --require-approval`: `never` for unattended deploys (CI)."""
+    ops_emails: list[EmailStr] = []
+    """The platform team's addresses on the ops topic (the operational alarms); each confirms once."""
 
     @field_validator("policy_file")
     @classmethod

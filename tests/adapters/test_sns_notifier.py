@@ -104,7 +104,8 @@ def test_the_mailbox_writes_each_email_once_as_its_subscribers_would_get_it(
     aws_url: str, local: dict[str, str], notifier: SnsNotifier, tmp_path: Path
 ) -> None:
     mailbox = MailBox(client(aws_url, "sqs"), local[ENV_MAIL_QUEUE_URL], tmp_path, POLICY)
-    notifier.notify("support", Notice("support: 80 % of support-monthly", "Spend €400.\nCap $500."))
+    subject = "[paymaster] support: support-monthly reached 80 % ($400.00 of $500.00)"  # 70+ characters
+    notifier.notify("support", Notice(subject, "Spend €400.\nCap $500."))
 
     [path] = mailbox.poll_once()
     out = io.StringIO()
@@ -112,7 +113,8 @@ def test_the_mailbox_writes_each_email_once_as_its_subscribers_would_get_it(
 
     email = message_from_bytes(path.read_bytes(), policy=default)
     assert email["To"] == ", ".join(str(address) for address in POLICY.teams["support"].alerts.emails)
-    assert email["Subject"] == "support: 80 % of support-monthly"
+    assert email["Subject"] == subject
+    assert f"\nSubject: {subject}\n" in path.read_text()  # on one line, as a mail client shows it
     assert email.get_body(("plain",)).get_content() == "Spend €400.\nCap $500.\n"  # type: ignore[union-attr]
     assert "Cap $500." in out.getvalue()
     assert "support-lead@example.com" in out.getvalue()

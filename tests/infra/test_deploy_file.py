@@ -89,6 +89,7 @@ def test_a_file_with_only_account_region_and_policy_gets_today_s_api(tmp_path: P
         ({"custom_domain": {**FULL["custom_domain"], "hosted_zone": {"id": "Z1", "name": "a.org"}}}, "custom_domain"),
         ({"gateway_reserved_concurrency": 0}, "gateway_reserved_concurrency"),
         ({"require_approval": "sometimes"}, "require_approval"),
+        ({"ops_emails": ["oncall@"]}, "ops_emails.0"),
         ({"policy_file": "/etc/policy.yaml"}, "policy_file"),
         ({"regoin": "eu-west-1"}, "regoin"),
     ],
@@ -124,6 +125,12 @@ def test_the_app_reads_the_deploy_file_from_context_and_its_policy_file(tmp_path
     assert config.deploy_file is not None
     assert config.deploy_file.account == "123456789012"
     assert config.policy_file == REPO_ROOT / "policy" / "demo.yaml"
+
+    assert config.ops_emails == ()
+    with_ops = write(tmp_path, {**FULL, "ops_emails": ["oncall@example.com"]})
+    assert AppConfig.from_context(App(context={CONTEXT_DEPLOY_FILE: str(with_ops)}).node).ops_emails == (
+        "oncall@example.com",
+    )
 
     with pytest.raises(ConfigError, match=r"throttling\.burst"):
         AppConfig.from_context(
