@@ -20,6 +20,11 @@ from paymaster_infra.nag import acknowledge
 # settled reservation); with DynamoDB not answering, each gives up after 3 attempts × 5 s, so a
 # batch can run out of time, which fails it whole: it is retried (bisected), never lost.
 TIMEOUT = Duration.minutes(2)
+# A record still failing after this long is set aside (the failure queue names where it is), so a
+# record that can never be read holds its shard back for hours, not for the stream's 24: the
+# iterator-age alarm fires after 15 minutes, and an operator has the 18 hours left to replay it
+# from the stream (docs/LEDGER.md).
+MAX_RECORD_AGE = Duration.hours(6)
 
 
 class LedgerFunction(Construct):
@@ -71,6 +76,7 @@ class LedgerFunction(Construct):
                 report_batch_item_failures=True,
                 retry_attempts=names.LEDGER_RETRY_ATTEMPTS,
                 bisect_batch_on_error=True,
+                max_record_age=MAX_RECORD_AGE,
                 on_failure=event_sources.SqsDlq(failures),
             )
         )

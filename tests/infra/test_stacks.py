@@ -602,6 +602,7 @@ def test_ledger_reads_the_counters_stream_from_its_start_and_sets_aside_what_kee
         "FunctionResponseTypes": ["ReportBatchItemFailures"],
         "MaximumRetryAttempts": names.LEDGER_RETRY_ATTEMPTS,
         "BisectBatchOnFunctionError": True,
+        "MaximumRecordAgeInSeconds": 6 * 3600,
         "DestinationConfig": {"OnFailure": {"Destination": failures_arn}},
     }
 
