@@ -1,5 +1,7 @@
-"""The month-close function: EventBridge Scheduler invokes it, one schedule per team, at 00:05 on
-the 1st in the team's time zone (`MonthClose.close`, docs/SCHEDULES.md).
+"""The month-close function: EventBridge Scheduler invokes it, one schedule per team, at 00:45 on
+the 1st in the team's time zone (`MonthClose.close`, docs/SCHEDULES.md), once the month's last
+calls can be in the ledger; a close asked for earlier (a `month` named by hand that is not over
+by that margin) raises MonthNotOverError and writes nothing.
 
 The event is the schedule's input (`events/scheduler/month-close.json`): the team, and the
 `scheduled_time` the month to close is found from — the month before the one that time is in,

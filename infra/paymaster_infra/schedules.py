@@ -1,5 +1,5 @@
 """The daily and monthly schedules beside the sweeper's (`sweeper.py`): the forecast (daily),
-each team's digest (at its `alerts.digest_at`, in its `alerts.time_zone`) and month close (00:05
+each team's digest (at its `alerts.digest_at`, in its `alerts.time_zone`) and month close (00:45
 on the 1st in the team's zone), each an EventBridge Scheduler schedule with retries and the
 sweeper's dead-letter queue, invoking its own function with least privilege.
 
@@ -7,7 +7,7 @@ Which schedules, their expressions, zones and inputs are `paymaster.domain.sched
 local runner fires the same list):
     forecast     cron(0 6 * * ? *)  UTC
     digest       cron(<m> <h> * * ? *)  e.g. 09:00 America/Los_Angeles → cron(0 9 * * ? *)
-    month close  cron(5 0 1 * ? *)  the team's zone
+    month close  cron(45 0 1 * ? *)  the team's zone
 """
 
 from pathlib import Path

@@ -80,11 +80,11 @@ def record(environment: dict[str, str], aws_url: str, admitted_at: datetime, req
 def test_the_runner_sends_each_schedule_the_fields_of_its_sample(job: str, file: str) -> None:
     (schedule, *_) = [s for s in schedules(load_policy(POLICY)) if s.job == job]
 
-    event = schedule_event(schedule, datetime(2026, 12, 1, 8, 5, tzinfo=UTC))
+    event = schedule_event(schedule, datetime(2026, 12, 1, 8, 45, tzinfo=UTC))
 
     assert set(event) == set(sample(file))
     assert event["schedule"].endswith(f"schedule/default/{schedule.name}")
-    assert event["scheduled_time"] == "2026-12-01T08:05:00Z"
+    assert event["scheduled_time"] == "2026-12-01T08:45:00Z"
 
 
 def test_the_month_close_closes_the_month_before_its_scheduled_time_in_the_team_s_zone_once(

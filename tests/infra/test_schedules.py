@@ -1,5 +1,5 @@
 """Template assertions on the report schedules: the forecast daily, each team's digest at its
-hour and month close at 00:05 on the 1st in its zone, with retries, the dead letters, least privilege."""
+hour and month close at 00:45 on the 1st in its zone, with retries, the dead letters, least privilege."""
 
 import json
 from typing import Any
@@ -35,8 +35,8 @@ def test_the_forecast_runs_daily_and_each_team_s_digest_and_month_close_in_its_o
         (forecast, "cron(0 6 * * ? *)", "UTC"),
         (digest, "cron(0 9 * * ? *)", "America/Los_Angeles"),  # search: digest_at 09:00
         (digest, "cron(0 9 * * ? *)", "Europe/Berlin"),  # support: the default 09:00
-        (close, "cron(5 0 1 * ? *)", "America/Los_Angeles"),
-        (close, "cron(5 0 1 * ? *)", "Europe/Berlin"),
+        (close, "cron(45 0 1 * ? *)", "America/Los_Angeles"),
+        (close, "cron(45 0 1 * ? *)", "Europe/Berlin"),
     }
 
 

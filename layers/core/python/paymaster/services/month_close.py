@@ -21,10 +21,10 @@ from datetime import datetime
 from aws_lambda_powertools import Logger
 
 from paymaster import schema
-from paymaster.domain.errors import EventNotPublishedError
+from paymaster.domain.errors import EventNotPublishedError, MonthNotOverError
 from paymaster.domain.events import MONTH_CLOSED_ROWS, BudgetFinal, MonthClosed
 from paymaster.domain.policy import Policy
-from paymaster.domain.reports import budget_buckets, month_closed, month_to_close, tally, team_month
+from paymaster.domain.reports import budget_buckets, closable_at, month_closed, month_to_close, tally, team_month
 from paymaster.ports import CounterStore, Entries, EventPublisher, Reports, StoredReport
 
 logger = Logger(service="paymaster")
@@ -54,12 +54,17 @@ class MonthClose:
     def close(self, team: str, now: datetime, month: str | None = None) -> Closed:
         """Closes `team`'s month before the one `now` is in (in the team's zone), or `month`.
 
-        Raises StoreUnavailableError when the ledger or the counters cannot be read or written,
-        EventNotPublishedError when the bus did not take the event (the report is kept: the next
+        Raises MonthNotOverError (nothing read or written) when the month's end plus
+        MONTH_CLOSE_MARGIN is after `now`: its last calls may not be in the ledger yet, and a
+        report is written once. StoreUnavailableError when the ledger or the counters cannot be
+        read or written, EventNotPublishedError when the bus did not take the event (the report is kept: the next
         run publishes it), KeyError for a team the policy does not name.
         """
         alerts = self._policy.teams[team].alerts
         month = month or month_to_close(alerts.zone, now)
+        ready_at = closable_at(month, alerts.zone)
+        if ready_at > now:
+            raise MonthNotOverError(team, month, ready_at)
         stored = self._reports.report(team, month)
         written = False
         if stored is None:
