@@ -7,7 +7,8 @@ The event is the schedule's input (`events/scheduler/month-close.json`): the tea
 `scheduled_time` the month to close is found from — the month before the one that time is in,
 in the team's zone — so that a retried or late invocation closes the same month. `month`, when
 given (a close run by hand), names it instead. A run that fails (the ledger or the bus
-unavailable) raises: Scheduler's retries, then the dead-letter queue; running it again is safe.
+unavailable) raises: Lambda retries it twice, then it lands on the dead-letter queue; running it
+again is safe, and the next month's close publishes a report whose event never went out.
 Handler: `app.handler`.
 """
 
@@ -21,4 +22,10 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     closed = month_close().close(
         event["team"], datetime.fromisoformat(event["scheduled_time"]), month=event.get("month")
     )
-    return {"team": closed.team, "month": closed.month, "written": closed.written, "published": closed.published}
+    return {
+        "team": closed.team,
+        "month": closed.month,
+        "written": closed.written,
+        "published": closed.published,
+        "earlier_published": list(closed.earlier_published),
+    }

@@ -7,7 +7,7 @@ prints the handler's answer as JSON on stdout (its logs go to stderr). The handl
 process with the functions' environment the stack wrote, as the runner would run it.
 
     paymaster local tick month-close --team search --at 2026-12-01T00:45-08:00
-    {"team": "search", "month": "2026-11", "written": true, "published": true}
+    {"team": "search", "month": "2026-11", "written": true, "published": true, "earlier_published": []}
 
 A month close asked for before its month's last calls can be in the ledger (`--at` before 00:45
 on the 1st) is refused: `cli.run` prints the MonthNotOverError in one line and exits 2.

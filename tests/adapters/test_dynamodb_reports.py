@@ -73,3 +73,19 @@ def test_a_notice_is_claimed_once_a_day_and_a_released_claim_can_be_made_again(r
 
     reports.release_notice("NOTICE#search#forecast#m#team=search", "2026-11-25")
     assert reports.claim_notice("NOTICE#search#forecast#m#team=search", "2026-11-25", expires) is True
+
+
+def test_the_team_s_unpublished_reports_are_listed_oldest_first_and_a_published_one_is_not(
+    reports: DynamoDBReports,
+) -> None:
+    for month in ("2026-11", "2026-09", "2026-10"):
+        reports.put_report(REPORT.model_copy(update={"month": month}))
+    reports.put_report(REPORT.model_copy(update={"team": "support"}))
+    reports.mark_published("search", "2026-10")
+
+    found = reports.unpublished("search")
+
+    assert [(stored.report.team, stored.report.month, stored.published) for stored in found] == [
+        ("search", "2026-09", False),
+        ("search", "2026-11", False),
+    ]

@@ -111,6 +111,7 @@ def test_ticking_the_digest_and_the_month_close_mails_the_day_and_writes_the_mon
         "month": month,
         "written": True,
         "published": True,
+        "earlier_published": [],
     }
     monkeypatch.setenv("AWS_ENDPOINT_URL", stack.aws_url)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "local")

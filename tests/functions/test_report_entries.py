@@ -97,7 +97,7 @@ def test_the_month_close_closes_the_month_before_its_scheduled_time_in_the_team_
     first = handler(sample("month-close.json"), LambdaContext("month_close", "1"))
     again = handler(sample("month-close.json"), LambdaContext("month_close", "2"))
 
-    assert first == {"team": "search", "month": "2026-11", "written": True, "published": True}
+    assert first == {"team": "search", "month": "2026-11", "written": True, "published": True, "earlier_published": []}
     assert again["written"] is False
     (event,) = [
         e for e in received(aws_url, environment[names.ENV_EVENTS_QUEUE_URL]) if e["detail-type"] == "MonthClosed"

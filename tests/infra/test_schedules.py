@@ -54,6 +54,23 @@ def test_each_schedule_retries_for_a_day_into_the_dead_letters_and_names_its_tea
         assert ("team" in detail) == (zone != "UTC")
 
 
+def test_a_failed_report_run_is_retried_twice_by_lambda_then_lands_in_the_dead_letters(
+    gateway_template: Template, state_template: Template, paymaster: Paymaster
+) -> None:
+    jobs = paymaster.gateway.schedules
+    configs = {
+        config["Properties"]["FunctionName"]["Ref"]: config["Properties"]
+        for config in gateway_template.find_resources("AWS::Lambda::EventInvokeConfig").values()
+    }
+    for function in (jobs.forecast, jobs.digest, jobs.month_close):
+        config = configs[logical_id(function)]
+        assert config["MaximumRetryAttempts"] == schedules.RUN_RETRIES == 2
+        assert config["MaximumEventAgeInSeconds"] == schedules.RUN_MAX_AGE.to_seconds()
+        assert config["DestinationConfig"] == {
+            "OnFailure": {"Destination": dead_letters_arn(state_template, paymaster)}
+        }
+
+
 def test_the_month_close_may_read_the_counters_and_ledger_write_its_report_and_publish_to_the_bus(
     gateway_template: Template, state_template: Template, paymaster: Paymaster
 ) -> None:

@@ -1,6 +1,7 @@
 """Month close on a controlled clock, in the in-memory ledger: a team's month is its own time
 zone's (search: America/Los_Angeles), counted once, published once."""
 
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
@@ -10,11 +11,11 @@ import pytest
 from paymaster import schema
 from paymaster.adapters.memory import MemoryLedger, MemoryReports
 from paymaster.domain.errors import EventNotPublishedError, MonthNotOverError, StoreUnavailableError
-from paymaster.domain.events import MonthClosed
+from paymaster.domain.events import MonthClosed, PaymasterEvent
 from paymaster.domain.limits import RESERVATION_LIFETIME
 from paymaster.domain.reports import team_month
 from paymaster.domain.schedules import MONTH_CLOSE_MARGIN, STREAM_MARGIN, SWEEP_PERIOD, next_fire, schedules
-from paymaster.ports import CounterState
+from paymaster.ports import CounterState, Unpublished
 from paymaster.services.month_close import MonthClose
 from tests.ledger_entries import DENIAL, ENTRY
 from tests.policies import policy_with
@@ -44,6 +45,20 @@ class Counters:
     def counters(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], CounterState]:
         self.asked.extend(keys)
         return {key: CounterState(self.spent.get(key, 0), self.spent.get(key, 0)) for key in keys}
+
+
+class RefusingOne:
+    """Takes every event but the one with `request_id`."""
+
+    def __init__(self, request_id: str) -> None:
+        self.request_id = request_id
+        self.taken: list[PaymasterEvent] = []
+
+    def publish(self, events: Sequence[PaymasterEvent]) -> list[Unpublished]:
+        self.taken += [event for event in events if event.request_id != self.request_id]
+        return [
+            Unpublished(event, "InternalFailure", "scripted") for event in events if event.request_id == self.request_id
+        ]
 
 
 def at(moment: datetime, request_id: str, **changes: object) -> object:
@@ -145,6 +160,51 @@ def test_a_close_the_bus_refused_keeps_its_report_and_the_next_run_publishes_tha
     assert (again.written, again.published) == (False, True)
     assert bus.events == [stored.report]
     assert reports.reports["search", "2026-11"].published
+
+
+def test_a_november_the_bus_refused_on_every_retry_is_published_by_december_s_close(ledger: MemoryLedger) -> None:
+    reports = MemoryReports()
+    with pytest.raises(EventNotPublishedError):
+        closer(ledger, reports, RefusingBus()).close("search", CLOSE_AT)
+    bus = RecordingBus()
+
+    december = closer(ledger, reports, bus).close("search", datetime(2027, 1, 1, 8, 45, tzinfo=UTC))
+
+    assert (december.month, december.published, december.earlier_published) == ("2026-12", True, ("2026-11",))
+    assert [event.request_id for event in bus.events] == ["month-close/search/2026-11", "month-close/search/2026-12"]
+    assert reports.unpublished("search") == []
+
+
+def test_an_earlier_report_is_published_even_when_this_month_s_was_already(ledger: MemoryLedger) -> None:
+    reports, bus = MemoryReports(), RecordingBus()
+    close = closer(ledger, reports, bus)
+    with pytest.raises(EventNotPublishedError):
+        closer(ledger, reports, RefusingBus()).close("search", CLOSE_AT, month="2026-10")
+    close.close("search", CLOSE_AT, month="2026-09")
+    bus.events.clear()
+
+    # A run by hand of the already published September finds October unpublished: it is not
+    # September's to publish (later), but November's run does.
+    assert close.close("search", CLOSE_AT, month="2026-09").earlier_published == ()
+    november = close.close("search", CLOSE_AT)
+
+    assert (november.published, november.earlier_published) == (True, ("2026-10",))
+    assert [event.request_id for event in bus.events] == ["month-close/search/2026-10", "month-close/search/2026-11"]
+
+
+def test_a_refused_earlier_report_still_lets_this_month_go_out_and_fails_the_run_for_its_retry(
+    ledger: MemoryLedger,
+) -> None:
+    reports = MemoryReports()
+    with pytest.raises(EventNotPublishedError):
+        closer(ledger, reports, RefusingBus()).close("search", CLOSE_AT, month="2026-10")
+    bus = RefusingOne("month-close/search/2026-10")
+
+    with pytest.raises(EventNotPublishedError, match="month-close/search/2026-10"):
+        closer(ledger, reports, bus).close("search", CLOSE_AT)
+
+    assert [event.request_id for event in bus.taken] == ["month-close/search/2026-11"]
+    assert [stored.report.month for stored in reports.unpublished("search")] == ["2026-10"]
 
 
 def test_the_month_closed_is_the_one_before_the_scheduled_time_in_the_team_s_zone(ledger: MemoryLedger) -> None:

@@ -44,10 +44,7 @@ class DynamoDBReports:
                 TableName=self._table, Key=_key(schema.report_pk(team), month), ConsistentRead=True
             )
         item = answer.get("Item")
-        if item is None:
-            return None
-        report = MonthClosed.model_validate(json.loads(item[schema.REPORT]["S"]))
-        return StoredReport(report, bool(item.get(schema.PUBLISHED, {}).get("BOOL")))
+        return None if item is None else _stored(item)
 
     def mark_published(self, team: str, month: str) -> None:
         with store_errors(STORE):
@@ -58,6 +55,26 @@ class DynamoDBReports:
                 ExpressionAttributeNames={"#published": schema.PUBLISHED},
                 ExpressionAttributeValues={":true": {"BOOL": True}},
             )
+
+    def unpublished(self, team: str) -> list[StoredReport]:
+        """A Query of the team's `REPORT#` partition (one item a month: a few pages in decades),
+        filtered to `published` false, in month order."""
+        query: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "#pk = :pk",
+            "FilterExpression": "#published = :false",
+            "ExpressionAttributeNames": {"#pk": schema.PARTITION_KEY, "#published": schema.PUBLISHED},
+            "ExpressionAttributeValues": {":pk": s(schema.report_pk(team)), ":false": {"BOOL": False}},
+            "ConsistentRead": True,
+        }
+        found: list[StoredReport] = []
+        while True:
+            with store_errors(STORE):
+                answer = self._client.query(**query)
+            found += [_stored(item) for item in answer.get("Items", [])]
+            if not answer.get("LastEvaluatedKey"):
+                return found
+            query["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
 
     def claim_notice(self, key: str, day: str, expires_at: datetime) -> bool:
         return self._put_new(_key(key, day) | {schema.TTL_ATTRIBUTE: n(int(expires_at.timestamp()))})
@@ -82,6 +99,11 @@ class DynamoDBReports:
                 return False
             raise
         return True
+
+
+def _stored(item: dict[str, Any]) -> StoredReport:
+    report = MonthClosed.model_validate(json.loads(item[schema.REPORT]["S"]))
+    return StoredReport(report, bool(item.get(schema.PUBLISHED, {}).get("BOOL")))
 
 
 def _key(pk: str, sk: str) -> dict[str, dict[str, str]]:
