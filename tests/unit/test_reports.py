@@ -34,7 +34,7 @@ def test_a_month_ahead_of_utc_starts_in_the_previous_utc_month() -> None:
 
 
 def test_the_month_to_close_is_the_last_complete_one_in_the_team_s_zone() -> None:
-    assert month_to_close(LOS_ANGELES, datetime(2026, 12, 1, 8, 5, tzinfo=UTC)) == "2026-11"
+    assert month_to_close(LOS_ANGELES, datetime(2026, 12, 1, 8, 45, tzinfo=UTC)) == "2026-11"
     assert month_to_close(LOS_ANGELES, datetime(2026, 12, 1, 7, 30, tzinfo=UTC)) == "2026-10"
     assert month_to_close(ZoneInfo("UTC"), datetime(2027, 1, 1, 0, 5, tzinfo=UTC)) == "2026-12"
 

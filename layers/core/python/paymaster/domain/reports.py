@@ -39,8 +39,8 @@ def team_month(month: str, zone: ZoneInfo) -> Window:
 
 
 def month_to_close(zone: ZoneInfo, now: datetime) -> str:
-    """The month before the one `now` is in, in `zone`: at 2026-12-01T08:05Z in Los Angeles
-    (00:05 on 1 December) → `2026-11`; at 2026-12-01T07:30Z (still 30 November there) → `2026-10`."""
+    """The month before the one `now` is in, in `zone`: at 2026-12-01T08:45Z in Los Angeles
+    (00:45 on 1 December) → `2026-11`; at 2026-12-01T07:30Z (still 30 November there) → `2026-10`."""
     first = window("month", zone, now).start
     return window("month", zone, first - timedelta(microseconds=1)).id
 
