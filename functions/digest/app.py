@@ -3,8 +3,8 @@ team's `alerts.digest_at` in its `alerts.time_zone` (`Digest.send`, docs/SCHEDUL
 
 The event is the schedule's input (`events/scheduler/digest.json`): the team, and the
 `scheduled_time` whose previous local day the digest covers. A run that fails raises:
-Scheduler's retries, then the dead-letter queue; the day's marker keeps a retry from sending a
-second digest. Handler: `app.handler`.
+Lambda retries it twice, then it lands on the dead-letter queue; the day's marker keeps a retry
+from sending a second digest. Handler: `app.handler`.
 """
 
 from datetime import datetime

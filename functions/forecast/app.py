@@ -4,7 +4,8 @@ docs/SCHEDULES.md) to warn each budget's teams whose spend is projected past its
 The event is the schedule's input (`events/scheduler/forecast.json`); its `scheduled_time` is
 the `now` the projection is made at, so that a retried invocation projects the same day. A run
 that fails (the counters or the ledger unavailable, a topic refusing a notice) raises:
-Scheduler's retries, then the dead-letter queue; the day's markers keep a retry from warning twice.
+Lambda retries it twice, then it lands on the dead-letter queue; the day's markers keep a retry
+from warning twice.
 Handler: `app.handler`.
 """
 

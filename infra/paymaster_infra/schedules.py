@@ -1,13 +1,14 @@
 """The daily and monthly schedules beside the sweeper's (`sweeper.py`): the forecast (daily),
-each team's digest (at its `alerts.digest_at`, in its `alerts.time_zone`) and month close (00:05
-on the 1st in the team's zone), each an EventBridge Scheduler schedule with retries and the
-sweeper's dead-letter queue, invoking its own function with least privilege.
+each team's digest (at its `alerts.digest_at`, in its `alerts.time_zone`) and month close (00:45
+on the 1st in the team's zone), each an EventBridge Scheduler schedule with delivery retries and the
+sweeper's dead-letter queue, invoking its own function with least privilege; a run that failed
+is retried twice by Lambda (`RUN_RETRIES`), then lands on the same queue.
 
 Which schedules, their expressions, zones and inputs are `paymaster.domain.schedules`'s (the
 local runner fires the same list):
     forecast     cron(0 6 * * ? *)  UTC
     digest       cron(<m> <h> * * ? *)  e.g. 09:00 America/Los_Angeles → cron(0 9 * * ? *)
-    month close  cron(5 0 1 * ? *)  the team's zone
+    month close  cron(45 0 1 * ? *)  the team's zone
 """
 
 from pathlib import Path
@@ -36,6 +37,11 @@ TIMEOUT = Duration.minutes(5)
 # A daily or monthly run is worth delivering late: Scheduler retries it for up to a day.
 DELIVERY_RETRIES = 10
 MAX_EVENT_AGE = Duration.hours(24)
+# Scheduler retries only an Invoke it could not deliver; a run that failed (the ledger, a topic or
+# the bus unavailable) is retried by Lambda's asynchronous invocation, twice, with its backoff
+# (about 1 and 2 minutes). A repeat is safe: a report is put once, notices are claimed once a day.
+RUN_RETRIES = 2
+RUN_MAX_AGE = Duration.hours(6)
 
 
 def scheduler_input(schedule: Schedule) -> scheduler.ScheduleTargetInput:
@@ -54,8 +60,8 @@ class ReportSchedules(Construct):
     """Three functions and their schedules. Each may read what its use case reads: the counters
     (BatchGetItem), the ledger (Query, GetItem; PutItem/UpdateItem/DeleteItem for its report and
     notice markers); publish to the teams' alert topics (the forecast and digest) or the bus
-    (month close). A failed invocation is not retried by Lambda: Scheduler's retries are the
-    schedule's, and what fails lands in `dead_letters`."""
+    (month close). Scheduler retries delivering an invocation (`DELIVERY_RETRIES`), Lambda retries
+    a run that failed (`RUN_RETRIES`); what still fails lands in `dead_letters`."""
 
     def __init__(
         self,
@@ -147,8 +153,8 @@ class ReportSchedules(Construct):
             )
         )
         function.configure_async_invoke(
-            retry_attempts=0,
-            max_event_age=Duration.hours(6),
+            retry_attempts=RUN_RETRIES,
+            max_event_age=RUN_MAX_AGE,
             on_failure=destinations.SqsDestination(self._dead_letters),
         )
         function_id = Stack.of(self).resolve(function.node.default_child.logical_id)  # type: ignore[union-attr]

@@ -11,6 +11,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from paymaster.adapters.policy_file import PolicyFileError, load_policy
+from paymaster.domain.errors import MonthNotOverError
 from paymaster.domain.policy import Policy
 from paymaster.domain.schedules import JOBS, next_fire, schedules
 from paymaster_local.mail import MailWatcher
@@ -94,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "local_command", None) == "tick":
         try:
             return tick(args.state_dir, args.schedule, args.team, args.at, sys.stdout)
-        except (NoRunningStackError, TickError) as error:
+        except (NoRunningStackError, TickError, MonthNotOverError) as error:
             print(f"paymaster local tick: {error}", file=sys.stderr)
             return 2
     try:

@@ -6,8 +6,11 @@ for `--at`, or for what the schedules' clock says now (the stack's `--clock-spee
 prints the handler's answer as JSON on stdout (its logs go to stderr). The handler runs in this
 process with the functions' environment the stack wrote, as the runner would run it.
 
-    paymaster local tick month-close --team search --at 2026-12-01T00:05-08:00
-    {"team": "search", "month": "2026-11", "written": true, "published": true}
+    paymaster local tick month-close --team search --at 2026-12-01T00:45-08:00
+    {"team": "search", "month": "2026-11", "written": true, "published": true, "earlier_published": []}
+
+A month close asked for before its month's last calls can be in the ledger (`--at` before 00:45
+on the 1st) is refused: `cli.run` prints the MonthNotOverError in one line and exits 2.
 
 The sweeper charges what has expired by the real clock whatever `--at` says (its `now` is the
 gateway's clock, `timers.py`).
@@ -48,11 +51,11 @@ def find_schedule(found: list[Schedule], job: Job, team: str | None) -> Schedule
 
 
 def parse_at(text: str) -> datetime:
-    """`2026-12-01T00:05-08:00` or `…Z`; a time without its offset is refused (which zone?)."""
+    """`2026-12-01T00:45-08:00` or `…Z`; a time without its offset is refused (which zone?)."""
     try:
         at = datetime.fromisoformat(text)
     except ValueError:
-        raise TickError(f"--at {text!r} is not an ISO 8601 time, e.g. 2026-12-01T00:05-08:00") from None
+        raise TickError(f"--at {text!r} is not an ISO 8601 time, e.g. 2026-12-01T00:45-08:00") from None
     if at.tzinfo is None:
         raise TickError(f"--at {text!r} has no UTC offset: add one (Z, -08:00, …)")
     return at.astimezone(UTC)

@@ -14,8 +14,8 @@ expire on the gateway's clock (each hold's expiry is written by the gateway, 20 
 and `AdmissionService.sweep` compares them with that clock. Sweeping on a faster clock would only
 sweep more often, or (given the faster `now`) charge calls still in flight.
 
-A run that fails is logged, and the next instant runs as planned (Lambda does not retry these
-invocations; in AWS Scheduler's retries and the dead-letter queue follow). A runner that falls
+A run that fails is logged, and the next instant runs as planned (no retries locally; in AWS
+Lambda retries a failed report run twice, then the dead-letter queue follows). A runner that falls
 behind fires the instants it missed, late and in order, each with its own `scheduled_time`, as
 Scheduler delivers a late invocation.
 """

@@ -3,6 +3,7 @@ admission time across UTC partitions, month reports and notice markers put once.
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -73,3 +74,47 @@ def test_a_notice_is_claimed_once_a_day_and_a_released_claim_can_be_made_again(r
 
     reports.release_notice("NOTICE#search#forecast#m#team=search", "2026-11-25")
     assert reports.claim_notice("NOTICE#search#forecast#m#team=search", "2026-11-25", expires) is True
+
+
+def test_the_team_s_unpublished_reports_are_listed_oldest_first_and_a_published_one_is_not(
+    reports: DynamoDBReports,
+) -> None:
+    for month in ("2026-11", "2026-09", "2026-10"):
+        reports.put_report(REPORT.model_copy(update={"month": month}))
+    reports.put_report(REPORT.model_copy(update={"team": "support"}))
+    reports.mark_published("search", "2026-10")
+
+    found = reports.unpublished("search")
+
+    assert [(stored.report.team, stored.report.month, stored.published) for stored in found] == [
+        ("search", "2026-09", False),
+        ("search", "2026-11", False),
+    ]
+
+
+class LostAnswers:
+    """A DynamoDB client whose PutItems are each applied twice, as when the first answer was lost
+    and the wire sent the same request again: the caller gets the second answer."""
+
+    def __init__(self, client: DynamoDBWire) -> None:
+        self._client = client
+
+    def put_item(self, **request: Any) -> dict[str, Any]:
+        self._client.put_item(**request)
+        answer: dict[str, Any] = self._client.put_item(**request)
+        return answer
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def test_a_notice_claim_whose_answer_was_lost_and_resent_is_still_this_claim_and_another_is_not(
+    ledger: DynamoDBLedger, dynamodb: DynamoDBWire
+) -> None:
+    resending = DynamoDBReports(LostAnswers(dynamodb), LEDGER_TABLE)
+    expires = datetime(2026, 11, 25, tzinfo=UTC) + timedelta(days=3)
+    marker = "NOTICE#search#digest#-#-"
+
+    assert resending.claim_notice(marker, "2026-11-24", expires) is True
+    assert DynamoDBReports(dynamodb, LEDGER_TABLE).claim_notice(marker, "2026-11-24", expires) is False
+    assert resending.claim_notice(marker, "2026-11-24", expires) is False

@@ -23,8 +23,9 @@ from paymaster.domain.chat import ChatRequest
 from paymaster.domain.events import CostRecorded, ReservationExpired
 from paymaster.domain.identity import Caller
 from paymaster.domain.ledger import LedgerEntry
+from paymaster.domain.limits import RESERVATION_LIFETIME
 from paymaster.domain.money import MICRO_PER_USD
-from paymaster.services.admission import RESERVATION_LIFETIME, AdmissionService
+from paymaster.services.admission import AdmissionService
 from paymaster_local.resources import COUNTERS_TABLE, LEDGER_TABLE
 from paymaster_local.stack import LocalStack
 from tests.local_aws import local_client

@@ -91,7 +91,7 @@ def test_ticking_the_digest_and_the_month_close_mails_the_day_and_writes_the_mon
     zone = ZoneInfo("America/Los_Angeles")  # search's
     made = called_and_ledgered(stack, openai_for).astimezone(zone)
     next_morning = datetime.combine(made.date() + timedelta(days=1), clock_time(9, 0), tzinfo=zone)
-    month_start = made.replace(day=1, hour=0, minute=5, second=0, microsecond=0)
+    month_start = made.replace(day=1, hour=0, minute=45, second=0, microsecond=0)
     close_at = (month_start + timedelta(days=32)).replace(day=1)
 
     digest = tick(stack, "digest", "--team", TEAM, "--at", next_morning.isoformat())
@@ -111,6 +111,7 @@ def test_ticking_the_digest_and_the_month_close_mails_the_day_and_writes_the_mon
         "month": month,
         "written": True,
         "published": True,
+        "earlier_published": [],
     }
     monkeypatch.setenv("AWS_ENDPOINT_URL", stack.aws_url)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "local")
@@ -124,6 +125,7 @@ def test_ticking_the_digest_and_the_month_close_mails_the_day_and_writes_the_mon
 def test_a_tick_for_a_team_without_that_schedule_or_without_a_stack_says_why(stack: LocalStack, tmp_path: Path) -> None:
     unknown = paymaster_local(stack, "tick", "digest", "--team", "nobody")
     no_team = paymaster_local(stack, "tick", "month-close")
+    too_early = paymaster_local(stack, "tick", "month-close", "--team", TEAM, "--at", "2026-12-01T00:10-08:00")
     nothing_running = subprocess.run(
         [sys.executable, "-m", "paymaster.cli", "local", "tick", "forecast", "--state-dir", str(tmp_path)],
         capture_output=True,
@@ -132,7 +134,11 @@ def test_a_tick_for_a_team_without_that_schedule_or_without_a_stack_says_why(sta
         check=False,
     )
 
-    assert (unknown.returncode, no_team.returncode, nothing_running.returncode) == (2, 2, 2)
+    assert (unknown.returncode, no_team.returncode, too_early.returncode, nothing_running.returncode) == (2, 2, 2, 2)
+    assert too_early.stderr.splitlines()[-1] == (
+        "paymaster local tick: search's 2026-11 cannot be closed before 2026-12-01T08:45:00+00:00: "
+        "its last calls may not be in the ledger yet"
+    )
     assert "no digest schedule for team 'nobody'" in unknown.stderr
     assert "name one with --team" in no_team.stderr
     assert "no local stack is running under" in nothing_running.stderr

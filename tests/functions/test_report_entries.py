@@ -16,6 +16,7 @@ import pytest
 from paymaster import composition, names
 from paymaster.adapters.dynamodb_ledger import DynamoDBLedger
 from paymaster.adapters.policy_file import load_policy
+from paymaster.domain.errors import MonthNotOverError
 from paymaster.domain.schedules import schedules
 from paymaster_local.functions import LambdaContext, load_handler
 from paymaster_local.resources import ENV_MAIL_QUEUE_URL
@@ -80,11 +81,11 @@ def record(environment: dict[str, str], aws_url: str, admitted_at: datetime, req
 def test_the_runner_sends_each_schedule_the_fields_of_its_sample(job: str, file: str) -> None:
     (schedule, *_) = [s for s in schedules(load_policy(POLICY)) if s.job == job]
 
-    event = schedule_event(schedule, datetime(2026, 12, 1, 8, 5, tzinfo=UTC))
+    event = schedule_event(schedule, datetime(2026, 12, 1, 8, 45, tzinfo=UTC))
 
     assert set(event) == set(sample(file))
     assert event["schedule"].endswith(f"schedule/default/{schedule.name}")
-    assert event["scheduled_time"] == "2026-12-01T08:05:00Z"
+    assert event["scheduled_time"] == "2026-12-01T08:45:00Z"
 
 
 def test_the_month_close_closes_the_month_before_its_scheduled_time_in_the_team_s_zone_once(
@@ -97,7 +98,7 @@ def test_the_month_close_closes_the_month_before_its_scheduled_time_in_the_team_
     first = handler(sample("month-close.json"), LambdaContext("month_close", "1"))
     again = handler(sample("month-close.json"), LambdaContext("month_close", "2"))
 
-    assert first == {"team": "search", "month": "2026-11", "written": True, "published": True}
+    assert first == {"team": "search", "month": "2026-11", "written": True, "published": True, "earlier_published": []}
     assert again["written"] is False
     (event,) = [
         e for e in received(aws_url, environment[names.ENV_EVENTS_QUEUE_URL]) if e["detail-type"] == "MonthClosed"
@@ -105,6 +106,17 @@ def test_the_month_close_closes_the_month_before_its_scheduled_time_in_the_team_
     assert event["detail"]["team"] == "search"
     assert event["detail"]["month"] == "2026-11"
     assert event["detail"]["totals"]["calls"] == 1
+
+
+def test_a_month_named_by_hand_that_is_not_over_fails_the_invocation_and_writes_nothing(
+    environment: dict[str, str], aws_url: str
+) -> None:
+    handler = load_handler("month_close")
+
+    with pytest.raises(MonthNotOverError, match="search's 2026-12 cannot be closed before 2027-01-01T08:45:00"):
+        handler(sample("month-close.json") | {"month": "2026-12"}, LambdaContext("month_close", "1"))
+
+    assert received(aws_url, environment[names.ENV_EVENTS_QUEUE_URL]) == []
 
 
 def test_the_digest_sends_the_team_s_yesterday_in_its_zone_to_its_topic_once_a_day(

@@ -20,8 +20,9 @@ from paymaster.adapters.tokenizer import count_tokens
 from paymaster.composition import sweeper
 from paymaster.domain.chat import ChatRequest
 from paymaster.domain.identity import Caller
+from paymaster.domain.limits import RESERVATION_LIFETIME
 from paymaster.domain.schedules import SWEEPER
-from paymaster.services.admission import RESERVATION_LIFETIME, AdmissionService
+from paymaster.services.admission import AdmissionService
 from paymaster_local.functions import LambdaContext, load_handler
 from paymaster_local.timers import ScheduleClock, ScheduledJob, schedule_event
 from tests.functions.gateway import POLICY

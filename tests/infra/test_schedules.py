@@ -1,5 +1,5 @@
 """Template assertions on the report schedules: the forecast daily, each team's digest at its
-hour and month close at 00:05 on the 1st in its zone, with retries, the dead letters, least privilege."""
+hour and month close at 00:45 on the 1st in its zone, with retries, the dead letters, least privilege."""
 
 import json
 from typing import Any
@@ -35,8 +35,8 @@ def test_the_forecast_runs_daily_and_each_team_s_digest_and_month_close_in_its_o
         (forecast, "cron(0 6 * * ? *)", "UTC"),
         (digest, "cron(0 9 * * ? *)", "America/Los_Angeles"),  # search: digest_at 09:00
         (digest, "cron(0 9 * * ? *)", "Europe/Berlin"),  # support: the default 09:00
-        (close, "cron(5 0 1 * ? *)", "America/Los_Angeles"),
-        (close, "cron(5 0 1 * ? *)", "Europe/Berlin"),
+        (close, "cron(45 0 1 * ? *)", "America/Los_Angeles"),
+        (close, "cron(45 0 1 * ? *)", "Europe/Berlin"),
     }
 
 
@@ -52,6 +52,23 @@ def test_each_schedule_retries_for_a_day_into_the_dead_letters_and_names_its_tea
         assert target["DeadLetterConfig"] == {"Arn": dead_letters_arn(state_template, paymaster)}
         detail = json.loads(target["Input"])
         assert ("team" in detail) == (zone != "UTC")
+
+
+def test_a_failed_report_run_is_retried_twice_by_lambda_then_lands_in_the_dead_letters(
+    gateway_template: Template, state_template: Template, paymaster: Paymaster
+) -> None:
+    jobs = paymaster.gateway.schedules
+    configs = {
+        config["Properties"]["FunctionName"]["Ref"]: config["Properties"]
+        for config in gateway_template.find_resources("AWS::Lambda::EventInvokeConfig").values()
+    }
+    for function in (jobs.forecast, jobs.digest, jobs.month_close):
+        config = configs[logical_id(function)]
+        assert config["MaximumRetryAttempts"] == schedules.RUN_RETRIES == 2
+        assert config["MaximumEventAgeInSeconds"] == schedules.RUN_MAX_AGE.to_seconds()
+        assert config["DestinationConfig"] == {
+            "OnFailure": {"Destination": dead_letters_arn(state_template, paymaster)}
+        }
 
 
 def test_the_month_close_may_read_the_counters_and_ledger_write_its_report_and_publish_to_the_bus(

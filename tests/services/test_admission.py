@@ -17,12 +17,12 @@ from paymaster.domain.errors import (
     StoreUnavailableError,
 )
 from paymaster.domain.identity import Caller
-from paymaster.domain.limits import MIN_USEFUL_OUTPUT_TOKENS, Refusal
+from paymaster.domain.limits import MIN_USEFUL_OUTPUT_TOKENS, RESERVATION_LIFETIME, Refusal
 from paymaster.domain.metering import Delivered, NotAccepted, Reported, Unknown
 from paymaster.domain.money import format_usd
 from paymaster.domain.policy import Policy
 from paymaster.ports import CounterState, CounterStore, HeldReservation, ProviderCall, Reservation, Settlement
-from paymaster.services.admission import RESERVATION_LIFETIME, AdmissionService
+from paymaster.services.admission import AdmissionService
 from paymaster.services.chat import ChatService
 from paymaster.services.routing import Router
 from tests.policies import policy_with

@@ -61,6 +61,30 @@ def test_the_digest_covers_the_team_s_local_yesterday_across_the_utc_month_bound
     assert "UTC month 2026-12 to date (the ledger's rollup): $9.25 in 2 calls." in text
 
 
+def test_a_budget_s_share_is_of_its_limit_as_its_alarms_count_it_and_an_earlier_block_is_named(
+    ledger: MemoryLedger,
+) -> None:
+    blocking = MONTHLY | {"actions": [{"at": 80, "alert": True}, {"at": 90, "block": True}]}
+    counters = Counters({(schema.counter_pk("search-monthly", "team=search"), "2026-12"): 1_700_000_000})
+    notifier = RecordingNotifier()
+    service = Digest(
+        policy_with([blocking]),
+        entries=ledger,
+        spend=ledger,
+        counters=counters,  # type: ignore[arg-type]
+        reports=MemoryReports(),
+        notifier=notifier,
+    )
+
+    notice = service.send("search", DIGEST_AT)
+
+    assert notice is not None
+    assert (
+        "search-monthly (team=search, 2026-12): $1700 of $2000 (85 %, blocks at $1800), resets 2027-01-01T00:00-08:00"
+        in notice.text
+    )
+
+
 def test_a_digest_is_sent_once_per_day_however_often_its_schedule_runs(ledger: MemoryLedger) -> None:
     reports, notifier = MemoryReports(), RecordingNotifier()
 

@@ -1,16 +1,21 @@
 """Month close on a controlled clock, in the in-memory ledger: a team's month is its own time
 zone's (search: America/Los_Angeles), counted once, published once."""
 
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from paymaster import schema
 from paymaster.adapters.memory import MemoryLedger, MemoryReports
-from paymaster.domain.errors import EventNotPublishedError, StoreUnavailableError
-from paymaster.domain.events import MonthClosed
-from paymaster.ports import CounterState
+from paymaster.domain.errors import EventNotPublishedError, MonthNotOverError, StoreUnavailableError
+from paymaster.domain.events import MonthClosed, PaymasterEvent
+from paymaster.domain.limits import RESERVATION_LIFETIME
+from paymaster.domain.reports import team_month
+from paymaster.domain.schedules import MONTH_CLOSE_MARGIN, STREAM_MARGIN, SWEEP_PERIOD, next_fire, schedules
+from paymaster.ports import CounterState, Unpublished
 from paymaster.services.month_close import MonthClose
 from tests.ledger_entries import DENIAL, ENTRY
 from tests.policies import policy_with
@@ -25,8 +30,9 @@ MONTHLY = {
     "time_zone": "America/Los_Angeles",
 }
 POLICY = policy_with([MONTHLY])
-# 00:05 on 1 December in Los Angeles, when search's schedule runs.
-CLOSE_AT = datetime(2026, 12, 1, 8, 5, tzinfo=UTC)
+LOS_ANGELES = ZoneInfo("America/Los_Angeles")
+# 00:45 on 1 December in Los Angeles, when search's schedule runs.
+CLOSE_AT = datetime(2026, 12, 1, 8, 45, tzinfo=UTC)
 
 
 class Counters:
@@ -39,6 +45,20 @@ class Counters:
     def counters(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], CounterState]:
         self.asked.extend(keys)
         return {key: CounterState(self.spent.get(key, 0), self.spent.get(key, 0)) for key in keys}
+
+
+class RefusingOne:
+    """Takes every event but the one with `request_id`."""
+
+    def __init__(self, request_id: str) -> None:
+        self.request_id = request_id
+        self.taken: list[PaymasterEvent] = []
+
+    def publish(self, events: Sequence[PaymasterEvent]) -> list[Unpublished]:
+        self.taken += [event for event in events if event.request_id != self.request_id]
+        return [
+            Unpublished(event, "InternalFailure", "scripted") for event in events if event.request_id == self.request_id
+        ]
 
 
 def at(moment: datetime, request_id: str, **changes: object) -> object:
@@ -135,11 +155,56 @@ def test_a_close_the_bus_refused_keeps_its_report_and_the_next_run_publishes_tha
     assert not stored.published
 
     bus = RecordingBus()
-    again = closer(ledger, reports, bus).close("search", datetime(2026, 12, 1, 8, 10, tzinfo=UTC))
+    again = closer(ledger, reports, bus).close("search", datetime(2026, 12, 1, 8, 50, tzinfo=UTC))
 
     assert (again.written, again.published) == (False, True)
     assert bus.events == [stored.report]
     assert reports.reports["search", "2026-11"].published
+
+
+def test_a_november_the_bus_refused_on_every_retry_is_published_by_december_s_close(ledger: MemoryLedger) -> None:
+    reports = MemoryReports()
+    with pytest.raises(EventNotPublishedError):
+        closer(ledger, reports, RefusingBus()).close("search", CLOSE_AT)
+    bus = RecordingBus()
+
+    december = closer(ledger, reports, bus).close("search", datetime(2027, 1, 1, 8, 45, tzinfo=UTC))
+
+    assert (december.month, december.published, december.earlier_published) == ("2026-12", True, ("2026-11",))
+    assert [event.request_id for event in bus.events] == ["month-close/search/2026-11", "month-close/search/2026-12"]
+    assert reports.unpublished("search") == []
+
+
+def test_an_earlier_report_is_published_even_when_this_month_s_was_already(ledger: MemoryLedger) -> None:
+    reports, bus = MemoryReports(), RecordingBus()
+    close = closer(ledger, reports, bus)
+    with pytest.raises(EventNotPublishedError):
+        closer(ledger, reports, RefusingBus()).close("search", CLOSE_AT, month="2026-10")
+    close.close("search", CLOSE_AT, month="2026-09")
+    bus.events.clear()
+
+    # A run by hand of the already published September finds October unpublished: it is not
+    # September's to publish (later), but November's run does.
+    assert close.close("search", CLOSE_AT, month="2026-09").earlier_published == ()
+    november = close.close("search", CLOSE_AT)
+
+    assert (november.published, november.earlier_published) == (True, ("2026-10",))
+    assert [event.request_id for event in bus.events] == ["month-close/search/2026-10", "month-close/search/2026-11"]
+
+
+def test_a_refused_earlier_report_still_lets_this_month_go_out_and_fails_the_run_for_its_retry(
+    ledger: MemoryLedger,
+) -> None:
+    reports = MemoryReports()
+    with pytest.raises(EventNotPublishedError):
+        closer(ledger, reports, RefusingBus()).close("search", CLOSE_AT, month="2026-10")
+    bus = RefusingOne("month-close/search/2026-10")
+
+    with pytest.raises(EventNotPublishedError, match="month-close/search/2026-10"):
+        closer(ledger, reports, bus).close("search", CLOSE_AT)
+
+    assert [event.request_id for event in bus.taken] == ["month-close/search/2026-11"]
+    assert [stored.report.month for stored in reports.unpublished("search")] == ["2026-10"]
 
 
 def test_the_month_closed_is_the_one_before_the_scheduled_time_in_the_team_s_zone(ledger: MemoryLedger) -> None:
@@ -149,17 +214,55 @@ def test_the_month_closed_is_the_one_before_the_scheduled_time_in_the_team_s_zon
     # 23:30 on 30 November in Los Angeles: November is not over there, October is closed.
     assert close.close("search", datetime(2026, 12, 1, 7, 30, tzinfo=UTC)).month == "2026-10"
     assert reports.reports["search", "2026-10"].report.totals.cost_usd_micros == 1_000
-    # support's zone is Europe/Berlin: 00:05 on 1 December there is 23:05 UTC on 30 November.
-    assert close.close("support", datetime(2026, 11, 30, 23, 5, tzinfo=UTC)).month == "2026-11"
+    # support's zone is Europe/Berlin: 00:45 on 1 December there is 23:45 UTC on 30 November.
+    assert close.close("support", datetime(2026, 11, 30, 23, 45, tzinfo=UTC)).month == "2026-11"
 
 
 def test_a_month_named_by_hand_is_closed_instead_of_the_scheduled_one(ledger: MemoryLedger) -> None:
     reports = MemoryReports()
 
-    closed = closer(ledger, reports, RecordingBus()).close("search", CLOSE_AT, month="2026-12")
+    closed = closer(ledger, reports, RecordingBus()).close("search", CLOSE_AT, month="2026-10")
 
-    assert closed.month == "2026-12"
-    assert reports.reports["search", "2026-12"].report.totals.cost_usd_micros == 4_000
+    assert closed.month == "2026-10"
+    assert reports.reports["search", "2026-10"].report.totals.cost_usd_micros == 1_000
+
+
+@pytest.mark.parametrize(
+    ("now", "month"),
+    [
+        # 00:44:59 on 1 December in Los Angeles: a hold taken at 23:59 may still be charged.
+        (datetime(2026, 12, 1, 8, 44, 59, tzinfo=UTC), None),
+        # a month named by hand is held to the same margin, and December has not even ended.
+        (CLOSE_AT, "2026-12"),
+    ],
+)
+def test_a_month_whose_last_calls_may_not_be_in_the_ledger_yet_is_refused_and_nothing_written(
+    ledger: MemoryLedger, now: datetime, month: str | None
+) -> None:
+    reports, bus = MemoryReports(), RecordingBus()
+
+    with pytest.raises(MonthNotOverError, match=r"search's 2026-1[12] cannot be closed before 202[67]-") as refused:
+        closer(ledger, reports, bus).close("search", now, month=month)
+
+    assert refused.value.closable_at == team_month(month or "2026-11", LOS_ANGELES).end + MONTH_CLOSE_MARGIN
+    assert (reports.reports, bus.events) == ({}, [])
+
+
+def test_the_scheduled_close_waits_for_a_call_admitted_at_the_month_s_last_second_to_reach_the_ledger(
+    ledger: MemoryLedger,
+) -> None:
+    """A stream admitted at 23:59:59 on 30 November that crashed: its hold expires at 00:19:59,
+    the sweeper charges it by 00:20:59, the ledger has it within STREAM_MARGIN — before 00:45."""
+    (schedule,) = [s for s in schedules(POLICY) if s.job == "month-close" and s.team == "search"]
+    fires_at = next_fire(schedule, datetime(2026, 11, 30, tzinfo=UTC), start=CLOSE_AT)
+    admitted = datetime(2026, 12, 1, 7, 59, 59, tzinfo=UTC)
+    assert fires_at >= admitted + RESERVATION_LIFETIME + SWEEP_PERIOD + STREAM_MARGIN
+    ledger.record(at(admitted, "crashed", cost=5))
+    reports = MemoryReports()
+
+    closer(ledger, reports, RecordingBus()).close("search", fires_at)
+
+    assert reports.reports["search", "2026-11"].report.totals.cost_usd_micros == 335
 
 
 def test_a_ledger_that_cannot_be_read_fails_the_close_and_writes_nothing(ledger: MemoryLedger) -> None:

@@ -18,7 +18,7 @@ def test_a_closed_month_prints_its_totals_rows_denials_and_budgets_as_a_table() 
 
     lines = out.getvalue().splitlines()
     assert lines[0] == (
-        "search, 2026-11 (America/Los_Angeles: 2026-11-01T07:00Z to 2026-12-01T08:00Z), closed 2026-12-01T08:05Z"
+        "search, 2026-11 (America/Los_Angeles: 2026-11-01T07:00Z to 2026-12-01T08:00Z), closed 2026-12-01T08:45Z"
     )
     assert lines[1].split() == [
         "total",

@@ -5,7 +5,7 @@ from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 from paymaster.domain.events import MonthClosed
-from paymaster.domain.reports import budget_buckets, month_to_close, team_day, team_month, utc_months
+from paymaster.domain.reports import budget_buckets, closable_at, month_to_close, team_day, team_month, utc_months
 from tests.policies import policy_with
 from tests.unit.test_event_contracts import sample
 
@@ -34,7 +34,7 @@ def test_a_month_ahead_of_utc_starts_in_the_previous_utc_month() -> None:
 
 
 def test_the_month_to_close_is_the_last_complete_one_in_the_team_s_zone() -> None:
-    assert month_to_close(LOS_ANGELES, datetime(2026, 12, 1, 8, 5, tzinfo=UTC)) == "2026-11"
+    assert month_to_close(LOS_ANGELES, datetime(2026, 12, 1, 8, 45, tzinfo=UTC)) == "2026-11"
     assert month_to_close(LOS_ANGELES, datetime(2026, 12, 1, 7, 30, tzinfo=UTC)) == "2026-10"
     assert month_to_close(ZoneInfo("UTC"), datetime(2027, 1, 1, 0, 5, tzinfo=UTC)) == "2026-12"
 
@@ -78,3 +78,10 @@ def test_a_month_closed_listing_at_most_n_rows_counts_what_it_left_out() -> None
     assert [len(cut.by_app), len(cut.by_model), len(cut.by_user)] == [1, 1, 1]
     assert cut.rows_left_out == 3
     assert cut.totals == report.totals
+
+
+def test_a_month_may_be_closed_once_its_last_local_midnight_is_45_minutes_past() -> None:
+    assert closable_at("2026-11", LOS_ANGELES) == datetime(2026, 12, 1, 8, 45, tzinfo=UTC)
+    assert closable_at("2026-11", ZoneInfo("Europe/Berlin")) == datetime(2026, 11, 30, 23, 45, tzinfo=UTC)
+    # March in Los Angeles ends in PDT (UTC−7): its close is an hour earlier in UTC than November's.
+    assert closable_at("2027-03", LOS_ANGELES) == datetime(2027, 4, 1, 7, 45, tzinfo=UTC)

@@ -1,12 +1,18 @@
 """The schedules paymaster runs, from the policy, and when Scheduler fires each one next:
 rates from their start, crons at their wall-clock time in their zone, across DST and month ends."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 import pytest
 
+from paymaster.domain.limits import RESERVATION_LIFETIME
 from paymaster.domain.policy import Policy
 from paymaster.domain.schedules import (
+    MONTH_CLOSE_AT,
+    MONTH_CLOSE_MARGIN,
+    STREAM_MARGIN,
+    SWEEP_EVERY,
+    SWEEP_PERIOD,
     SWEEPER,
     Cron,
     Rate,
@@ -45,9 +51,9 @@ def test_the_demo_policy_gives_the_sweeper_the_forecast_and_each_team_s_digest_a
         ("SweeperEveryMinute", "sweeper", "rate(1 minute)", "UTC", None),
         ("ForecastDaily", "forecast", "cron(0 6 * * ? *)", "UTC", None),
         ("DigestSearch", "digest", "cron(0 9 * * ? *)", LA, "search"),
-        ("MonthCloseSearch", "month-close", "cron(5 0 1 * ? *)", LA, "search"),
+        ("MonthCloseSearch", "month-close", "cron(45 0 1 * ? *)", LA, "search"),
         ("DigestSupport", "digest", "cron(0 9 * * ? *)", "Europe/Berlin", "support"),
-        ("MonthCloseSupport", "month-close", "cron(5 0 1 * ? *)", "Europe/Berlin", "support"),
+        ("MonthCloseSupport", "month-close", "cron(45 0 1 * ? *)", "Europe/Berlin", "support"),
     ]
 
 
@@ -173,3 +179,9 @@ def test_the_month_close_east_of_utc_fires_on_the_last_day_of_the_month_in_utc()
         "2027-02-28T23:05:00Z",  # 00:05 CET on 1 March
         "2027-03-31T22:05:00Z",  # 00:05 CEST on 1 April: Berlin moved on 28 March
     ]
+
+
+def test_the_month_close_waits_for_a_hold_a_sweep_and_the_stream_after_midnight() -> None:
+    assert parse_expression(SWEEP_EVERY) == Rate(SWEEP_PERIOD)
+    assert MONTH_CLOSE_MARGIN == RESERVATION_LIFETIME + SWEEP_PERIOD + STREAM_MARGIN == timedelta(minutes=45)
+    assert time(0, 45) == MONTH_CLOSE_AT

@@ -19,7 +19,7 @@ def print_report(reports: Reports, team: str, month: str, out: TextIO) -> int:
     """Prints the report; 1 (and says so) when the month has not been closed."""
     stored = reports.report(team, month)
     if stored is None:
-        print(f"{team}, {month}: not closed (the month close runs at 00:05 on the 1st in the team's zone)", file=out)
+        print(f"{team}, {month}: not closed (the month close runs at 00:45 on the 1st in the team's zone)", file=out)
         return 1
     print(report_table(stored.report), file=out, end="")
     return 0

@@ -353,8 +353,13 @@ class Reports(Protocol):
 
     def mark_published(self, team: str, month: str) -> None: ...
 
+    def unpublished(self, team: str) -> list[StoredReport]:
+        """The team's reports not yet marked published, oldest month first."""
+        ...
+
     def claim_notice(self, key: str, day: str, expires_at: datetime) -> bool:
-        """Puts the marker `key`/`day` unless it is there: False when this day's notice was claimed."""
+        """Puts the marker `key`/`day` unless it is there: False when this day's notice was claimed
+        by another run. A repeat of this very claim (its first answer lost) is still this claim's."""
         ...
 
     def release_notice(self, key: str, day: str) -> None:

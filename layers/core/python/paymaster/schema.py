@@ -298,7 +298,7 @@ NOTICE: Final = "notice"
 SENDING: Final = "sending"
 SENT: Final = "sent"
 LEASE_UNTIL: Final = "lease_until"  # epoch seconds
-CLAIM: Final = "claim"  # the claim's own token, so that a repeated PutItem finds its own
+CLAIM: Final = "claim"  # a claim's own token (alarm emails, notice markers): a repeated PutItem finds its own
 
 
 def alert_pk(rule: str, bucket: str, window: str) -> str:

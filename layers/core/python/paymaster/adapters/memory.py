@@ -349,6 +349,13 @@ class MemoryReports:
         with self._lock:
             self.reports[team, month] = StoredReport(self.reports[team, month].report, published=True)
 
+    def unpublished(self, team: str) -> list[StoredReport]:
+        self._check()
+        with self._lock:
+            return [
+                stored for (owner, _), stored in sorted(self.reports.items()) if owner == team and not stored.published
+            ]
+
     def claim_notice(self, key: str, day: str, expires_at: datetime) -> bool:
         self._check()
         with self._lock:

@@ -186,3 +186,19 @@ class EventNotPublishedError(PaymasterError):
     fails, its schedule retries it, and the next run publishes what the first one recorded."""
 
     code = "event_not_published"
+
+
+class MonthNotOverError(PaymasterError):
+    """A month close asked for before the month's last calls can be in the ledger (its end plus
+    `domain.schedules.MONTH_CLOSE_MARGIN`): a report written then would miss them for good."""
+
+    code = "month_not_over"
+
+    def __init__(self, team: str, month: str, closable_at: datetime) -> None:
+        super().__init__(
+            f"{team}'s {month} cannot be closed before {closable_at.isoformat()}: "
+            "its last calls may not be in the ledger yet"
+        )
+        self.team = team
+        self.month = month
+        self.closable_at = closable_at

@@ -14,7 +14,7 @@ passes the cap, however many requests race.
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 from paymaster import schema
@@ -26,6 +26,10 @@ from paymaster.domain.windows import Window, window
 # Below this many output tokens an answer is not worth giving: admission refuses instead of
 # shrinking `max_tokens` further (a caller who asked for less gets at least what it asked for).
 MIN_USEFUL_OUTPUT_TOKENS = 256
+
+# How long a hold lives. Longer than any request can (Lambda's 15-minute maximum), so the sweeper
+# never returns a hold that a running request will still settle.
+RESERVATION_LIFETIME = timedelta(minutes=20)
 
 
 @dataclass(frozen=True, slots=True)

@@ -89,8 +89,13 @@ def digest_text(
     now: datetime,
 ) -> Text:
     """The daily digest: yesterday (the team's zone, exact from the entries), this UTC month to
-    date (the ledger's rollup, labelled so), each budget vs its cap (its counter, exact, in the
-    rule's zone), yesterday's top apps / models / users and denials by rule."""
+    date (the ledger's rollup, labelled so), each budget vs its limit (its counter, exact, in the
+    rule's zone), yesterday's top apps / models / users and denials by rule.
+
+    A budget's share is of its limit, as its alarms count it, and the point where a `block`
+    action stops admission is named when it comes before the limit. Example: $1800 spent of a
+    $2000 limit blocking at 90 % → "$1800 of $2000 (90 %, blocks at $1800)".
+    """
     spent = yesterday.total
     lines = [
         f"Team {team}, {day.isoformat()} ({zone.key}): ${format_usd(spent.cost)} in {spent.calls} calls, "
@@ -102,11 +107,12 @@ def digest_text(
     ]
     for line in budgets:
         rule = line.rule
-        used = 100 * line.spent // rule.cap if rule.cap else 0
+        used = 100 * line.spent // rule.limit_units
+        blocks = "" if rule.cap == rule.limit_units else f", blocks at {amount(rule, rule.cap)}"
         resets = line.window.end.astimezone(rule.zone).isoformat(timespec="minutes")
         lines.append(
             f"  {rule.name} ({line.bucket}, {line.window.id}): {amount(rule, line.spent)} of "
-            f"{amount(rule, rule.cap)} ({used} %), resets {resets}"
+            f"{amount(rule, rule.limit_units)} ({used} %{blocks}), resets {resets}"
         )
     if not budgets:
         lines.append("  none")

@@ -21,6 +21,7 @@ from paymaster.domain.events import BudgetFinal, MonthClosed, MonthRow, MonthTot
 from paymaster.domain.ledger import LedgerEntry, Totals, totals
 from paymaster.domain.limits import RequestFacts, bucket
 from paymaster.domain.policy import Policy, Rule
+from paymaster.domain.schedules import MONTH_CLOSE_MARGIN
 from paymaster.domain.windows import Window, window
 
 K = TypeVar("K", bound=str | None)
@@ -38,10 +39,17 @@ def team_month(month: str, zone: ZoneInfo) -> Window:
 
 
 def month_to_close(zone: ZoneInfo, now: datetime) -> str:
-    """The month before the one `now` is in, in `zone`: at 2026-12-01T08:05Z in Los Angeles
-    (00:05 on 1 December) → `2026-11`; at 2026-12-01T07:30Z (still 30 November there) → `2026-10`."""
+    """The month before the one `now` is in, in `zone`: at 2026-12-01T08:45Z in Los Angeles
+    (00:45 on 1 December) → `2026-11`; at 2026-12-01T07:30Z (still 30 November there) → `2026-10`."""
     first = window("month", zone, now).start
     return window("month", zone, first - timedelta(microseconds=1)).id
+
+
+def closable_at(month: str, zone: ZoneInfo) -> datetime:
+    """The first instant `month` may be closed in `zone`: its end plus MONTH_CLOSE_MARGIN, once
+    its last calls can have reached the ledger. `2026-11` in Los Angeles → 2026-12-01T08:45Z
+    (00:45 on 1 December there); Europe/Berlin → 2026-11-30T23:45Z."""
+    return team_month(month, zone).end + MONTH_CLOSE_MARGIN
 
 
 def team_day(zone: ZoneInfo, day: date) -> Window:

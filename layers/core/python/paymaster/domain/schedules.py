@@ -5,7 +5,7 @@ its timers (`paymaster_local.timers`), from the same list, so the two cannot dis
     sweeper      rate(1 minute)                       (no zone)  every minute from its creation
     forecast     cron(0 6 * * ? *)                    UTC        06:00 UTC daily
     digest       cron(<m> <h> * * ? *) per team       its zone   at `alerts.digest_at` (none if null)
-    month close  cron(5 0 1 * ? *) per team           its zone   00:05 on the 1st
+    month close  cron(45 0 1 * ? *) per team          its zone   00:45 on the 1st
 
 `next_fire` is when Scheduler invokes a schedule next, for the expression forms above: a rate
 fires at its start and every period after; a cron fires at its wall-clock time in its zone — on
@@ -19,14 +19,25 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal, TypeVar
 from zoneinfo import ZoneInfo
 
+from paymaster.domain.limits import RESERVATION_LIFETIME
 from paymaster.domain.policy import Policy
 
 Job = Literal["sweeper", "forecast", "digest", "month-close"]
 JOBS: tuple[Job, ...] = ("sweeper", "forecast", "digest", "month-close")
 
 SWEEP_EVERY = "rate(1 minute)"
+SWEEP_PERIOD = timedelta(minutes=1)  # SWEEP_EVERY's
 FORECAST_AT = time(6, 0)  # UTC: before the working day in Europe, the night before in the Americas
-MONTH_CLOSE_AT = time(0, 5)  # on the 1st, in the team's zone: the month's last calls settled
+
+# How long after a month ends its last calls may still reach the ledger, and so when it closes:
+#   a call admitted at 23:59:59 holds until RESERVATION_LIFETIME (20 min) later — it settles by
+#   then, or crashed and is charged when the hold expires —, the sweeper charges it within its
+#   next SWEEP_PERIOD (1 min), and the ledger function follows the counters' stream by seconds,
+#   by minutes when a batch is retried (STREAM_MARGIN, 24 min: room for those retries).
+# 20 + 1 + 24 = 45 min: the month close runs at 00:45 on the 1st, in the team's zone.
+STREAM_MARGIN = timedelta(minutes=24)
+MONTH_CLOSE_MARGIN = RESERVATION_LIFETIME + SWEEP_PERIOD + STREAM_MARGIN
+MONTH_CLOSE_AT = (datetime.min + MONTH_CLOSE_MARGIN).time()
 
 T = TypeVar("T")
 
@@ -37,7 +48,7 @@ def daily_cron(at: time) -> str:
 
 
 def monthly_cron(at: time) -> str:
-    """`cron(5 0 1 * ? *)` for 00:05 on the 1st."""
+    """`cron(45 0 1 * ? *)` for 00:45 on the 1st."""
     return f"cron({at.minute} {at.hour} 1 * ? *)"
 
 
@@ -79,7 +90,7 @@ SWEEPER = Schedule("SweeperEveryMinute", "sweeper", SWEEP_EVERY)
 def schedules(policy: Policy) -> list[Schedule]:
     """The sweeper, the forecast, then each team's digest (unless `digest_at` is null) and month
     close. Example: team `search` (America/Los_Angeles, digest 09:00) → `DigestSearch`
-    `cron(0 9 * * ? *)` and `MonthCloseSearch` `cron(5 0 1 * ? *)`, both in America/Los_Angeles."""
+    `cron(0 9 * * ? *)` and `MonthCloseSearch` `cron(45 0 1 * ? *)`, both in America/Los_Angeles."""
     found = [SWEEPER, Schedule("ForecastDaily", "forecast", daily_cron(FORECAST_AT))]
     for team_name, team in policy.teams.items():
         label = "".join(part.capitalize() for part in team_name.replace("_", "-").replace(".", "-").split("-"))

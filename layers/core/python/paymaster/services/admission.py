@@ -32,6 +32,7 @@ from paymaster.domain.estimate import input_tokens
 from paymaster.domain.identity import Caller
 from paymaster.domain.limits import (
     MIN_USEFUL_OUTPUT_TOKENS,
+    RESERVATION_LIFETIME,
     Hold,
     Refusal,
     RequestFacts,
@@ -63,9 +64,6 @@ from paymaster.ports import (
 
 logger = Logger(service="paymaster")
 
-# Longer than any request can live (Lambda's 15-minute maximum), so the sweeper never returns a
-# hold that a running request will still settle.
-RESERVATION_LIFETIME = timedelta(minutes=20)
 BUDGET_VIEW_MAX_AGE = timedelta(seconds=1)
 MAX_ATTEMPTS = 4
 

@@ -5,8 +5,9 @@ Sources, each exact or labelled (docs/SCHEDULES.md):
 - yesterday — the team's local day — its spend, calls, top apps / models / users and denials by
   rule: the entries admitted in that day (`Entries.between`, one day's sort-key range of one or
   two UTC partitions): exact in the team's zone;
-- each budget's spend vs cap: its counter for the current window (`CounterStore.counters`),
-  exact, in the rule's own window and zone (a Los Angeles budget's month is Los Angeles');
+- each budget's spend vs its limit (and its block point when earlier): its counter for the
+  current window (`CounterStore.counters`), exact, in the rule's own window and zone (a Los
+  Angeles budget's month is Los Angeles');
 - month to date: the ledger's rollup of the current UTC month, labelled "UTC month" — reading a
   whole month of entries every day to get the team's own month would cost thirty times the day's.
 

@@ -10,9 +10,10 @@ Sources (docs/SCHEDULES.md):
 
 Idempotency: the report is a conditional put (a second run writes nothing and keeps the first
 report); it is marked published once the bus took its MonthClosed. A run that finds the report
-unpublished (the first stopped between the two, or the bus refused) publishes it then, so the
-event is sent once in the normal case, and at least once always (consumers de-duplicate on its
-`request_id`, `month-close/<team>/<month>`).
+unpublished (the first stopped between the two, or the bus refused) publishes it then — Lambda's
+retries of the failed run, a run by hand, or the next month's close, which also publishes every
+earlier report of the team still unpublished. So the event is sent once in the normal case, and
+at least once always (consumers de-duplicate on its `request_id`, `month-close/<team>/<month>`).
 """
 
 from dataclasses import dataclass
@@ -21,10 +22,10 @@ from datetime import datetime
 from aws_lambda_powertools import Logger
 
 from paymaster import schema
-from paymaster.domain.errors import EventNotPublishedError
+from paymaster.domain.errors import EventNotPublishedError, MonthNotOverError
 from paymaster.domain.events import MONTH_CLOSED_ROWS, BudgetFinal, MonthClosed
 from paymaster.domain.policy import Policy
-from paymaster.domain.reports import budget_buckets, month_closed, month_to_close, tally, team_month
+from paymaster.domain.reports import budget_buckets, closable_at, month_closed, month_to_close, tally, team_month
 from paymaster.ports import CounterStore, Entries, EventPublisher, Reports, StoredReport
 
 logger = Logger(service="paymaster")
@@ -33,12 +34,15 @@ logger = Logger(service="paymaster")
 @dataclass(frozen=True, slots=True)
 class Closed:
     """What a close did: `written` the report (False: the month had one), `published` its event
-    now (False: it was already on the bus)."""
+    now (False: it was already on the bus), and `earlier_published` the months before it whose
+    reports were still unpublished (their MonthClosed refused by the bus on every retry) and went
+    out now, oldest first."""
 
     team: str
     month: str
     written: bool
     published: bool
+    earlier_published: tuple[str, ...] = ()
 
 
 class MonthClose:
@@ -54,12 +58,20 @@ class MonthClose:
     def close(self, team: str, now: datetime, month: str | None = None) -> Closed:
         """Closes `team`'s month before the one `now` is in (in the team's zone), or `month`.
 
-        Raises StoreUnavailableError when the ledger or the counters cannot be read or written,
-        EventNotPublishedError when the bus did not take the event (the report is kept: the next
-        run publishes it), KeyError for a team the policy does not name.
+        Then publishes every earlier month's report of the team still unpublished, oldest first.
+
+        Raises MonthNotOverError (nothing read or written) when the month's end plus
+        MONTH_CLOSE_MARGIN is after `now`: its last calls may not be in the ledger yet, and a
+        report is written once. StoreUnavailableError when the ledger or the counters cannot be
+        read or written; EventNotPublishedError when the bus did not take an event (raised after
+        trying each; the reports are kept: a retry or the next month's run publishes them);
+        KeyError for a team the policy does not name.
         """
         alerts = self._policy.teams[team].alerts
         month = month or month_to_close(alerts.zone, now)
+        ready_at = closable_at(month, alerts.zone)
+        if ready_at > now:
+            raise MonthNotOverError(team, month, ready_at)
         stored = self._reports.report(team, month)
         written = False
         if stored is None:
@@ -68,14 +80,31 @@ class MonthClose:
             # Not written: another run put it meanwhile, and its report is the one kept.
             stored = StoredReport(report, published=False) if written else self._reports.report(team, month)
             assert stored is not None, "a report the ledger refused to put as existing is there"
-        if stored.published:
-            logger.info("month already closed", extra={"team": team, "month": month})
-            return Closed(team, month, written=False, published=False)
-        report = stored.report
-        self._publish(report)
-        self._reports.mark_published(team, month)
-        logger.info("month closed", extra={"team": team, "month": month, "report_written": written})
-        return Closed(team, month, written=written, published=True)
+        earlier = [found.report for found in self._reports.unpublished(team) if found.report.month < month]
+        pending = earlier + ([] if stored.published else [stored.report])
+        published, refused = [], []
+        for report in pending:
+            try:
+                self._publish(report)
+            except EventNotPublishedError as error:
+                logger.warning("month close not published", extra={"team": team, "month": report.month})
+                refused.append(error)
+                continue
+            self._reports.mark_published(team, report.month)
+            published.append(report.month)
+        logger.info(
+            "month closed",
+            extra={"team": team, "month": month, "report_written": written, "published": published},
+        )
+        if refused:
+            raise refused[0]
+        return Closed(
+            team,
+            month,
+            written=written,
+            published=month in published,
+            earlier_published=tuple(found for found in published if found != month),
+        )
 
     def _report(self, team: str, month: str, now: datetime) -> MonthClosed:
         alerts = self._policy.teams[team].alerts
