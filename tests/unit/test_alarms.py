@@ -14,6 +14,7 @@ from paymaster.domain.alarms import (
     alarm_subject,
     alarm_text,
     alert_thresholds,
+    amount,
     crossed,
     crossings,
     recipient,
@@ -149,7 +150,14 @@ def test_the_email_names_team_rule_scope_spend_cap_use_reset_projection_top_spen
     ):
         assert line in text, line
     # $1,612.40 in 18 d 9 h 42 min (Dec 1 08:00 UTC → Dec 19 17:42) is $87.61 a day; 12 d 14 h 18 min left.
-    assert "Projected:  $2,715.93 by the reset, at $87.61 a day; the cap is reached around Wed 23 Dec 2026" in text
+    assert "Projected:  $2,715.92 by the reset, at $87.61 a day; the cap is reached around Wed 23 Dec 2026" in text
+
+
+def test_money_shown_as_spend_is_rounded_down_to_the_cent_as_the_percentage_is() -> None:
+    """$1,999.996 of $2,000 is 99.9 %: it must not read "$2,000.00 of $2,000.00"."""
+    assert amount("cost_per_month", 1_999_996_000) == "$1,999.99"
+    assert amount("cost_per_month", 1_612_405_000) == "$1,612.40"
+    assert amount("cost_per_day", 4_210) == "$0.00421"
 
 
 def test_an_email_for_a_utc_budget_does_not_explain_the_ledger_s_months() -> None:

@@ -19,7 +19,7 @@ $1,700, crosses nothing.
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_FLOOR, Decimal
 from zoneinfo import ZoneInfo
 
 from paymaster.domain.events import BudgetThresholdCrossed
@@ -123,8 +123,8 @@ class TeamSpend:
 
 
 def amount(unit: str, value: int) -> str:
-    """A figure in a rule's unit, for people: `$1,612.40` (µUSD, to the cent, or to the µUSD below
-    a cent), `1,250,000 tokens`.
+    """A figure in a rule's unit, for people: `$1,612.40` (µUSD, to the cent rounded down, or to
+    the µUSD below a cent), `1,250,000 tokens`.
 
     >>> amount("cost_per_month", 1_612_400_000), amount("cost_per_day", 4_210), amount("tokens_per_month", 1_250_000)
     ('$1,612.40', '$0.00421', '1,250,000 tokens')
@@ -133,10 +133,12 @@ def amount(unit: str, value: int) -> str:
 
 
 def usd_text(micros: int) -> str:
+    """Rounded down to the cent, as `percent` rounds: $1,999.996 of $2,000 (99.9 %) reads
+    `$1,999.99`, never `$2,000.00` beside a percentage short of 100."""
     dollars = Decimal(micros) / MICRO_PER_USD
     if micros and abs(micros) < MICRO_PER_USD // 100:
         return f"${dollars.normalize():f}"
-    return f"${dollars.quantize(Decimal('0.01')):,}"
+    return f"${dollars.quantize(Decimal('0.01'), rounding=ROUND_FLOOR):,}"
 
 
 def percent(part: int, whole: int) -> str:
