@@ -154,6 +154,28 @@ def test_a_send_that_fails_releases_its_claim_so_that_the_next_delivery_sends_it
     assert len(working.sent) == 1
 
 
+class MarksThatCannotMarkSent(MemoryAlarmMarks):
+    def sent(self, crossing: BudgetThresholdCrossed) -> None:
+        raise StoreUnavailableError("the ledger is unreachable (scripted)")
+
+
+def test_a_mark_that_fails_after_the_send_is_logged_and_the_delivery_is_done_not_retried(
+    policy: Policy, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SNS took the email: failing the message would send it again after the lease."""
+    marks = MarksThatCannotMarkSent()
+    [crossing] = ThresholdWatch(policy, marks).crossings(change(usd(990), usd(1010)), "record-1", NOW)
+    notifier = RecordingNotifier()
+
+    delivered = BudgetAlarms(policy, marks, notifier, MemoryLedger(), clock=lambda: NOW).deliver(crossing)
+
+    assert delivered == Delivery.SENT
+    assert len(notifier.sent) == 1
+    [error] = [record for record in caplog.records if record.levelname == "ERROR"]
+    assert error.crossing_id == crossing.crossing_id  # type: ignore[attr-defined]
+    assert "sent" in error.getMessage()
+
+
 def test_a_sender_that_died_holding_its_claim_is_replaced_once_its_lease_is_over(
     policy: Policy, marks: MemoryAlarmMarks
 ) -> None:

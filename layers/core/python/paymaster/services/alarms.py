@@ -11,9 +11,11 @@ publishes the BudgetThresholdCrossed: the one that crossed it, on every delivery
 **Email.** Per BudgetThresholdCrossed: claim its email (`AlarmMarks.claim`, a lease), send it,
 mark it sent. A duplicated event or a redelivered message finds the claim or the mark and sends
 nothing; a send that fails releases the claim and raises, so the message is delivered again and,
-after `names.ALARM_MAX_RECEIVES`, rests on the dead-letter queue. Send-then-mark: the one
-duplicate left is a function that dies after the send and before the mark, whose claim's lease
-runs out and whose message is delivered again.
+after `names.ALARM_MAX_RECEIVES`, rests on the dead-letter queue (a send whose answer was lost
+is one of these: sent again, at least once). A mark that fails after the send is logged at error
+and the message is done: SNS took the email. Send-then-mark: the duplicates left are a function
+that dies after the send and before the mark, and a mark that failed followed by a copy of the
+event after the claim's lease.
 """
 
 from collections.abc import Callable
@@ -23,6 +25,7 @@ from enum import StrEnum
 from aws_lambda_powertools import Logger
 
 from paymaster.domain.alarms import SpendChange, TeamSpend, alarm_subject, alarm_text, crossings
+from paymaster.domain.errors import StoreUnavailableError
 from paymaster.domain.events import BudgetThresholdCrossed
 from paymaster.domain.forecast import project
 from paymaster.domain.policy import Policy, Rule
@@ -109,7 +112,15 @@ class BudgetAlarms:
         except Exception:
             self._marks.release(crossing)
             raise
-        self._marks.sent(crossing)
+        try:
+            self._marks.sent(crossing)
+        except StoreUnavailableError as error:
+            # SNS took it: failing the message would email it again once the lease runs out.
+            logger.error(
+                "budget alarm sent, and not marked sent: a copy of its event after the lease would send it again",
+                extra=extra | {"error": error.message},
+            )
+            return Delivery.SENT
         logger.info("budget alarm sent", extra=extra)
         return Delivery.SENT
 
