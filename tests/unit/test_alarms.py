@@ -104,13 +104,27 @@ def test_each_crossing_names_its_window_threshold_and_figures() -> None:
     [fifty, eighty] = crossings(budget, change(usd(990), usd(1612.40)), NOW)
 
     assert (fifty.crossing_id, eighty.crossing_id) == (
-        "search-monthly#team=search#2026-12#50",
-        "search-monthly#team=search#2026-12#80",
+        "search-monthly#team=search#2026-12#50@1000000000",
+        "search-monthly#team=search#2026-12#80@1600000000",
     )
     assert eighty.team == "search"
     assert (eighty.threshold, eighty.limit, eighty.spent) == (usd(1600), usd(2000), usd(1612.40))
     assert eighty.resets_at == datetime(2027, 1, 1, 8, tzinfo=UTC)
     assert eighty.time_zone == "America/Los_Angeles"
+
+
+def test_a_cap_changed_mid_window_names_thresholds_of_its_own_and_lists_those_the_spend_left_behind() -> None:
+    raised = crossings(rule(limit=4000), change(usd(1700), usd(2050)), NOW)
+    lowered = crossings(rule(limit=1000), change(usd(1500), usd(1510)), NOW)
+
+    assert [(c.crossing_id, change(usd(1700), usd(2050)).crosses(c.threshold)) for c in raised] == [
+        ("search-monthly#team=search#2026-12#50@2000000000", True)
+    ]
+    assert [(c.threshold_pct, change(usd(1500), usd(1510)).crosses(c.threshold)) for c in lowered] == [
+        (50, False),
+        (80, False),
+        (100, False),
+    ]
 
 
 def email(budget: Rule, spent: int, at: int, now: datetime = NOW) -> tuple[str, str]:

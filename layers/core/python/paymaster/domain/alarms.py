@@ -9,7 +9,11 @@ refusing is the whole story.
 A threshold at `at` % of `limit_units` is crossed by the one change of `spent` from below it to at
 or above it, in integers: `old × 100 < limit_units × at <= new × 100`. `spent` only grows
 (settlements ADD what a call cost), so each threshold of a window is crossed by exactly one
-change, however the increments fall.
+change, however the increments fall — while the limit stays. A threshold is named by its
+percentage *and* its amount (`crossing_id`): a cap raised mid-window has new amounts, crossed
+afresh; a cap lowered below the spend leaves thresholds no change will cross, which is why
+`crossings` returns every threshold the new spend has reached and the ledger function's markers
+decide which of them are new (`services.alarms.ThresholdWatch`).
 
 Example: `search-monthly`, $2,000 (2_000_000_000 µUSD), alerts at 50 and 80 %. Spend moving from
 $990 to $1,612.40 crosses 50 % ($1,000) and 80 % ($1,600) at once; the next change, $1,612.40 →
@@ -53,6 +57,16 @@ def crossed(rule: Rule, old_spent: int, new_spent: int) -> tuple[int, ...]:
     return tuple(at for at in alert_thresholds(rule) if old_spent * 100 < limit * at <= new_spent * 100)
 
 
+def reached(rule: Rule, spent: int) -> tuple[int, ...]:
+    """The thresholds `spent` is at or above.
+
+    >>> reached(Rule(name="b", limit=2000, unit="cost_per_month"), 1_612_400_000)
+    (50, 80)
+    """
+    limit = rule.limit_units
+    return tuple(at for at in alert_thresholds(rule) if limit * at <= spent * 100)
+
+
 def threshold_amount(rule: Rule, at: int) -> int:
     """`at` % of the limit in counter units, rounded up: the least spend that reaches it."""
     return -(-rule.limit_units * at // 100)
@@ -70,9 +84,10 @@ def recipient(rule: Rule, bucket: str) -> str | None:
     return teams[0] if len(teams) == 1 else None
 
 
-def crossing_id(rule: str, bucket: str, window: str, at: int) -> str:
-    """`search-monthly#team=search#2026-12#80`: one threshold of one bucket's window."""
-    return f"{rule}#{bucket}#{window}#{at}"
+def crossing_id(rule: str, bucket: str, window: str, at: int, amount: int) -> str:
+    """`search-monthly#team=search#2026-12#80@1600000000`: one threshold (80 %, of a $2,000
+    limit: 1_600_000_000 µUSD) of one bucket's window."""
+    return f"{rule}#{bucket}#{window}#{at}@{amount}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,13 +101,20 @@ class SpendChange:
     old_spent: int
     new_spent: int
 
+    def crosses(self, threshold: int) -> bool:
+        """Whether this change took `spent` from below `threshold` (an amount) to at or above it."""
+        return self.old_spent < threshold <= self.new_spent
+
 
 def crossings(rule: Rule, change: SpendChange, time: datetime) -> list[BudgetThresholdCrossed]:
-    """The BudgetThresholdCrossed of every threshold `change` crosses, at `time` (when the write
-    was made)."""
+    """The BudgetThresholdCrossed of every threshold `change.new_spent` has reached, at `time`
+    (when the write was made): those it crossed (`change.crosses(event.threshold)`) and those
+    reached before it, which are its crossings too if no earlier record's marker says otherwise
+    (a cap lowered below the spend: $2,000 → $1,000 with $1,500 spent, the next change is the
+    crossing of 50, 80 and 100 % of $1,000)."""
     return [
         BudgetThresholdCrossed(
-            crossing_id=crossing_id(rule.name, change.bucket, change.window, at),
+            crossing_id=crossing_id(rule.name, change.bucket, change.window, at, threshold_amount(rule, at)),
             time=time,
             team=recipient(rule, change.bucket),
             rule=rule.name,
@@ -106,7 +128,7 @@ def crossings(rule: Rule, change: SpendChange, time: datetime) -> list[BudgetThr
             threshold=threshold_amount(rule, at),
             spent=change.new_spent,
         )
-        for at in crossed(rule, change.old_spent, change.new_spent)
+        for at in reached(rule, change.new_spent)
     ]
 
 

@@ -2,11 +2,13 @@
 `ThresholdWatch` finds crossings on the counters' stream, the budget-alarm function's
 `BudgetAlarms` emails each one to its team.
 
-**Crossing.** A counter's stream record shows `spent` before and after a settlement; the
-thresholds that change crosses (`domain.alarms.crossed`) are each crossed by exactly one write.
-For each, a conditional marker naming the stream record (`AlarmMarks.cross`) decides which record
-publishes the BudgetThresholdCrossed: the one that crossed it, on every delivery of that record
-(the stream redelivers a batch whose events did not all go out: at least once); no other record.
+**Crossing.** A counter's stream record shows `spent` before and after a settlement; each
+threshold (a percentage at an amount, so a cap changed mid-window has its own) is crossed by
+exactly one write while the limit stays, and one the spend had already passed when the cap was
+lowered is taken by the next write. For each, a conditional marker naming the stream record
+(`AlarmMarks.cross`) decides which record publishes the BudgetThresholdCrossed: the one that put
+it, on every delivery of that record (the stream redelivers a batch whose events did not all go
+out: at least once); no other record.
 
 **Email.** Per BudgetThresholdCrossed: claim its email (`AlarmMarks.claim`, a lease), send it,
 mark it sent. A duplicated event or a redelivered message finds the claim or the mark and sends
@@ -38,19 +40,31 @@ logger = Logger(service="paymaster")
 # doubled; shorter than the queue's visibility timeout, so that a message whose sender died is
 # sent by its next delivery.
 CLAIM_LEASE_S = 60
+# Markers a ledger container remembers (about 200 bytes each): buckets × thresholds of the
+# windows it sees; past this it starts again.
+KNOWN_MARKERS_MAX = 50_000
 
 
 class ThresholdWatch:
-    """The ledger function's half: which crossings a counter's change publishes."""
+    """The ledger function's half: which crossings a counter's change publishes.
+
+    Every threshold the new spend has reached is a candidate (`domain.alarms.crossings`); its
+    marker decides. One this change crossed goes straight to the conditional put. One reached
+    earlier is, almost always, a marker an earlier record wrote: the watch remembers, per
+    container, the markers it has read or written (they never change owner), reads one only the
+    first time it meets it, and puts only when none is there — a cap lowered below the spend.
+    """
 
     def __init__(self, policy: Policy, marks: AlarmMarks) -> None:
         self._rules = {rule.name: rule for rule in policy.rules}
         self._marks = marks
+        self._known: dict[str, str] = {}  # crossing id → the record its marker names
 
     def crossings(self, change: SpendChange, record_id: str, written_at: datetime) -> list[BudgetThresholdCrossed]:
-        """The BudgetThresholdCrossed this record publishes: each threshold it crossed and whose
-        marker names it. Raises StoreUnavailableError when a marker cannot be written now (the
-        record fails and comes again; the markers it did write name it, so it publishes those)."""
+        """The BudgetThresholdCrossed this record publishes: each threshold it reached whose
+        marker names it (written now, or on an earlier delivery of it). Raises
+        StoreUnavailableError when a marker cannot be read or written now (the record fails and
+        comes again; the markers it did write name it, so it publishes those)."""
         rule = self._rules.get(change.rule)
         if rule is None:
             # A counter of a rule the deployed policy no longer has: nobody to tell, nothing to cap.
@@ -58,11 +72,31 @@ class ThresholdWatch:
             return []
         published = []
         for crossing in crossings(rule, change, written_at):
+            crossed_here = change.crosses(crossing.threshold)
+            owner = self._known.get(crossing.crossing_id)
+            if owner is None and not crossed_here:
+                owner = self._marks.crossed_by(crossing)
+                if owner is not None:
+                    self._remember(crossing.crossing_id, owner)
+            if owner is not None and owner != record_id:
+                if crossed_here:
+                    logger.info(
+                        "threshold already crossed by another record", extra={"crossing_id": crossing.crossing_id}
+                    )
+                continue
             if self._marks.cross(crossing, record_id):
+                self._remember(crossing.crossing_id, record_id)
                 published.append(crossing)
             else:
+                # Not remembered: which record it names is not known here, and that record, if
+                # it comes again, must publish.
                 logger.info("threshold already crossed by another record", extra={"crossing_id": crossing.crossing_id})
         return published
+
+    def _remember(self, crossing_id: str, record_id: str) -> None:
+        if len(self._known) >= KNOWN_MARKERS_MAX:
+            self._known.clear()  # forgetting costs one read per marker met again, nothing else
+        self._known[crossing_id] = record_id
 
 
 class Delivery(StrEnum):
