@@ -243,6 +243,41 @@ def test_any_increments_and_cap_changes_publish_each_threshold_amount_reached_on
     assert sorted(published) == sorted(owed)
 
 
+def test_the_email_takes_every_figure_from_the_crossing_and_says_in_one_line_that_the_policy_changed_since(
+    marks: MemoryAlarmMarks,
+) -> None:
+    """Crossed 80 % of $2,000 (downgrading at 80 %); the live rule has since been raised to $4,000."""
+    downgrade = {"actions": [{"at": 80, "alert": True}, {"at": 80, "downgrade_to": "nova-lite"}]}
+    crossed_under = policy_with([MONTHLY | downgrade])
+    live = policy_with([MONTHLY | downgrade | {"limit": 4000}])
+    [crossing] = ThresholdWatch(crossed_under, marks).crossings(change(usd(1590), usd(1612)), "record-1", NOW)
+    notifier = RecordingNotifier()
+
+    BudgetAlarms(live, marks, notifier, MemoryLedger(), clock=lambda: NOW).deliver(crossing)
+
+    [(_, notice)] = notifier.sent
+    assert notice.subject == "[paymaster] search: search-monthly reached 80 % ($1,612.00 of $2,000.00)"
+    for line in (
+        "The policy has changed since: limit $2,000.00 → $4,000.00.",
+        "Cap:        $2,000.00",
+        "Used:       80.6 %",
+        "the cap is reached around Wed 23 Dec 2026",  # $2,000 at the crossing's rate, not $4,000
+        "at 80 % (now): requests are downgraded to nova-lite",
+    ):
+        assert line in notice.text, line
+    assert notice.text.count("changed since") == 1
+
+
+def test_an_email_whose_policy_has_not_changed_says_nothing_of_it(policy: Policy, marks: MemoryAlarmMarks) -> None:
+    [crossing] = ThresholdWatch(policy, marks).crossings(change(usd(990), usd(1010)), "record-1", NOW)
+    notifier = RecordingNotifier()
+
+    BudgetAlarms(policy, marks, notifier, MemoryLedger(), clock=lambda: NOW).deliver(crossing)
+
+    [(_, notice)] = notifier.sent
+    assert "changed since" not in notice.text
+
+
 def test_a_send_that_fails_releases_its_claim_so_that_the_next_delivery_sends_it(
     policy: Policy, marks: MemoryAlarmMarks
 ) -> None:

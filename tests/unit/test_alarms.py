@@ -17,6 +17,7 @@ from paymaster.domain.alarms import (
     amount,
     crossed,
     crossings,
+    policy_changes,
     recipient,
 )
 from paymaster.domain.forecast import project
@@ -172,6 +173,29 @@ def test_money_shown_as_spend_is_rounded_down_to_the_cent_as_the_percentage_is()
     assert amount("cost_per_month", 1_999_996_000) == "$1,999.99"
     assert amount("cost_per_month", 1_612_405_000) == "$1,612.40"
     assert amount("cost_per_day", 4_210) == "$0.00421"
+
+
+def test_a_budget_that_blocks_early_shows_where_requests_are_refused_beside_its_cap() -> None:
+    budget = rule(actions=[{"at": 90, "block": True}])
+
+    _, text = email(budget, usd(1812.40), 80)
+
+    assert "Cap:        $2,000.00 (requests refused from $1,800.00)" in text
+    assert "at 90 % (now): requests are refused" in text
+
+
+def test_what_the_live_rule_changed_since_the_crossing_is_named_once_each() -> None:
+    [crossing] = [c for c in crossings(rule(), change(0, usd(1000)), NOW) if c.threshold_pct == 50]
+
+    assert policy_changes(crossing, rule()) == []
+    assert policy_changes(crossing, rule(limit=4000)) == ["limit $2,000.00 → $4,000.00"]
+    assert policy_changes(crossing, rule(actions=[{"at": 90, "block": True}])) == [
+        "requests refused from $2,000.00 → $1,800.00"
+    ]
+    assert policy_changes(crossing, rule(unit="cost_per_week", time_zone="Europe/Berlin")) == [
+        "unit cost_per_month → cost_per_week",
+        "time zone UTC → Europe/Berlin",
+    ]
 
 
 def test_an_email_for_a_utc_budget_does_not_explain_the_ledger_s_months() -> None:

@@ -22,15 +22,16 @@ $1,700, crosses nothing.
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
 from zoneinfo import ZoneInfo
 
 from paymaster.domain.events import BudgetThresholdCrossed
-from paymaster.domain.forecast import Projection
+from paymaster.domain.forecast import Projection, project
 from paymaster.domain.ledger import Totals
 from paymaster.domain.money import MICRO_PER_USD
-from paymaster.domain.policy import Rule
+from paymaster.domain.policy import Rule, unit_period
+from paymaster.domain.windows import window
 
 DEFAULT_ALERTS = (50, 80, 100)
 TOP = 3  # apps and models named in an email
@@ -125,6 +126,7 @@ def crossings(rule: Rule, change: SpendChange, time: datetime) -> list[BudgetThr
             threshold_pct=at,
             unit=rule.unit,
             limit=rule.limit_units,
+            cap=rule.cap,
             threshold=threshold_amount(rule, at),
             spent=change.new_spent,
         )
@@ -193,20 +195,44 @@ def _top(rows: Mapping[str, Totals]) -> list[str]:
     ]
 
 
-def _next_steps(rule: Rule, spent: int) -> list[str]:
-    """What the rule does from here: each downgrade and the block, marked `now` once reached."""
-    steps: list[tuple[int, str]] = [
-        (action.at, f"requests are downgraded to {action.downgrade_to}")
+def alarm_projection(event: BudgetThresholdCrossed, now: datetime) -> Projection:
+    """The crossing's spend projected to its window's end at its mean rate so far, against the
+    cap it carries: all from the event, whatever the live policy has become (a bucket's own daily
+    spend is not kept; the team's day rollups are not the bucket's)."""
+    # The crossing's window is the one that holds the last instant before its reset.
+    last_instant = event.resets_at - timedelta(microseconds=1)
+    current = window(unit_period(event.unit), ZoneInfo(event.time_zone), last_instant)
+    return project(event.spent, event.cap, current, now)
+
+
+def policy_changes(event: BudgetThresholdCrossed, rule: Rule) -> list[str]:
+    """What of the crossing's figures the live rule no longer has: `limit $2,000.00 → $4,000.00`.
+
+    The cap is named only when the limit stayed (a limit changed moves its cap with it)."""
+    changes = []
+    if rule.unit != event.unit:
+        changes.append(f"unit {event.unit} → {rule.unit}")
+    if rule.limit_units != event.limit:
+        changes.append(f"limit {amount(event.unit, event.limit)} → {amount(rule.unit, rule.limit_units)}")
+    elif rule.cap != event.cap:
+        changes.append(f"requests refused from {amount(event.unit, event.cap)} → {amount(rule.unit, rule.cap)}")
+    if rule.time_zone != event.time_zone:
+        changes.append(f"time zone {event.time_zone} → {rule.time_zone}")
+    return changes
+
+
+def _next_steps(event: BudgetThresholdCrossed, rule: Rule) -> list[str]:
+    """What the rule does from here: each downgrade (the live rule's: the event carries none) and
+    the block, marked `now` when the crossing's spend had reached it, of the crossing's limit."""
+    steps: list[tuple[int, bool, str]] = [
+        (action.at, event.spent * 100 >= event.limit * action.at, f"requests are downgraded to {action.downgrade_to}")
         for action in rule.actions
         if action.downgrade_to is not None
     ]
     block_at = min((action.at for action in rule.actions if action.block), default=100)
-    steps.append((block_at, "requests are refused (HTTP 429 insufficient_quota) until the window resets"))
-    lines = []
-    for at, what in sorted(steps):
-        reached = spent * 100 >= rule.limit_units * at
-        lines.append(f"    at {at} %{' (now)' if reached else ''}: {what}")
-    return lines
+    refused = "requests are refused (HTTP 429 insufficient_quota) until the window resets"
+    steps.append((block_at, event.spent >= event.cap, refused))
+    return [f"    at {at} %{' (now)' if reached else ''}: {what}" for at, reached, what in sorted(steps)]
 
 
 def alarm_subject(event: BudgetThresholdCrossed) -> str:
@@ -221,28 +247,34 @@ def alarm_text(
     event: BudgetThresholdCrossed, rule: Rule, projection: Projection, spend: TeamSpend, now: datetime
 ) -> str:
     """The email's body: the figures first, then where it is heading, who spends it, what happens
-    next. `projection` is the bucket's spend projected to the window's end (`domain.forecast`);
+    next. Every figure is the event's; `rule` is the live one, for what the event does not carry
+    (its downgrades, its `per`), and one line says what of it differs from the event.
+    `projection` is the bucket's spend projected to the window's end (`alarm_projection`);
     `spend` the team's top apps and models of the ledger's UTC month; `now` when it is written."""
-    unit, limit = event.unit, event.limit
+    unit, limit, cap = event.unit, event.limit, event.cap
     zone = event.time_zone
     per = f", per {' and '.join(rule.per)}" if rule.per else ""
+    changes = policy_changes(event, rule)
+    changed = [f"The policy has changed since: {'; '.join(changes)}."] if changes else []
+    refused_from = "" if cap == limit else f" (requests refused from {amount(unit, cap)})"
     forecast = (
         f"    Projected:  {amount(unit, projection.at_end)} by the reset, at {amount(unit, projection.per_day)} a day"
     )
-    if projection.cap_reached_at is not None and projection.spent < limit:
+    if projection.cap_reached_at is not None and projection.spent < cap:
         forecast += f"; the cap is reached around {_local(projection.cap_reached_at, zone)}"
-    elif projection.at_end <= limit:
+    elif projection.at_end <= cap:
         forecast += " (under the cap)"
     months_note = "" if zone == "UTC" else f"; the budget's window runs in {zone}"
     lines = [
         f"Team {event.team} has used {percent(event.spent, limit)} of the budget {event.rule}"
         f" (alert at {event.threshold_pct} %).",
+        *changed,
         "",
         f"    Team:       {event.team}",
         f"    Rule:       {event.rule} ({event.unit}{per})",
         f"    Scope:      {event.scope}",
         f"    Spent:      {amount(unit, event.spent)}",
-        f"    Cap:        {amount(unit, limit)}",
+        f"    Cap:        {amount(unit, limit)}{refused_from}",
         f"    Used:       {percent(event.spent, limit)}",
         f"    Resets:     {_local(event.resets_at, zone)} ({zone}), in {_left(now, event.resets_at)}",
         forecast,
@@ -253,7 +285,7 @@ def alarm_text(
         *_top(spend.models),
         "",
         "What happens next:",
-        *_next_steps(rule, event.spent),
+        *_next_steps(event, rule),
         "",
         f"Crossing {event.crossing_id}. You get one email per threshold per window.",
     ]

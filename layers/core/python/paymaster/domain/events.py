@@ -232,6 +232,7 @@ class BudgetThresholdCrossed(PaymasterEvent):
     threshold_pct: Annotated[int, Field(strict=True, ge=1, le=100)]
     unit: Unit
     limit: Amount  # the rule's limit (100 %), in its unit
+    cap: Amount  # where admission stops: the limit, or an earlier `block` action's share of it
     threshold: Amount  # limit × threshold_pct / 100, what the spend reached
     spent: Amount  # the window's settled spend right after the crossing
 

@@ -21,17 +21,15 @@ event after the claim's lease.
 """
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from aws_lambda_powertools import Logger
 
-from paymaster.domain.alarms import SpendChange, TeamSpend, alarm_subject, alarm_text, crossings
+from paymaster.domain.alarms import SpendChange, TeamSpend, alarm_projection, alarm_subject, alarm_text, crossings
 from paymaster.domain.errors import StoreUnavailableError
 from paymaster.domain.events import BudgetThresholdCrossed
-from paymaster.domain.forecast import project
 from paymaster.domain.policy import Policy, Rule
-from paymaster.domain.windows import window
 from paymaster.ports import AlarmMarks, Notice, Notifier, SpendLedger
 
 logger = Logger(service="paymaster")
@@ -159,13 +157,10 @@ class BudgetAlarms:
         return Delivery.SENT
 
     def notice(self, crossing: BudgetThresholdCrossed, rule: Rule, now: datetime) -> Notice:
-        """The email: the bucket's spend projected to the window's end at its mean rate so far
-        (a bucket's own daily spend is not kept; the team's day rollups are not the bucket's),
-        and the team's top apps and models of the ledger's current UTC month."""
+        """The email: the crossing's figures and projection (`alarm_projection`), the live
+        rule's downgrades, and the team's top apps and models of the ledger's current UTC month."""
         assert crossing.team is not None
-        # The crossing's window is the one that holds the last instant before its reset.
-        current = window(rule.period, rule.zone, crossing.resets_at - timedelta(microseconds=1))
-        projection = project(crossing.spent, rule.cap, current, now)
+        projection = alarm_projection(crossing, now)
         month = now.astimezone(UTC).strftime("%Y-%m")
         spend = TeamSpend(
             month=month,
