@@ -4,12 +4,14 @@ entry's event (docs/LEDGER.md, docs/EVENTS.md)."""
 from aws_cdk import Duration
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from paymaster import names
+from paymaster_infra.budget_alarms import MARKERS_ONLY
 from paymaster_infra.config import AppConfig
 from paymaster_infra.counter_access import grant_transactions
 from paymaster_infra.lambda_defaults import EVENT_HANDLER, default_function
@@ -67,6 +69,11 @@ class LedgerFunction(Construct):
             timeout=TIMEOUT,
         )
         grant_transactions(ledger, self.function)
+        # A threshold the spend had already passed: its marker is read once per container
+        # (`services.alarms.ThresholdWatch`), and no other item of the ledger.
+        self.function.add_to_role_policy(
+            iam.PolicyStatement(actions=["dynamodb:GetItem"], resources=[ledger.table_arn], conditions=MARKERS_ONLY)
+        )
         bus.grant_put_events_to(self.function)
         self.function.add_event_source(
             event_sources.DynamoEventSource(

@@ -133,7 +133,7 @@ def test_an_alarm_that_cannot_be_sent_rests_on_the_dead_letter_queue_and_a_repla
 
     dead_letters = sqs.get_queue_url(QueueName=ALARMS_DLQ)["QueueUrl"]
     [message] = sqs.receive_message(QueueUrl=dead_letters, MaxNumberOfMessages=10)["Messages"]
-    assert json.loads(message["Body"])["detail"]["crossing_id"].endswith("#50")
+    assert json.loads(message["Body"])["detail"]["crossing_id"].endswith("#50@1000000000")
     assert mail(environment, aws_url) == []
 
     # Replayed onto the alarm queue once the topic is back (sqs start-message-move-task in AWS).

@@ -617,18 +617,22 @@ def test_ledger_role_may_read_the_stream_write_the_ledger_put_events_and_set_asi
     bus_arn = import_of(state_template, logical_id(state.events.bus), "Arn")
     statements = role_statements(gateway_template, paymaster.gateway.ledger.function)
 
-    # TransactWriteItems' Put and Update items: no reads, no index, no counters table.
+    # TransactWriteItems' Put and Update items, and the alarm markers' GetItem (under `ALERT#`
+    # only): no other read, no index, no counters table.
     assert_grants_exactly(
         statements,
         [
             own_logs(gateway_template, paymaster.gateway.ledger.function),
-            (ledger_arn, {"dynamodb:UpdateItem", "dynamodb:PutItem"}),
+            (ledger_arn, {"dynamodb:UpdateItem", "dynamodb:PutItem", "dynamodb:GetItem"}),
             (bus_arn, {"events:PutEvents"}),
             (stream_arn, {"dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"}),
             (failures_arn, {"sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"}),
             ("*", {"dynamodb:ListStreams", "xray:PutTraceSegments", "xray:PutTelemetryRecords"}),
         ],
     )
+    [reads] = [s for s in statements if "dynamodb:GetItem" in as_list(s["Action"])]
+    assert as_list(reads["Action"]) == ["dynamodb:GetItem"]
+    assert reads["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [f"{schema.ALERT_PREFIX}*"]}}
 
 
 def test_the_gateway_may_read_the_ledgers_rollups_only_and_never_write_it(

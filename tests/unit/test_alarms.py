@@ -14,8 +14,10 @@ from paymaster.domain.alarms import (
     alarm_subject,
     alarm_text,
     alert_thresholds,
+    amount,
     crossed,
     crossings,
+    policy_changes,
     recipient,
 )
 from paymaster.domain.forecast import project
@@ -103,13 +105,27 @@ def test_each_crossing_names_its_window_threshold_and_figures() -> None:
     [fifty, eighty] = crossings(budget, change(usd(990), usd(1612.40)), NOW)
 
     assert (fifty.crossing_id, eighty.crossing_id) == (
-        "search-monthly#team=search#2026-12#50",
-        "search-monthly#team=search#2026-12#80",
+        "search-monthly#team=search#2026-12#50@1000000000",
+        "search-monthly#team=search#2026-12#80@1600000000",
     )
     assert eighty.team == "search"
     assert (eighty.threshold, eighty.limit, eighty.spent) == (usd(1600), usd(2000), usd(1612.40))
     assert eighty.resets_at == datetime(2027, 1, 1, 8, tzinfo=UTC)
     assert eighty.time_zone == "America/Los_Angeles"
+
+
+def test_a_cap_changed_mid_window_names_thresholds_of_its_own_and_lists_those_the_spend_left_behind() -> None:
+    raised = crossings(rule(limit=4000), change(usd(1700), usd(2050)), NOW)
+    lowered = crossings(rule(limit=1000), change(usd(1500), usd(1510)), NOW)
+
+    assert [(c.crossing_id, change(usd(1700), usd(2050)).crosses(c.threshold)) for c in raised] == [
+        ("search-monthly#team=search#2026-12#50@2000000000", True)
+    ]
+    assert [(c.threshold_pct, change(usd(1500), usd(1510)).crosses(c.threshold)) for c in lowered] == [
+        (50, False),
+        (80, False),
+        (100, False),
+    ]
 
 
 def email(budget: Rule, spent: int, at: int, now: datetime = NOW) -> tuple[str, str]:
@@ -149,7 +165,37 @@ def test_the_email_names_team_rule_scope_spend_cap_use_reset_projection_top_spen
     ):
         assert line in text, line
     # $1,612.40 in 18 d 9 h 42 min (Dec 1 08:00 UTC → Dec 19 17:42) is $87.61 a day; 12 d 14 h 18 min left.
-    assert "Projected:  $2,715.93 by the reset, at $87.61 a day; the cap is reached around Wed 23 Dec 2026" in text
+    assert "Projected:  $2,715.92 by the reset, at $87.61 a day; the cap is reached around Wed 23 Dec 2026" in text
+
+
+def test_money_shown_as_spend_is_rounded_down_to_the_cent_as_the_percentage_is() -> None:
+    """$1,999.996 of $2,000 is 99.9 %: it must not read "$2,000.00 of $2,000.00"."""
+    assert amount("cost_per_month", 1_999_996_000) == "$1,999.99"
+    assert amount("cost_per_month", 1_612_405_000) == "$1,612.40"
+    assert amount("cost_per_day", 4_210) == "$0.00421"
+
+
+def test_a_budget_that_blocks_early_shows_where_requests_are_refused_beside_its_cap() -> None:
+    budget = rule(actions=[{"at": 90, "block": True}])
+
+    _, text = email(budget, usd(1812.40), 80)
+
+    assert "Cap:        $2,000.00 (requests refused from $1,800.00)" in text
+    assert "at 90 % (now): requests are refused" in text
+
+
+def test_what_the_live_rule_changed_since_the_crossing_is_named_once_each() -> None:
+    [crossing] = [c for c in crossings(rule(), change(0, usd(1000)), NOW) if c.threshold_pct == 50]
+
+    assert policy_changes(crossing, rule()) == []
+    assert policy_changes(crossing, rule(limit=4000)) == ["limit $2,000.00 → $4,000.00"]
+    assert policy_changes(crossing, rule(actions=[{"at": 90, "block": True}])) == [
+        "requests refused from $2,000.00 → $1,800.00"
+    ]
+    assert policy_changes(crossing, rule(unit="cost_per_week", time_zone="Europe/Berlin")) == [
+        "unit cost_per_month → cost_per_week",
+        "time zone UTC → Europe/Berlin",
+    ]
 
 
 def test_an_email_for_a_utc_budget_does_not_explain_the_ledger_s_months() -> None:

@@ -369,8 +369,13 @@ class Reports(Protocol):
 
 class AlarmMarks(Protocol):
     """The markers that make each threshold fire once per window and email once (docs/ALARMS.md).
-    Each call is one conditional write; each raises StoreUnavailableError when the store cannot
-    answer."""
+    Each call is one read (`crossed_by`) or one conditional write; each raises
+    StoreUnavailableError when the store cannot answer."""
+
+    def crossed_by(self, crossing: BudgetThresholdCrossed) -> str | None:
+        """The stream record the crossing's marker names, or None when there is none yet: one
+        read, which may be stale (only `cross` decides)."""
+        ...
 
     def cross(self, crossing: BudgetThresholdCrossed, record_id: str) -> bool:
         """Records that stream record `record_id` crossed the threshold: True when it is the one

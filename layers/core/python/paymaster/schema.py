@@ -16,8 +16,8 @@ by the ledger function from the counters' stream (docs/LEDGER.md):
     CALLS#<team>#<YYYY-MM>              / <admitted at>#<reservation id>   an entry (a denial's too)
     SPEND#<team>#<YYYY-MM | YYYY-MM-DD> / TOTAL                            a team's rollup
     SPEND#<team>#<period>#<dimension>   / <app | model | user | rule>      … by app, model, user, rule
-    ALERT#<rule>#<bucket>#<window>      / AT#<pct>                         a threshold crossed (docs/ALARMS.md)
-    ALERT#<rule>#<bucket>#<window>      / SENT#<pct>                       … and its email, sending or sent
+    ALERT#<rule>#<bucket>#<window>      / AT#<pct>@<amount>                a threshold crossed (docs/ALARMS.md)
+    ALERT#<rule>#<bucket>#<window>      / SENT#<pct>@<amount>              … and its email, sending or sent
 
 and by the scheduled jobs (docs/SCHEDULES.md):
 
@@ -287,10 +287,12 @@ def notice_pk(team: str, kind: str, rule: str, bucket: str) -> str:
 
 
 # A budget alarm's markers, one partition per rule, bucket and window, never read by the gateway:
-# - the crossing (`AT#<pct>`), put once by the ledger function with the stream record that
-#   crossed the threshold (`CROSSED_BY`, the record's eventID): that record publishes the
-#   BudgetThresholdCrossed, on every delivery of it; any other record finding it does nothing;
-# - its email (`SENT#<pct>`), claimed by the budget-alarm function while it sends (`NOTICE`
+# - the crossing (`AT#<pct>@<amount>`: the threshold's percentage and amount in the rule's units,
+#   so that a cap changed mid-window has thresholds of its own), put once by the ledger function
+#   with the stream record that took the threshold (`CROSSED_BY`, the record's eventID): that
+#   record publishes the BudgetThresholdCrossed, on every delivery of it; any other record
+#   finding it does nothing;
+# - its email (`SENT#<pct>@<amount>`), claimed by the budget-alarm function while it sends (`NOTICE`
 #   `sending`, until `LEASE_UNTIL`) and then `sent`: a second delivery finds it and sends nothing.
 ALERT_PREFIX: Final = "ALERT#"
 CROSSED_BY: Final = "record"
@@ -306,12 +308,14 @@ def alert_pk(rule: str, bucket: str, window: str) -> str:
     return f"{ALERT_PREFIX}{rule}#{bucket}#{window}"
 
 
-def crossed_sk(at: int) -> str:
-    return f"AT#{at}"
+def crossed_sk(at: int, amount: int) -> str:
+    """`AT#80@1600000000`: 80 % of a $2,000 limit."""
+    return f"AT#{at}@{amount}"
 
 
-def sent_sk(at: int) -> str:
-    return f"SENT#{at}"
+def sent_sk(at: int, amount: int) -> str:
+    """`SENT#80@1600000000`."""
+    return f"SENT#{at}@{amount}"
 
 
 # --- the prompts table ---------------------------------------------------------------------------

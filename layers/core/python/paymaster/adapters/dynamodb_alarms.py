@@ -1,11 +1,12 @@
 """A budget alarm's markers in the ledger table (`schema.alert_pk`; docs/ALARMS.md): each call
 one conditional write, so that racing writers and repeated deliveries agree without a read.
 
-- `cross`: PutItem `ALERT#<rule>#<bucket>#<window>` / `AT#<pct>` naming the stream record,
+- `crossed_by`: GetItem of the crossing marker (eventually consistent: `cross` decides).
+- `cross`: PutItem `ALERT#<rule>#<bucket>#<window>` / `AT#<pct>@<amount>` naming the stream record,
   if no marker is there **or the one there names this record**. A second record finding it is
   refused (ConditionalCheckFailed → False); the same record delivered again passes and publishes
   again, which is what makes a crossing whose PutEvents failed go out on redelivery.
-- `claim`: PutItem `… / SENT#<pct>` `sending` with a lease, if none is there, or a `sending`
+- `claim`: PutItem `… / SENT#<pct>@<amount>` `sending` with a lease, if none is there, or a `sending`
   one whose lease ran out (its sender died), or this claim's own (a repeat of this PutItem
   whose first answer was lost; each claim carries its own token).
 - `sent`: UpdateItem to `sent` (no lease: never taken again). `release`: DeleteItem of a claim
@@ -77,8 +78,19 @@ class DynamoDBAlarmMarks:
         self._client = client
         self._table = table
 
+    def crossed_by(self, crossing: BudgetThresholdCrossed) -> str | None:
+        with store_errors(STORE):
+            answer = self._client.get_item(
+                TableName=self._table,
+                Key=self._key(crossing, self._crossed_sk(crossing)),
+                ProjectionExpression="#record",
+                ExpressionAttributeNames={"#record": schema.CROSSED_BY},
+            )
+        item = answer.get("Item")
+        return None if item is None else str(item[schema.CROSSED_BY]["S"])
+
     def cross(self, crossing: BudgetThresholdCrossed, record_id: str) -> bool:
-        item = self._key(crossing, schema.crossed_sk(crossing.threshold_pct)) | {
+        item = self._key(crossing, self._crossed_sk(crossing)) | {
             schema.CROSSED_BY: s(record_id),
             schema.TTL_ATTRIBUTE: self._expires(crossing),
         }
@@ -91,7 +103,7 @@ class DynamoDBAlarmMarks:
         )
 
     def claim(self, crossing: BudgetThresholdCrossed, now: datetime, lease_s: int) -> bool:
-        item = self._key(crossing, schema.sent_sk(crossing.threshold_pct)) | {
+        item = self._key(crossing, self._sent_sk(crossing)) | {
             schema.NOTICE: s(schema.SENDING),
             schema.LEASE_UNTIL: n(int(now.timestamp()) + lease_s),
             schema.CLAIM: s(uuid.uuid4().hex),
@@ -118,7 +130,7 @@ class DynamoDBAlarmMarks:
         with store_errors(STORE):
             self._client.update_item(
                 TableName=self._table,
-                Key=self._key(crossing, schema.sent_sk(crossing.threshold_pct)),
+                Key=self._key(crossing, self._sent_sk(crossing)),
                 UpdateExpression="SET #notice = :sent REMOVE #lease",
                 ExpressionAttributeNames={"#notice": schema.NOTICE, "#lease": schema.LEASE_UNTIL},
                 ExpressionAttributeValues={":sent": s(schema.SENT)},
@@ -127,7 +139,7 @@ class DynamoDBAlarmMarks:
     def release(self, crossing: BudgetThresholdCrossed) -> None:
         self._conditional(
             "delete_item",
-            Key=self._key(crossing, schema.sent_sk(crossing.threshold_pct)),
+            Key=self._key(crossing, self._sent_sk(crossing)),
             ConditionExpression="#notice = :sending",
             ExpressionAttributeNames={"#notice": schema.NOTICE},
             ExpressionAttributeValues={":sending": s(schema.SENDING)},
@@ -142,6 +154,14 @@ class DynamoDBAlarmMarks:
                 return False
             raise
         return True
+
+    @staticmethod
+    def _crossed_sk(crossing: BudgetThresholdCrossed) -> str:
+        return schema.crossed_sk(crossing.threshold_pct, crossing.threshold)
+
+    @staticmethod
+    def _sent_sk(crossing: BudgetThresholdCrossed) -> str:
+        return schema.sent_sk(crossing.threshold_pct, crossing.threshold)
 
     @staticmethod
     def _key(crossing: BudgetThresholdCrossed, sk: str) -> dict[str, Any]:

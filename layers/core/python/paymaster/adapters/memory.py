@@ -383,6 +383,13 @@ class MemoryAlarmMarks:
         self.notices: dict[str, tuple[str, int]] = {}  # crossing id → (state, lease until)
         self._lock = threading.Lock()
         self.unavailable = False
+        self.reads = 0  # how many times `crossed_by` was asked
+
+    def crossed_by(self, crossing: BudgetThresholdCrossed) -> str | None:
+        self._check()
+        with self._lock:
+            self.reads += 1
+            return self.crossed.get(crossing.crossing_id)
 
     def cross(self, crossing: BudgetThresholdCrossed, record_id: str) -> bool:
         self._check()

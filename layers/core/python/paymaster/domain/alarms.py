@@ -9,7 +9,11 @@ refusing is the whole story.
 A threshold at `at` % of `limit_units` is crossed by the one change of `spent` from below it to at
 or above it, in integers: `old × 100 < limit_units × at <= new × 100`. `spent` only grows
 (settlements ADD what a call cost), so each threshold of a window is crossed by exactly one
-change, however the increments fall.
+change, however the increments fall — while the limit stays. A threshold is named by its
+percentage *and* its amount (`crossing_id`): a cap raised mid-window has new amounts, crossed
+afresh; a cap lowered below the spend leaves thresholds no change will cross, which is why
+`crossings` returns every threshold the new spend has reached and the ledger function's markers
+decide which of them are new (`services.alarms.ThresholdWatch`).
 
 Example: `search-monthly`, $2,000 (2_000_000_000 µUSD), alerts at 50 and 80 %. Spend moving from
 $990 to $1,612.40 crosses 50 % ($1,000) and 80 % ($1,600) at once; the next change, $1,612.40 →
@@ -18,15 +22,16 @@ $1,700, crosses nothing.
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
-from decimal import Decimal
+from datetime import datetime, timedelta
+from decimal import ROUND_FLOOR, Decimal
 from zoneinfo import ZoneInfo
 
 from paymaster.domain.events import BudgetThresholdCrossed
-from paymaster.domain.forecast import Projection
+from paymaster.domain.forecast import Projection, project
 from paymaster.domain.ledger import Totals
 from paymaster.domain.money import MICRO_PER_USD
-from paymaster.domain.policy import Rule
+from paymaster.domain.policy import Rule, unit_period
+from paymaster.domain.windows import window
 
 DEFAULT_ALERTS = (50, 80, 100)
 TOP = 3  # apps and models named in an email
@@ -53,6 +58,16 @@ def crossed(rule: Rule, old_spent: int, new_spent: int) -> tuple[int, ...]:
     return tuple(at for at in alert_thresholds(rule) if old_spent * 100 < limit * at <= new_spent * 100)
 
 
+def reached(rule: Rule, spent: int) -> tuple[int, ...]:
+    """The thresholds `spent` is at or above.
+
+    >>> reached(Rule(name="b", limit=2000, unit="cost_per_month"), 1_612_400_000)
+    (50, 80)
+    """
+    limit = rule.limit_units
+    return tuple(at for at in alert_thresholds(rule) if limit * at <= spent * 100)
+
+
 def threshold_amount(rule: Rule, at: int) -> int:
     """`at` % of the limit in counter units, rounded up: the least spend that reaches it."""
     return -(-rule.limit_units * at // 100)
@@ -70,9 +85,10 @@ def recipient(rule: Rule, bucket: str) -> str | None:
     return teams[0] if len(teams) == 1 else None
 
 
-def crossing_id(rule: str, bucket: str, window: str, at: int) -> str:
-    """`search-monthly#team=search#2026-12#80`: one threshold of one bucket's window."""
-    return f"{rule}#{bucket}#{window}#{at}"
+def crossing_id(rule: str, bucket: str, window: str, at: int, amount: int) -> str:
+    """`search-monthly#team=search#2026-12#80@1600000000`: one threshold (80 %, of a $2,000
+    limit: 1_600_000_000 µUSD) of one bucket's window."""
+    return f"{rule}#{bucket}#{window}#{at}@{amount}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,13 +102,20 @@ class SpendChange:
     old_spent: int
     new_spent: int
 
+    def crosses(self, threshold: int) -> bool:
+        """Whether this change took `spent` from below `threshold` (an amount) to at or above it."""
+        return self.old_spent < threshold <= self.new_spent
+
 
 def crossings(rule: Rule, change: SpendChange, time: datetime) -> list[BudgetThresholdCrossed]:
-    """The BudgetThresholdCrossed of every threshold `change` crosses, at `time` (when the write
-    was made)."""
+    """The BudgetThresholdCrossed of every threshold `change.new_spent` has reached, at `time`
+    (when the write was made): those it crossed (`change.crosses(event.threshold)`) and those
+    reached before it, which are its crossings too if no earlier record's marker says otherwise
+    (a cap lowered below the spend: $2,000 → $1,000 with $1,500 spent, the next change is the
+    crossing of 50, 80 and 100 % of $1,000)."""
     return [
         BudgetThresholdCrossed(
-            crossing_id=crossing_id(rule.name, change.bucket, change.window, at),
+            crossing_id=crossing_id(rule.name, change.bucket, change.window, at, threshold_amount(rule, at)),
             time=time,
             team=recipient(rule, change.bucket),
             rule=rule.name,
@@ -103,10 +126,11 @@ def crossings(rule: Rule, change: SpendChange, time: datetime) -> list[BudgetThr
             threshold_pct=at,
             unit=rule.unit,
             limit=rule.limit_units,
+            cap=rule.cap,
             threshold=threshold_amount(rule, at),
             spent=change.new_spent,
         )
-        for at in crossed(rule, change.old_spent, change.new_spent)
+        for at in reached(rule, change.new_spent)
     ]
 
 
@@ -123,8 +147,8 @@ class TeamSpend:
 
 
 def amount(unit: str, value: int) -> str:
-    """A figure in a rule's unit, for people: `$1,612.40` (µUSD, to the cent, or to the µUSD below
-    a cent), `1,250,000 tokens`.
+    """A figure in a rule's unit, for people: `$1,612.40` (µUSD, to the cent rounded down, or to
+    the µUSD below a cent), `1,250,000 tokens`.
 
     >>> amount("cost_per_month", 1_612_400_000), amount("cost_per_day", 4_210), amount("tokens_per_month", 1_250_000)
     ('$1,612.40', '$0.00421', '1,250,000 tokens')
@@ -133,10 +157,12 @@ def amount(unit: str, value: int) -> str:
 
 
 def usd_text(micros: int) -> str:
+    """Rounded down to the cent, as `percent` rounds: $1,999.996 of $2,000 (99.9 %) reads
+    `$1,999.99`, never `$2,000.00` beside a percentage short of 100."""
     dollars = Decimal(micros) / MICRO_PER_USD
     if micros and abs(micros) < MICRO_PER_USD // 100:
         return f"${dollars.normalize():f}"
-    return f"${dollars.quantize(Decimal('0.01')):,}"
+    return f"${dollars.quantize(Decimal('0.01'), rounding=ROUND_FLOOR):,}"
 
 
 def percent(part: int, whole: int) -> str:
@@ -169,20 +195,44 @@ def _top(rows: Mapping[str, Totals]) -> list[str]:
     ]
 
 
-def _next_steps(rule: Rule, spent: int) -> list[str]:
-    """What the rule does from here: each downgrade and the block, marked `now` once reached."""
-    steps: list[tuple[int, str]] = [
-        (action.at, f"requests are downgraded to {action.downgrade_to}")
+def alarm_projection(event: BudgetThresholdCrossed, now: datetime) -> Projection:
+    """The crossing's spend projected to its window's end at its mean rate so far, against the
+    cap it carries: all from the event, whatever the live policy has become (a bucket's own daily
+    spend is not kept; the team's day rollups are not the bucket's)."""
+    # The crossing's window is the one that holds the last instant before its reset.
+    last_instant = event.resets_at - timedelta(microseconds=1)
+    current = window(unit_period(event.unit), ZoneInfo(event.time_zone), last_instant)
+    return project(event.spent, event.cap, current, now)
+
+
+def policy_changes(event: BudgetThresholdCrossed, rule: Rule) -> list[str]:
+    """What of the crossing's figures the live rule no longer has: `limit $2,000.00 → $4,000.00`.
+
+    The cap is named only when the limit stayed (a limit changed moves its cap with it)."""
+    changes = []
+    if rule.unit != event.unit:
+        changes.append(f"unit {event.unit} → {rule.unit}")
+    if rule.limit_units != event.limit:
+        changes.append(f"limit {amount(event.unit, event.limit)} → {amount(rule.unit, rule.limit_units)}")
+    elif rule.cap != event.cap:
+        changes.append(f"requests refused from {amount(event.unit, event.cap)} → {amount(rule.unit, rule.cap)}")
+    if rule.time_zone != event.time_zone:
+        changes.append(f"time zone {event.time_zone} → {rule.time_zone}")
+    return changes
+
+
+def _next_steps(event: BudgetThresholdCrossed, rule: Rule) -> list[str]:
+    """What the rule does from here: each downgrade (the live rule's: the event carries none) and
+    the block, marked `now` when the crossing's spend had reached it, of the crossing's limit."""
+    steps: list[tuple[int, bool, str]] = [
+        (action.at, event.spent * 100 >= event.limit * action.at, f"requests are downgraded to {action.downgrade_to}")
         for action in rule.actions
         if action.downgrade_to is not None
     ]
     block_at = min((action.at for action in rule.actions if action.block), default=100)
-    steps.append((block_at, "requests are refused (HTTP 429 insufficient_quota) until the window resets"))
-    lines = []
-    for at, what in sorted(steps):
-        reached = spent * 100 >= rule.limit_units * at
-        lines.append(f"    at {at} %{' (now)' if reached else ''}: {what}")
-    return lines
+    refused = "requests are refused (HTTP 429 insufficient_quota) until the window resets"
+    steps.append((block_at, event.spent >= event.cap, refused))
+    return [f"    at {at} %{' (now)' if reached else ''}: {what}" for at, reached, what in sorted(steps)]
 
 
 def alarm_subject(event: BudgetThresholdCrossed) -> str:
@@ -197,28 +247,34 @@ def alarm_text(
     event: BudgetThresholdCrossed, rule: Rule, projection: Projection, spend: TeamSpend, now: datetime
 ) -> str:
     """The email's body: the figures first, then where it is heading, who spends it, what happens
-    next. `projection` is the bucket's spend projected to the window's end (`domain.forecast`);
+    next. Every figure is the event's; `rule` is the live one, for what the event does not carry
+    (its downgrades, its `per`), and one line says what of it differs from the event.
+    `projection` is the bucket's spend projected to the window's end (`alarm_projection`);
     `spend` the team's top apps and models of the ledger's UTC month; `now` when it is written."""
-    unit, limit = event.unit, event.limit
+    unit, limit, cap = event.unit, event.limit, event.cap
     zone = event.time_zone
     per = f", per {' and '.join(rule.per)}" if rule.per else ""
+    changes = policy_changes(event, rule)
+    changed = [f"The policy has changed since: {'; '.join(changes)}."] if changes else []
+    refused_from = "" if cap == limit else f" (requests refused from {amount(unit, cap)})"
     forecast = (
         f"    Projected:  {amount(unit, projection.at_end)} by the reset, at {amount(unit, projection.per_day)} a day"
     )
-    if projection.cap_reached_at is not None and projection.spent < limit:
+    if projection.cap_reached_at is not None and projection.spent < cap:
         forecast += f"; the cap is reached around {_local(projection.cap_reached_at, zone)}"
-    elif projection.at_end <= limit:
+    elif projection.at_end <= cap:
         forecast += " (under the cap)"
     months_note = "" if zone == "UTC" else f"; the budget's window runs in {zone}"
     lines = [
         f"Team {event.team} has used {percent(event.spent, limit)} of the budget {event.rule}"
         f" (alert at {event.threshold_pct} %).",
+        *changed,
         "",
         f"    Team:       {event.team}",
         f"    Rule:       {event.rule} ({event.unit}{per})",
         f"    Scope:      {event.scope}",
         f"    Spent:      {amount(unit, event.spent)}",
-        f"    Cap:        {amount(unit, limit)}",
+        f"    Cap:        {amount(unit, limit)}{refused_from}",
         f"    Used:       {percent(event.spent, limit)}",
         f"    Resets:     {_local(event.resets_at, zone)} ({zone}), in {_left(now, event.resets_at)}",
         forecast,
@@ -229,7 +285,7 @@ def alarm_text(
         *_top(spend.models),
         "",
         "What happens next:",
-        *_next_steps(rule, event.spent),
+        *_next_steps(event, rule),
         "",
         f"Crossing {event.crossing_id}. You get one email per threshold per window.",
     ]

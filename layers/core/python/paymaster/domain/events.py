@@ -215,7 +215,8 @@ class BudgetThresholdCrossed(PaymasterEvent):
     settlement that crossed it was written.
 
     Example: `search-monthly` ($2,000 a month, per team) goes from $1,590 to $1,612.40 spent: its
-    80 % threshold ($1,600) is crossed, `crossing_id` `search-monthly#team=search#2026-12#80`.
+    80 % threshold ($1,600) is crossed, `crossing_id` `search-monthly#team=search#2026-12#80@1600000000`
+    (the threshold's percentage and amount: a cap changed mid-window makes thresholds of its own).
     """
 
     detail_type: ClassVar[str] = names.BUDGET_THRESHOLD_CROSSED
@@ -231,6 +232,7 @@ class BudgetThresholdCrossed(PaymasterEvent):
     threshold_pct: Annotated[int, Field(strict=True, ge=1, le=100)]
     unit: Unit
     limit: Amount  # the rule's limit (100 %), in its unit
+    cap: Amount  # where admission stops: the limit, or an earlier `block` action's share of it
     threshold: Amount  # limit × threshold_pct / 100, what the spend reached
     spent: Amount  # the window's settled spend right after the crossing
 

@@ -233,6 +233,15 @@ Unit = Literal[
 ]
 Measure = Literal["requests", "tokens", "cost"]
 Dimension = Literal["team", "app", "user", "model", "env"]
+
+
+def unit_period(unit: Unit) -> Period:
+    """The window a unit counts in: `cost_per_month` → `month`."""
+    period = unit.rsplit("_", 1)[1]
+    assert period in ("minute", "hour", "day", "week", "month")
+    return period  # type: ignore[return-value]
+
+
 BUDGET_UNITS = frozenset({"tokens_per_month", "cost_per_day", "cost_per_week", "cost_per_month"})
 
 
@@ -302,9 +311,7 @@ class Rule(_Strict):
 
     @cached_property
     def period(self) -> Period:
-        period = self.unit.rsplit("_", 1)[1]
-        assert period in ("minute", "hour", "day", "week", "month")
-        return period  # type: ignore[return-value]
+        return unit_period(self.unit)
 
     @cached_property
     def is_budget(self) -> bool:
