@@ -276,7 +276,8 @@ class EventsTail:
         )
         for message in messages:
             event = json.loads(message["Body"])
-            self.seen.append((event["detail-type"], event["detail"]["request_id"]))
+            # A BudgetThresholdCrossed names a crossing, not a request.
+            self.seen.append((event["detail-type"], event["detail"].get("request_id", "")))
         if messages:
             entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)]
             self._sqs.delete_message_batch(QueueUrl=self._url, Entries=entries)

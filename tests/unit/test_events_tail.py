@@ -1,6 +1,7 @@
 """`paymaster events tail`: what it prints for what a queue may hold, and what it needs."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -13,9 +14,23 @@ def test_a_message_that_is_not_an_event_is_shown_as_such() -> None:
 
 
 def test_an_event_of_a_detail_type_it_does_not_know_still_gets_its_line() -> None:
-    body = {"detail-type": "BudgetThresholdCrossed", "time": "2026-11-29T14:00:00Z", "detail": {"team": "search"}}
+    body = {"detail-type": "SomethingNew", "time": "2026-11-29T14:00:00Z", "detail": {"team": "search"}}
 
-    assert cli.event_line(json.dumps(body)) == "2026-11-29T14:00:00Z  BudgetThresholdCrossed  None  search/None  None"
+    assert cli.event_line(json.dumps(body)) == "2026-11-29T14:00:00Z  SomethingNew        None  search/None  None"
+
+
+def test_a_threshold_crossed_is_named_by_its_crossing_not_a_request() -> None:
+    sample = (
+        Path(__file__).resolve().parents[2] / "events" / "published" / "budget-threshold-crossed.json"
+    ).read_text()
+    detail = json.loads(sample)["detail"]
+
+    line = cli.event_line(sample)
+
+    assert names.BUDGET_THRESHOLD_CROSSED in line
+    assert detail["crossing_id"] in line
+    assert f"{detail['rule']} reached {detail['threshold_pct']} % ({detail['scope']})" in line
+    assert "None" not in line
 
 
 def test_tail_without_a_queue_says_what_it_needs(

@@ -295,6 +295,9 @@ def event_line(body: str) -> str:
     elif "cost_usd_micros" in detail:
         what = f"${format_usd(int(detail['cost_usd_micros']))}"
     when, whose = detail.get("time", event.get("time")), f"{detail.get('team')}/{detail.get('app')}"
+    if kind == names.BUDGET_THRESHOLD_CROSSED:  # a budget's, not a request's: named by its crossing
+        what = f"{detail.get('rule')} reached {detail.get('threshold_pct')} % ({detail.get('scope')})"
+        return f"{when}  {kind:<18}  {detail.get('crossing_id')}  {detail.get('team')}  {what}"
     return f"{when}  {kind:<18}  {detail.get('request_id')}  {whose}  {detail.get('model')}  {what}".rstrip()
 
 
