@@ -25,6 +25,7 @@ from constructs import Construct
 
 from paymaster import names, schema
 from paymaster.domain.policy import Policy
+from paymaster_infra.alert_topics import grant_publish_to_team_topics
 from paymaster_infra.config import AppConfig
 from paymaster_infra.gateway_function import read_rollups_only
 from paymaster_infra.lambda_defaults import EVENT_HANDLER, default_function
@@ -130,8 +131,7 @@ class BudgetAlarms(Construct):
             iam.PolicyStatement(actions=list(WRITE_MARKERS), resources=[ledger.table_arn], conditions=MARKERS_ONLY)
         )
         self.function.add_to_role_policy(read_rollups_only(ledger))
-        for topic in self.topics.values():
-            topic.grant_publish(self.function)
+        grant_publish_to_team_topics(self.function)
         self.function.add_event_source(
             event_sources.SqsEventSource(queue, batch_size=BATCH_SIZE, report_batch_item_failures=True)
         )

@@ -13,7 +13,7 @@ local runner fires the same list):
 
 from pathlib import Path
 
-from aws_cdk import Duration, Stack, TimeZone, Token
+from aws_cdk import Duration, Stack, TimeZone
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
@@ -27,6 +27,7 @@ from constructs import Construct
 from paymaster import names
 from paymaster.domain.policy import Policy
 from paymaster.domain.schedules import Schedule, schedules
+from paymaster_infra.alert_topics import grant_publish_to_team_topics
 from paymaster_infra.config import AppConfig
 from paymaster_infra.counter_access import READ_COUNTERS
 from paymaster_infra.lambda_defaults import EVENT_HANDLER, default_function
@@ -103,20 +104,8 @@ class ReportSchedules(Construct):
             counters,
             ledger,
         )
-        # cdk-nag names the region and account as the template has them: pseudo parameters in an
-        # env-agnostic stack, the literal values in a deploy file's (`make deploy ENV=…`).
-        region = "<AWS::Region>" if Token.is_unresolved(stack.region) else stack.region
-        account = "<AWS::AccountId>" if Token.is_unresolved(stack.account) else stack.account
         for function in (self.forecast, self.digest):
-            function.add_to_role_policy(iam.PolicyStatement(actions=["sns:Publish"], resources=[f"{topic_prefix}*"]))
-            assert function.role is not None
-            acknowledge(
-                function.role,  # its policies live under the role (lambda_defaults.default_function)
-                {
-                    f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sns:{region}:{account}:"
-                    f"{names.ALERT_TOPIC_PREFIX}*]": "One alert topic per team, named by the prefix: only those.",
-                },
-            )
+            grant_publish_to_team_topics(function)
         bus.grant_put_events_to(self.month_close)
 
         functions = {"forecast": self.forecast, "digest": self.digest, "month-close": self.month_close}
