@@ -12,6 +12,7 @@ written twice.
 """
 
 import json
+import shutil
 import threading
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -33,6 +34,12 @@ POLL_S = 0.5
 # RFC 5322's limit rather than the 78-character folding default: a subject a little longer than
 # 70 characters stays on its own line, as SNS's emails keep it.
 EML = default.clone(max_line_length=998)
+
+
+def empty_mailbox(mail_dir: Path) -> None:
+    """A stack's mailbox starts empty: its stand-in has no history, and an earlier run's emails
+    would otherwise be printed (and counted by `make demo`) as if they had just been sent."""
+    shutil.rmtree(mail_dir, ignore_errors=True)
 
 
 def team_of_topic(topic_arn: str, policy: Policy) -> str | None:

@@ -36,6 +36,7 @@ import httpx
 from paymaster import names
 from paymaster.adapters.policy_file import load_policy
 from paymaster_local.credentials import LocalCredentialFiles, write_local_credentials
+from paymaster_local.mail import empty_mailbox
 from paymaster_local.real_endpoints import RealEndpoint, RealEndpointChoice, resolve, store_api_keys
 from paymaster_local.resources import ENV_MAIL_DIR, create_resources
 from paymaster_local.timers import ScheduleClock
@@ -66,7 +67,8 @@ class LocalStack:
 
     @property
     def mail_dir(self) -> Path:
-        """Every email a team's subscribers would have received, as `.eml` files (`mail.py`)."""
+        """Every email a team's subscribers would have received since this stack started, as `.eml`
+        files (`mail.py`): emptied when a stack starts."""
         return self.state_dir / "mail"
 
 
@@ -148,6 +150,7 @@ def local_stack(
     state_dir.mkdir(parents=True, exist_ok=True)
     logs = state_dir / "logs"
     logs.mkdir(exist_ok=True)
+    empty_mailbox(state_dir / "mail")
     aws_port, providers_port = free_port(), free_port()
     aws_url, providers_url = f"http://127.0.0.1:{aws_port}", f"http://127.0.0.1:{providers_port}"
     url = f"http://127.0.0.1:{port}"

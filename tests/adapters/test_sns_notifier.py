@@ -18,7 +18,7 @@ from paymaster.adapters.settings import NotifierSettings
 from paymaster.adapters.sns_notifier import MAX_SUBJECT_CHARS, SnsNotifier, message_text, subject_line
 from paymaster.domain.errors import NoticeNotSentError
 from paymaster.ports import Notice
-from paymaster_local.mail import MailBox, MailWatcher
+from paymaster_local.mail import MailBox, MailWatcher, empty_mailbox
 from paymaster_local.resources import ENV_MAIL_QUEUE_URL, create_resources
 from tests.policies import policy_with
 
@@ -120,3 +120,14 @@ def test_the_mailbox_writes_each_email_once_as_its_subscribers_would_get_it(
     assert "support-lead@example.com" in out.getvalue()
     assert MailWatcher(tmp_path, io.StringIO()).print_new() == [path]
     assert mailbox.poll_once(wait_s=0) == []
+
+
+def test_a_new_stack_starts_with_an_empty_mailbox(tmp_path: Path) -> None:
+    mail = tmp_path / "mail"
+    mail.mkdir()
+    (mail / "20261204T192113Z-search-1b797112.eml").write_text("an earlier run's alarm")
+
+    empty_mailbox(mail)
+
+    assert MailWatcher(mail, io.StringIO()).print_new() == []
+    empty_mailbox(mail)  # and none at all is fine
