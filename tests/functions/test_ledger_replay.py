@@ -25,7 +25,7 @@ from paymaster.domain.errors import StoreUnavailableError
 from paymaster.domain.identity import Caller
 from paymaster.domain.ledger import LedgerEntry, Rollup, Totals
 from paymaster.domain.metering import Reported
-from paymaster.ledger_replay import BatchPlace, Invoke, RangeGoneError, read_range, replay_failures
+from paymaster.ledger_replay import BatchPlace, Invoke, RangeGoneError, invoke_function, read_range, replay_failures
 from paymaster.ports import CallRecord
 from paymaster.services.admission import AdmissionService
 from paymaster_local.functions import LambdaContext, load_handler
@@ -325,3 +325,40 @@ def test_the_command_replays_in_this_process_with_the_local_stacks_environment(
     assert [entry.request_id for entry in ledger.calls("search", datetime.now(UTC).strftime("%Y-%m"))] == [
         "r-set-aside"
     ]
+
+
+class LambdaClient:
+    """A boto3 Lambda client's `invoke`, answering with `payload` (and `FunctionError` if given)."""
+
+    def __init__(self, payload: bytes, function_error: str | None = None) -> None:
+        self.payload, self.function_error = payload, function_error
+        self.invoked: list[dict[str, Any]] = []
+
+    def invoke(self, FunctionName: str, Payload: bytes) -> dict[str, Any]:
+        self.invoked.append({"function": FunctionName, "event": json.loads(Payload)})
+        answer: dict[str, Any] = {"StatusCode": 200, "Payload": io.BytesIO(self.payload)}
+        if self.function_error:
+            answer["FunctionError"] = self.function_error
+        return answer
+
+
+def test_the_deployed_function_is_invoked_with_the_event_and_its_failures_read() -> None:
+    client = LambdaClient(b'{"batchItemFailures": [{"itemIdentifier": "100"}]}')
+    event = {"Records": [{"dynamodb": {"SequenceNumber": "100", "Keys": {"pk": {"B": b"\x01"}}}}]}
+
+    answer = invoke_function(client, "paymaster-ledger")(event)
+
+    assert answer == {"batchItemFailures": [{"itemIdentifier": "100"}]}
+    assert client.invoked == [
+        {
+            "function": "paymaster-ledger",
+            "event": {"Records": [{"dynamodb": {"SequenceNumber": "100", "Keys": {"pk": {"B": "AQ=="}}}}]},
+        }
+    ]
+
+
+def test_a_deployed_function_that_failed_raises_so_its_records_count_as_failing() -> None:
+    client = LambdaClient(b'{"errorMessage": "All records failed processing"}', function_error="Unhandled")
+
+    with pytest.raises(RuntimeError, match="paymaster-ledger failed"):
+        invoke_function(client, "paymaster-ledger")({"Records": []})
