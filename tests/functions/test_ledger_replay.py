@@ -362,3 +362,19 @@ def test_a_deployed_function_that_failed_raises_so_its_records_count_as_failing(
 
     with pytest.raises(RuntimeError, match="paymaster-ledger failed"):
         invoke_function(client, "paymaster-ledger")({"Records": []})
+
+
+def test_a_message_that_is_no_stream_batch_record_is_reported_and_kept(
+    environment: dict[str, str], aws_url: str, invoke: Invoke
+) -> None:
+    failures = environment[names.ENV_LEDGER_FAILURE_QUEUE_URL]
+    local_client("sqs", aws_url).send_message(QueueUrl=failures, MessageBody='{"hello": "world"}')
+
+    code, printed = replay(environment, aws_url, invoke)
+
+    assert code == 1
+    assert printed.splitlines() == [
+        'not a DynamoDB stream batch\'s on-failure record: {"hello": "world"}  kept',
+        "1 messages, 0 deleted, 1 kept",
+    ]
+    assert len(messages_on(failures, aws_url)) == 1

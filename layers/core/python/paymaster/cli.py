@@ -130,7 +130,7 @@ def _add_ledger(commands: Any) -> None:
     replay.add_argument("--dry-run", action="store_true", help="read each range and print it; change nothing")
     replay.add_argument(
         "--table",
-        default=os.environ.get(names.ENV_LEDGER_TABLE),
+        default=argparse.SUPPRESS,  # else None here would overwrite `ledger --table T replay`'s T
         help="the ledger table, to tell entries recorded from entries already there "
         f"(default: ${names.ENV_LEDGER_TABLE})",
     )
