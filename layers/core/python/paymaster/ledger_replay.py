@@ -36,9 +36,12 @@ Invoke = Callable[[dict[str, Any]], dict[str, Any]]
 """Hands a DynamoDB Streams event to the ledger function; its answer (`batchItemFailures`).
 Raises when the invocation failed (every record of it failing)."""
 
+# Long enough that no message of a run is received twice in it; one the run keeps is made visible
+# again at its end (and after this long if the run is killed).
+RUN_VISIBILITY_S = 900
 # An open shard can answer a page with no records before the ones asked for: read a few more.
 EMPTY_PAGES = 5
-GONE_ERRORS = frozenset({"TrimmedDataAccessException", "ResourceNotFoundException", "ExpiredIteratorException"})
+GONE_ERRORS = frozenset({"TrimmedDataAccessException", "ResourceNotFoundException"})
 REBUILD = (
     "rebuild its entries from the reservation items instead (they stay 30 days in the counters table; docs/LEDGER.md)"
 )
@@ -211,7 +214,9 @@ def replay_failures(
     replayed_all = True
     try:
         while True:
-            answer = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+            answer = sqs.receive_message(
+                QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1, VisibilityTimeout=RUN_VISIBILITY_S
+            )
             messages = [message for message in answer.get("Messages", []) if message["MessageId"] not in seen]
             if not messages:
                 break
