@@ -174,6 +174,12 @@ class GatewayStack(Stack):
         self.budget_alarms = BudgetAlarms(
             self, "BudgetAlarms", config=config, policy=policy, layers=self.layers, ledger=ledger, queue=alarm_queue
         )
+        CfnOutput(
+            self,
+            "LedgerFunctionName",
+            value=self.ledger.function.function_name,
+            description="Replay the ledger failure queue through it: paymaster ledger replay --function <this>",
+        )
 
         CfnOutput(
             self,

@@ -6,14 +6,17 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from paymaster.adapters.policy_file import PolicyFileError, load_policy
 from paymaster.domain.errors import MonthNotOverError
 from paymaster.domain.policy import Policy
 from paymaster.domain.schedules import JOBS, next_fire, schedules
+from paymaster_local.functions import invoker
 from paymaster_local.mail import MailWatcher
 from paymaster_local.real_endpoints import SYNTAX, RealEndpointChoice, RealEndpointError, parse_choice
 from paymaster_local.resources import LEDGER_TABLE
@@ -22,6 +25,12 @@ from paymaster_local.tick import TickError, find_schedule, parse_at, tick
 from paymaster_local.timers import ScheduleClock
 
 DEMO_POLICY = Path(__file__).resolve().parents[2] / "policy" / "demo.yaml"
+
+
+def ledger_handler() -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """The ledger function's handler, run in this process (`paymaster ledger replay` without
+    `--function`): its environment is this one, the local stack's."""
+    return invoker("ledger")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -2,6 +2,7 @@
 and the part of Lambda's context object that handlers and Powertools read."""
 
 import importlib.util
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,3 +37,13 @@ def load_handler(function: str, module: str = "app", attribute: str = "handler")
     spec.loader.exec_module(loaded)
     handler: Handler = getattr(loaded, attribute)
     return handler
+
+
+def invoker(function: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """`functions/<function>`'s handler as a call of one event, each with its own request id."""
+    handler = load_handler(function)
+
+    def invoke(event: dict[str, Any]) -> dict[str, Any]:
+        return handler(event, LambdaContext(function, str(uuid.uuid4())))
+
+    return invoke

@@ -41,6 +41,7 @@ from botocore.exceptions import ClientError
 from paymaster import names
 from paymaster.adapters.policy_file import load_policy
 from paymaster.domain.schedules import schedules
+from paymaster.ledger_replay import stream_event
 from paymaster_local.functions import Handler, LambdaContext, load_handler
 from paymaster_local.mail import MailBox
 from paymaster_local.resources import ENV_MAIL_DIR, ENV_MAIL_QUEUE_URL
@@ -119,19 +120,6 @@ class QueueConsumer:
             except Exception:
                 logger.exception("the handler failed; its batch will be delivered again", function=self._function)
                 stopped.wait(WAIT_S)
-
-
-def stream_event(records: list[dict[str, Any]], stream_arn: str) -> dict[str, Any]:
-    """GetRecords' records as the DynamoDB Streams event Lambda gives a function: the same
-    record with `eventSourceARN`, and its creation time in epoch seconds."""
-    event_records = []
-    for record in records:
-        change = dict(record["dynamodb"])
-        created = change.get("ApproximateCreationDateTime")
-        if isinstance(created, datetime):
-            change["ApproximateCreationDateTime"] = int(created.timestamp())
-        event_records.append({**record, "dynamodb": change, "eventSourceARN": stream_arn})
-    return {"Records": event_records}
 
 
 @dataclass

@@ -244,6 +244,16 @@ def test_api_refusals_use_openai_error_shape(gateway_template: Template) -> None
         assert '{"error": {"message":' in response["Properties"]["ResponseTemplates"]["application/json"]
 
 
+def test_an_output_names_the_ledger_function_that_replays_the_failure_queue(gateway_template: Template) -> None:
+    (function_id,) = [
+        logical_id
+        for logical_id, resource in gateway_template.find_resources("AWS::Lambda::Function").items()
+        if resource["Properties"].get("Handler") == "app.handler" and logical_id.startswith("LedgerFunction")
+    ]
+
+    gateway_template.has_output("LedgerFunctionName", {"Value": {"Ref": function_id}})
+
+
 def test_outputs_tell_apps_the_url_and_the_arn_to_invoke(gateway_template: Template) -> None:
     gateway_template.has_output(
         "ApiUrl",

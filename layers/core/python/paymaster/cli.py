@@ -15,6 +15,10 @@ paymaster secrets check [--policy FILE] [--region R]
 paymaster ledger --team T [--month YYYY-MM] [--csv FILE] | --request ID  [--table NAME]
                                             a team's calls for a UTC month with their total, or
                                             one request's; every field as CSV (ledger_report)
+paymaster ledger replay [--queue-url URL] [--function NAME] [--dry-run] [--table NAME]
+                                            hand each stream range the ledger failure queue holds
+                                            to the ledger function again (ledger_replay); delete
+                                            the message once nothing in it fails
 paymaster report --team T --month YYYY-MM [--table NAME]
                                             a team's closed month (its time zone) as a table:
                                             totals by app, model, user, denials, budgets
@@ -67,17 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     tail.add_argument("--count", type=int, help="stop after this many events (default: never)")
     tail.add_argument("--seconds", type=float, help="stop after this long (default: never)")
 
-    ledger = commands.add_parser("ledger", help="a team's calls for a month, or one request's, from the ledger")
-    which = ledger.add_mutually_exclusive_group(required=True)
-    which.add_argument("--team", help="the team whose calls to list")
-    which.add_argument("--request", help="one request id: its entries (one per hop when it fell back)")
-    ledger.add_argument("--month", type=_month, default=datetime.now(UTC).strftime("%Y-%m"), help="UTC (default: this)")
-    ledger.add_argument("--csv", type=Path, help="also write every field of every call to this CSV file")
-    ledger.add_argument(
-        "--table",
-        default=os.environ.get(names.ENV_LEDGER_TABLE),
-        help=f"the ledger table (default: ${names.ENV_LEDGER_TABLE}); AWS_ENDPOINT_URL points at the local stack",
-    )
+    _add_ledger(commands)
 
     report = commands.add_parser("report", help="a team's closed month, from the month close's report")
     report.add_argument("--team", required=True)
@@ -105,9 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"report needs --table or ${names.ENV_LEDGER_TABLE}")
         return _report(args)
     if args.command == "ledger":
-        if not args.table:
-            parser.error(f"ledger needs --table or ${names.ENV_LEDGER_TABLE}")
-        return _ledger(args)
+        return _ledger_command(parser, args)
     if args.command == "local":
         if local_cli is None:
             parser.error("the local stack needs the development install: `make run` or `uv sync --extra dev`")
@@ -117,6 +109,41 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"events tail needs --queue-url or ${names.ENV_EVENTS_QUEUE_URL}")
         return tail_events(args.queue_url, count=args.count, seconds=args.seconds)
     return _validate(args.file)
+
+
+def _add_ledger(commands: Any) -> None:
+    ledger = commands.add_parser("ledger", help="a team's calls for a month, or one request's, from the ledger")
+    ledger_commands = ledger.add_subparsers(dest="ledger_command")
+    replay = ledger_commands.add_parser(
+        "replay", help="replay the stream ranges the ledger failure queue holds through the ledger function"
+    )
+    replay.add_argument(
+        "--queue-url",
+        default=os.environ.get(names.ENV_LEDGER_FAILURE_QUEUE_URL),
+        help=f"the failure queue (stack output LedgerFailureQueueUrl; default: ${names.ENV_LEDGER_FAILURE_QUEUE_URL})",
+    )
+    replay.add_argument(
+        "--function",
+        help="the deployed ledger function to invoke (AWS); without it, the ledger handler runs in this "
+        "process with this environment (the local stack; needs the development install)",
+    )
+    replay.add_argument("--dry-run", action="store_true", help="read each range and print it; change nothing")
+    replay.add_argument(
+        "--table",
+        default=argparse.SUPPRESS,  # else None here would overwrite `ledger --table T replay`'s T
+        help="the ledger table, to tell entries recorded from entries already there "
+        f"(default: ${names.ENV_LEDGER_TABLE})",
+    )
+    which = ledger.add_mutually_exclusive_group()
+    which.add_argument("--team", help="the team whose calls to list")
+    which.add_argument("--request", help="one request id: its entries (one per hop when it fell back)")
+    ledger.add_argument("--month", type=_month, default=datetime.now(UTC).strftime("%Y-%m"), help="UTC (default: this)")
+    ledger.add_argument("--csv", type=Path, help="also write every field of every call to this CSV file")
+    ledger.add_argument(
+        "--table",
+        default=os.environ.get(names.ENV_LEDGER_TABLE),
+        help=f"the ledger table (default: ${names.ENV_LEDGER_TABLE}); AWS_ENDPOINT_URL points at the local stack",
+    )
 
 
 def _local_cli() -> ModuleType | None:
@@ -210,6 +237,21 @@ def _month(text: str) -> str:
     return text
 
 
+def _ledger_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    if args.ledger_command == "replay":
+        if not args.queue_url or not args.table:
+            parser.error(
+                f"ledger replay needs --queue-url (or ${names.ENV_LEDGER_FAILURE_QUEUE_URL}) "
+                f"and --table (or ${names.ENV_LEDGER_TABLE})"
+            )
+        return _replay(args)
+    if not args.team and not args.request:
+        parser.error("ledger needs --team or --request (or: ledger replay)")
+    if not args.table:
+        parser.error(f"ledger needs --table or ${names.ENV_LEDGER_TABLE}")
+    return _ledger(args)
+
+
 def _ledger(args: argparse.Namespace) -> int:
     import boto3  # noqa: PLC0415 - only this command needs it
 
@@ -221,6 +263,35 @@ def _ledger(args: argparse.Namespace) -> int:
     if args.request:
         return ledger_report.request_report(ledger, args.request, sys.stdout)
     return ledger_report.month_report(ledger, args.team, args.month, sys.stdout, args.csv)
+
+
+def _replay(args: argparse.Namespace) -> int:
+    import boto3  # noqa: PLC0415 - only this command needs it
+
+    from paymaster.adapters.dynamodb_ledger import DynamoDBLedger  # noqa: PLC0415
+    from paymaster.ledger_replay import Invoke, invoke_function, replay_failures  # noqa: PLC0415
+
+    region = os.environ.get(names.ENV_REGION) or _queue_region(args.queue_url)
+    invoke: Invoke
+    if args.function:
+        invoke = invoke_function(boto3.client("lambda", region_name=region), args.function)
+    else:
+        local_cli = _local_cli()
+        if local_cli is None:
+            print(
+                "without --function the ledger handler runs here: that needs the development install", file=sys.stderr
+            )
+            return 2
+        invoke = local_cli.ledger_handler()
+    return replay_failures(
+        boto3.client("sqs", region_name=region),
+        boto3.client("dynamodbstreams", region_name=region),
+        DynamoDBLedger(boto3.client("dynamodb", region_name=region), args.table),
+        args.queue_url,
+        invoke,
+        dry_run=args.dry_run,
+        out=sys.stdout,
+    )
 
 
 def _report(args: argparse.Namespace) -> int:
