@@ -9,14 +9,12 @@ queue, where it waits to be replayed — never lost. A message delivered again, 
 of the event, finds the email's marker and sends nothing. Handler: `app.handler`.
 """
 
-import json
 from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from paymaster import names
 from paymaster.composition import budget_alarms
 from paymaster.domain.errors import NoticeNotSentError, StoreUnavailableError
 from paymaster.domain.events import BudgetThresholdCrossed
@@ -26,23 +24,11 @@ logger = Logger(service="paymaster")
 processor = BatchProcessor(event_type=EventType.SQS)
 
 
-def threshold_crossed(body: str) -> BudgetThresholdCrossed:
-    """The event in an SQS message's body: EventBridge's envelope, `detail` the event. Raises
-    ValueError for anything else (JSON's and pydantic's errors are ValueErrors)."""
-    envelope = json.loads(body)
-    if not isinstance(envelope, dict) or (envelope.get("source"), envelope.get("detail-type")) != (
-        names.EVENT_SOURCE,
-        names.BUDGET_THRESHOLD_CROSSED,
-    ):
-        raise ValueError("not a paymaster BudgetThresholdCrossed event")
-    return BudgetThresholdCrossed.model_validate(envelope.get("detail"))
-
-
 def record_handler(record: SQSRecord) -> None:
     """Raises to report the record failed (Powertools logs a record's failure only at debug level,
     so why it failed is logged here)."""
     try:
-        crossing = threshold_crossed(record.body)
+        crossing = BudgetThresholdCrossed.from_envelope(record.body)
     except ValueError as error:
         logger.error(
             "not a BudgetThresholdCrossed: it goes to the dead-letter queue", extra={"message_id": record.message_id}

@@ -8,14 +8,12 @@ deliveries moves it to the dead-letter queue; the others are done and deleted. A
 delivered again finds its entry already there and counts nothing twice. Handler: `app.handler`.
 """
 
-import json
 from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from paymaster import names
 from paymaster.composition import denial_recorder
 from paymaster.domain.errors import StoreUnavailableError
 from paymaster.domain.events import RequestDenied
@@ -25,23 +23,11 @@ logger = Logger(service="paymaster")
 processor = BatchProcessor(event_type=EventType.SQS)
 
 
-def request_denied(body: str) -> RequestDenied:
-    """The event in an SQS message's body: EventBridge's envelope, `detail` the event. Raises
-    ValueError for anything else (JSON's and pydantic's errors are ValueErrors)."""
-    envelope = json.loads(body)
-    if not isinstance(envelope, dict) or (envelope.get("source"), envelope.get("detail-type")) != (
-        names.EVENT_SOURCE,
-        names.REQUEST_DENIED,
-    ):
-        raise ValueError("not a paymaster RequestDenied event")
-    return RequestDenied.model_validate(envelope.get("detail"))
-
-
 def record_handler(record: SQSRecord) -> None:
     """Raises to report the record failed (Powertools logs a record's failure only at debug level,
     so why it failed is logged here)."""
     try:
-        event = request_denied(record.body)
+        event = RequestDenied.from_envelope(record.body)
     except ValueError as error:
         logger.error("not a RequestDenied: it goes to the dead-letter queue", extra={"message_id": record.message_id})
         raise ValueError(f"message {record.message_id} is not a RequestDenied event") from error

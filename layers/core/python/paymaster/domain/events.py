@@ -22,9 +22,10 @@ from the counters' stream); `request_denied` the gateway's for a refusal.
   sample and its model cannot drift apart; a consumer outside paymaster should ignore them.
 """
 
+import json
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Self, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
 
@@ -78,6 +79,19 @@ class PaymasterEvent(_Detail):
     @property
     def key(self) -> str:
         raise NotImplementedError
+
+    @classmethod
+    def from_envelope(cls, body: str) -> Self:
+        """The event in an SQS message's body, as an EventBridge rule delivers it: the envelope,
+        `detail` the event. Raises ValueError for anything else (JSON's and pydantic's errors are
+        ValueErrors), a paymaster event of another detail-type included."""
+        envelope = json.loads(body)
+        if not isinstance(envelope, dict) or (envelope.get("source"), envelope.get("detail-type")) != (
+            names.EVENT_SOURCE,
+            cls.detail_type,
+        ):
+            raise ValueError(f"not a paymaster {cls.detail_type} event")
+        return cls.model_validate(envelope.get("detail"))
 
     def put_events_entry(self, bus_name: str) -> dict[str, Any]:
         """The PutEvents entry as AWS's JSON protocol sends it: `Time` in epoch seconds."""
