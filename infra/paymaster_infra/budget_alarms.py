@@ -11,10 +11,9 @@ An email subscriber confirms once, by the link SNS sends, or receives nothing.
 The queues are retained: an alarm on the dead-letter queue is an email nobody got yet.
 """
 
-from aws_cdk import ArnFormat, Duration, RemovalPolicies, Stack
+from aws_cdk import ArnFormat, Duration, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
-from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda_event_sources as event_sources
@@ -27,10 +26,11 @@ from paymaster import names, schema
 from paymaster.domain.policy import Policy
 from paymaster_infra.alert_topics import grant_publish_to_team_topics
 from paymaster_infra.config import AppConfig
+from paymaster_infra.event_queue import EventQueue
 from paymaster_infra.gateway_function import read_rollups_only
 from paymaster_infra.lambda_defaults import EVENT_HANDLER, default_function
 from paymaster_infra.layers import POLICY_FILE, GatewayLayers
-from paymaster_infra.settlement_queue import VISIBILITY_PER_CONSUMER_TIMEOUT, kept_queue
+from paymaster_infra.settlement_queue import VISIBILITY_PER_CONSUMER_TIMEOUT
 
 # A message is one email: the markers (3 writes), two rollup queries and one Publish, each given up
 # after a few seconds. Shorter than the claim's lease (services.alarms.CLAIM_LEASE_S, 60 s), so a
@@ -44,33 +44,21 @@ MARKERS_ONLY = {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [f"{schema.A
 WRITE_MARKERS = ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")
 
 
-class AlarmQueue(Construct):
+class AlarmQueue(EventQueue):
     """The alarm queue and its dead-letter queue (SSE-SQS, TLS only, 14 days), and the rule that
     fills it. State: it lives with the tables and is retained, and the rule beside it, since the
     queue's policy must name the rule (as the denials queue's)."""
 
     def __init__(self, scope: Construct, construct_id: str, *, bus: events.IEventBus) -> None:
-        super().__init__(scope, construct_id)
-        self.dead_letter_queue = kept_queue(self, "DeadLetters")
-        self.queue = kept_queue(
-            self,
-            "Queue",
-            visibility_timeout=VISIBILITY_TIMEOUT,
-            dead_letter_queue=sqs.DeadLetterQueue(
-                max_receive_count=names.ALARM_MAX_RECEIVES, queue=self.dead_letter_queue
-            ),
-        )
-        self.rule = events.Rule(
-            self,
-            "Rule",
+        super().__init__(
+            scope,
+            construct_id,
+            bus=bus,
+            detail_type=names.BUDGET_THRESHOLD_CROSSED,
             description="Every BudgetThresholdCrossed, for the budget-alarm function",
-            event_bus=bus,
-            event_pattern=events.EventPattern(
-                source=[names.EVENT_SOURCE], detail_type=[names.BUDGET_THRESHOLD_CROSSED]
-            ),
-            targets=[targets.SqsQueue(self.queue)],
+            max_receives=names.ALARM_MAX_RECEIVES,
+            visibility_timeout=VISIBILITY_TIMEOUT,
         )
-        RemovalPolicies.of(self).retain()
 
 
 class BudgetAlarms(Construct):

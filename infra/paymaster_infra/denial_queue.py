@@ -7,14 +7,13 @@ rule lives beside it, since the queue's policy must name the rule (a rule in the
 would make the state stack depend on it).
 """
 
-from aws_cdk import Duration, RemovalPolicies
+from aws_cdk import Duration
 from aws_cdk import aws_events as events
-from aws_cdk import aws_events_targets as targets
-from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from paymaster import names
-from paymaster_infra.settlement_queue import VISIBILITY_PER_CONSUMER_TIMEOUT, kept_queue
+from paymaster_infra.event_queue import EventQueue
+from paymaster_infra.settlement_queue import VISIBILITY_PER_CONSUMER_TIMEOUT
 
 # How the queue is consumed (by the denials ledger function), which its visibility timeout must
 # fit: a batch is recorded one denial after another, each one transaction; with DynamoDB not
@@ -24,7 +23,7 @@ CONSUMER_TIMEOUT = Duration.minutes(3)
 VISIBILITY_TIMEOUT = Duration.seconds(VISIBILITY_PER_CONSUMER_TIMEOUT * CONSUMER_TIMEOUT.to_seconds())
 
 
-class DenialQueue(Construct):
+class DenialQueue(EventQueue):
     """A standard queue (recording is idempotent and order-free) and its dead-letter queue, SSE-SQS,
     TLS only, 14 days; the rule that fills it.
 
@@ -34,22 +33,12 @@ class DenialQueue(Construct):
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, bus: events.IEventBus) -> None:
-        super().__init__(scope, construct_id)
-        self.dead_letter_queue = kept_queue(self, "DeadLetters")
-        self.queue = kept_queue(
-            self,
-            "Queue",
-            visibility_timeout=VISIBILITY_TIMEOUT,
-            dead_letter_queue=sqs.DeadLetterQueue(
-                max_receive_count=names.DENIALS_MAX_RECEIVES, queue=self.dead_letter_queue
-            ),
-        )
-        self.rule = events.Rule(
-            self,
-            "Rule",
+        super().__init__(
+            scope,
+            construct_id,
+            bus=bus,
+            detail_type=names.REQUEST_DENIED,
             description="Every RequestDenied, for the ledger",
-            event_bus=bus,
-            event_pattern=events.EventPattern(source=[names.EVENT_SOURCE], detail_type=[names.REQUEST_DENIED]),
-            targets=[targets.SqsQueue(self.queue)],
+            max_receives=names.DENIALS_MAX_RECEIVES,
+            visibility_timeout=VISIBILITY_TIMEOUT,
         )
-        RemovalPolicies.of(self).retain()
