@@ -62,42 +62,23 @@ def create_resources(endpoint_url: str | None, policy: Policy) -> dict[str, str]
     events, sqs, sns = client("events"), client("sqs"), client("sns")
     events.create_event_bus(Name=EVENT_BUS)
     queue_url = sqs.create_queue(QueueName=COST_EVENTS_QUEUE)["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    events.put_rule(
-        Name="paymaster-all-events",
-        EventBusName=EVENT_BUS,
-        EventPattern=json.dumps({"source": [names.EVENT_SOURCE]}),
-    )
-    events.put_targets(Rule="paymaster-all-events", EventBusName=EVENT_BUS, Targets=[{"Id": "queue", "Arn": queue_arn}])
+    route(events, sqs, "paymaster-all-events", {"source": [names.EVENT_SOURCE]}, queue_url)
     topic_arn_prefix, mail_url = team_topics(sqs, sns, policy)
-    dlq_url = sqs.create_queue(QueueName=SETTLEMENT_DLQ)["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    settlements_url = sqs.create_queue(
-        QueueName=SETTLEMENT_QUEUE,
-        Attributes={
-            "VisibilityTimeout": str(SETTLEMENT_VISIBILITY_TIMEOUT_S),
-            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": SETTLEMENT_MAX_RECEIVES}),
-        },
-    )["QueueUrl"]
+    settlements_url = queue_with_dead_letters(
+        sqs, SETTLEMENT_QUEUE, dead_letters=SETTLEMENT_DLQ, max_receives=SETTLEMENT_MAX_RECEIVES
+    )
 
     ledger_failures_url = sqs.create_queue(QueueName=LEDGER_FAILURES)["QueueUrl"]
 
-    denials_dlq_url = sqs.create_queue(QueueName=DENIALS_DLQ)["QueueUrl"]
-    denials_dlq_arn = sqs.get_queue_attributes(QueueUrl=denials_dlq_url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    denials_url = sqs.create_queue(
-        QueueName=DENIALS_QUEUE,
-        Attributes={
-            "VisibilityTimeout": str(SETTLEMENT_VISIBILITY_TIMEOUT_S),
-            "RedrivePolicy": json.dumps(
-                {"deadLetterTargetArn": denials_dlq_arn, "maxReceiveCount": DENIALS_MAX_RECEIVES}
-            ),
-        },
-    )["QueueUrl"]
-    denials_arn = sqs.get_queue_attributes(QueueUrl=denials_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    events.put_rule(Name=DENIALS_RULE, EventBusName=EVENT_BUS, EventPattern=json.dumps(DENIALS_PATTERN))
-    events.put_targets(Rule=DENIALS_RULE, EventBusName=EVENT_BUS, Targets=[{"Id": "queue", "Arn": denials_arn}])
+    denials_url = rule_to_queue(
+        events,
+        sqs,
+        DENIALS_RULE,
+        DENIALS_PATTERN,
+        queue=DENIALS_QUEUE,
+        dead_letters=DENIALS_DLQ,
+        max_receives=DENIALS_MAX_RECEIVES,
+    )
 
     alarms_url = rule_to_queue(
         events,
@@ -134,19 +115,32 @@ def rule_to_queue(
 ) -> str:
     """A rule on the bus delivering what `pattern` matches to `queue`, which hands a message it
     delivered `max_receives` times to `dead_letters`; the queue's URL."""
-    dlq_url = sqs.create_queue(QueueName=dead_letters)["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    url = sqs.create_queue(
-        QueueName=queue,
-        Attributes={
-            "VisibilityTimeout": str(SETTLEMENT_VISIBILITY_TIMEOUT_S),
-            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receives}),
-        },
-    )["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    url = queue_with_dead_letters(sqs, queue, dead_letters=dead_letters, max_receives=max_receives)
+    route(events, sqs, rule, pattern, url)
+    return url
+
+
+def route(events: Any, sqs: Any, rule: str, pattern: dict[str, Any], url: str) -> None:
+    """A rule on the bus delivering what `pattern` matches to the queue at `url`."""
     events.put_rule(Name=rule, EventBusName=EVENT_BUS, EventPattern=json.dumps(pattern))
-    events.put_targets(Rule=rule, EventBusName=EVENT_BUS, Targets=[{"Id": "queue", "Arn": arn}])
-    return str(url)
+    events.put_targets(Rule=rule, EventBusName=EVENT_BUS, Targets=[{"Id": "queue", "Arn": queue_arn(sqs, url)}])
+
+
+def queue_with_dead_letters(sqs: Any, queue: str, *, dead_letters: str, max_receives: int) -> str:
+    """`queue`, whose failed messages come back after `SETTLEMENT_VISIBILITY_TIMEOUT_S` and move to
+    `dead_letters` after `max_receives` deliveries, as the CDK app's queues do; its URL."""
+    dlq_url = sqs.create_queue(QueueName=dead_letters)["QueueUrl"]
+    redrive = {"deadLetterTargetArn": queue_arn(sqs, dlq_url), "maxReceiveCount": max_receives}
+    url: str = sqs.create_queue(
+        QueueName=queue,
+        Attributes={"VisibilityTimeout": str(SETTLEMENT_VISIBILITY_TIMEOUT_S), "RedrivePolicy": json.dumps(redrive)},
+    )["QueueUrl"]
+    return url
+
+
+def queue_arn(sqs: Any, url: str) -> str:
+    arn: str = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    return arn
 
 
 def team_topics(sqs: Any, sns: Any, policy: Policy) -> tuple[str, str]:
@@ -154,7 +148,7 @@ def team_topics(sqs: Any, sns: Any, policy: Policy) -> tuple[str, str]:
     queue (SNS's JSON envelope: TopicArn, Subject, Message), where the runner reads what the
     team's email subscribers would receive. Returns the topics' ARN prefix and the queue's URL."""
     mail_url = sqs.create_queue(QueueName=MAIL_QUEUE)["QueueUrl"]
-    mail_arn = sqs.get_queue_attributes(QueueUrl=mail_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    mail_arn = queue_arn(sqs, mail_url)
     prefix = mail_arn.rsplit(":", 1)[0].replace(":sqs:", ":sns:") + ":" + names.ALERT_TOPIC_PREFIX
     for team in policy.teams:
         topic = sns.create_topic(Name=names.alert_topic_name(team))["TopicArn"]
