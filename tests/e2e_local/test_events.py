@@ -81,7 +81,9 @@ def test_a_hold_a_crash_left_is_charged_when_swept_recorded_as_expired_and_publi
     reserve and settle); the sweeper, its clock past the hold's expiry, charges it at its
     reservation, and the ledger function records and publishes that settlement."""
     now = datetime.now(UTC)
-    clock = Clock(now - RESERVATION_LIFETIME - timedelta(minutes=1))  # admitted a lifetime ago
+    # Its hold expires 2 s from now by the real clock and is swept as soon as it has: the runner's
+    # own sweeper (every real minute, and at the stack's start) would otherwise find it first.
+    clock = Clock(now - RESERVATION_LIFETIME + timedelta(seconds=2))
     store = DynamoDBCounterStore(local_client("dynamodb", stack.aws_url), COUNTERS_TABLE)
     admission = AdmissionService(load_policy(stack.policy_file), store, count_tokens, clock, MemorySettlementQueue())
     request_id = f"crashed-{time.time_ns()}"
@@ -92,7 +94,9 @@ def test_a_hold_a_crash_left_is_charged_when_swept_recorded_as_expired_and_publi
     (budget,) = (hold for hold in crashed.holds if hold.rule.name == "search-monthly")
     before = store.counters([(budget.pk, budget.sk)])[(budget.pk, budget.sk)]
 
-    clock.now = now
+    # The index keeps whole epoch seconds (rounded up) and finds holds strictly before `now`'s.
+    time.sleep(max(0.0, (now + timedelta(seconds=4.1) - datetime.now(UTC)).total_seconds()))
+    clock.now = datetime.now(UTC)
     assert admission.sweep() >= 1
 
     after = store.counters([(budget.pk, budget.sk)])[(budget.pk, budget.sk)]
