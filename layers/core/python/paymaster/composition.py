@@ -7,6 +7,7 @@ gateway/run.sh`) start: `uvicorn --factory paymaster.composition:gateway_app`.
 import os
 import ssl
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache, partial
 
@@ -330,42 +331,56 @@ def _bedrock_client(config: Provider, endpoint: str | None, home_region: str) ->
 
 
 # Seconds the scheduled functions wait for DynamoDB's and EventBridge's answers: nobody waits on
-# them, and a run that fails is retried by its schedule.
+# them, and a run that fails is retried (Lambda's async retries, then the dead-letter queue).
 SCHEDULE_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class _ScheduleStores:
+    """What every scheduled function reads and writes, over one DynamoDB client."""
+
+    settings: ScheduleSettings
+    policy: Policy
+    ledger: DynamoDBLedger
+    reports: DynamoDBReports
+    counters: DynamoDBCounterStore
+
+
+def _schedule_stores() -> _ScheduleStores:
+    settings = ScheduleSettings.from_environ(os.environ)
+    dynamodb = _dynamodb(settings.region, SCHEDULE_TIMEOUT_S)
+    return _ScheduleStores(
+        settings,
+        load_policy(settings.policy_file),
+        DynamoDBLedger(dynamodb, settings.ledger_table),
+        DynamoDBReports(dynamodb, settings.ledger_table),
+        DynamoDBCounterStore(dynamodb, settings.counters_table),
+    )
 
 
 @cache
 def month_close() -> MonthClose:
     """The month-close function's use case (`functions/month_close`), once per container."""
-    settings = ScheduleSettings.from_environ(os.environ)
-    dynamodb = _dynamodb(settings.region, SCHEDULE_TIMEOUT_S)
+    stores = _schedule_stores()
     bus = build_event_publisher(
-        settings.event_bus,
-        settings.region,
+        stores.settings.event_bus,
+        stores.settings.region,
         timeout=httpx.Timeout(SCHEDULE_TIMEOUT_S, connect=1.0),
         max_attempts=3,
         entry_attempts=4,
     )
-    return MonthClose(
-        load_policy(settings.policy_file),
-        DynamoDBLedger(dynamodb, settings.ledger_table),
-        DynamoDBReports(dynamodb, settings.ledger_table),
-        DynamoDBCounterStore(dynamodb, settings.counters_table),
-        bus,
-    )
+    return MonthClose(stores.policy, stores.ledger, stores.reports, stores.counters, bus)
 
 
 @cache
 def forecast() -> Forecast:
     """The forecast function's use case (`functions/forecast`), once per container."""
-    settings = ScheduleSettings.from_environ(os.environ)
-    dynamodb = _dynamodb(settings.region, SCHEDULE_TIMEOUT_S)
-    ledger = DynamoDBLedger(dynamodb, settings.ledger_table)
+    stores = _schedule_stores()
     return Forecast(
-        load_policy(settings.policy_file),
-        DynamoDBCounterStore(dynamodb, settings.counters_table),
-        ledger,
-        DynamoDBReports(dynamodb, settings.ledger_table),
+        stores.policy,
+        stores.counters,
+        stores.ledger,
+        stores.reports,
         notifier(),
         metrics=EmfProjections(names.METRICS_NAMESPACE),
     )
@@ -374,14 +389,12 @@ def forecast() -> Forecast:
 @cache
 def digest() -> Digest:
     """The daily digest function's use case (`functions/digest`), once per container."""
-    settings = ScheduleSettings.from_environ(os.environ)
-    dynamodb = _dynamodb(settings.region, SCHEDULE_TIMEOUT_S)
-    ledger = DynamoDBLedger(dynamodb, settings.ledger_table)
+    stores = _schedule_stores()
     return Digest(
-        load_policy(settings.policy_file),
-        entries=ledger,
-        spend=ledger,
-        counters=DynamoDBCounterStore(dynamodb, settings.counters_table),
-        reports=DynamoDBReports(dynamodb, settings.ledger_table),
+        stores.policy,
+        entries=stores.ledger,
+        spend=stores.ledger,
+        counters=stores.counters,
+        reports=stores.reports,
         notifier=notifier(),
     )
