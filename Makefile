@@ -109,8 +109,9 @@ synth: deploy-file layers ## synthesise the CDK app into infra/cdk.out (ENV=name
 	cd infra && ../$(PY) app.py $(CDK_CONTEXT)
 
 .PHONY: deploy
-deploy: deploy-file layers ## cdk deploy both stacks (ENV=name: deploy/name.yaml's account and region; needs credentials and npx)
+deploy: deploy-file layers ## cdk deploy both stacks (ENV=name: deploy/name.yaml's account and region; checks the web adapter layer and the secrets first; needs credentials and npx)
 	@if [ -n "$(ENV)" ]; then \
+		PYTHONPATH=infra $(PY) -m paymaster_infra.web_adapter check "$$($(DEPLOY_GET) region)" || exit 1; \
 		$(VENV)/bin/paymaster secrets check --policy "$$($(DEPLOY_GET) policy_file)" --region "$$($(DEPLOY_GET) region)" \
 			|| [ -n "$(ALLOW_MISSING_SECRETS)" ] || { echo "make deploy: set the secrets above first (or ALLOW_MISSING_SECRETS=1)"; exit 1; }; \
 		cd infra && npx --yes aws-cdk@2 deploy --all --app "../$(PY) app.py" $(CDK_CONTEXT) \
