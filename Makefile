@@ -108,6 +108,11 @@ smoke: $(STAMP) ## boot the shipped functions and layers on this machine (no AWS
 synth: deploy-file layers ## synthesise the CDK app into infra/cdk.out (ENV=name: deploy/name.yaml; no AWS credentials needed)
 	cd infra && ../$(PY) app.py $(CDK_CONTEXT)
 
+.PHONY: policy-diff
+policy-diff: $(STAMP) ## what deploying POLICY=file changes in each stack, against today's policy (ENV=name: that deployment's; no credentials)
+	@test -n "$(POLICY)" || { echo "usage: make policy-diff POLICY=policy/next.yaml [ENV=name]"; exit 2; }
+	cd infra && ../$(PY) -m paymaster_infra.policy_change "$(POLICY)" $(DEPLOY_FILE)
+
 .PHONY: deploy
 deploy: deploy-file layers ## cdk deploy both stacks (ENV=name: deploy/name.yaml's account and region; checks the web adapter layer and the secrets first; needs credentials and npx)
 	@if [ -n "$(ENV)" ]; then \

@@ -14,10 +14,10 @@ import os
 import sys
 from pathlib import Path
 
-from aws_cdk import App, Environment
+from aws_cdk import App
 
 from paymaster_infra.config import AppConfig, ConfigError
-from paymaster_infra.deployment import add_paymaster
+from paymaster_infra.deployment import add_paymaster, stack_environment
 
 DEFAULT_OUTDIR = Path(__file__).resolve().parent / "cdk.out"
 
@@ -37,13 +37,7 @@ def main() -> None:
     app = App(outdir=os.environ.get("CDK_OUTDIR") or str(DEFAULT_OUTDIR), context=dict(args.context))
     try:
         config = AppConfig.from_context(app.node)
-        deploy = config.deploy_file
-        env = (
-            Environment(account=deploy.account, region=deploy.region)
-            if deploy is not None
-            else Environment(account=os.environ.get("CDK_DEFAULT_ACCOUNT"), region=os.environ.get("CDK_DEFAULT_REGION"))
-        )
-        add_paymaster(app, config, env=env)
+        add_paymaster(app, config, env=stack_environment(config))
     except ConfigError as error:
         sys.exit(f"paymaster: {error}")
     app.synth()

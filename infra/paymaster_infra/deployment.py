@@ -1,5 +1,6 @@
 """Put paymaster into an app: the stacks, their wiring and the cdk-nag checks."""
 
+import os
 from dataclasses import dataclass
 
 from aws_cdk import App, Environment, Tags
@@ -30,6 +31,15 @@ class Paymaster:
     alarms: OperationalAlarms  # the gateway stack's: its functions and API, refusals without the store
     state_alarms: OperationalAlarms  # the state stack's: its tables and dead-letter queues
     dashboards: Dashboards
+
+
+def stack_environment(config: AppConfig) -> Environment:
+    """Where both stacks go: the deploy file's account and region, else the CDK CLI's defaults
+    (none outside the CLI: env-agnostic templates)."""
+    deploy = config.deploy_file
+    if deploy is not None:
+        return Environment(account=deploy.account, region=deploy.region)
+    return Environment(account=os.environ.get("CDK_DEFAULT_ACCOUNT"), region=os.environ.get("CDK_DEFAULT_REGION"))
 
 
 def add_paymaster(app: App, config: AppConfig, *, env: Environment | None = None) -> Paymaster:
