@@ -7,7 +7,9 @@ policy can yield are counted when it is loaded, as an upper bound:
 
     requests    12 REQUEST_METRICS × Σ over teams and apps: the models a request can end on
                 (an app has one env, so env multiplies nothing)
-    denials     Σ over teams: the envs of its apps × (its rules + 1, the store being unavailable)
+    denials     Σ over teams and the envs of their apps: the rules that can refuse a request
+                of that team and env (its `when` admits the team, the env and one of the team's
+                apps in it), + 1 for the store being unavailable
     providers   one ProviderErrors stream per provider
 
 Past `metrics.max_streams` the request dimensions collapse, the same way in every container and
@@ -15,16 +17,19 @@ for every team: first `app` becomes COLLAPSED (requests: 12 × Σ teams: envs ×
 `model` too (12 × Σ teams: envs). Team and env never collapse; if they alone pass the budget the
 policy keeps them and the gateway logs by how much at start.
 
-Example, every app in one env: 2 teams × 3 apps × 4 models, 5 rules, 3 providers →
-12 × 24 + 2 × 6 + 3 = 303 streams, within the default 2,000. 40 teams × 10 apps × 6 models →
-12 × 2,400 + 40 × 6 + 3 = 29,043: past it, `app` collapses → 12 × 240 + 243 = 3,123: still past,
-`model` collapses too → 12 × 40 + 243 = 723.
+Example, every app in one env: 2 teams × 3 apps × 4 models, 5 rules that name no team, 3
+providers → 12 × 24 + 2 × 6 + 3 = 303 streams, within the default 2,000. 40 teams × 10 apps × 6
+models, each team with a budget of its own (`when: {team: …}`) and one rule for everyone →
+12 × 2,400 + 40 × 3 + 3 = 28,923: past it, `app` collapses → 12 × 240 + 123 = 3,003: still
+past, `model` collapses too → 12 × 40 + 123 = 603. A rule counts only for the teams it can
+refuse: counted for every team, 40 budgets would add 40 × 40 denial streams that can never
+receive data, and collapse dimensions a policy has room for.
 """
 
 from dataclasses import dataclass
 
 from paymaster import names
-from paymaster.domain.policy import Policy
+from paymaster.domain.policy import Policy, When
 
 # The order in which request dimensions collapse past the budget.
 COLLAPSIBLE = (names.DIMENSION_APP, names.DIMENSION_MODEL)
@@ -72,22 +77,43 @@ def metric_dimensions(policy: Policy) -> MetricDimensions:
 
 def metric_streams(policy: Policy, collapsed: tuple[str, ...]) -> int:
     """The most metric streams the policy yields with `collapsed` request dimensions."""
-    # Every rule, and the counter store being unavailable (StoreUnavailableError's code).
-    denial_reasons = len(policy.rules) + 1
     combinations = 0
     denials = 0
     for team_name, team in policy.teams.items():
         models = len(models_ending(policy, team_name))
         envs = {app.env for app in team.apps.values()}
-        denials += len(envs) * denial_reasons
+        for env in envs:
+            apps = {name for name, app in team.apps.items() if app.env == env}
+            # The rules that can refuse this team's requests in env, and the counter store being
+            # unavailable (StoreUnavailableError's code).
+            denials += sum(1 for rule in policy.rules if _can_refuse(rule.when, team_name, env, apps)) + 1
         groups = len(envs) if names.DIMENSION_APP in collapsed else len(team.apps)
         combinations += groups * (1 if names.DIMENSION_MODEL in collapsed else models)
     return len(names.REQUEST_METRICS) * combinations + denials + len(policy.providers)
 
 
+def _can_refuse(when: When, team: str, env: str, apps: set[str]) -> bool:
+    """Whether a rule with `when` counts some request of `team` from one of `apps` (all in `env`);
+    its other keys (user, model, metadata) can match any request."""
+    return (
+        (when.team is None or team in when.team)
+        and (when.env is None or env in when.env)
+        and (when.app is None or not apps.isdisjoint(when.app))
+    )
+
+
 def models_ending(policy: Policy, team: str) -> set[str]:
     """The virtual models a team's request can be served or refused as: the ones it may name,
-    the models any rule downgrades to, and the fallbacks of both (a fallback's own are not tried)."""
-    downgrades = {action.downgrade_to for rule in policy.rules for action in rule.actions if action.downgrade_to}
+    the models the rules that can count its requests downgrade to, and the fallbacks of both (a
+    fallback's own are not tried)."""
+    apps = policy.teams[team].apps
+    by_env = {app.env: {name for name, each in apps.items() if each.env == app.env} for app in apps.values()}
+    downgrades = {
+        action.downgrade_to
+        for rule in policy.rules
+        if any(_can_refuse(rule.when, team, env, names_in_env) for env, names_in_env in by_env.items())
+        for action in rule.actions
+        if action.downgrade_to
+    }
     named = set(policy.models_for(team)) | downgrades
     return named | {fallback for model in named for fallback in policy.models[model].fallbacks}
