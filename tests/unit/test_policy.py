@@ -148,3 +148,47 @@ def test_team_alerts_refuse_what_could_never_be_delivered(alerts: dict[str, Any]
 
     with pytest.raises(ValidationError, match=complaint):
         Policy.model_validate(doc)
+
+
+@pytest.mark.parametrize(
+    ("when", "complaint"),
+    [
+        ({"team": "serch"}, "counts team 'serch'"),
+        ({"team": ["search", "suport"]}, "counts team 'suport'"),
+        ({"app": "rankr"}, "counts app 'rankr'"),
+        ({"model": "gpt-4o-mni"}, "counts model 'gpt-4o-mni'"),
+        ({"env": "staging"}, "counts env 'staging'"),
+    ],
+)
+def test_a_rule_that_names_what_the_policy_lacks_is_refused_not_silently_never_applied(
+    when: dict[str, Any], complaint: str
+) -> None:
+    data = demo()
+    data["rules"].append({"name": "typo", "when": when, "limit": 1, "unit": "cost_per_day"})
+
+    with pytest.raises(ValidationError, match=complaint + ".*would never apply"):
+        Policy.model_validate(data)
+
+
+def test_a_rule_whose_team_app_and_env_no_app_has_together_is_refused() -> None:
+    data = demo()
+    data["rules"].append(
+        {"name": "nobody", "when": {"team": "support", "app": "ranker"}, "limit": 1, "unit": "cost_per_day"}
+    )
+
+    with pytest.raises(ValidationError, match="'nobody' counts no app"):
+        Policy.model_validate(data)
+
+
+def test_a_rule_may_name_several_teams_apps_and_envs_that_some_app_has_together() -> None:
+    data = demo()
+    data["rules"].append(
+        {
+            "name": "mixed",
+            "when": {"team": ["search", "support"], "app": ["ranker", "assistant"], "env": ["dev", "prod"]},
+            "limit": 1,
+            "unit": "cost_per_day",
+        }
+    )
+
+    assert Policy.model_validate(data).rules[-1].name == "mixed"

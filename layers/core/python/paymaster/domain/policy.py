@@ -395,12 +395,43 @@ class Policy(_Strict):
             if rule.name in rule_names:
                 raise ValueError(f"two rules are named {rule.name!r}")
             rule_names.add(rule.name)
+            self._when_resolves(rule)
             for action in rule.actions:
                 if action.downgrade_to is not None and action.downgrade_to not in self.models:
                     raise ValueError(f"rule {rule.name!r} downgrades to unknown model {action.downgrade_to!r}")
                 if action.downgrade_to is not None and self.models[action.downgrade_to].kind != "chat":
                     raise ValueError(f"rule {rule.name!r} downgrades to {action.downgrade_to!r}, not a chat model")
         return self
+
+    def _when_resolves(self, rule: Rule) -> None:
+        """A rule whose `when` names a team, app, model or env the policy does not have, or whose
+        team, app and env no app has together, would never count a request: a typo that silently
+        lifts a cap. Refused instead."""
+        apps = {name: app for team in self.teams.values() for name, app in team.apps.items()}
+        known = {
+            "team": self.teams.keys(),
+            "app": apps.keys(),
+            "model": self.models.keys(),
+            "env": {app.env for app in apps.values()},
+        }
+        for dimension, values in known.items():
+            unknown = [value for value in getattr(rule.when, dimension) or () if value not in values]
+            if unknown:
+                raise ValueError(
+                    f"rule {rule.name!r} counts {dimension} {', '.join(map(repr, unknown))}, which the policy does not "
+                    f"have, so it would never apply (the policy's: {', '.join(sorted(values))})"
+                )
+        when = rule.when
+        if not any(
+            (when.team is None or team_name in when.team)
+            and (when.app is None or app_name in when.app)
+            and (when.env is None or app.env in when.env)
+            for team_name, team in self.teams.items()
+            for app_name, app in team.apps.items()
+        ):
+            raise ValueError(
+                f"rule {rule.name!r} counts no app of the policy (its team, app and env exclude each other)"
+            )
 
     @model_validator(mode="after")
     def _embeddings_servable(self) -> Self:
