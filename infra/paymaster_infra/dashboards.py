@@ -11,7 +11,7 @@ them as CloudWatch will.
 
 Month-to-date spend is metric math over the hourly `CostMicroUsd` sum of the rule's streams:
 
-    c    = SUM(SEARCH('{paymaster,team,app,model,env} MetricName="CostMicroUsd" team="search"', 'Sum', 3600)) / 1e6
+    c    = SUM(SEARCH('{paymaster,team,app,model,env} MetricName="CostMicroUsd" team="search"', 'Sum', 3600)) / 1000000
     ym   = YEAR(c) * 12 + MONTH(c)                  # the month of each point
     mtd  = RUNNING_SUM(IF(ym == MAX(ym), c, 0))     # only the latest month's points, summed
 
@@ -20,9 +20,18 @@ under a $2,000 cap drawn as a horizontal annotation. CloudWatch's months are UTC
 in its `time_zone`: near a month's turn the line is off by the zone's offset (the counters and
 `GET /v1/usage` are exact). A day budget is drawn as daily sums, a week budget as 7-day sums
 (CloudWatch's periods, not the rule's weeks).
+
+SEARCH finds only the streams that received data in the last two weeks (CloudWatch's search
+window): a stream that spent early in the month and nothing since drops out of the line after
+14 days, so late in a month the line can read low. The dashboards say so; the counters, the
+ledger and `GET /v1/usage` are the account. The functions used (YEAR, MONTH, RUNNING_SUM, IF,
+MAX) are in CloudWatch's metric math table (docs "Using metric math"); a search value is a
+policy name, so it needs none of SEARCH's escapes, and a query past CloudWatch's 1,024
+characters is not drawn but said.
 """
 
 import itertools
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -39,7 +48,7 @@ from paymaster import names
 from paymaster.domain.cardinality import MetricDimensions, metric_dimensions, models_ending
 from paymaster.domain.errors import StoreUnavailableError
 from paymaster.domain.money import MICRO_PER_USD
-from paymaster.domain.policy import Policy, Rule
+from paymaster.domain.policy import Policy, Rule, When
 
 Widget = dict[str, Any]
 
@@ -48,9 +57,20 @@ DAY_S = 86_400
 WEEK_S = 7 * DAY_S
 # The dashboards open on the last 31 days: a month-to-date line needs its whole month in range.
 DEFAULT_RANGE = "-P31D"
-# A graph holds at most 500 metrics and expressions; each spend line takes four.
+# A graph holds at most 500 metrics and expressions. A spend line takes up to five rows on a
+# team's dashboard (cost, month, month to date, forecast metric and line) and up to four on the
+# overview (the line's rows and its share of the cap).
 LINES_PER_GRAPH = 25
+ROWS_PER_OVERVIEW_GRAPH = 100
+# CloudWatch's limit on the query inside SEARCH('…'), in characters.
+SEARCH_QUERY_MAX = 1024
+# What SEARCH may hold in a double-quoted value without escapes: a policy Name (`domain.policy`).
+_PLAIN_VALUE = re.compile(r"[A-Za-z0-9._:/-]+")
 TOP_SPENDERS = 10
+_SEARCH_WINDOW = (
+    "Spend lines find the app and model streams with data in the last 14 days: one that spent early "
+    "in a month and not since drops out, so late in a month a line can read low (`GET /v1/usage` is exact)."
+)
 _PERIOD_OF = {"day": DAY_S, "week": WEEK_S, "month": HOUR_S}
 _FILTERABLE = (names.DIMENSION_TEAM, names.DIMENSION_APP, names.DIMENSION_MODEL, names.DIMENSION_ENV)
 
@@ -119,12 +139,11 @@ def spend_lines(policy: Policy, team: str, dimensions: MetricDimensions) -> tupl
         shared = names.DIMENSION_TEAM not in rule.per and when.team != [team]
         for bucket in itertools.product(*(values[dimension] for dimension in per)):
             by_bucket = dict(zip(per, bucket, strict=True))
-            filters: dict[str, tuple[str, ...]] = {}
-            for dimension in _FILTERABLE:
-                if dimension in by_bucket:
-                    filters[dimension] = (by_bucket[dimension],)
-                elif getattr(when, dimension):
-                    filters[dimension] = tuple(getattr(when, dimension))
+            filters = _bucket_filters(when, by_bucket)
+            if len(search_query(names.METRIC_COST, names.REQUEST_DIMENSIONS, filters)) > SEARCH_QUERY_MAX:
+                why = f"its metric search names more values than CloudWatch's {SEARCH_QUERY_MAX:,} characters hold"
+                skipped.append(Skipped(rule, why))
+                break
             if dimension_values := [f"{d}={v}" for d, v in by_bucket.items() if d != names.DIMENSION_TEAM]:
                 label = f"{rule.name} ({', '.join(dimension_values)})"
             else:
@@ -134,6 +153,17 @@ def spend_lines(policy: Policy, team: str, dimensions: MetricDimensions) -> tupl
                 SpendLine(rule, label + (" — shared with other teams" if shared else ""), filters, shared, projected)
             )
     return lines, skipped
+
+
+def _bucket_filters(when: When, bucket: Mapping[str, str]) -> dict[str, tuple[str, ...]]:
+    """The request dimensions a bucket's spend is found by: its own values, else the rule's `when`."""
+    filters: dict[str, tuple[str, ...]] = {}
+    for dimension in _FILTERABLE:
+        if dimension in bucket:
+            filters[dimension] = (bucket[dimension],)
+        elif values := getattr(when, dimension):
+            filters[dimension] = tuple(values)
+    return filters
 
 
 def _allows(values: Sequence[str] | None, value: str) -> bool:
@@ -149,13 +179,29 @@ def search(metric: str, dimensions: Sequence[str], filters: Mapping[str, Sequenc
     >>> search("Requests", ("team", "app", "model", "env"), {"team": ["search"]}, "Sum", 300)
     'SEARCH(\\'{paymaster,team,app,model,env} MetricName="Requests" team="search"\\', \\'Sum\\', 300)'
     """
+    return f"SEARCH('{search_query(metric, dimensions, filters)}', '{stat}', {period})"
+
+
+def search_query(metric: str, dimensions: Sequence[str], filters: Mapping[str, Sequence[str]]) -> str:
+    """The query inside SEARCH('…'): exact dimension names, then one term per filtered dimension,
+    several values as `(app="a" OR app="b")`.
+
+    Values are policy names (`domain.policy.Name`, checked again here): nothing in them needs
+    SEARCH's backslash escapes, and none holds the `'` that would end the query.
+
+    >>> search_query("Cost", ("team", "app"), {"app": ["a", "b"]})
+    '{paymaster,team,app} MetricName="Cost" (app="a" OR app="b")'
+    """
     terms = [f'MetricName="{metric}"']
     for dimension, values in filters.items():
         assert dimension in dimensions, f"{dimension} is not in {dimensions}"
-        quoted = " OR ".join(f'"{value}"' for value in values)
-        terms.append(f"{dimension}={quoted}" if len(values) == 1 else f"{dimension}=({quoted})")
+        for value in values:
+            if not _PLAIN_VALUE.fullmatch(value):
+                raise ValueError(f"{dimension} {value!r} is not a policy name: it cannot go into a metric search")
+        alternatives = [f'{dimension}="{value}"' for value in values]
+        terms.append(alternatives[0] if len(values) == 1 else f"({' OR '.join(alternatives)})")
     schema = "{" + ",".join((names.METRICS_NAMESPACE, *dimensions)) + "}"
-    return f"SEARCH('{schema} {' '.join(terms)}', '{stat}', {period})"
+    return f"{schema} {' '.join(terms)}"
 
 
 def insights(
@@ -222,7 +268,8 @@ def _graph(
 
 
 def _text(markdown: str) -> Widget:
-    return {"type": "text", "width": 24, "height": 2, "properties": {"markdown": markdown}}
+    # Two rows for a heading and a paragraph, one more for each further paragraph.
+    return {"type": "text", "width": 24, "height": 2 + markdown.count("\n\n"), "properties": {"markdown": markdown}}
 
 
 def _usd(micro: int) -> float:
@@ -234,9 +281,9 @@ def _spend_expressions(line: SpendLine, key: str, *, label: str, visible: bool) 
     rule = line.rule
     period = _PERIOD_OF[rule.period]
     found = search(names.METRIC_COST, names.REQUEST_DIMENSIONS, line.filters, "Sum", period)
-    cost = _expression(f"SUM({found}) / {MICRO_PER_USD}", f"c{key}", visible=False)
     if rule.period != "month":
-        return [[{**cost[0], "label": label, **({} if visible else {"visible": False})}]], f"c{key}"
+        return [_expression(f"SUM({found}) / {MICRO_PER_USD}", f"c{key}", label, visible=visible)], f"c{key}"
+    cost = _expression(f"SUM({found}) / {MICRO_PER_USD}", f"c{key}", visible=False)
     return [
         cost,
         _expression(f"YEAR(c{key}) * 12 + MONTH(c{key})", f"ym{key}", visible=False),
@@ -293,7 +340,10 @@ def team_body(policy: Policy, team: str, *, region: str) -> dict[str, Any]:
     dimensions = metric_dimensions(policy)
     mine = {names.DIMENSION_TEAM: [team]}
     lines, skipped = spend_lines(policy, team, dimensions)
-    notes = [f"# paymaster: {team}", "Spend, caps and traffic from the gateway's metrics; the ledger is the account."]
+    notes = [
+        f"# paymaster: {team}",
+        f"Spend, caps and traffic from the gateway's metrics; the ledger is the account. {_SEARCH_WINDOW}",
+    ]
     if dimensions.collapsed:
         notes.append(
             f"The policy's metric stream budget ({dimensions.budget:,}) collapses {', '.join(dimensions.collapsed)} "
@@ -383,28 +433,29 @@ def overview_body(policy: Policy, watched: Watched, *, region: str) -> dict[str,
     widgets: list[Widget] = [
         _text(
             "# paymaster: overview\nEvery team's budgets as a share of their caps, the top spenders, and the "
-            "gateway's own health. Alarms go to the ops topic (operational_alarms.py)."
+            f"gateway's own health. Alarms go to the ops topic (operational_alarms.py). {_SEARCH_WINDOW}"
         )
     ]
-    shares: list[list[Any]] = []
+    graphs: list[list[list[Any]]] = [[]]
     count = 0
     for team in policy.teams:
         lines, _ = spend_lines(policy, team, dimensions)
         for line in lines:
             key = str(count)
-            expressions, spent = _spend_expressions(line, key, label="", visible=False)
-            shares += expressions
-            label = f"{team}: {line.label}"
-            shares.append(_expression(f"100 * {spent} / {_usd(line.rule.cap)}", f"share{key}", label))
+            rows, spent = _spend_expressions(line, key, label="", visible=False)
+            rows.append(_expression(f"100 * {spent} / {_usd(line.rule.cap)}", f"share{key}", f"{team}: {line.label}"))
+            # A line's rows stay in one graph: its share reads the ids of the rows before it.
+            if len(graphs[-1]) + len(rows) > ROWS_PER_OVERVIEW_GRAPH:
+                graphs.append([])
+            graphs[-1] += rows
             count += 1
     cap = [{"value": 100, "label": "cap", "color": "#d62728"}]
-    per_graph = LINES_PER_GRAPH * 4
-    for start in range(0, len(shares), per_graph):
+    for shares in (graph for graph in graphs if graph):
         widgets.append(
             _graph(
                 "Spend as % of each budget's cap (month to date; day and week budgets per period)",
                 region,
-                shares[start : start + per_graph],
+                shares,
                 width=24,
                 unit="%",
                 period=HOUR_S,

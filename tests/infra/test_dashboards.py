@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from aws_cdk.assertions import Template
+from bench.fixed_costs import copied_teams
 
 from paymaster import names
 from paymaster.adapters.emf_metrics import EmfMetrics
@@ -34,7 +35,7 @@ WATCHED = dashboards.Watched(
 )
 
 SEARCH = re.compile(r"SEARCH\('\{([^}]*)\} (.*?)', '(\w+)', (\d+)\)")
-SEARCH_TERM = re.compile(r'(\w+)=(?:"([^"]*)"|\(([^)]*)\))')
+SEARCH_TERM = re.compile(r'(\w+)="([^"]*)"')
 INSIGHTS = re.compile(
     r"^SELECT SUM\((\w+)\) FROM SCHEMA\(([^)]*)\)(?: WHERE (.*?))?"
     r"(?: GROUP BY (.*?) ORDER BY SUM\(\) DESC(?: LIMIT \d+)?)?$"
@@ -115,9 +116,9 @@ def metric_queries(body: dict[str, Any]) -> Iterator[tuple[str, str, tuple[str, 
                 assert namespace == names.METRICS_NAMESPACE
                 (metric,) = re.findall(r'MetricName="(\w+)"', terms)
                 values = {}
-                for dimension, one, many in SEARCH_TERM.findall(terms):
+                for dimension, value in SEARCH_TERM.findall(terms):
                     if dimension != "MetricName":
-                        values[dimension] = {one} if one else set(re.findall(r'"([^"]*)"', many))
+                        values.setdefault(dimension, set()).add(value)
                 yield "search", metric, tuple(dimensions), values
 
 
@@ -189,9 +190,11 @@ def test_each_team_draws_each_cost_budget_it_counts_in_against_the_policy_s_cap(
     daily = search["dev-daily"]
     assert daily["period"] == 86_400
     assert daily["annotations"]["horizontal"][0]["value"] == 5
-    (expression,) = [row[0]["expression"] for row in daily["metrics"]]
-    assert 'app="ranker-dev"' in expression
-    assert 'env="dev"' in expression
+    (line,) = [row[0] for row in daily["metrics"]]
+    assert 'app="ranker-dev"' in line["expression"]
+    assert 'env="dev"' in line["expression"]
+    assert line["label"] == "spent: dev-daily (app=ranker-dev)"
+    assert "visible" not in line
 
 
 def test_month_to_date_spend_sums_the_latest_month_s_hourly_cost_in_usd(policy: Policy) -> None:
@@ -329,3 +332,78 @@ def test_the_overview_watches_every_function_of_the_gateway_and_every_table_and_
         (name,) = [n for n, v in ssm_parameters.items() if v == {"Fn::GetAtt": [logical_id(queue), "Arn"]}]
         assert name.replace("/", "").replace("-", "").replace("_", "") in referenced.replace("-", "").replace("_", "")
     assert "Fn::ImportValue" not in referenced
+
+
+def many_teams(policy: Policy, copies: int) -> Policy:
+    """The demo's teams `copies` times over, search with a daily budget before its monthly one:
+    a search team's overview rows are 2, then 4 (then dev-daily's 2 while `app` is not collapsed),
+    so that a graph's 100th row falls inside a monthly line unless lines are kept whole."""
+    data = policy.model_dump(mode="json")
+    data["rules"].insert(
+        0, {"name": "search-daily", "when": {"team": "search"}, "limit": 50, "unit": "cost_per_day", "per": ["team"]}
+    )
+    return Policy.model_validate(copied_teams(data, copies))
+
+
+IDENTIFIER = re.compile(r"\b[a-z]\w*\b")
+
+
+@pytest.mark.parametrize("copies", [1, 13])
+def test_every_expression_reads_only_ids_of_its_own_graph(policy: Policy, copies: int) -> None:
+    big = many_teams(policy, copies)
+    graphs = 0
+    for name, body in bodies(big):
+        for widget in body["widgets"]:
+            rows = widget["properties"].get("metrics", [])
+            assert len(rows) <= 500, (name, widget["properties"]["title"])
+            ids = {row[-1]["id"] for row in rows if isinstance(row[-1], dict) and "id" in row[-1]}
+            for row in rows:
+                if isinstance(row[0], dict) and not row[0]["expression"].startswith("SELECT"):
+                    # Quoted text is a SEARCH's query and stat; the rest names functions (upper case) and ids.
+                    unquoted = re.sub(r"'[^']*'", "", row[0]["expression"])
+                    assert set(IDENTIFIER.findall(unquoted)) <= ids, (name, row[0])
+            graphs += 1
+    assert graphs
+
+
+def test_the_overview_keeps_each_line_s_rows_in_one_graph_of_at_most_a_hundred(policy: Policy) -> None:
+    big = many_teams(policy, 13)
+    body = dashboards.overview_body(big, WATCHED, region=REGION)
+    shares = [
+        w["properties"]["metrics"] for w in body["widgets"] if w["properties"].get("title", "").startswith("Spend as %")
+    ]
+
+    # 26 teams collapse `app`, so dev-daily is not drawn: 13 × (2 + 4) + 13 × 4 = 130 rows.
+    assert [len(rows) for rows in shares] == [98, 32]
+    drawn = [row[0]["label"] for rows in shares for row in rows if "visible" not in row[0]]
+    dimensions = metric_dimensions(big)
+    assert drawn == [
+        f"{team}: {line.label}" for team in big.teams for line in dashboards.spend_lines(big, team, dimensions)[0]
+    ]
+
+
+def test_a_search_holds_only_policy_names_and_ors_each_value_with_its_dimension() -> None:
+    query = dashboards.search_query("CostMicroUsd", names.REQUEST_DIMENSIONS, {"model": ["a", "b"], "team": ["t"]})
+
+    assert query.endswith('MetricName="CostMicroUsd" (model="a" OR model="b") team="t"')
+    for value in ("it's", 'say "x"', "a b", "x)"):
+        with pytest.raises(ValueError, match="not a policy name"):
+            dashboards.search_query("CostMicroUsd", names.REQUEST_DIMENSIONS, {"app": [value]})
+
+
+def test_a_budget_whose_search_cannot_fit_in_cloudwatch_s_limit_is_left_out_and_said(policy: Policy) -> None:
+    data = policy.model_dump(mode="json")
+    extra = [f"model-with-a-long-name-{i:02}-" + "x" * 100 for i in range(8)]
+    for model in extra:
+        data["models"][model] = data["models"]["gpt-4o-mini"]
+    data["teams"]["search"]["models"] += extra
+    data["rules"].append(
+        {"name": "long-models", "when": {"team": "search", "model": extra}, "limit": 9, "unit": "cost_per_month"}
+    )
+    body = dashboards.team_body(Policy.model_validate(data), "search", region=REGION)
+
+    assert "long-models" not in spend_graphs(body)
+    assert (
+        "`long-models` is not drawn: its metric search names more values than"
+        in body["widgets"][0]["properties"]["markdown"]
+    )
