@@ -1,3 +1,4 @@
+import os
 from collections.abc import Callable, Iterator
 from threading import Thread
 
@@ -41,3 +42,13 @@ def wire_to() -> Callable[[str], DynamoDBWire]:
         )
 
     return wire
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `aws` need a deployed stack and credentials: skipped unless PAYMASTER_AWS_TESTS=1."""
+    if os.environ.get("PAYMASTER_AWS_TESTS") == "1":
+        return
+    skip = pytest.mark.skip(reason="needs a deployed stack: PAYMASTER_AWS_TESTS=1 PAYMASTER_AWS_URL=… (tests/aws)")
+    for item in items:
+        if "aws" in item.keywords:
+            item.add_marker(skip)
