@@ -112,8 +112,10 @@ def test_a_team_s_requests_can_end_on_fallbacks_and_downgrade_targets_it_may_not
         pytest.param({"team": "support"}, 3 + 1, id="one-team"),
         pytest.param({"env": "dev"}, 3 + 1, id="one-env"),
         pytest.param({"app": "ranker-dev"}, 3 + 1, id="one-app"),
-        pytest.param({"team": "support", "env": "dev"}, 3, id="a-team-without-that-env"),
-        pytest.param({"app": "assistant", "team": "search"}, 3, id="an-app-of-another-team"),
+        # A rule that can refuse no app at all fails validation (test_policy); one that names
+        # several teams or apps adds streams only where its keys meet.
+        pytest.param({"team": ["search", "support"], "env": "dev"}, 3 + 1, id="two-teams-one-with-that-env"),
+        pytest.param({"team": "search", "app": ["assistant", "ranker-dev"]}, 3 + 1, id="apps-of-two-teams"),
         pytest.param({"team": "search", "model": "gpt-4o"}, 3 + 2, id="other-keys-can-match-anything"),
     ],
 )
