@@ -192,3 +192,14 @@ def test_a_rule_may_name_several_teams_apps_and_envs_that_some_app_has_together(
     )
 
     assert Policy.model_validate(data).rules[-1].name == "mixed"
+
+
+def test_an_env_only_an_app_sharing_another_team_s_app_name_has_is_known() -> None:
+    data = demo()
+    data["teams"]["search"]["apps"]["assistant"] = {
+        "env": "qa",
+        "principals": [{"name": "search-assistant-qa", "arn": "arn:aws:iam::444444444444:role/search-assistant"}],
+    }
+    data["rules"].append({"name": "qa-daily", "when": {"env": "qa"}, "limit": 1, "unit": "cost_per_day"})
+
+    assert Policy.model_validate(data).rules[-1].when.env == ["qa"]

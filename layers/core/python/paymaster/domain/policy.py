@@ -407,12 +407,13 @@ class Policy(_Strict):
         """A rule whose `when` names a team, app, model or env the policy does not have, or whose
         team, app and env no app has together, would never count a request: a typo that silently
         lifts a cap. Refused instead."""
-        apps = {name: app for team in self.teams.values() for name, app in team.apps.items()}
+        # Two teams may each have an app of the same name: collect over (team, app), not by name.
+        apps = [(name, app) for team in self.teams.values() for name, app in team.apps.items()]
         known = {
             "team": self.teams.keys(),
-            "app": apps.keys(),
+            "app": {name for name, _ in apps},
             "model": self.models.keys(),
-            "env": {app.env for app in apps.values()},
+            "env": {app.env for _, app in apps},
         }
         for dimension, values in known.items():
             unknown = [value for value in getattr(rule.when, dimension) or () if value not in values]
