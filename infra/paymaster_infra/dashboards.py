@@ -62,7 +62,7 @@ DEFAULT_RANGE = "-P31D"
 # overview (the line's rows and its share of the cap).
 LINES_PER_GRAPH = 25
 ROWS_PER_OVERVIEW_GRAPH = 100
-# CloudWatch's limit on the query inside SEARCH('…'), in characters.
+# CloudWatch's limit on a search expression's query, in characters (applied here to the whole SEARCH(…)).
 SEARCH_QUERY_MAX = 1024
 # What SEARCH may hold in a double-quoted value without escapes: a policy Name (`domain.policy`).
 _PLAIN_VALUE = re.compile(r"[A-Za-z0-9._:/-]+")
@@ -137,20 +137,24 @@ def spend_lines(policy: Policy, team: str, dimensions: MetricDimensions) -> tupl
         }
         per = [dimension for dimension in _FILTERABLE if dimension in rule.per]
         shared = names.DIMENSION_TEAM not in rule.per and when.team != [team]
-        for bucket in itertools.product(*(values[dimension] for dimension in per)):
-            by_bucket = dict(zip(per, bucket, strict=True))
-            filters = _bucket_filters(when, by_bucket)
-            if len(search_query(names.METRIC_COST, names.REQUEST_DIMENSIONS, filters)) > SEARCH_QUERY_MAX:
-                why = f"its metric search names more values than CloudWatch's {SEARCH_QUERY_MAX:,} characters hold"
-                skipped.append(Skipped(rule, why))
-                break
+        buckets = [dict(zip(per, bucket, strict=True)) for bucket in itertools.product(*(values[d] for d in per))]
+        filters = [_bucket_filters(when, by_bucket) for by_bucket in buckets]
+        # The whole SEARCH(…) is measured, a little more than its query: a rule is drawn whole or not at all.
+        if any(
+            len(search(names.METRIC_COST, names.REQUEST_DIMENSIONS, f, "Sum", DAY_S)) > SEARCH_QUERY_MAX
+            for f in filters
+        ):
+            why = f"its metric search names more values than CloudWatch's {SEARCH_QUERY_MAX:,} characters hold"
+            skipped.append(Skipped(rule, why))
+            continue
+        projected = not shared and set(rule.per) <= {names.DIMENSION_TEAM}
+        for by_bucket, found_by in zip(buckets, filters, strict=True):
             if dimension_values := [f"{d}={v}" for d, v in by_bucket.items() if d != names.DIMENSION_TEAM]:
                 label = f"{rule.name} ({', '.join(dimension_values)})"
             else:
                 label = rule.name
-            projected = not shared and set(rule.per) <= {names.DIMENSION_TEAM}
             lines.append(
-                SpendLine(rule, label + (" — shared with other teams" if shared else ""), filters, shared, projected)
+                SpendLine(rule, label + (" — shared with other teams" if shared else ""), found_by, shared, projected)
             )
     return lines, skipped
 

@@ -407,3 +407,39 @@ def test_a_budget_whose_search_cannot_fit_in_cloudwatch_s_limit_is_left_out_and_
         "`long-models` is not drawn: its metric search names more values than"
         in body["widgets"][0]["properties"]["markdown"]
     )
+
+
+def test_a_budget_is_drawn_whole_or_not_at_all_when_only_some_buckets_fit_the_search_limit(policy: Policy) -> None:
+    data = policy.model_dump(mode="json")
+    extra = [f"m{i}-" + "x" * 115 for i in range(7)]
+    for model in extra:
+        data["models"][model] = data["models"]["gpt-4o-mini"]
+    data["teams"]["search"]["models"] += extra
+    data["teams"]["search"]["apps"]["ranker-batch-nightly-rebuild"] = {
+        "env": "prod",
+        "principals": [{"name": "search-nightly", "arn": "arn:aws:iam::111111111111:role/search-nightly"}],
+    }
+    data["rules"].append(
+        {"name": "long", "when": {"model": extra}, "per": ["team", "app"], "limit": 9, "unit": "cost_per_month"}
+    )
+    big = Policy.model_validate(data)
+    lengths = {
+        app: len(
+            dashboards.search(
+                names.METRIC_COST,
+                names.REQUEST_DIMENSIONS,
+                {"team": ["search"], "app": [app], "model": extra},
+                "Sum",
+                3600,
+            )
+        )
+        for app in ("ranker", "ranker-batch-nightly-rebuild")
+    }
+    assert lengths["ranker"] <= dashboards.SEARCH_QUERY_MAX < lengths["ranker-batch-nightly-rebuild"]
+
+    body = dashboards.team_body(big, "search", region=REGION)
+    overview = json.dumps(dashboards.overview_body(big, WATCHED, region=REGION))
+
+    assert "long" not in spend_graphs(body)
+    assert body["widgets"][0]["properties"]["markdown"].count("`long` is not drawn") == 1
+    assert "search: long" not in overview
