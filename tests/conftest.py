@@ -50,5 +50,5 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     skip = pytest.mark.skip(reason="needs a deployed stack: PAYMASTER_AWS_TESTS=1 PAYMASTER_AWS_URL=… (tests/aws)")
     for item in items:
-        if "aws" in item.keywords:
+        if item.get_closest_marker("aws"):
             item.add_marker(skip)

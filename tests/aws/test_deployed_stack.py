@@ -9,6 +9,7 @@ provider call on that app's team — it costs a fraction of a cent and counts ag
 """
 
 import os
+import re
 
 import httpx
 import pytest
@@ -29,8 +30,11 @@ def base_url() -> str:
 
 
 @pytest.fixture(scope="module")
-def signed() -> httpx.Client:
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+def signed(base_url: str) -> httpx.Client:
+    """Signed for the region in the URL (https://<id>.execute-api.<region>.amazonaws.com/…), else
+    the credentials' own."""
+    found = re.search(r"\.execute-api\.([a-z0-9-]+)\.amazonaws\.com", base_url)
+    region = found[1] if found else os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     return httpx.Client(auth=SigV4Auth(region), timeout=60)
 
 
@@ -38,7 +42,8 @@ def test_an_unsigned_call_is_refused_by_api_gateway_before_any_function_runs(bas
     response = httpx.get(f"{base_url}/usage", timeout=30)
 
     assert response.status_code == 403
-    assert "message" in response.json()  # API Gateway's own refusal, not the gateway's OpenAI shape
+    # API Gateway's own refusal, in the OpenAI shape the stack's gateway responses give it.
+    assert response.json()["error"]["type"] == "MISSING_AUTHENTICATION_TOKEN"
 
 
 def test_a_signed_caller_sees_its_own_team_s_usage(base_url: str, signed: httpx.Client) -> None:
