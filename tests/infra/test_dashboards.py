@@ -391,12 +391,18 @@ def test_a_search_holds_only_policy_names_and_ors_each_value_with_its_dimension(
             dashboards.search_query("CostMicroUsd", names.REQUEST_DIMENSIONS, {"app": [value]})
 
 
-def test_a_budget_whose_search_cannot_fit_in_cloudwatch_s_limit_is_left_out_and_said(policy: Policy) -> None:
+def with_long_models(policy: Policy, names_: list[str]) -> dict[str, Any]:
+    """The policy's data with models of these (long) names, priced as gpt-4o-mini, for search."""
     data = policy.model_dump(mode="json")
-    extra = [f"model-with-a-long-name-{i:02}-" + "x" * 100 for i in range(8)]
-    for model in extra:
+    for model in names_:
         data["models"][model] = data["models"]["gpt-4o-mini"]
-    data["teams"]["search"]["models"] += extra
+    data["teams"]["search"]["models"] += names_
+    return data
+
+
+def test_a_budget_whose_search_cannot_fit_in_cloudwatch_s_limit_is_left_out_and_said(policy: Policy) -> None:
+    extra = [f"model-with-a-long-name-{i:02}-" + "x" * 100 for i in range(8)]
+    data = with_long_models(policy, extra)
     data["rules"].append(
         {"name": "long-models", "when": {"team": "search", "model": extra}, "limit": 9, "unit": "cost_per_month"}
     )
@@ -410,11 +416,8 @@ def test_a_budget_whose_search_cannot_fit_in_cloudwatch_s_limit_is_left_out_and_
 
 
 def test_a_budget_is_drawn_whole_or_not_at_all_when_only_some_buckets_fit_the_search_limit(policy: Policy) -> None:
-    data = policy.model_dump(mode="json")
     extra = [f"m{i}-" + "x" * 115 for i in range(7)]
-    for model in extra:
-        data["models"][model] = data["models"]["gpt-4o-mini"]
-    data["teams"]["search"]["models"] += extra
+    data = with_long_models(policy, extra)
     data["teams"]["search"]["apps"]["ranker-batch-nightly-rebuild"] = {
         "env": "prod",
         "principals": [{"name": "search-nightly", "arn": "arn:aws:iam::111111111111:role/search-nightly"}],
