@@ -113,9 +113,7 @@ def spend_lines(policy: Policy, team: str, dimensions: MetricDimensions) -> tupl
         if not (rule.is_budget and rule.measure == "cost"):
             continue
         when = rule.when
-        if when.team is not None and team not in when.team:
-            continue
-        apps = [name for name, app in team_apps.items() if _allows(when.app, name) and _allows(when.env, app.env)]
+        apps = [name for name, app in team_apps.items() if when.can_count(team, app.env, {name})]
         rule_models = [model for model in models if _allows(when.model, model)]
         if not apps or not rule_models:
             continue

@@ -29,7 +29,7 @@ receive data, and collapse dimensions a policy has room for.
 from dataclasses import dataclass
 
 from paymaster import names
-from paymaster.domain.policy import Policy, When
+from paymaster.domain.policy import Policy
 
 # The order in which request dimensions collapse past the budget.
 COLLAPSIBLE = (names.DIMENSION_APP, names.DIMENSION_MODEL)
@@ -86,20 +86,10 @@ def metric_streams(policy: Policy, collapsed: tuple[str, ...]) -> int:
             apps = {name for name, app in team.apps.items() if app.env == env}
             # The rules that can refuse this team's requests in env, and the counter store being
             # unavailable (StoreUnavailableError's code).
-            denials += sum(1 for rule in policy.rules if _can_refuse(rule.when, team_name, env, apps)) + 1
+            denials += sum(1 for rule in policy.rules if rule.when.can_count(team_name, env, apps)) + 1
         groups = len(envs) if names.DIMENSION_APP in collapsed else len(team.apps)
         combinations += groups * (1 if names.DIMENSION_MODEL in collapsed else models)
     return len(names.REQUEST_METRICS) * combinations + denials + len(policy.providers)
-
-
-def _can_refuse(when: When, team: str, env: str, apps: set[str]) -> bool:
-    """Whether a rule with `when` counts some request of `team` from one of `apps` (all in `env`);
-    its other keys (user, model, metadata) can match any request."""
-    return (
-        (when.team is None or team in when.team)
-        and (when.env is None or env in when.env)
-        and (when.app is None or not apps.isdisjoint(when.app))
-    )
 
 
 def models_ending(policy: Policy, team: str) -> set[str]:
@@ -111,7 +101,7 @@ def models_ending(policy: Policy, team: str) -> set[str]:
     downgrades = {
         action.downgrade_to
         for rule in policy.rules
-        if any(_can_refuse(rule.when, team, env, names_in_env) for env, names_in_env in by_env.items())
+        if any(rule.when.can_count(team, env, names_in_env) for env, names_in_env in by_env.items())
         for action in rule.actions
         if action.downgrade_to
     }

@@ -5,6 +5,7 @@ validate`); everything after that trusts the model. Unknown keys are errors, so 
 never silently disables it.
 """
 
+from collections.abc import Collection, Mapping, Sequence, Set
 from datetime import date, time
 from decimal import Decimal
 from functools import cached_property
@@ -256,6 +257,15 @@ class When(_Strict):
     env: Values | None = None
     metadata: dict[str, Values] = {}
 
+    def can_count(self, team: str, env: str, apps: Set[str]) -> bool:
+        """Whether a rule with this `when` counts some request of `team` from one of `apps` (all
+        in `env`); its other keys (user, model, metadata) can match any request."""
+        return (
+            (self.team is None or team in self.team)
+            and (self.env is None or env in self.env)
+            and (self.app is None or not apps.isdisjoint(self.app))
+        )
+
 
 class Action(_Strict):
     """One step of a budget's ladder, at a percentage of the limit."""
@@ -390,49 +400,30 @@ class Policy(_Strict):
 
     @model_validator(mode="after")
     def _rules_resolve(self) -> Self:
+        # Two teams may each have an app of the same name: collect over (team, app), not by name.
+        places = [
+            (team_name, app_name, app.env)
+            for team_name, team in self.teams.items()
+            for app_name, app in team.apps.items()
+        ]
+        known = {
+            "team": self.teams.keys(),
+            "app": {app for _, app, _ in places},
+            "model": self.models.keys(),
+            "env": {env for _, _, env in places},
+        }
         rule_names: set[str] = set()
         for rule in self.rules:
             if rule.name in rule_names:
                 raise ValueError(f"two rules are named {rule.name!r}")
             rule_names.add(rule.name)
-            self._when_resolves(rule)
+            _when_resolves(rule, known, places)
             for action in rule.actions:
                 if action.downgrade_to is not None and action.downgrade_to not in self.models:
                     raise ValueError(f"rule {rule.name!r} downgrades to unknown model {action.downgrade_to!r}")
                 if action.downgrade_to is not None and self.models[action.downgrade_to].kind != "chat":
                     raise ValueError(f"rule {rule.name!r} downgrades to {action.downgrade_to!r}, not a chat model")
         return self
-
-    def _when_resolves(self, rule: Rule) -> None:
-        """A rule whose `when` names a team, app, model or env the policy does not have, or whose
-        team, app and env no app has together, would never count a request: a typo that silently
-        lifts a cap. Refused instead."""
-        # Two teams may each have an app of the same name: collect over (team, app), not by name.
-        apps = [(name, app) for team in self.teams.values() for name, app in team.apps.items()]
-        known = {
-            "team": self.teams.keys(),
-            "app": {name for name, _ in apps},
-            "model": self.models.keys(),
-            "env": {app.env for _, app in apps},
-        }
-        for dimension, values in known.items():
-            unknown = [value for value in getattr(rule.when, dimension) or () if value not in values]
-            if unknown:
-                raise ValueError(
-                    f"rule {rule.name!r} counts {dimension} {', '.join(map(repr, unknown))}, which the policy does not "
-                    f"have, so it would never apply (the policy's: {', '.join(sorted(values))})"
-                )
-        when = rule.when
-        if not any(
-            (when.team is None or team_name in when.team)
-            and (when.app is None or app_name in when.app)
-            and (when.env is None or app.env in when.env)
-            for team_name, team in self.teams.items()
-            for app_name, app in team.apps.items()
-        ):
-            raise ValueError(
-                f"rule {rule.name!r} counts no app of the policy (its team, app and env exclude each other)"
-            )
 
     @model_validator(mode="after")
     def _embeddings_servable(self) -> Self:
@@ -492,3 +483,18 @@ class Policy(_Strict):
                 param="model",
             )
         return model
+
+
+def _when_resolves(rule: Rule, known: Mapping[str, Collection[str]], places: Sequence[tuple[str, str, str]]) -> None:
+    """A rule whose `when` names a team, app, model or env the policy does not have (`known`), or
+    whose team, app and env no app of the policy has together (`places`: team, app, env), would
+    never count a request: a typo that silently lifts a cap. Refused instead."""
+    for dimension, values in known.items():
+        unknown = [value for value in getattr(rule.when, dimension) or () if value not in values]
+        if unknown:
+            raise ValueError(
+                f"rule {rule.name!r} counts {dimension} {', '.join(map(repr, unknown))}, which the policy does not "
+                f"have, so it would never apply (the policy's: {', '.join(sorted(values))})"
+            )
+    if not any(rule.when.can_count(team, env, {app}) for team, app, env in places):
+        raise ValueError(f"rule {rule.name!r} counts no app of the policy (its team, app and env exclude each other)")
