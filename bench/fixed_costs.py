@@ -33,7 +33,7 @@ from aws_cdk import App
 
 from paymaster.domain.cardinality import metric_dimensions
 from paymaster_infra.config import CONTEXT_DEPLOY_FILE, CONTEXT_POLICY_FILE, AppConfig
-from paymaster_infra.policy_change import synthesise
+from paymaster_infra.policy_change import synthesise, without_dependencies
 
 # docs/COSTS.md's table (us-east-1).
 P_DASH = 3.00  # per dashboard-month beyond the first FREE_DASHBOARDS
@@ -156,8 +156,7 @@ def main(argv: list[str]) -> int:
     )
     with tempfile.TemporaryDirectory(prefix="paymaster-fixed-costs-") as scratch:
         root = Path(scratch)
-        (root / "deps" / "python").mkdir(parents=True)
-        config = replace(AppConfig.from_context(App(context=context).node), deps_dir=root / "deps")
+        config = without_dependencies(AppConfig.from_context(App(context=context).node), root)
         if args.copies > 1:
             scaled = root / f"{config.policy_file.stem}-x{args.copies}.yaml"
             scaled.write_text(yaml.safe_dump(copied_teams(yaml.safe_load(config.policy_file.read_text()), args.copies)))

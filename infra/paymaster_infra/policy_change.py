@@ -109,12 +109,18 @@ def synthesise(config: AppConfig, workdir: Path) -> dict[str, dict[str, Any]]:
     return {stack.stack_name: stack.template for stack in app.synth().stacks}
 
 
+def without_dependencies(config: AppConfig, root: Path) -> AppConfig:
+    """`config` with an empty dependencies layer under `root`: what synthesising needs of it,
+    without building it from the lock file (no template differs but the layer's asset hash)."""
+    (root / "deps" / "python").mkdir(parents=True)
+    return replace(config, deps_dir=root / "deps")
+
+
 def policy_changes(config: AppConfig, new_policy: Path) -> dict[str, list[ResourceChange]]:
     """Stack name → what deploying `new_policy` instead of `config.policy_file` changes in it."""
     with tempfile.TemporaryDirectory(prefix="paymaster-policy-diff-") as scratch:
         root = Path(scratch)
-        (root / "deps" / "python").mkdir(parents=True)
-        same = replace(config, deps_dir=root / "deps")
+        same = without_dependencies(config, root)
         before = synthesise(same, root / "before")
         after = synthesise(replace(same, policy_file=new_policy), root / "after")
     return {name: template_changes(name, before[name], after.get(name, {})) for name in before}
